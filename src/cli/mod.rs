@@ -1,0 +1,55 @@
+//! The command line: one module per subcommand. `main` parses, sets up telemetry and calls
+//! [`Command::run`].
+
+mod crds;
+mod pending;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+/// Kubernetes operator and Terraform-style CLI for GHL (HighLevel) contacts.
+#[derive(Debug, Parser)]
+#[command(name = "ghl-operator", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "GHL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the operator in a cluster (controllers for the three kinds).
+    Run(pending::PendingArgs),
+    /// Show what applying the manifests would change in GHL.
+    Plan(pending::PendingArgs),
+    /// Apply the manifests to GHL.
+    Apply(pending::PendingArgs),
+    /// Write ContactSyncPolicy manifests from what GHL holds now.
+    Import(pending::PendingArgs),
+    /// Run the embedded GHL sandbox (a stateful emulator of the Contacts API).
+    Sandbox(pending::PendingArgs),
+    /// Plan and apply the examples against the embedded sandbox, then repair a drift.
+    Demo(pending::PendingArgs),
+    /// Print the CustomResourceDefinitions, or write one file per kind.
+    Crds(crds::CrdsArgs),
+}
+
+impl Command {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Run(args) => pending::run("run", args),
+            Command::Plan(args) => pending::run("plan", args),
+            Command::Apply(args) => pending::run("apply", args),
+            Command::Import(args) => pending::run("import", args),
+            Command::Sandbox(args) => pending::run("sandbox", args),
+            Command::Demo(args) => pending::run("demo", args),
+            Command::Crds(args) => crds::run(args),
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! `GhlConnection`: where and how to talk to one GHL sub-account (location).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Conditions, DurationString, SecretKeyRef, SecretRef, conditions_schema};
+
+/// GHL's public API endpoint.
+pub const DEFAULT_BASE_URL: &str = "https://services.leadconnectorhq.com";
+/// The `Version` header every v2 Contacts operation requires.
+pub const DEFAULT_API_VERSION: &str = "2021-07-28";
+
+/// How to reach one GHL sub-account (location) and which credentials to use.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "ghl.servis.ai",
+    version = "v1alpha1",
+    kind = "GhlConnection",
+    namespaced,
+    status = "GhlConnectionStatus",
+    shortname = "ghlconn",
+    category = "ghl",
+    doc = "A connection to one GHL sub-account (location): endpoint, credentials, request budget and credential consumers.",
+    printcolumn = r#"{"name": "Location", "type": "string", "jsonPath": ".spec.locationId"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Authenticated", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Authenticated\")].status"}"#,
+    printcolumn = r#"{"name": "Credential", "type": "string", "jsonPath": ".status.credentials.type"}"#,
+    printcolumn = r#"{"name": "Expires", "type": "date", "jsonPath": ".status.credentials.expiresAt", "priority": 1}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
+    cel
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GhlConnectionSpec {
+    /// The GHL sub-account (location) id this connection serves. Immutable: create a new
+    /// connection to serve another location.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("locationId is immutable"))]
+    #[schemars(length(min = 1, max = 64))]
+    pub location_id: String,
+
+    /// Base URL of the GHL API. If omitted, `https://services.leadconnectorhq.com`; point it at
+    /// `ghl-operator sandbox` to try things without a GHL account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+
+    /// Value of the `Version` header sent with every request. If omitted, `2021-07-28`, the only
+    /// version the v2 Contacts API accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+
+    /// The credentials: exactly one of `privateIntegrationToken` or `oauth`.
+    pub auth: ConnectionAuth,
+
+    /// This connection's share of GHL's per-location request budget. If omitted, GHL's published
+    /// limits (100 requests / 10 s, 200,000 / day) at a 100% share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+
+    /// Where to publish the current access token, and which workloads to restart when it
+    /// rotates. If omitted, the token stays private to the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<Consumers>,
+}
+
+/// Credentials for GHL. Exactly one member must be set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.privateIntegrationToken) != has(self.oauth)").message("set exactly one of privateIntegrationToken or oauth"))]
+pub struct ConnectionAuth {
+    /// A Private Integration Token (static; rotated by a human in GHL and then in the Secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_integration_token: Option<PrivateIntegrationTokenAuth>,
+
+    /// A Marketplace app's OAuth 2.0 grant; the operator refreshes and stores the tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthAuth>,
+}
+
+/// A Private Integration Token kept in a Secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrivateIntegrationTokenAuth {
+    /// The Secret key holding the token. The operator picks up a changed value at once.
+    pub secret_ref: SecretKeyRef,
+
+    /// Report `RotationDue` once the token is older than this (e.g. `90d`). If omitted, the
+    /// token's age is tracked but never reported as due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<DurationString>,
+}
+
+/// Which kind of GHL user the OAuth grant belongs to.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UserType {
+    /// A sub-account token, used directly (the default).
+    #[default]
+    Location,
+    /// An agency token; the operator mints a location token for `locationId` from it.
+    Company,
+}
+
+/// An OAuth 2.0 authorization-code grant of a GHL Marketplace app.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthAuth {
+    /// Secret with the app's `client_id` and `client_secret` keys.
+    pub client_secret_ref: SecretRef,
+
+    /// Secret the operator owns and writes: access token, refresh token, expiry, scopes and a
+    /// revision. Do not edit it by hand while the connection is in use.
+    pub token_secret_ref: SecretRef,
+
+    /// One-time bootstrap: the key holding an authorization code from GHL's consent screen.
+    /// The operator exchanges it once; afterwards the token Secret is the source of truth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_code_secret_ref: Option<SecretKeyRef>,
+
+    /// The redirect URI registered with the app (sent with the code exchange).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uri: Option<String>,
+
+    /// `Location` (default) or `Company`.
+    #[serde(default)]
+    pub user_type: UserType,
+
+    /// Agency (company) id; required with `userType: Company` to mint location tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_id: Option<String>,
+
+    /// Scopes the grant must carry (e.g. `contacts.readonly`, `contacts.write`). Missing scopes
+    /// are reported on the connection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+
+    /// Refresh this long before the access token expires. If omitted, `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_before: Option<DurationString>,
+
+    /// Also refresh on this cron schedule (five fields, UTC), e.g. `0 */12 * * *`. If omitted,
+    /// tokens are refreshed only before they expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_schedule: Option<String>,
+}
+
+/// This connection's part of GHL's per-location request budget.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitSpec {
+    /// Percentage of the location's budget this connection may spend (1-100). If omitted, 100.
+    /// Lower it when other integrations share the sub-account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub share_percent: Option<u8>,
+
+    /// Requests GHL allows per burst window. If omitted, 100 (GHL's published limit); the
+    /// operator follows `X-RateLimit-Max` when GHL reports another value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub requests_per_window: Option<u32>,
+
+    /// Length of the burst window. If omitted, `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<DurationString>,
+
+    /// Requests GHL allows per day. If omitted, 200000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub daily_limit: Option<u32>,
+}
+
+/// Who else needs the access token.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Consumers {
+    /// Name of a Secret (in this namespace) the operator keeps filled with the current access
+    /// token under the key `token`. The Secret is owned by this connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+
+    /// Workloads to restart (rollout) when the access token's content changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollout_restart_targets: Vec<RolloutTarget>,
+
+    /// At most one restart per target within this interval. If omitted, `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_interval: Option<DurationString>,
+}
+
+/// A workload to roll when the token rotates.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutTarget {
+    /// `Deployment`, `StatefulSet` or `DaemonSet`.
+    pub kind: WorkloadKind,
+    /// Name of the workload in this namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Workload kinds that can be rolled.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+/// Observed state of a GhlConnection. Written only by the operator.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GhlConnectionStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready`, `Authenticated`, `RotationDue` (and kstatus `Reconciling` / `Stalled`).
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Conditions,
+
+    /// Facts about the credential in use (never the credential itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<CredentialStatus>,
+
+    /// Scopes GHL granted to the credential, when GHL reports them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+
+    /// The request budget as last reported by GHL's `X-RateLimit-*` headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetStatus>,
+}
+
+/// The kind of credential a connection uses.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialType {
+    PrivateIntegrationToken,
+    OAuth,
+}
+
+/// Facts about a connection's credential.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialStatus {
+    /// `PrivateIntegrationToken` or `OAuth`.
+    #[serde(rename = "type")]
+    pub type_: CredentialType,
+    /// Increases by one each time the credential in use changes.
+    #[serde(default)]
+    pub revision: i64,
+    /// When the access token expires (OAuth only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+    /// When the operator will next refresh or rotate the credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_time: Option<Time>,
+    /// When the credential last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotated_at: Option<Time>,
+    /// Refresh attempts that failed since the last success.
+    #[serde(default)]
+    pub failed_refresh_attempts: i32,
+}
+
+/// Remaining request budget of the location, as GHL last reported it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetStatus {
+    /// Requests left in the current burst window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_remaining: Option<u32>,
+    /// Requests allowed per burst window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_limit: Option<u32>,
+    /// Requests left today.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_remaining: Option<u32>,
+    /// Requests allowed per day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_limit: Option<u32>,
+}
+
+impl GhlConnectionSpec {
+    /// The API base URL, with the default filled in.
+    pub fn base_url(&self) -> &str {
+        self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL)
+    }
+
+    /// The `Version` header value, with the default filled in.
+    pub fn api_version(&self) -> &str {
+        self.api_version.as_deref().unwrap_or(DEFAULT_API_VERSION)
+    }
+}

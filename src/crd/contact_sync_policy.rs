@@ -1,0 +1,331 @@
+//! `ContactSyncPolicy`: the contacts a sub-account must hold, with their tasks, notes and tags.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{
+    Conditions, ConfigMapKeyRef, ConnectionRef, DeletionPolicy, DurationString, Mode, PlanSummary,
+    SecretKeyRef, conditions_schema,
+};
+
+/// Declared contacts, their tasks, notes and tags, kept in sync with one GHL sub-account.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "ghl.servis.ai",
+    version = "v1alpha1",
+    kind = "ContactSyncPolicy",
+    namespaced,
+    status = "ContactSyncPolicyStatus",
+    shortname = "csp",
+    shortname = "ghlpolicy",
+    category = "ghl",
+    doc = "Contacts (with tasks, notes and tags) that a GHL sub-account must hold; planned and applied like Terraform.",
+    printcolumn = r#"{"name": "Mode", "type": "string", "jsonPath": ".spec.mode"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Synced", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Synced\")].status"}"#,
+    printcolumn = r#"{"name": "Desired", "type": "integer", "jsonPath": ".status.counts.desired"}"#,
+    printcolumn = r#"{"name": "InSync", "type": "integer", "jsonPath": ".status.counts.inSync"}"#,
+    printcolumn = r#"{"name": "Drifted", "type": "integer", "jsonPath": ".status.counts.drifted"}"#,
+    printcolumn = r#"{"name": "Failed", "type": "integer", "jsonPath": ".status.counts.failed"}"#,
+    printcolumn = r#"{"name": "LastSync", "type": "date", "jsonPath": ".status.lastSyncTime", "priority": 1}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
+    cel
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactSyncPolicySpec {
+    /// The GhlConnection to use. Immutable: a policy's ledger belongs to one sub-account.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("connectionRef is immutable"))]
+    pub connection_ref: ConnectionRef,
+
+    /// How a declared contact is matched to a contact already in GHL (adoption): `email`
+    /// (default) or `phone`. A matched contact is adopted, never duplicated.
+    #[serde(default)]
+    pub match_by: MatchBy,
+
+    /// `Apply` (default) writes the plan to GHL; `Plan` only reports it in status.
+    #[serde(default)]
+    pub mode: Mode,
+
+    /// Delete contacts, tasks and notes this policy created and no longer declares. If
+    /// omitted, false: undeclared objects are left in GHL and forgotten.
+    #[serde(default)]
+    pub prune: bool,
+
+    /// `Orphan` (default) leaves GHL untouched when the policy is deleted; `Delete` removes
+    /// what the policy created or added (its ledger) first.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// Full drift check every this long (jittered). If omitted, `10m`. GHL webhooks trigger
+    /// targeted checks sooner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resync_interval: Option<DurationString>,
+
+    /// Limits per run; a plan beyond them is not applied and the policy reports `Stalled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<Safety>,
+
+    /// Per-field ownership: `Enforce` (default; revert drift), `InitOnly` (set on create
+    /// only) or `Observe` (report drift, never write). Keys are contact field names
+    /// (`firstName`, `phone`, ...), `customFields.<id>`, or `tags`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub field_policy: BTreeMap<String, FieldPolicy>,
+
+    /// Contacts declared inline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<ContactRecord>,
+
+    /// Contacts declared in ConfigMap or Secret keys (CSV, JSON or YAML), for large lists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contacts_from: Vec<ContactSource>,
+}
+
+/// The field that identifies a declared contact in GHL.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum MatchBy {
+    /// Match on the (case-insensitive) email address.
+    #[default]
+    Email,
+    /// Match on the phone number (E.164).
+    Phone,
+}
+
+/// Who owns a contact field.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FieldPolicy {
+    /// The declared value wins: drift is reverted.
+    #[default]
+    Enforce,
+    /// Set when the contact is created; afterwards GHL's value is left alone.
+    InitOnly,
+    /// Never written; differences are reported as drift.
+    Observe,
+}
+
+/// Per-run limits on what a plan may do.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Safety {
+    /// Most deletes one run may make. If omitted, 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_deletes: Option<u32>,
+    /// Most writes (creates, updates, tag changes, deletes) one run may make. If omitted, unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_changes: Option<u32>,
+}
+
+/// One declared contact. Only the fields given are managed; omitted fields are left alone.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactRecord {
+    /// Email address; required when `matchBy: email`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Phone number in E.164 form (`+14155550100`); required when `matchBy: phone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// First name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    /// Last name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    /// Full name, when first/last are not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Company name (set on create; GHL ignores it on update).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_name: Option<String>,
+    /// Street address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address1: Option<String>,
+    /// City.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    /// State or region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Postal code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    /// Two-letter country code (`US`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Website URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub website: Option<String>,
+    /// IANA time zone (`America/Chicago`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Lead source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Birth date, `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_of_birth: Option<String>,
+    /// GHL user id the contact is assigned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_to: Option<String>,
+    /// Do-not-disturb on all channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnd: Option<bool>,
+    /// Custom field values by GHL custom field id: a string, a number, or a list of strings.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "custom_field_values_schema")]
+    pub custom_fields: BTreeMap<String, serde_json::Value>,
+    /// Tags the contact must carry. Other tags on the contact are left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Tasks the contact must have, identified by `key`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
+    pub tasks: Vec<TaskRecord>,
+    /// Notes the contact must have, identified by `key`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
+    pub notes: Vec<NoteRecord>,
+}
+
+/// A declared task on a contact.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRecord {
+    /// Stable identity of the task within its contact (the operator maps it to a GHL task id).
+    #[schemars(length(min = 1, max = 128))]
+    pub key: String,
+    /// Task title.
+    #[schemars(length(min = 1))]
+    pub title: String,
+    /// Task description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Due date and time (RFC 3339, e.g. `2030-01-10T15:00:00Z`).
+    pub due_date: String,
+    /// GHL user id the task is assigned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_to: Option<String>,
+    /// Whether the task is done. If omitted, false.
+    #[serde(default)]
+    pub completed: bool,
+}
+
+/// A declared note on a contact.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NoteRecord {
+    /// Stable identity of the note within its contact (the operator maps it to a GHL note id).
+    #[schemars(length(min = 1, max = 128))]
+    pub key: String,
+    /// Note text.
+    #[schemars(length(min = 1))]
+    pub body: String,
+}
+
+/// A ConfigMap or Secret key holding contact records.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.configMapRef) != has(self.secretRef)").message("set exactly one of configMapRef or secretRef"))]
+pub struct ContactSource {
+    /// A ConfigMap key with the records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<ConfigMapKeyRef>,
+    /// A Secret key with the records (for lists that must not be readable by everyone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+    /// `csv` (header row of field names; `tags` separated by `;`), `json` (an array of
+    /// records) or `yaml` (a list of records). If omitted, guessed from the key's extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<RecordFormat>,
+}
+
+/// Encodings for `contactsFrom`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordFormat {
+    Csv,
+    Json,
+    Yaml,
+}
+
+/// Observed state of a ContactSyncPolicy. Written only by the operator.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactSyncPolicyStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready`, `Synced`, `Drifted`, `Stalled`, `Reconciling`.
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Conditions,
+
+    /// The last computed plan (in `Plan` mode: what would be applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanSummary>,
+
+    /// How many declared contacts are in which state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<SyncCounts>,
+
+    /// When the last sync (plan and, in `Apply` mode, apply) finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+
+    /// When the last sync finished with GHL matching the declared state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_sync_time: Option<Time>,
+
+    /// Records that failed validation or could not be applied (at most 20; see `counts.failed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<RecordFailure>,
+}
+
+/// Counts of declared contacts by state.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncCounts {
+    /// Valid declared contacts.
+    #[serde(default)]
+    pub desired: u32,
+    /// Contacts whose GHL state matches the declaration.
+    #[serde(default)]
+    pub in_sync: u32,
+    /// Contacts changed in GHL since the operator last wrote them.
+    #[serde(default)]
+    pub drifted: u32,
+    /// Records rejected or not applied.
+    #[serde(default)]
+    pub failed: u32,
+}
+
+/// One record the operator could not handle. Never carries personal data: records are named
+/// by position and GHL id.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordFailure {
+    /// Where the record came from, e.g. `contacts[3]` or `contactsFrom[0][17]`.
+    pub record: String,
+    /// The offending field, when one is to blame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// A stable CamelCase reason.
+    pub reason: String,
+    /// What went wrong and how to fix it.
+    pub message: String,
+}
+
+/// Custom field values are free-form JSON (string, number or list); validated by the operator.
+fn custom_field_values_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": {
+            "x-kubernetes-preserve-unknown-fields": true
+        }
+    })
+}

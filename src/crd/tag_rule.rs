@@ -1,0 +1,156 @@
+//! `TagRule`: tags that the contacts matching a selector must (or must not) carry.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{
+    Conditions, ConnectionRef, DeletionPolicy, DurationString, Mode, PlanSummary, conditions_schema,
+};
+
+/// Tags that contacts matching a selector must carry or lose.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "ghl.servis.ai",
+    version = "v1alpha1",
+    kind = "TagRule",
+    namespaced,
+    status = "TagRuleStatus",
+    shortname = "ghltr",
+    shortname = "tagrule",
+    category = "ghl",
+    doc = "Tags that GHL contacts matching a selector must carry (addTags) or lose (removeTags).",
+    printcolumn = r#"{"name": "Mode", "type": "string", "jsonPath": ".spec.mode"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Matched", "type": "integer", "jsonPath": ".status.matched"}"#,
+    printcolumn = r#"{"name": "Compliant", "type": "integer", "jsonPath": ".status.compliant"}"#,
+    printcolumn = r#"{"name": "Pending", "type": "integer", "jsonPath": ".status.pending"}"#,
+    printcolumn = r#"{"name": "Conflict", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Conflict\")].status", "priority": 1}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
+    cel
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("(has(self.addTags) ? size(self.addTags) : 0) + (has(self.removeTags) ? size(self.removeTags) : 0) > 0").message("set at least one of addTags or removeTags"),
+    validation = Rule::new("!has(self.addTags) || !has(self.removeTags) || self.addTags.all(t, !(t in self.removeTags))").message("a tag cannot be in both addTags and removeTags")
+)]
+pub struct TagRuleSpec {
+    /// The GhlConnection to use. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("connectionRef is immutable"))]
+    pub connection_ref: ConnectionRef,
+
+    /// Which contacts the rule applies to.
+    pub selector: TagSelector,
+
+    /// Tags every matching contact must carry.
+    #[serde(default)]
+    pub add_tags: Vec<String>,
+
+    /// Tags no matching contact may carry.
+    #[serde(default)]
+    pub remove_tags: Vec<String>,
+
+    /// `Apply` (default) writes tag changes; `Plan` only reports them.
+    #[serde(default)]
+    pub mode: Mode,
+
+    /// `Orphan` (default) keeps the tags this rule added when the rule is deleted; `Delete`
+    /// removes them (only those the rule itself added, per its ledger).
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// Full re-evaluation every this long (jittered). If omitted, `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resync_interval: Option<DurationString>,
+}
+
+/// Selects contacts with GHL search semantics. All filters must match (AND).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TagSelector {
+    /// Search filters, all of which must match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<ContactFilter>,
+
+    /// Only contacts managed by this ContactSyncPolicy (same namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_ref: Option<PolicyRef>,
+
+    /// Also require a note on the contact containing this phrase (case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note_contains: Option<String>,
+}
+
+/// A ContactSyncPolicy in the rule's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRef {
+    /// Name of the ContactSyncPolicy.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// One search filter.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.operator in ['exists', 'not_exists'] ? !has(self.value) : has(self.value)").message("value is required, except with exists / not_exists where it must be omitted"))]
+pub struct ContactFilter {
+    /// Contact field: `email`, `phone`, `tags`, `source`, `companyName`, `city`, `state`,
+    /// `country`, `postalCode`, `firstNameLowerCase`, `lastNameLowerCase`, `assignedTo`,
+    /// `dnd`, `dateAdded`, `dateUpdated`, or `customFields.<id>`.
+    #[schemars(length(min = 1))]
+    pub field: String,
+    /// `eq`, `not_eq`, `contains`, `not_contains`, `exists` or `not_exists`.
+    pub operator: FilterOperator,
+    /// The value to compare with (omit for `exists` / `not_exists`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 75))]
+    pub value: Option<String>,
+}
+
+/// GHL search operators.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterOperator {
+    Eq,
+    NotEq,
+    Contains,
+    NotContains,
+    Exists,
+    NotExists,
+}
+
+/// Observed state of a TagRule. Written only by the operator.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TagRuleStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready`, `Synced`, `Conflict`, `Stalled`, `Reconciling`.
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Conditions,
+
+    /// Contacts the selector matches.
+    #[serde(default)]
+    pub matched: u32,
+
+    /// Matched contacts already carrying / lacking the tags as required.
+    #[serde(default)]
+    pub compliant: u32,
+
+    /// Matched contacts still to change.
+    #[serde(default)]
+    pub pending: u32,
+
+    /// The last computed plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanSummary>,
+
+    /// When the last evaluation finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+}

@@ -1,0 +1,15 @@
+//! ghl-operator: keeps GHL (HighLevel) Contacts data matched to state declared in Kubernetes
+//! custom resources, Terraform-style.
+//!
+//! The layout follows the architecture:
+//! - [`crd`]: the custom resource types (the API users write);
+//! - [`ghl`]: the GHL client (trait, HTTP, models, budget, retry, errors, auth);
+//! - [`cli`]: one module per subcommand;
+//! - [`telemetry`], [`privacy`], [`tls`]: cross-cutting plumbing.
+
+pub mod cli;
+pub mod crd;
+pub mod ghl;
+pub mod privacy;
+pub mod telemetry;
+pub mod tls;
