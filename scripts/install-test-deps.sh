@@ -6,3 +6,8 @@ cd "$(dirname "$0")/.."
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add rustfmt clippy
 fi
+
+# openapi-core validates the sandbox's traffic against GHL's official OpenAPI specs.
+if ! python3 -c 'import openapi_core' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check 'openapi-core>=0.19,<0.24'
+fi

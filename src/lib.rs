@@ -4,6 +4,7 @@
 //! The layout follows the architecture:
 //! - [`crd`]: the custom resource types (the API users write);
 //! - [`ghl`]: the GHL client (trait, HTTP, models, budget, retry, errors, auth);
+//! - [`sandbox`]: the GHL emulator (embedded default and test double);
 //! - [`cli`]: one module per subcommand;
 //! - [`telemetry`], [`privacy`], [`tls`]: cross-cutting plumbing.
 
@@ -11,5 +12,6 @@ pub mod cli;
 pub mod crd;
 pub mod ghl;
 pub mod privacy;
+pub mod sandbox;
 pub mod telemetry;
 pub mod tls;

@@ -3,6 +3,7 @@
 
 mod crds;
 mod pending;
+mod sandbox;
 
 use std::process::ExitCode;
 
@@ -33,7 +34,7 @@ pub enum Command {
     /// Write ContactSyncPolicy manifests from what GHL holds now.
     Import(pending::PendingArgs),
     /// Run the embedded GHL sandbox (a stateful emulator of the Contacts API).
-    Sandbox(pending::PendingArgs),
+    Sandbox(Box<sandbox::SandboxArgs>),
     /// Plan and apply the examples against the embedded sandbox, then repair a drift.
     Demo(pending::PendingArgs),
     /// Print the CustomResourceDefinitions, or write one file per kind.
@@ -47,7 +48,7 @@ impl Command {
             Command::Plan(args) => pending::run("plan", args),
             Command::Apply(args) => pending::run("apply", args),
             Command::Import(args) => pending::run("import", args),
-            Command::Sandbox(args) => pending::run("sandbox", args),
+            Command::Sandbox(args) => sandbox::run(*args).await,
             Command::Demo(args) => pending::run("demo", args),
             Command::Crds(args) => crds::run(args),
         }

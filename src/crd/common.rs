@@ -129,6 +129,17 @@ impl DurationString {
     }
 }
 
+impl std::str::FromStr for DurationString {
+    type Err = InvalidDuration;
+
+    /// Accepts only what [`DurationString::parse`] accepts.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let value = Self::new(text);
+        value.parse()?;
+        Ok(value)
+    }
+}
+
 impl std::fmt::Display for DurationString {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

@@ -3,4 +3,5 @@
 
 pub mod limited_server;
 pub mod mock_ghl;
+pub mod sandbox;
 pub mod spec;

@@ -1,0 +1,205 @@
+//! The GHL sandbox: a stateful, in-memory emulator of GHL's Contacts and OAuth APIs, the
+//! embedded default of the CLI and the test double of every test (nothing calls real GHL).
+//!
+//! It behaves like GHL where clients can tell: response envelopes and field names, 20-character
+//! ids, `{"succeded": true}`, NestJS-style 422s for unknown or mistyped fields, the `Version`
+//! header, bearer tokens and scopes, per-location rate limits with `X-RateLimit-*` headers,
+//! expiring access tokens and single-use refresh tokens, search that lags writes, duplicate
+//! rules on create and upsert, and signed webhooks. Faults can be injected deterministically.
+//!
+//! Admin routes under `/__sandbox/` (not GHL's): `GET stats`, `GET state`, `POST reset`,
+//! `POST oauth/code`, `POST clock`, `GET webhook-keys`, `PATCH|DELETE contacts/{id}` (edits as a
+//! person in GHL's UI would make them: not counted, webhooks sent).
+//!
+//! # Deliberate deviations from the official spec
+//! Where the spec is silent or contradicts documented behaviour, the sandbox follows the
+//! documented behaviour (see `API-FACTS.md`):
+//! - `POST /contacts/search`: the spec's body schema is empty and its 200 schema missing; the
+//!   sandbox takes `locationId`, `pageLimit` (≤ 500), `page`, `searchAfter`, `filters`, `sort`,
+//!   `query` and answers `{contacts, total}` as the 2025-08-26 spec revision declared, each
+//!   contact carrying its `searchAfter` cursor `[sort value, id]` (a number for dates, as in
+//!   the spec's example, although its schema says strings). Page numbers stop at 10,000
+//!   records (422).
+//! - Unknown ids answer 404 `{"statusCode":404,"message":"Contact not found"}`; the spec declares
+//!   no 404 and GHL's real status for this is unconfirmed.
+//! - Creating a contact that duplicates one by email or phone (when the location does not allow
+//!   duplicates) answers 400 with `meta.contactId` / `meta.matchingField`.
+//! - `POST /contacts/bulk/tags/update/{type}`: `responses` items are objects (as the spec's
+//!   example and GHL send), not the strings the schema declares; `type` is `add` or `remove`.
+//! - `POST /locations/{id}/tasks/search` answers `{tasks: [task, ...]}`; the spec types `tasks`
+//!   as an array of arrays.
+//! - `dateOfBirth` and numeric custom field values are accepted as strings / numbers (the spec
+//!   types them `object` while its examples are strings and numbers).
+//! - Tags are stored trimmed and lower-cased.
+//! - No `TaskUpdate` webhook (GHL documents none); completing a task sends `TaskComplete`.
+//! - A webhook answered 429 is retried after `webhook_retry_delay` (GHL: 10 minutes) up to 6
+//!   times; other failures are dropped, as at GHL.
+//! - `/oauth/locationToken` answers with a `refresh_token` (GHL added it in 2026; the v2 spec
+//!   does not list it).
+
+mod auth;
+mod clock;
+pub mod config;
+mod errors;
+mod faults;
+mod gateway;
+mod ids;
+mod rate_limit;
+mod routes;
+mod search;
+pub mod seed;
+mod stats;
+mod store;
+mod validate;
+pub mod webhooks;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use config::{FaultSpec, RateLimit, SandboxConfig};
+pub use seed::{Seed, SeedContact};
+
+use auth::{OAuthApp, Tokens};
+use clock::Clock;
+use config::DEFAULT_LOCATION_ID;
+use ids::IdGen;
+use rate_limit::RateLimiter;
+use stats::Stats;
+use store::Store;
+use webhooks::Webhooks;
+
+/// Shared state of a running sandbox.
+pub(crate) struct App {
+    api_version: String,
+    company_id: String,
+    seed: Seed,
+    allow_duplicates: bool,
+    store: Mutex<Store>,
+    tokens: Mutex<Tokens>,
+    rate_limiter: RateLimiter,
+    faults: FaultSpec,
+    stats: Arc<Stats>,
+    clock: Arc<Clock>,
+    webhooks: Webhooks,
+}
+
+impl App {
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn tokens(&self) -> MutexGuard<'_, Tokens> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Back to the seeded state: data, rate limits and counters (issued tokens stay valid).
+    fn reset(&self) -> Result<(), String> {
+        self.store().reset(&self.seed, self.allow_duplicates)?;
+        self.rate_limiter.reset();
+        self.stats.reset();
+        self.tokens().refresh_token_reuse = 0;
+        Ok(())
+    }
+}
+
+/// A sandbox serving on a local port.
+pub struct RunningSandbox {
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    pub addr: SocketAddr,
+    pub location_id: String,
+    pub token: String,
+    server: JoinHandle<()>,
+}
+
+impl RunningSandbox {
+    /// Stops serving.
+    pub fn stop(self) {
+        self.server.abort();
+    }
+}
+
+impl Drop for RunningSandbox {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Starts a sandbox on `listen` (port 0 picks a free port).
+pub async fn start(config: SandboxConfig, listen: SocketAddr) -> Result<RunningSandbox, String> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    serve(config, listener).await
+}
+
+/// Serves a sandbox on an already bound listener.
+pub async fn serve(config: SandboxConfig, listener: TcpListener) -> Result<RunningSandbox, String> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("listener has no address: {e}"))?;
+    let ids = Arc::new(IdGen::new(config.faults.seed));
+    let clock = Arc::new(Clock::default());
+    let stats = Arc::new(Stats::default());
+    let location_id = if config.location_id.is_empty() {
+        DEFAULT_LOCATION_ID.to_owned()
+    } else {
+        config.location_id.clone()
+    };
+    let mut store = Store::new(
+        location_id.clone(),
+        config.allow_duplicate_contact,
+        config.search_lag,
+        Arc::clone(&ids),
+        Arc::clone(&clock),
+    );
+    store.reset(&config.seed, config.allow_duplicate_contact)?;
+    let tokens = Tokens::new(
+        config.token.clone(),
+        &location_id,
+        &config.company_id,
+        OAuthApp {
+            client_id: config.oauth_client_id.clone(),
+            client_secret: config.oauth_client_secret.clone(),
+        },
+        config.access_token_ttl,
+        Arc::clone(&ids),
+    );
+    let webhooks = Webhooks::start(
+        config.webhook_url.clone(),
+        location_id.clone(),
+        config.webhook_retry_delay,
+        Arc::clone(&ids),
+        Arc::clone(&clock),
+        Arc::clone(&stats),
+    );
+    let app = Arc::new(App {
+        api_version: crate::crd::connection::DEFAULT_API_VERSION.to_owned(),
+        company_id: config.company_id.clone(),
+        seed: config.seed.clone(),
+        allow_duplicates: config.allow_duplicate_contact,
+        store: Mutex::new(store),
+        tokens: Mutex::new(tokens),
+        rate_limiter: RateLimiter::new(config.rate_limit, config.daily_limit),
+        faults: config.faults.clone(),
+        stats,
+        clock,
+        webhooks,
+    });
+    let router = routes::router(app);
+    let server = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "sandbox server stopped");
+        }
+    });
+    Ok(RunningSandbox {
+        url: format!("http://{addr}"),
+        addr,
+        location_id,
+        token: config.token,
+        server,
+    })
+}
