@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod crd;
+pub mod engine;
 pub mod ghl;
 pub mod privacy;
 pub mod sandbox;

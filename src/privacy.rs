@@ -9,6 +9,7 @@ const MAX_LEN: usize = 300;
 /// Replaces email addresses and phone-number-like digit runs with `[redacted]` and caps the
 /// length. Cheap enough to call on every error message.
 pub fn redact(text: &str) -> String {
+    let text = &unquote_values(text);
     let mut out = String::with_capacity(text.len().min(MAX_LEN));
     for (i, word) in text.split_inclusive(char::is_whitespace).enumerate() {
         if i > 0 && out.len() >= MAX_LEN {
@@ -31,6 +32,23 @@ pub fn redact(text: &str) -> String {
         }
         out.truncate(cut);
         out.push('…');
+    }
+    out
+}
+
+/// Parsers quote offending values in backticks (`` invalid type: integer `5` ``): drop them.
+fn unquote_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut parts = text.split('`');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    for (i, part) in parts.enumerate() {
+        if i % 2 == 0 {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(part);
+        }
     }
     out
 }
@@ -61,6 +79,12 @@ mod tests {
         assert!(!out.contains("ada@example.com"), "{out}");
         assert!(!out.contains("14155550100"), "{out}");
         assert!(out.contains("contact [redacted] with phone"), "{out}");
+    }
+
+    #[test]
+    fn quoted_values_from_parsers_are_removed() {
+        let out = redact("invalid type: string `Ada Lovelace`, expected a boolean");
+        assert_eq!(out, "invalid type: string [redacted], expected a boolean");
     }
 
     #[test]

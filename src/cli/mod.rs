@@ -1,9 +1,15 @@
 //! The command line: one module per subcommand. `main` parses, sets up telemetry and calls
 //! [`Command::run`].
 
+mod apply;
 mod crds;
+mod demo;
+mod import;
+pub mod manifests;
 mod pending;
+mod plan;
 mod sandbox;
+pub mod workspace;
 
 use std::process::ExitCode;
 
@@ -28,15 +34,15 @@ pub enum Command {
     /// Run the operator in a cluster (controllers for the three kinds).
     Run(pending::PendingArgs),
     /// Show what applying the manifests would change in GHL.
-    Plan(pending::PendingArgs),
+    Plan(Box<plan::PlanArgs>),
     /// Apply the manifests to GHL.
-    Apply(pending::PendingArgs),
-    /// Write ContactSyncPolicy manifests from what GHL holds now.
-    Import(pending::PendingArgs),
+    Apply(Box<apply::ApplyArgs>),
+    /// Write a ContactSyncPolicy manifest from what GHL holds now.
+    Import(Box<import::ImportArgs>),
     /// Run the embedded GHL sandbox (a stateful emulator of the Contacts API).
     Sandbox(Box<sandbox::SandboxArgs>),
     /// Plan and apply the examples against the embedded sandbox, then repair a drift.
-    Demo(pending::PendingArgs),
+    Demo(demo::DemoArgs),
     /// Print the CustomResourceDefinitions, or write one file per kind.
     Crds(crds::CrdsArgs),
 }
@@ -45,11 +51,11 @@ impl Command {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self {
             Command::Run(args) => pending::run("run", args),
-            Command::Plan(args) => pending::run("plan", args),
-            Command::Apply(args) => pending::run("apply", args),
-            Command::Import(args) => pending::run("import", args),
+            Command::Plan(args) => plan::run(*args).await,
+            Command::Apply(args) => apply::run(*args).await,
+            Command::Import(args) => import::run(*args).await,
             Command::Sandbox(args) => sandbox::run(*args).await,
-            Command::Demo(args) => pending::run("demo", args),
+            Command::Demo(args) => demo::run(args).await,
             Command::Crds(args) => crds::run(args),
         }
     }

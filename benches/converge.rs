@@ -1,0 +1,277 @@
+//! Converging 10,000 contacts (each with 2 tags, 1 task, 1 note) against the sandbox, then
+//! resyncing the converged state and repairing 1% drift. Prints API calls (from the sandbox's
+//! counters) against the minimum, 429s, wall time under a scaled-down rate limit, and the
+//! engine's peak memory. The sandbox runs as its own process, so memory is the engine's.
+//!
+//! `cargo bench --bench converge`; `BENCH_CONTACTS=100000` for a larger run.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ghl_operator::crd::contact_sync_policy::ContactSyncPolicySpec;
+use ghl_operator::engine::state::MemoryStore;
+use ghl_operator::engine::{Mode, SyncOptions, sync_policy};
+use ghl_operator::ghl::budget::BudgetConfig;
+use ghl_operator::ghl::{ConnectionSettings, GhlMetrics, StaticToken};
+use serde_json::{Value, json};
+
+const LOCATION: &str = "ve9EPM428h8vShlRW1KT";
+/// GHL's 100 requests / 10 s, 100 times faster.
+const RATE: (u32, Duration) = (100, Duration::from_millis(100));
+
+struct Sandbox {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_sandbox() -> Sandbox {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ghl-operator"))
+        .args([
+            "sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--rate-limit",
+            &format!("{}/{}ms", RATE.0, RATE.1.as_millis()),
+            "--daily-limit",
+            "100000000",
+            "--search-lag",
+            "1s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the sandbox starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    let url = first.trim().rsplit(' ').next().unwrap().to_owned();
+    Sandbox { child, url }
+}
+
+fn peak_memory_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn stats(http: &reqwest::Client, url: &str) -> Value {
+    http.get(format!("{url}/__sandbox/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn delta(after: &Value, before: &Value) -> (u64, u64, u64) {
+    let total = after["totalRequests"].as_u64().unwrap_or(0)
+        - before["totalRequests"].as_u64().unwrap_or(0);
+    let reads_of = |s: &Value| -> u64 {
+        s["byOperation"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(op, _)| {
+                op.ends_with(".search") || op.ends_with(".get") || op.ends_with(".list")
+            })
+            .map(|(_, n)| n.as_u64().unwrap_or(0))
+            .sum()
+    };
+    let reads = reads_of(after) - reads_of(before);
+    let limited =
+        after["rateLimited"].as_u64().unwrap_or(0) - before["rateLimited"].as_u64().unwrap_or(0);
+    (total, reads, limited)
+}
+
+fn spec(n: usize) -> ContactSyncPolicySpec {
+    let contacts: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"email": format!("p{i:06}@bench.example"), "firstName": format!("P{i}"),
+                   "tags": ["bench", format!("cohort-{}", i % 10)],
+                   "tasks": [{"key": "follow-up", "title": format!("Follow up {i}"), "dueDate": "2030-01-10T15:00:00Z"}],
+                   "notes": [{"key": "origin", "body": format!("Imported in the benchmark, record {i}")}]})
+        })
+        .collect();
+    serde_json::from_value(json!({"connectionRef": {"name": "bench"}, "contacts": contacts}))
+        .unwrap()
+}
+
+fn main() {
+    let n: usize = std::env::var("BENCH_CONTACTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    ghl_operator::tls::install_default_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(bench(n));
+}
+
+async fn bench(n: usize) {
+    let sandbox = start_sandbox();
+    let http = reqwest::Client::new();
+    let mut settings = ConnectionSettings::new(&sandbox.url, LOCATION);
+    settings.budget = BudgetConfig {
+        requests_per_window: RATE.0,
+        window: RATE.1,
+        ..BudgetConfig::default()
+    };
+    let (client, _) = settings
+        .connect(
+            Arc::new(StaticToken::new("pit-sandbox-token")),
+            Arc::new(GhlMetrics::default()),
+        )
+        .unwrap();
+    let store = MemoryStore::default();
+    let spec = spec(n);
+    let run = |mode: Mode, deep: bool| {
+        let mut options = SyncOptions::new(mode, jiff::Timestamp::now());
+        options.observe.deep = deep;
+        options.apply.concurrency = 16;
+        options
+    };
+    println!(
+        "benchmark: {n} contacts, each with 2 tags, 1 task, 1 note; rate limit {}/{:?} (GHL's, 100x faster)",
+        RATE.0, RATE.1
+    );
+
+    // Cold converge.
+    let before = stats(&http, &sandbox.url).await;
+    let started = Instant::now();
+    let cold = sync_policy(&client, &store, &spec, &[], run(Mode::Apply, false))
+        .await
+        .unwrap();
+    let cold_time = started.elapsed();
+    let (cold_calls, cold_reads, cold_429) = delta(&stats(&http, &sandbox.url).await, &before);
+    let failures = cold.applied.as_ref().map_or(0, |a| a.failures.len());
+    let minimum = 3 * n as u64 + 1; // a create per contact (tags included), task and note; one empty search
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    // Resync of the converged state: routine, then deep.
+    let before = stats(&http, &sandbox.url).await;
+    let started = Instant::now();
+    let resync = sync_policy(&client, &store, &spec, &[], run(Mode::Apply, false))
+        .await
+        .unwrap();
+    let resync_time = started.elapsed();
+    let after_resync = stats(&http, &sandbox.url).await;
+    let (resync_calls, resync_reads, _) = delta(&after_resync, &before);
+    let before = after_resync;
+    let deep = sync_policy(&client, &store, &spec, &[], run(Mode::Plan, true))
+        .await
+        .unwrap();
+    let (deep_calls, _, _) = delta(&stats(&http, &sandbox.url).await, &before);
+
+    // 1% drift made in GHL's UI, then repaired.
+    let state: Value = http
+        .get(format!("{}/__sandbox/state", sandbox.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let drifted = n / 100;
+    for contact in state["contacts"].as_array().unwrap().iter().take(drifted) {
+        let id = contact["id"].as_str().unwrap();
+        http.patch(format!("{}/__sandbox/contacts/{id}", sandbox.url))
+            .json(&json!({"firstName": "Changed in the UI"}))
+            .send()
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let before = stats(&http, &sandbox.url).await;
+    let started = Instant::now();
+    let repair = sync_policy(&client, &store, &spec, &[], run(Mode::Apply, false))
+        .await
+        .unwrap();
+    let repair_time = started.elapsed();
+    let after = stats(&http, &sandbox.url).await;
+    let (repair_calls, repair_reads, _) = delta(&after, &before);
+    let repair_writes = repair_calls - repair_reads;
+    let total_429 = after["rateLimited"].as_u64().unwrap_or(0);
+
+    println!();
+    println!(
+        "{:<44} {:>10} {:>10} {:>9}",
+        "step", "API calls", "target", "time"
+    );
+    println!(
+        "{:<44} {:>10} {:>10} {:>8.1}s",
+        "cold converge (all writes + reads)",
+        cold_calls,
+        format!("{minimum} min"),
+        cold_time.as_secs_f64()
+    );
+    println!("{:<44} {:>10} {:>10}", "  of which reads", cold_reads, "");
+    println!(
+        "{:<44} {:>10.3}",
+        "  calls / minimum",
+        cold_calls as f64 / minimum as f64
+    );
+    println!(
+        "{:<44} {:>10} {:>10} {:>8.1}s",
+        "resync of the converged state",
+        resync_calls,
+        format!("~{}", n / 500 + n / 100),
+        resync_time.as_secs_f64()
+    );
+    println!(
+        "{:<44} {:>10} {:>10}",
+        "  writes during the resync",
+        resync_calls - resync_reads,
+        "0"
+    );
+    println!(
+        "{:<44} {:>10} {:>10}",
+        "deep resync (also every note)",
+        deep_calls,
+        format!("~{}", n / 500 + n / 100 + n)
+    );
+    println!(
+        "{:<44} {:>10} {:>10} {:>8.1}s",
+        format!("repair {drifted} drifted contacts (1%): writes"),
+        repair_writes,
+        drifted,
+        repair_time.as_secs_f64()
+    );
+    println!("{:<44} {:>10}", "  reads during the repair", repair_reads);
+    println!(
+        "{:<44} {:>10} {:>10}",
+        "429 answers (whole run)", total_429, "0"
+    );
+    println!(
+        "{:<44} {:>10} {:>10}",
+        "records failed in the cold converge", failures, "0"
+    );
+    println!(
+        "{:<44} {:>9.1}M",
+        "engine peak memory (VmHWM)",
+        peak_memory_mib()
+    );
+    println!();
+    println!(
+        "checks: resync plan empty = {}, deep plan empty = {}, repair left {} failures",
+        resync.plan.is_empty(),
+        deep.plan.is_empty(),
+        repair.applied.map_or(0, |a| a.failures.len())
+    );
+    let _ = cold_429;
+}

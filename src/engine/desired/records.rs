@@ -1,0 +1,233 @@
+//! Reading contact records from `contactsFrom` sources: CSV, JSON or YAML text. Every record
+//! is parsed on its own, so one bad record is reported and the others still load.
+
+use serde_json::{Map, Value};
+
+use crate::crd::contact_sync_policy::{ContactRecord, RecordFormat};
+use crate::engine::fields::Field;
+use crate::privacy::redact;
+
+/// A record, or why it could not be read. Errors never quote record values.
+pub type ParsedRecord = Result<ContactRecord, RecordError>;
+
+/// A problem with one record (or a whole source).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordError {
+    pub field: Option<String>,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl RecordError {
+    pub fn new(field: Option<&str>, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.map(str::to_owned),
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Picks the format from the spec or the key's extension.
+pub fn format_for(declared: Option<RecordFormat>, key: &str) -> Option<RecordFormat> {
+    declared.or_else(|| {
+        let lower = key.to_lowercase();
+        if lower.ends_with(".csv") {
+            Some(RecordFormat::Csv)
+        } else if lower.ends_with(".json") {
+            Some(RecordFormat::Json)
+        } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+            Some(RecordFormat::Yaml)
+        } else {
+            None
+        }
+    })
+}
+
+/// Parses a source's text into records. `Err` when the source as a whole is unreadable.
+pub fn parse(format: RecordFormat, text: &str) -> Result<Vec<ParsedRecord>, RecordError> {
+    match format {
+        RecordFormat::Json => {
+            let values: Vec<Value> = serde_json::from_str(text).map_err(|e| {
+                RecordError::new(
+                    None,
+                    "InvalidSource",
+                    format!("not a JSON array of records: {}", redact(&e.to_string())),
+                )
+            })?;
+            Ok(values.into_iter().map(record_from_value).collect())
+        }
+        RecordFormat::Yaml => {
+            let values: Vec<Value> = serde_saphyr::from_str(text).map_err(|e| {
+                RecordError::new(
+                    None,
+                    "InvalidSource",
+                    format!("not a YAML list of records: {}", redact(&e.to_string())),
+                )
+            })?;
+            Ok(values.into_iter().map(record_from_value).collect())
+        }
+        RecordFormat::Csv => parse_csv(text),
+    }
+}
+
+fn record_from_value(value: Value) -> ParsedRecord {
+    if let Some(object) = value.as_object() {
+        for key in object.keys() {
+            let known = matches!(key.as_str(), "tags" | "customFields" | "tasks" | "notes")
+                || Field::from_name(key).is_some();
+            if !known {
+                return Err(RecordError::new(
+                    Some(key),
+                    "UnknownField",
+                    format!("unknown field {key:?}"),
+                ));
+            }
+        }
+    }
+    serde_json::from_value::<ContactRecord>(value).map_err(|e| {
+        RecordError::new(
+            None,
+            "InvalidRecord",
+            format!("cannot read the record: {}", redact(&e.to_string())),
+        )
+    })
+}
+
+/// CSV: a header row of field names (`email`, `firstName`, ..., `tags` with `;` between tags,
+/// `customFields.<id>`, `dnd` as true/false); tasks and notes need JSON or YAML.
+fn parse_csv(text: &str) -> Result<Vec<ParsedRecord>, RecordError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|_| RecordError::new(None, "InvalidSource", "the CSV has no readable header row"))?
+        .clone();
+    for column in headers.iter() {
+        let known = column == "tags"
+            || column
+                .strip_prefix("customFields.")
+                .is_some_and(|id| !id.is_empty())
+            || Field::from_name(column).is_some();
+        if !known {
+            return Err(RecordError::new(
+                Some(column),
+                "UnknownColumn",
+                format!(
+                    "unknown CSV column {column:?} (use GHL field names, tags, or customFields.<id>)"
+                ),
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    for row in reader.records() {
+        let row = match row {
+            Ok(row) => row,
+            Err(_) => {
+                out.push(Err(RecordError::new(
+                    None,
+                    "InvalidRecord",
+                    "the row has the wrong number of columns",
+                )));
+                continue;
+            }
+        };
+        let mut object = Map::new();
+        let mut custom = Map::new();
+        for (column, cell) in headers.iter().zip(row.iter()) {
+            if cell.is_empty() {
+                continue;
+            }
+            if column == "tags" {
+                let tags: Vec<Value> = cell
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(|t| Value::String(t.to_owned()))
+                    .collect();
+                object.insert("tags".into(), Value::Array(tags));
+            } else if let Some(id) = column.strip_prefix("customFields.") {
+                custom.insert(id.to_owned(), Value::String(cell.to_owned()));
+            } else if column == "dnd" {
+                match cell.to_lowercase().as_str() {
+                    "true" | "yes" | "1" => object.insert("dnd".into(), Value::Bool(true)),
+                    "false" | "no" | "0" => object.insert("dnd".into(), Value::Bool(false)),
+                    _ => {
+                        out.push(Err(RecordError::new(
+                            Some("dnd"),
+                            "InvalidValue",
+                            "dnd must be true or false",
+                        )));
+                        continue;
+                    }
+                };
+            } else {
+                object.insert(column.to_owned(), Value::String(cell.to_owned()));
+            }
+        }
+        if !custom.is_empty() {
+            object.insert("customFields".into(), Value::Object(custom));
+        }
+        out.push(record_from_value(Value::Object(object)));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows_become_records() {
+        let text = "email,firstName,tags,customFields.abc,dnd\nada@example.com,Ada,vip; newsletter,gold,yes\ngrace@example.com,Grace,,,\n";
+        let records = parse(RecordFormat::Csv, text).unwrap();
+        let ada = records[0].as_ref().unwrap();
+        assert_eq!(ada.email.as_deref(), Some("ada@example.com"));
+        assert_eq!(ada.tags, ["vip", "newsletter"]);
+        assert_eq!(ada.custom_fields["abc"], "gold");
+        assert_eq!(ada.dnd, Some(true));
+        assert!(records[1].as_ref().unwrap().tags.is_empty());
+    }
+
+    #[test]
+    fn csv_problems_are_located() {
+        let err = parse(RecordFormat::Csv, "email,shoeSize\na@b.co,44\n").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("shoeSize"));
+        let records = parse(RecordFormat::Csv, "email,dnd\na@b.co,maybe\nb@b.co,no\n").unwrap();
+        assert_eq!(
+            records[0].as_ref().unwrap_err().field.as_deref(),
+            Some("dnd")
+        );
+        assert!(records[1].is_ok());
+    }
+
+    #[test]
+    fn json_and_yaml_records_fail_one_by_one_without_quoting_values() {
+        let text = r#"[{"email": "a@b.co", "tasks": [{"key": "k", "title": "T", "dueDate": "2030-01-01T00:00:00Z"}]},
+                       {"email": 12345678901}, {"email": "c@d.co", "shoe": 1}]"#;
+        let records = parse(RecordFormat::Json, text).unwrap();
+        assert_eq!(records[0].as_ref().unwrap().tasks.len(), 1);
+        let err = records[1].as_ref().unwrap_err();
+        assert!(!err.message.contains("12345678901"), "{}", err.message);
+        assert_eq!(
+            records[2].as_ref().unwrap_err().field.as_deref(),
+            Some("shoe")
+        );
+        let yaml = "- email: a@b.co\n  tags: [x]\n- phone: '+14155550100'\n";
+        assert_eq!(parse(RecordFormat::Yaml, yaml).unwrap().len(), 2);
+        assert!(parse(RecordFormat::Json, "{\"not\": \"a list\"}").is_err());
+    }
+
+    #[test]
+    fn format_guessed_from_the_key() {
+        assert_eq!(format_for(None, "contacts.CSV"), Some(RecordFormat::Csv));
+        assert_eq!(format_for(None, "x.yml"), Some(RecordFormat::Yaml));
+        assert_eq!(
+            format_for(Some(RecordFormat::Json), "x.csv"),
+            Some(RecordFormat::Json)
+        );
+        assert_eq!(format_for(None, "contacts"), None);
+    }
+}

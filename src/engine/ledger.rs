@@ -1,0 +1,340 @@
+//! The ledger: what a policy or rule owns in GHL, by GHL id — contacts it created or adopted,
+//! tags it added, tasks and notes it created — plus in-flight intents. It changes only through
+//! [`Change`]s, which the applier persists *before* (intents) and *after* (results) each GHL
+//! call, so a rerun after a crash at any point neither duplicates nor loses anything.
+//! Pure data; persistence lives in `state`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::fields::Field;
+
+/// Everything one owner (a ContactSyncPolicy or TagRule) holds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ledger {
+    /// Owned or adopted contacts by GHL id.
+    #[serde(default)]
+    pub contacts: BTreeMap<String, OwnedContact>,
+    /// Contact creates started but not confirmed, by match key.
+    #[serde(default)]
+    pub pending: BTreeMap<String, Timestamp>,
+}
+
+/// A contact under management.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnedContact {
+    /// The match key (normalized email or phone) it was declared with.
+    pub key: String,
+    /// True when this owner created it (only then may `prune` delete it).
+    #[serde(default)]
+    pub created: bool,
+    /// Tags this owner added (the only tags it will ever remove).
+    #[serde(default)]
+    pub tags: BTreeSet<String>,
+    #[serde(default)]
+    pub tasks: BTreeMap<String, OwnedItem>,
+    #[serde(default)]
+    pub notes: BTreeMap<String, OwnedItem>,
+    /// Fingerprint of the contact's searchable data after our last write or check; a search
+    /// result that differs means GHL changed it (or search has not caught up yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<u64>,
+    /// When we last wrote the contact (search lags writes for a while).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_at: Option<Timestamp>,
+    /// Normalized values last written or confirmed for fields search does not return.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hidden: BTreeMap<String, String>,
+}
+
+/// An owned task or note. `id: None` means its create is in flight.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnedItem {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Fingerprint of the declared content last written or confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<u64>,
+}
+
+/// Tasks or notes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ItemKind {
+    Task,
+    Note,
+}
+
+/// One durable change to a ledger.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Change {
+    /// About to create the contact with this match key.
+    #[serde(rename_all = "camelCase")]
+    CreateStarted { key: String, at: Timestamp },
+    /// The create started for this key definitely did not happen (GHL refused it).
+    #[serde(rename_all = "camelCase")]
+    CreateAbandoned { key: String },
+    /// The contact with this key is `id` (created by us, or adopted).
+    #[serde(rename_all = "camelCase")]
+    ContactBound {
+        key: String,
+        id: String,
+        created: bool,
+    },
+    /// GHL's data for the contact as of our write or check.
+    #[serde(rename_all = "camelCase")]
+    ContactObserved {
+        id: String,
+        fingerprint: u64,
+        written_at: Option<Timestamp>,
+        hidden: BTreeMap<String, String>,
+    },
+    /// The contact is no longer managed (released, pruned, or gone from GHL).
+    #[serde(rename_all = "camelCase")]
+    ContactForgotten { id: String },
+    /// About to add these tags (recorded first: only tags that were absent are added).
+    #[serde(rename_all = "camelCase")]
+    TagsAdded { id: String, tags: BTreeSet<String> },
+    /// These tags were removed, or are no longer ours.
+    #[serde(rename_all = "camelCase")]
+    TagsReleased { id: String, tags: BTreeSet<String> },
+    /// About to create a task or note.
+    #[serde(rename_all = "camelCase")]
+    ItemStarted {
+        id: String,
+        kind: ItemKind,
+        key: String,
+    },
+    /// The task or note with this key is `item_id`, with this content.
+    #[serde(rename_all = "camelCase")]
+    ItemBound {
+        id: String,
+        kind: ItemKind,
+        key: String,
+        item_id: String,
+        fingerprint: u64,
+    },
+    /// The task or note is no longer owned (deleted, released or gone).
+    #[serde(rename_all = "camelCase")]
+    ItemForgotten {
+        id: String,
+        kind: ItemKind,
+        key: String,
+    },
+}
+
+impl Ledger {
+    /// Applies a change. Changes naming unknown contacts are ignored (replays are idempotent).
+    pub fn apply(&mut self, change: &Change) {
+        match change {
+            Change::CreateStarted { key, at } => {
+                self.pending.insert(key.clone(), *at);
+            }
+            Change::CreateAbandoned { key } => {
+                self.pending.remove(key);
+            }
+            Change::ContactBound { key, id, created } => {
+                self.pending.remove(key);
+                let entry = self.contacts.entry(id.clone()).or_default();
+                entry.key = key.clone();
+                entry.created |= *created;
+            }
+            Change::ContactObserved {
+                id,
+                fingerprint,
+                written_at,
+                hidden,
+            } => {
+                if let Some(c) = self.contacts.get_mut(id) {
+                    c.fingerprint = Some(*fingerprint);
+                    if written_at.is_some() {
+                        c.written_at = *written_at;
+                    }
+                    c.hidden.extend(hidden.clone());
+                }
+            }
+            Change::ContactForgotten { id } => {
+                self.contacts.remove(id);
+            }
+            Change::TagsAdded { id, tags } => {
+                if let Some(c) = self.contacts.get_mut(id) {
+                    c.tags.extend(tags.iter().cloned());
+                }
+            }
+            Change::TagsReleased { id, tags } => {
+                if let Some(c) = self.contacts.get_mut(id) {
+                    c.tags.retain(|t| !tags.contains(t));
+                }
+            }
+            Change::ItemStarted { id, kind, key } => {
+                if let Some(c) = self.contacts.get_mut(id) {
+                    c.items_mut(*kind).entry(key.clone()).or_default();
+                }
+            }
+            Change::ItemBound {
+                id,
+                kind,
+                key,
+                item_id,
+                fingerprint,
+            } => {
+                if let Some(c) = self.contacts.get_mut(id) {
+                    c.items_mut(*kind).insert(
+                        key.clone(),
+                        OwnedItem {
+                            id: Some(item_id.clone()),
+                            fingerprint: Some(*fingerprint),
+                        },
+                    );
+                }
+            }
+            Change::ItemForgotten { id, kind, key } => {
+                if let Some(c) = self.contacts.get_mut(id) {
+                    c.items_mut(*kind).remove(key);
+                }
+            }
+        }
+    }
+
+    /// The owned contact declared with `key`, if any.
+    pub fn by_key(&self, key: &str) -> Option<(&String, &OwnedContact)> {
+        self.contacts.iter().find(|(_, c)| c.key == key)
+    }
+}
+
+impl OwnedContact {
+    pub fn items(&self, kind: ItemKind) -> &BTreeMap<String, OwnedItem> {
+        match kind {
+            ItemKind::Task => &self.tasks,
+            ItemKind::Note => &self.notes,
+        }
+    }
+
+    fn items_mut(&mut self, kind: ItemKind) -> &mut BTreeMap<String, OwnedItem> {
+        match kind {
+            ItemKind::Task => &mut self.tasks,
+            ItemKind::Note => &mut self.notes,
+        }
+    }
+
+    /// The hidden-field value last written or confirmed.
+    pub fn hidden(&self, field: Field) -> Option<&str> {
+        self.hidden.get(field.name()).map(String::as_str)
+    }
+}
+
+/// A stable 64-bit fingerprint (FNV-1a) of some text parts, for change detection.
+pub fn fingerprint<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes().chain(std::iter::once(0x1f)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        "2030-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn a_create_goes_from_intent_to_binding() {
+        let mut ledger = Ledger::default();
+        ledger.apply(&Change::CreateStarted {
+            key: "a@b.co".into(),
+            at: now(),
+        });
+        assert!(ledger.pending.contains_key("a@b.co"));
+        ledger.apply(&Change::ContactBound {
+            key: "a@b.co".into(),
+            id: "c1".into(),
+            created: true,
+        });
+        assert!(ledger.pending.is_empty());
+        assert!(ledger.contacts["c1"].created);
+        assert_eq!(ledger.by_key("a@b.co").unwrap().0, "c1");
+        // Adopting later never downgrades ownership.
+        ledger.apply(&Change::ContactBound {
+            key: "a@b.co".into(),
+            id: "c1".into(),
+            created: false,
+        });
+        assert!(ledger.contacts["c1"].created);
+    }
+
+    #[test]
+    fn tags_and_items_track_what_we_own() {
+        let mut ledger = Ledger::default();
+        ledger.apply(&Change::ContactBound {
+            key: "k".into(),
+            id: "c1".into(),
+            created: false,
+        });
+        ledger.apply(&Change::TagsAdded {
+            id: "c1".into(),
+            tags: ["vip".into(), "x".into()].into(),
+        });
+        ledger.apply(&Change::TagsReleased {
+            id: "c1".into(),
+            tags: ["x".into()].into(),
+        });
+        assert_eq!(
+            ledger.contacts["c1"].tags,
+            BTreeSet::from(["vip".to_owned()])
+        );
+        ledger.apply(&Change::ItemStarted {
+            id: "c1".into(),
+            kind: ItemKind::Task,
+            key: "t".into(),
+        });
+        assert_eq!(ledger.contacts["c1"].tasks["t"].id, None, "in flight");
+        ledger.apply(&Change::ItemBound {
+            id: "c1".into(),
+            kind: ItemKind::Task,
+            key: "t".into(),
+            item_id: "t1".into(),
+            fingerprint: 7,
+        });
+        assert_eq!(ledger.contacts["c1"].tasks["t"].id.as_deref(), Some("t1"));
+        ledger.apply(&Change::ItemForgotten {
+            id: "c1".into(),
+            kind: ItemKind::Task,
+            key: "t".into(),
+        });
+        assert!(ledger.contacts["c1"].tasks.is_empty());
+        ledger.apply(&Change::ContactForgotten { id: "c1".into() });
+        assert!(ledger.contacts.is_empty());
+    }
+
+    #[test]
+    fn changes_round_trip_through_json() {
+        let change = Change::ItemBound {
+            id: "c".into(),
+            kind: ItemKind::Note,
+            key: "n".into(),
+            item_id: "n1".into(),
+            fingerprint: 1,
+        };
+        let text = serde_json::to_string(&change).unwrap();
+        assert!(text.contains("\"op\":\"itemBound\""), "{text}");
+        assert_eq!(serde_json::from_str::<Change>(&text).unwrap(), change);
+    }
+
+    #[test]
+    fn fingerprints_separate_parts() {
+        assert_ne!(fingerprint(["ab", "c"]), fingerprint(["a", "bc"]));
+        assert_eq!(fingerprint(["x"]), fingerprint(["x"]));
+    }
+}

@@ -1,0 +1,22 @@
+//! The reconcile engine, Terraform-style: observe GHL, plan against the declared state and the
+//! ledger, apply the plan. One engine for the CLI and the controllers.
+//!
+//! - [`desired`]: declared records, validated and normalized (pure);
+//! - [`observe`]: reads GHL (network) into [`observed`] views;
+//! - [`plan`]: the pure planner and its rendering;
+//! - [`apply`]: executes a plan crash-safely (network + state);
+//! - [`ledger`] and [`state`]: what each owner holds, and where that is kept;
+//! - [`tag_rule`]: the same pipeline for TagRules.
+
+pub mod apply;
+pub mod desired;
+pub mod fields;
+pub mod ledger;
+pub mod observe;
+pub mod observed;
+pub mod plan;
+pub mod state;
+pub mod sync;
+pub mod tag_rule;
+
+pub use sync::{Mode, SyncError, SyncOptions, SyncOutcome, sync_policy};

@@ -1,0 +1,281 @@
+//! Observation: reads what the planner needs from GHL, spending the request budget well.
+//!
+//! - Contacts: one paginated search over the location (500 per page, `searchAfter` past
+//!   10,000), keeping only contacts a record or the ledger refers to.
+//! - Search lags writes, so a managed contact missing from the results, or whose search view
+//!   differs from what we last wrote less than `lag_tolerance` ago, is re-read with GET.
+//! - Tasks: the location task search in batches of contact ids; per-contact lists only when the
+//!   token lacks `locations/tasks.readonly`.
+//! - Notes (no location-wide read exists): per contact, only where a note has no known id yet,
+//!   or on a deep resync.
+//! - Hidden fields (not in search results): GET on a deep resync only; otherwise the ledger's
+//!   last written values stand in.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt, stream};
+use jiff::Timestamp;
+
+use crate::crd::contact_sync_policy::MatchBy;
+use crate::engine::desired::Desired;
+use crate::engine::ledger::{ItemKind, Ledger};
+use crate::engine::observed::{ContactView, HIDDEN_FROM_SEARCH, Observed};
+use crate::ghl::models::{ContactSearch, TaskSearch};
+use crate::ghl::paginate::{location_tasks_all, search_all};
+use crate::ghl::{ErrorClass, GhlApi, GhlError};
+
+/// Contacts per task-search request.
+const TASK_SEARCH_BATCH: usize = 250;
+/// Tasks per task-search page.
+const TASK_SEARCH_PAGE: u32 = 100;
+
+/// How thoroughly to look.
+#[derive(Clone, Copy, Debug)]
+pub struct ObserveOptions {
+    /// Also read every declared contact's notes and hidden fields (catches edits that search
+    /// cannot see).
+    pub deep: bool,
+    /// How long after our own write a differing search result is re-read instead of trusted.
+    pub lag_tolerance: Duration,
+    /// Parallel per-contact reads.
+    pub concurrency: usize,
+    pub now: Timestamp,
+}
+
+impl ObserveOptions {
+    pub fn new(now: Timestamp) -> Self {
+        Self {
+            deep: false,
+            lag_tolerance: Duration::from_secs(60),
+            concurrency: 8,
+            now,
+        }
+    }
+}
+
+/// Reads the observed state for `desired` and `ledger`.
+pub async fn observe(
+    api: &dyn GhlApi,
+    desired: &Desired,
+    ledger: &Ledger,
+    options: ObserveOptions,
+) -> Result<Observed, GhlError> {
+    let match_by = desired.match_by;
+    let wanted_keys: BTreeSet<&str> = desired.contacts.iter().map(|c| c.key.as_str()).collect();
+    let mut observed = Observed::default();
+
+    // 1. One pass over the location's contacts.
+    let search = ContactSearch {
+        page_limit: 500,
+        ..ContactSearch::default()
+    };
+    let mut pages = search_all(api, search);
+    while let Some(contact) = pages.try_next().await? {
+        let view = ContactView::from_contact(&contact, false);
+        let relevant = ledger.contacts.contains_key(&view.id)
+            || view
+                .key(match_by)
+                .is_some_and(|k| wanted_keys.contains(k.as_str()));
+        if relevant {
+            observed.insert(view, match_by);
+        }
+    }
+
+    // 2. GET what search cannot be trusted for.
+    let lag = jiff::SignedDuration::try_from(options.lag_tolerance).unwrap_or_default();
+    let mut to_get: BTreeSet<String> = BTreeSet::new();
+    for (id, owned) in &ledger.contacts {
+        match observed.contacts.get(id) {
+            None => {
+                to_get.insert(id.clone());
+            }
+            Some(view) => {
+                let recently_written = owned
+                    .written_at
+                    .is_some_and(|at| options.now.duration_since(at) < lag);
+                if recently_written && owned.fingerprint != Some(view.fingerprint()) {
+                    to_get.insert(id.clone());
+                }
+            }
+        }
+    }
+    if options.deep {
+        for contact in &desired.contacts {
+            let declares_hidden = HIDDEN_FROM_SEARCH
+                .iter()
+                .any(|f| contact.fields.contains_key(f));
+            if declares_hidden {
+                to_get.extend(contact_ids(&observed, ledger, &contact.key, match_by));
+            }
+        }
+    }
+    let fetched: Vec<(String, Result<Option<ContactView>, GhlError>)> = stream::iter(to_get)
+        .map(|id| async move {
+            let result = match api.get_contact(&id).await {
+                Ok(contact) => Ok(Some(ContactView::from_contact(&contact, true))),
+                Err(e) if e.class() == ErrorClass::NotFound => Ok(None),
+                Err(e) => Err(e),
+            };
+            (id, result)
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .collect()
+        .await;
+    for (id, result) in fetched {
+        match result? {
+            Some(view) => observed.insert(view, match_by),
+            None => {
+                observed.contacts.remove(&id);
+                observed.gone.insert(id);
+            }
+        }
+    }
+
+    // 3. Tasks of every contact that has declared or owned tasks.
+    let mut task_contacts: BTreeSet<String> = BTreeSet::new();
+    let mut note_contacts: BTreeSet<String> = BTreeSet::new();
+    for contact in &desired.contacts {
+        let ids = contact_ids(&observed, ledger, &contact.key, match_by);
+        if !contact.tasks.is_empty() {
+            task_contacts.extend(ids.iter().cloned());
+        }
+        if !contact.notes.is_empty() {
+            for id in &ids {
+                let owned = ledger.contacts.get(id);
+                let all_bound = contact.notes.iter().all(|n| {
+                    owned
+                        .and_then(|o| o.items(ItemKind::Note).get(&n.key))
+                        .is_some_and(|item| item.id.is_some())
+                });
+                if options.deep || !all_bound {
+                    note_contacts.insert(id.clone());
+                }
+            }
+        }
+    }
+    for (id, owned) in &ledger.contacts {
+        if !owned.tasks.is_empty() {
+            task_contacts.insert(id.clone());
+        }
+        if owned.notes.values().any(|n| n.id.is_none()) {
+            note_contacts.insert(id.clone());
+        }
+    }
+    task_contacts.retain(|id| observed.contacts.contains_key(id));
+    note_contacts.retain(|id| observed.contacts.contains_key(id));
+    read_tasks(api, &task_contacts, &mut observed, options.concurrency).await?;
+    read_notes(api, &note_contacts, &mut observed, options.concurrency).await?;
+    Ok(observed)
+}
+
+/// Ids a declared contact may be: its ledger binding and any contact with its key.
+fn contact_ids(observed: &Observed, ledger: &Ledger, key: &str, _match_by: MatchBy) -> Vec<String> {
+    let mut ids: Vec<String> = ledger
+        .by_key(key)
+        .map(|(id, _)| id.clone())
+        .into_iter()
+        .collect();
+    for id in observed.by_key.get(key).into_iter().flatten() {
+        if !ids.contains(id) {
+            ids.push(id.clone());
+        }
+    }
+    ids.retain(|id| !observed.gone.contains(id));
+    ids
+}
+
+async fn read_tasks(
+    api: &dyn GhlApi,
+    contacts: &BTreeSet<String>,
+    observed: &mut Observed,
+    concurrency: usize,
+) -> Result<(), GhlError> {
+    for id in contacts {
+        observed.tasks.insert(id.clone(), Vec::new());
+    }
+    let ids: Vec<&String> = contacts.iter().collect();
+    let mut fallback = false;
+    'batches: for batch in ids.chunks(TASK_SEARCH_BATCH) {
+        let search = TaskSearch {
+            contact_ids: batch.iter().map(|s| (*s).clone()).collect(),
+            limit: TASK_SEARCH_PAGE,
+            ..TaskSearch::default()
+        };
+        let mut tasks = location_tasks_all(api, search);
+        loop {
+            match tasks.try_next().await {
+                Ok(Some(task)) => match task.contact_id.clone() {
+                    Some(contact) if observed.tasks.contains_key(&contact) => {
+                        observed.tasks.entry(contact).or_default().push(task);
+                    }
+                    Some(_) => {}
+                    // Without the contact id the results cannot be grouped.
+                    None => {
+                        fallback = true;
+                        break 'batches;
+                    }
+                },
+                Ok(None) => break,
+                // A token without `locations/tasks.readonly` reads per contact instead.
+                Err(e) if e.class() == ErrorClass::Auth => {
+                    fallback = true;
+                    break 'batches;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if fallback {
+        let lists: Vec<(String, Result<Vec<crate::ghl::models::Task>, GhlError>)> =
+            stream::iter(contacts.iter().cloned())
+                .map(|id| async move {
+                    let result = api.list_tasks(&id).await;
+                    (id, result)
+                })
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await;
+        for (id, result) in lists {
+            match result {
+                Ok(tasks) => {
+                    observed.tasks.insert(id, tasks);
+                }
+                Err(e) if e.class() == ErrorClass::NotFound => {
+                    observed.tasks.insert(id, Vec::new());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn read_notes(
+    api: &dyn GhlApi,
+    contacts: &BTreeSet<String>,
+    observed: &mut Observed,
+    concurrency: usize,
+) -> Result<(), GhlError> {
+    let lists: Vec<(String, Result<Vec<crate::ghl::models::Note>, GhlError>)> =
+        stream::iter(contacts.iter().cloned())
+            .map(|id| async move {
+                let result = api.list_notes(&id).await;
+                (id, result)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+    for (id, result) in lists {
+        match result {
+            Ok(notes) => {
+                observed.notes.insert(id, notes);
+            }
+            Err(e) if e.class() == ErrorClass::NotFound => {
+                observed.notes.insert(id, Vec::new());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! What GHL holds, as far as the planner needs it: compact views of the relevant contacts
+//! (only fields, custom fields and tags), their tasks and notes where read, and the managed
+//! contacts GHL no longer has. Pure data.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::Value;
+
+use crate::crd::contact_sync_policy::MatchBy;
+use crate::engine::fields::{Field, normalize_custom_value, normalize_phone, normalize_tag};
+use crate::engine::ledger::fingerprint;
+use crate::ghl::models::{Contact, Note, Task};
+
+/// Fields GHL's search results do not carry (the search `Contact` schema lacks them); known
+/// only from GET, create and update answers.
+pub const HIDDEN_FROM_SEARCH: [Field; 4] = [
+    Field::Name,
+    Field::Address1,
+    Field::Website,
+    Field::Timezone,
+];
+
+/// A contact reduced to what can be managed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ContactView {
+    pub id: String,
+    pub fields: BTreeMap<Field, String>,
+    /// True when read through GET/create/update (every field known); false for search
+    /// results, where [`HIDDEN_FROM_SEARCH`] fields are unknown.
+    pub complete: bool,
+    pub custom: BTreeMap<String, Value>,
+    pub tags: BTreeSet<String>,
+}
+
+impl ContactView {
+    pub fn from_contact(contact: &Contact, complete: bool) -> Self {
+        let fields = Field::ALL
+            .into_iter()
+            .filter(|f| complete || !HIDDEN_FROM_SEARCH.contains(f))
+            .filter_map(|f| f.read(contact).map(|v| (f, v)))
+            .collect();
+        let custom = contact
+            .custom_fields
+            .iter()
+            .filter(|c| !c.value.is_null())
+            .map(|c| (c.id.clone(), c.value.clone()))
+            .collect();
+        Self {
+            id: contact.id.clone(),
+            fields,
+            complete,
+            custom,
+            tags: contact.tags.iter().map(|t| normalize_tag(t)).collect(),
+        }
+    }
+
+    /// The value of `field`: `Some(None)` when known to be empty, `None` when unknown.
+    pub fn known(&self, field: Field) -> Option<Option<&str>> {
+        if !self.complete && HIDDEN_FROM_SEARCH.contains(&field) {
+            None
+        } else {
+            Some(self.fields.get(&field).map(String::as_str))
+        }
+    }
+
+    /// The match key under `match_by`.
+    pub fn key(&self, match_by: MatchBy) -> Option<String> {
+        match match_by {
+            MatchBy::Email => self
+                .fields
+                .get(&Field::Email)
+                .map(|e| Field::Email.normalize(e)),
+            MatchBy::Phone => self.fields.get(&Field::Phone).map(|p| normalize_phone(p)),
+        }
+        .filter(|k| !k.is_empty())
+    }
+
+    /// Fingerprint of what search can see: comparable between search results and full reads.
+    pub fn fingerprint(&self) -> u64 {
+        let mut parts: Vec<String> = Vec::new();
+        for field in Field::ALL {
+            if HIDDEN_FROM_SEARCH.contains(&field) {
+                continue;
+            }
+            parts.push(field.name().into());
+            parts.push(
+                self.fields
+                    .get(&field)
+                    .map(|v| field.normalize(v))
+                    .unwrap_or_default(),
+            );
+        }
+        for (id, value) in &self.custom {
+            parts.push(format!("cf:{id}"));
+            parts.push(normalize_custom_value(value));
+        }
+        parts.push("tags".into());
+        parts.extend(self.tags.iter().cloned());
+        fingerprint(parts.iter().map(String::as_str))
+    }
+
+    /// Normalized values of the hidden fields (when known), for the ledger.
+    pub fn hidden_values(&self) -> BTreeMap<String, String> {
+        if !self.complete {
+            return BTreeMap::new();
+        }
+        HIDDEN_FROM_SEARCH
+            .iter()
+            .map(|f| {
+                let value = self
+                    .fields
+                    .get(f)
+                    .map(|v| f.normalize(v))
+                    .unwrap_or_default();
+                (f.name().to_owned(), value)
+            })
+            .collect()
+    }
+}
+
+/// The observed state for one plan.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    pub contacts: HashMap<String, ContactView>,
+    /// Match key → ids of contacts with it (several when the location allows duplicates).
+    pub by_key: HashMap<String, Vec<String>>,
+    /// Managed contacts GHL answered 404 for.
+    pub gone: BTreeSet<String>,
+    /// Tasks by contact id, for contacts whose tasks were read.
+    pub tasks: HashMap<String, Vec<Task>>,
+    /// Notes by contact id, for contacts whose notes were read.
+    pub notes: HashMap<String, Vec<Note>>,
+}
+
+impl Observed {
+    /// Adds (or replaces) a contact view, indexing it under `match_by`.
+    pub fn insert(&mut self, view: ContactView, match_by: MatchBy) {
+        if let Some(key) = view.key(match_by) {
+            let ids = self.by_key.entry(key).or_default();
+            if !ids.contains(&view.id) {
+                ids.push(view.id.clone());
+            }
+        }
+        self.contacts.insert(view.id.clone(), view);
+    }
+}

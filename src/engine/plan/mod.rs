@@ -1,0 +1,494 @@
+//! The planner: a pure function of (desired, observed, ledger, options) to a [`Plan`] listing
+//! every write the applier will make, Terraform-style. No I/O, no clock (time comes in as
+//! data), so every decision is unit-tested.
+//!
+//! Semantics (see PRODUCT.md): declared contacts are matched by `matchBy` and adopted rather
+//! than duplicated; only declared fields are managed, per `fieldPolicy`; tags are a set — added
+//! when declared, removed only when this owner added them and no longer declares them; tasks
+//! and notes are identified by their `key`; `prune` deletes what this owner created and no
+//! longer declares; `safety` limits stop a large plan.
+
+mod contact;
+pub(crate) mod items;
+pub mod render;
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::crd::common::PlanSummary;
+use crate::crd::contact_sync_policy::{RecordFailure, SyncCounts};
+use crate::engine::desired::Desired;
+use crate::engine::fields::Field;
+use crate::engine::ledger::{ItemKind, Ledger};
+use crate::engine::observed::Observed;
+use crate::ghl::models::{CreateContact, CreateNote, CreateTask, UpdateNote, UpdateTask};
+
+pub use contact::plan_contact;
+
+/// Default `safety.maxDeletes`.
+pub const DEFAULT_MAX_DELETES: u32 = 10;
+
+/// Planner options from the spec.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanOptions {
+    pub prune: bool,
+    pub max_deletes: u32,
+    pub max_changes: Option<u32>,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        Self {
+            prune: false,
+            max_deletes: DEFAULT_MAX_DELETES,
+            max_changes: None,
+        }
+    }
+}
+
+/// A managed attribute: a standard field or a custom field.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "name")]
+pub enum Attribute {
+    Field(#[serde(serialize_with = "field_name")] Field),
+    Custom(String),
+}
+
+fn field_name<S: serde::Serializer>(field: &Field, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(field.name())
+}
+
+impl Attribute {
+    pub fn name(&self) -> String {
+        match self {
+            Attribute::Field(f) => f.name().to_owned(),
+            Attribute::Custom(id) => format!("customFields.{id}"),
+        }
+    }
+
+    pub fn is_personal(&self) -> bool {
+        matches!(self, Attribute::Field(f) if f.is_personal())
+    }
+}
+
+/// One attribute to change on an existing contact.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldChange {
+    pub attribute: Attribute,
+    /// The current value, when known.
+    pub from: Option<String>,
+    pub to: serde_json::Value,
+}
+
+/// What happens to a declared contact as a whole.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "action")]
+pub enum Target {
+    /// Nothing matches: create it. `resolve` when an earlier create may have happened
+    /// (crash or lost answer): look it up with an upsert first.
+    Create {
+        body: Box<CreateContact>,
+        resolve: bool,
+    },
+    /// It exists: `adopt` when it is not yet in the ledger.
+    Existing { id: String, adopt: bool },
+}
+
+/// A task or note operation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "action")]
+pub enum ItemOp {
+    /// Create it. `resolve`: an earlier create may have happened; look for it first.
+    /// `replaces`: the owned id that was not found (re-checked before creating).
+    Create {
+        kind: ItemKind,
+        key: String,
+        body: ItemBody,
+        fingerprint: u64,
+        resolve: bool,
+        replaces: Option<String>,
+    },
+    /// An existing, unowned task/note with the same title/body: take it over.
+    Adopt {
+        kind: ItemKind,
+        key: String,
+        id: String,
+        fingerprint: u64,
+    },
+    /// Change fields of an owned task/note.
+    Update {
+        kind: ItemKind,
+        key: String,
+        id: String,
+        body: ItemUpdate,
+        fields: Vec<String>,
+        fingerprint: u64,
+    },
+    /// Only the completion of a task changes.
+    Complete {
+        key: String,
+        id: String,
+        completed: bool,
+        fingerprint: u64,
+    },
+    /// Delete an owned task/note (prune).
+    Delete {
+        kind: ItemKind,
+        key: String,
+        id: String,
+    },
+    /// Stop owning it (no longer declared without prune, or already gone).
+    Forget { kind: ItemKind, key: String },
+}
+
+/// The create body of a task or note.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum ItemBody {
+    Task(CreateTask),
+    Note(CreateNote),
+}
+
+/// The update body of a task or note.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum ItemUpdate {
+    Task(UpdateTask),
+    Note(UpdateNote),
+}
+
+impl ItemOp {
+    pub fn kind(&self) -> ItemKind {
+        match self {
+            ItemOp::Create { kind, .. }
+            | ItemOp::Adopt { kind, .. }
+            | ItemOp::Update { kind, .. }
+            | ItemOp::Delete { kind, .. }
+            | ItemOp::Forget { kind, .. } => *kind,
+            ItemOp::Complete { .. } => ItemKind::Task,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            ItemOp::Create { key, .. }
+            | ItemOp::Adopt { key, .. }
+            | ItemOp::Update { key, .. }
+            | ItemOp::Complete { key, .. }
+            | ItemOp::Delete { key, .. }
+            | ItemOp::Forget { key, .. } => key,
+        }
+    }
+
+    /// Whether it calls GHL to write.
+    pub fn is_write(&self) -> bool {
+        !matches!(self, ItemOp::Adopt { .. } | ItemOp::Forget { .. })
+    }
+}
+
+/// Everything planned for one declared contact.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactPlan {
+    /// Where the record was declared.
+    pub source: String,
+    /// The match key (personal data: never shown unless asked).
+    #[serde(skip)]
+    pub key: String,
+    pub target: Target,
+    /// The owned id GHL no longer has (the contact is re-created).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+    pub changes: Vec<FieldChange>,
+    /// Field changes `PUT` cannot make (`companyName`), made through an upsert.
+    pub upsert_changes: Vec<FieldChange>,
+    pub add_tags: BTreeSet<String>,
+    pub remove_tags: BTreeSet<String>,
+    pub items: Vec<ItemOp>,
+    /// Attributes that differ but are `Observe`d (reported, never written).
+    pub observed_drift: Vec<String>,
+    /// GHL changed the contact since our last write or check.
+    pub drifted: bool,
+}
+
+impl ContactPlan {
+    /// Number of GHL writes this plan makes.
+    pub fn writes(&self) -> usize {
+        let contact = match &self.target {
+            Target::Create { .. } => 1,
+            Target::Existing { .. } => usize::from(!self.changes.is_empty()),
+        };
+        contact
+            + usize::from(!self.upsert_changes.is_empty())
+            + usize::from(!self.add_tags.is_empty())
+            + usize::from(!self.remove_tags.is_empty())
+            + self.items.iter().filter(|i| i.is_write()).count()
+    }
+
+    /// True when nothing needs doing (ledger-only adoptions aside).
+    pub fn is_noop(&self) -> bool {
+        self.writes() == 0
+            && !matches!(self.target, Target::Existing { adopt: true, .. })
+            && self
+                .items
+                .iter()
+                .all(|i| !matches!(i, ItemOp::Adopt { .. } | ItemOp::Forget { .. }))
+    }
+
+    /// The GHL id, when the contact exists.
+    pub fn id(&self) -> Option<&str> {
+        match &self.target {
+            Target::Existing { id, .. } => Some(id),
+            Target::Create { .. } => None,
+        }
+    }
+}
+
+/// A managed contact that is no longer declared.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Release {
+    pub id: String,
+    /// Delete the contact itself (`prune`, and this owner created it).
+    pub delete_contact: bool,
+    /// Tags this owner added that the contact still carries.
+    pub remove_tags: BTreeSet<String>,
+    /// Owned tasks/notes to delete (`prune`).
+    pub delete_items: Vec<(ItemKind, String, String)>,
+    /// GHL no longer has it: only forget it.
+    pub gone: bool,
+}
+
+impl Release {
+    pub fn writes(&self) -> usize {
+        if self.gone {
+            return 0;
+        }
+        if self.delete_contact {
+            return 1;
+        }
+        usize::from(!self.remove_tags.is_empty()) + self.delete_items.len()
+    }
+
+    pub fn deletes(&self) -> usize {
+        if self.gone {
+            0
+        } else if self.delete_contact {
+            1
+        } else {
+            self.delete_items.len()
+        }
+    }
+}
+
+/// The plan for one ContactSyncPolicy.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub contacts: Vec<ContactPlan>,
+    pub releases: Vec<Release>,
+    /// Records refused by validation (not applied; reported).
+    pub failures: Vec<RecordFailure>,
+    /// Why releases were held back, if they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub releases_deferred: Option<String>,
+    /// Why the plan must not be applied (a safety limit), if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
+}
+
+impl Plan {
+    /// Total GHL writes.
+    pub fn writes(&self) -> usize {
+        self.contacts.iter().map(ContactPlan::writes).sum::<usize>()
+            + self.releases.iter().map(Release::writes).sum::<usize>()
+    }
+
+    /// Total deletes (contacts, tasks, notes).
+    pub fn deletes(&self) -> usize {
+        let items: usize = self
+            .contacts
+            .iter()
+            .flat_map(|c| &c.items)
+            .filter(|i| matches!(i, ItemOp::Delete { .. }))
+            .count();
+        items + self.releases.iter().map(Release::deletes).sum::<usize>()
+    }
+
+    /// True when applying would change nothing in GHL or in the ledger.
+    pub fn is_empty(&self) -> bool {
+        self.contacts.iter().all(ContactPlan::is_noop) && self.releases.is_empty()
+    }
+
+    /// Counts for status and the summary line.
+    pub fn summary(&self) -> PlanSummary {
+        let mut s = PlanSummary::default();
+        let mut samples = Vec::new();
+        for c in &self.contacts {
+            let mut touched = false;
+            match &c.target {
+                Target::Create { .. } => {
+                    s.create += 1;
+                    touched = true;
+                }
+                Target::Existing { adopt, .. } => {
+                    if *adopt {
+                        s.adopt += 1;
+                        touched = true;
+                    }
+                    if !c.changes.is_empty()
+                        || !c.upsert_changes.is_empty()
+                        || !c.add_tags.is_empty()
+                        || !c.remove_tags.is_empty()
+                    {
+                        s.update += 1;
+                        touched = true;
+                    }
+                }
+            }
+            for item in &c.items {
+                match item {
+                    ItemOp::Create { .. } => s.create += 1,
+                    ItemOp::Update { .. } | ItemOp::Complete { .. } => s.update += 1,
+                    ItemOp::Delete { .. } => s.delete += 1,
+                    ItemOp::Adopt { .. } | ItemOp::Forget { .. } => continue,
+                }
+                touched = true;
+            }
+            if touched && samples.len() < 10 {
+                samples.push(match c.id() {
+                    Some(id) => format!("contact/{id}"),
+                    None => c.source.clone(),
+                });
+            }
+        }
+        for r in &self.releases {
+            if r.gone {
+                continue;
+            }
+            if r.delete_contact {
+                s.delete += 1;
+            } else {
+                s.delete += r.delete_items.len() as u32;
+                if !r.remove_tags.is_empty() {
+                    s.update += 1;
+                }
+            }
+            if samples.len() < 10 {
+                samples.push(format!("contact/{}", r.id));
+            }
+        }
+        s.samples = samples;
+        s
+    }
+
+    /// Status counts: declared, in sync, drifted, failed.
+    pub fn counts(&self) -> SyncCounts {
+        SyncCounts {
+            desired: self.contacts.len() as u32,
+            in_sync: self
+                .contacts
+                .iter()
+                .filter(|c| c.is_noop() && c.observed_drift.is_empty())
+                .count() as u32,
+            drifted: self
+                .contacts
+                .iter()
+                .filter(|c| c.drifted && (!c.is_noop() || !c.observed_drift.is_empty()))
+                .count() as u32,
+            failed: self.failures.len() as u32,
+        }
+    }
+}
+
+/// Plans one ContactSyncPolicy.
+pub fn plan(desired: &Desired, observed: &Observed, ledger: &Ledger, options: PlanOptions) -> Plan {
+    let mut plan = Plan {
+        failures: desired.failures.clone(),
+        ..Plan::default()
+    };
+    let mut claimed: BTreeSet<String> = BTreeSet::new();
+    for contact in &desired.contacts {
+        let contact_plan =
+            plan_contact(contact, desired, observed, ledger, &claimed, options.prune);
+        if let Some(id) = contact_plan.id() {
+            claimed.insert(id.to_owned());
+        }
+        plan.contacts.push(contact_plan);
+    }
+    let declared: BTreeSet<&str> = desired.contacts.iter().map(|c| c.key.as_str()).collect();
+    let undeclared: Vec<(&String, &crate::engine::ledger::OwnedContact)> = ledger
+        .contacts
+        .iter()
+        .filter(|(id, owned)| !declared.contains(owned.key.as_str()) && !claimed.contains(*id))
+        .collect();
+    if !desired.failures.is_empty() && !undeclared.is_empty() {
+        plan.releases_deferred = Some(format!(
+            "{} managed contact(s) are no longer declared, but {} record(s) failed validation; \
+             releasing or pruning waits until every record is valid",
+            undeclared.len(),
+            desired.failures.len()
+        ));
+    } else {
+        for (id, owned) in undeclared {
+            plan.releases
+                .push(release(id, owned, observed, options.prune));
+        }
+    }
+    let deletes = plan.deletes();
+    let writes = plan.writes();
+    if deletes > options.max_deletes as usize {
+        plan.blocked = Some(format!(
+            "the plan deletes {deletes} objects, more than safety.maxDeletes ({})",
+            options.max_deletes
+        ));
+    } else if let Some(max) = options.max_changes
+        && writes > max as usize
+    {
+        plan.blocked = Some(format!(
+            "the plan makes {writes} changes, more than safety.maxChanges ({max})"
+        ));
+    }
+    plan
+}
+
+fn release(
+    id: &str,
+    owned: &crate::engine::ledger::OwnedContact,
+    observed: &Observed,
+    prune: bool,
+) -> Release {
+    let gone = observed.gone.contains(id) || !observed.contacts.contains_key(id);
+    let current_tags = observed.contacts.get(id).map(|v| &v.tags);
+    let remove_tags = match current_tags {
+        Some(tags) => owned.tags.intersection(tags).cloned().collect(),
+        None => BTreeSet::new(),
+    };
+    let mut delete_items = Vec::new();
+    if prune {
+        for (kind, items) in [
+            (ItemKind::Task, &owned.tasks),
+            (ItemKind::Note, &owned.notes),
+        ] {
+            for (key, item) in items {
+                if let Some(item_id) = &item.id {
+                    delete_items.push((kind, key.clone(), item_id.clone()));
+                }
+            }
+        }
+    }
+    Release {
+        id: id.to_owned(),
+        delete_contact: prune && owned.created && !gone,
+        remove_tags,
+        delete_items,
+        gone,
+    }
+}
+
+/// Attributes by name, for callers that report drift.
+pub fn attribute_names(changes: &[FieldChange]) -> Vec<String> {
+    changes.iter().map(|c| c.attribute.name()).collect()
+}

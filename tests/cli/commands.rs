@@ -1,0 +1,227 @@
+//! `plan`, `apply`, `import`, `demo` and `sandbox` through the real binary.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use ghl_operator::sandbox::SandboxConfig;
+use serde_json::Value;
+
+use crate::support::sandbox::{Raw, start};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ghl-operator"))
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+/// Runs the binary off the async runtime's threads.
+async fn run(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || bin().args(args).output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn plan_apply_plan_with_exit_codes_and_a_state_file() {
+    let sandbox = start(SandboxConfig {
+        search_lag: Duration::from_millis(300),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json").display().to_string();
+    let ex = examples().display().to_string();
+    let common = |cmd: &str| {
+        args(&[
+            cmd,
+            "-f",
+            &ex,
+            "--base-url",
+            &sandbox.url,
+            "--token",
+            &sandbox.token,
+            "--state",
+            &state,
+        ])
+    };
+
+    let mut plan = common("plan");
+    plan.push("--detailed-exitcode".into());
+    let first = run(plan.clone()).await;
+    assert_eq!(first.status.code(), Some(2), "{}", text(&first));
+    let out = text(&first);
+    assert!(out.contains("+ contact contacts[0]"), "{out}");
+    assert!(out.contains("Plan: 5 to create, 0 to adopt"), "{out}");
+    assert!(
+        !out.contains("ada@example.com"),
+        "personal data is masked: {out}"
+    );
+
+    let applied = run(common("apply")).await;
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied));
+    assert!(text(&applied).contains("GHL writes"), "{}", text(&applied));
+    assert!(Path::new(&state).exists());
+
+    let again = run(plan).await;
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "the second plan is empty: {}",
+        text(&again)
+    );
+    assert!(text(&again).contains("No changes"), "{}", text(&again));
+
+    let state_json = Raw::new(&sandbox).admin("GET", "state", None).await;
+    assert_eq!(state_json["contacts"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn json_output_and_show_sensitive() {
+    let ex = examples().display().to_string();
+    let out = run(args(&["plan", "-f", &ex, "--sandbox", "-o", "json"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let plans: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let policy = &plans[0];
+    assert_eq!(policy["name"], "ContactSyncPolicy crm/vip-customers");
+    assert_eq!(policy["summary"]["create"], 5, "3 contacts, a task, a note");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ada@example.com"));
+    let shown = run(args(&["plan", "-f", &ex, "--sandbox", "--show-sensitive"])).await;
+    assert!(text(&shown).contains("ada@example.com"), "{}", text(&shown));
+}
+
+#[tokio::test]
+async fn bad_manifests_are_reported_with_their_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: ghl.servis.ai/v1alpha1\nkind: TagRule\nmetadata: {name: r}\nspec: {connectionRef: {name: a}, selector: {}, addTags: [x], removeTags: [x]}\n").unwrap();
+    let out = run(args(&[
+        "plan",
+        "-f",
+        &bad.display().to_string(),
+        "--sandbox",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let msg = text(&out);
+    assert!(
+        msg.contains("bad.yaml (document 1)") && msg.contains("both addTags and removeTags"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn import_writes_a_policy_that_plans_clean() {
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed.yaml");
+    let out = run(args(&[
+        "import",
+        "--sandbox",
+        "--seed",
+        &seed.display().to_string(),
+        "--location",
+        "ve9EPM428h8vShlRW1KT",
+        "--name",
+        "imported",
+        "-n",
+        "crm",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let yaml = String::from_utf8_lossy(&out.stdout).into_owned();
+    let policy: ghl_operator::crd::ContactSyncPolicy = serde_saphyr::from_str(&yaml).unwrap();
+    assert_eq!(policy.metadata.namespace.as_deref(), Some("crm"));
+    let spec = &policy.spec;
+    assert_eq!(spec.contacts.len(), 2, "the phone-only contact is left out");
+    let grace = spec
+        .contacts
+        .iter()
+        .find(|c| c.email.as_deref() == Some("grace@example.com"))
+        .unwrap();
+    assert_eq!(grace.tags, ["customer"]);
+    assert_eq!(grace.tasks[0].title, "Renewal call");
+    assert_eq!(grace.notes[0].body, "Prefers email");
+    assert!(
+        text(&out).contains("1 contact(s) without a email were left out")
+            || text(&out).contains("left out")
+    );
+}
+
+#[tokio::test]
+async fn the_demo_converges() {
+    let out = run(args(&["demo"])).await;
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    assert!(msg.contains("adopt existing"), "{msg}");
+    assert!(
+        msg.contains("(changed in GHL)"),
+        "the drift is shown: {msg}"
+    );
+    assert!(msg.contains("GHL matches the declared state"), "{msg}");
+}
+
+#[tokio::test]
+async fn the_sandbox_binary_serves_its_seed_and_limits() {
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed.yaml");
+    let mut child = bin()
+        .args([
+            "sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--seed",
+            &seed.display().to_string(),
+            "--rate-limit",
+            "2/10s",
+            "--search-lag",
+            "0s",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let _ = tx.send(lines.next().unwrap().unwrap());
+        // Keep draining, as a terminal would.
+        for _ in lines {}
+    });
+    let first = rx.await.unwrap();
+    let url = first.trim().rsplit(' ').next().unwrap().to_owned();
+    ghl_operator::tls::install_default_provider();
+    let http = reqwest::Client::new();
+    let state: Value = http
+        .get(format!("{url}/__sandbox/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["contacts"].as_array().unwrap().len(), 3);
+    let call = || {
+        http.get(format!("{url}/contacts/?locationId=ve9EPM428h8vShlRW1KT"))
+            .bearer_auth("pit-sandbox-token")
+            .header("Version", "2021-07-28")
+            .send()
+    };
+    assert_eq!(call().await.unwrap().status(), 200);
+    assert_eq!(call().await.unwrap().status(), 200);
+    assert_eq!(call().await.unwrap().status(), 429, "--rate-limit 2/10s");
+    child.kill().unwrap();
+    let _ = child.wait();
+}

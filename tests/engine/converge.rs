@@ -1,0 +1,109 @@
+//! Converging from empty and onto existing contacts; the second plan is empty.
+
+use ghl_operator::engine::Mode;
+use ghl_operator::engine::state::MemoryStore;
+use serde_json::json;
+
+use crate::support::engine::{client, spec, sync};
+use crate::support::sandbox::{Raw, start_default};
+
+fn vip_spec() -> serde_json::Value {
+    json!({"contacts": [
+        {"email": "ada@example.com", "firstName": "Ada", "lastName": "Lovelace", "phone": "+14155550100",
+         "companyName": "Analytical Engines", "customFields": {"ZtPpXCQ5SVSmrSrpGOq6": "gold"},
+         "tags": ["vip", "newsletter"],
+         "tasks": [{"key": "kickoff", "title": "Kickoff call", "body": "Agenda", "dueDate": "2030-01-10T15:00:00Z"}],
+         "notes": [{"key": "origin", "body": "Met at the 2030 analytics summit"}]},
+        {"email": "grace@example.com", "firstName": "Grace", "tags": ["vip"]}
+    ]})
+}
+
+#[tokio::test]
+async fn converges_from_empty_and_then_plans_nothing() {
+    let sandbox = start_default().await;
+    let client = client(&sandbox);
+    let store = MemoryStore::default();
+    let spec = spec(vip_spec());
+    let first = sync(&client, &store, &spec, Mode::Apply).await;
+    assert_eq!(first.plan.summary().create, 4, "2 contacts, 1 task, 1 note");
+    let report = first.applied.unwrap();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+
+    let raw = Raw::new(&sandbox);
+    let state = raw.admin("GET", "state", None).await;
+    assert_eq!(state["contacts"].as_array().unwrap().len(), 2);
+    assert_eq!(state["tasks"].as_array().unwrap().len(), 1);
+    assert_eq!(state["notes"].as_array().unwrap().len(), 1);
+
+    let second = sync(&client, &store, &spec, Mode::Plan).await;
+    assert!(
+        second.plan.is_empty(),
+        "{}",
+        ghl_operator::engine::plan::render::render("again", &second.plan, Default::default())
+    );
+}
+
+#[tokio::test]
+async fn converges_onto_existing_contacts_without_duplicates() {
+    let seed: ghl_operator::sandbox::Seed = serde_json::from_value(json!({"contacts": [
+        {"email": "ADA@example.com", "firstName": "Augusta", "tags": ["customer"],
+         "tasks": [{"title": "Kickoff call", "dueDate": "2030-01-10T15:00:00Z"}]},
+        {"phone": "+14155550199", "firstName": "Someone else"}
+    ]}))
+    .unwrap();
+    let sandbox = crate::support::sandbox::start(ghl_operator::sandbox::SandboxConfig {
+        seed,
+        search_lag: std::time::Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    let client = client(&sandbox);
+    let store = MemoryStore::default();
+    let spec = spec(vip_spec());
+    let first = sync(&client, &store, &spec, Mode::Apply).await;
+    let summary = first.plan.summary();
+    assert_eq!(summary.adopt, 1, "Ada exists: adopted");
+    assert!(first.applied.unwrap().failures.is_empty());
+
+    let raw = Raw::new(&sandbox);
+    let state = raw.admin("GET", "state", None).await;
+    let contacts = state["contacts"].as_array().unwrap();
+    assert_eq!(
+        contacts.len(),
+        3,
+        "Ada adopted, Grace created, the other untouched"
+    );
+    let ada = contacts
+        .iter()
+        .find(|c| {
+            c["email"]
+                .as_str()
+                .is_some_and(|e| e.eq_ignore_ascii_case("ada@example.com"))
+        })
+        .unwrap_or_else(|| panic!("{state:#}"));
+    assert_eq!(ada["firstName"], "Ada");
+    let ada_tags: Vec<&str> = ada["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ada_tags,
+        ["customer", "newsletter", "vip"],
+        "existing tags kept"
+    );
+    assert_eq!(
+        state["tasks"].as_array().unwrap().len(),
+        1,
+        "the existing identical task was adopted"
+    );
+
+    // Immediately again, while search still lags the writes.
+    let second = sync(&client, &store, &spec, Mode::Plan).await;
+    assert!(
+        second.plan.is_empty(),
+        "{}",
+        ghl_operator::engine::plan::render::render("again", &second.plan, Default::default())
+    );
+}
