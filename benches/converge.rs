@@ -10,8 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ghl_operator::crd::contact_sync_policy::ContactSyncPolicySpec;
-use ghl_operator::engine::state::MemoryStore;
+use ghl_operator::crd::contact_sync_policy::{
+    ContactRecord, ContactSyncPolicySpec, NoteRecord, TaskRecord,
+};
+use ghl_operator::engine::state::file::StateFile;
 use ghl_operator::engine::{Mode, SyncOptions, sync_policy};
 use ghl_operator::ghl::budget::BudgetConfig;
 use ghl_operator::ghl::{ConnectionSettings, GhlMetrics, StaticToken};
@@ -98,16 +100,27 @@ fn delta(after: &Value, before: &Value) -> (u64, u64, u64) {
 }
 
 fn spec(n: usize) -> ContactSyncPolicySpec {
-    let contacts: Vec<Value> = (0..n)
-        .map(|i| {
-            json!({"email": format!("p{i:06}@bench.example"), "firstName": format!("P{i}"),
-                   "tags": ["bench", format!("cohort-{}", i % 10)],
-                   "tasks": [{"key": "follow-up", "title": format!("Follow up {i}"), "dueDate": "2030-01-10T15:00:00Z"}],
-                   "notes": [{"key": "origin", "body": format!("Imported in the benchmark, record {i}")}]})
+    let mut spec: ContactSyncPolicySpec =
+        serde_json::from_value(json!({"connectionRef": {"name": "bench"}})).unwrap();
+    spec.contacts = (0..n)
+        .map(|i| ContactRecord {
+            email: Some(format!("p{i:06}@bench.example")),
+            first_name: Some(format!("P{i}")),
+            tags: vec!["bench".into(), format!("cohort-{}", i % 10)],
+            tasks: vec![TaskRecord {
+                key: "follow-up".into(),
+                title: format!("Follow up {i}"),
+                due_date: "2030-01-10T15:00:00Z".into(),
+                ..TaskRecord::default()
+            }],
+            notes: vec![NoteRecord {
+                key: "origin".into(),
+                body: format!("Imported in the benchmark, record {i}"),
+            }],
+            ..ContactRecord::default()
         })
         .collect();
-    serde_json::from_value(json!({"connectionRef": {"name": "bench"}, "contacts": contacts}))
-        .unwrap()
+    spec
 }
 
 fn main() {
@@ -138,7 +151,9 @@ async fn bench(n: usize) {
             Arc::new(GhlMetrics::default()),
         )
         .unwrap();
-    let store = MemoryStore::default();
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateFile::open(dir.path().join("state.json")).unwrap();
+    let store = state.owner("bench/ContactSyncPolicy/bench");
     let spec = spec(n);
     let run = |mode: Mode, deep: bool| {
         let mut options = SyncOptions::new(mode, jiff::Timestamp::now());
@@ -160,6 +175,7 @@ async fn bench(n: usize) {
     let cold_time = started.elapsed();
     let (cold_calls, cold_reads, cold_429) = delta(&stats(&http, &sandbox.url).await, &before);
     let failures = cold.applied.as_ref().map_or(0, |a| a.failures.len());
+    drop(cold);
     let minimum = 3 * n as u64 + 1; // a create per contact (tags included), task and note; one empty search
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
@@ -169,6 +185,8 @@ async fn bench(n: usize) {
     let resync = sync_policy(&client, &store, &spec, &[], run(Mode::Apply, false))
         .await
         .unwrap();
+    let resync_empty = resync.plan.is_empty();
+    drop(resync);
     let resync_time = started.elapsed();
     let after_resync = stats(&http, &sandbox.url).await;
     let (resync_calls, resync_reads, _) = delta(&after_resync, &before);
@@ -176,25 +194,30 @@ async fn bench(n: usize) {
     let deep = sync_policy(&client, &store, &spec, &[], run(Mode::Plan, true))
         .await
         .unwrap();
+    let deep_empty = deep.plan.is_empty();
+    drop(deep);
     let (deep_calls, _, _) = delta(&stats(&http, &sandbox.url).await, &before);
 
     // 1% drift made in GHL's UI, then repaired.
-    let state: Value = http
-        .get(format!("{}/__sandbox/state", sandbox.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // (The sandbox's state is read and dropped before the repair is measured.)
     let drifted = n / 100;
-    for contact in state["contacts"].as_array().unwrap().iter().take(drifted) {
-        let id = contact["id"].as_str().unwrap();
-        http.patch(format!("{}/__sandbox/contacts/{id}", sandbox.url))
-            .json(&json!({"firstName": "Changed in the UI"}))
+    {
+        let state: Value = http
+            .get(format!("{}/__sandbox/state", sandbox.url))
             .send()
             .await
+            .unwrap()
+            .json()
+            .await
             .unwrap();
+        for contact in state["contacts"].as_array().unwrap().iter().take(drifted) {
+            let id = contact["id"].as_str().unwrap();
+            http.patch(format!("{}/__sandbox/contacts/{id}", sandbox.url))
+                .json(&json!({"firstName": "Changed in the UI"}))
+                .send()
+                .await
+                .unwrap();
+        }
     }
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let before = stats(&http, &sandbox.url).await;
@@ -202,6 +225,7 @@ async fn bench(n: usize) {
     let repair = sync_policy(&client, &store, &spec, &[], run(Mode::Apply, false))
         .await
         .unwrap();
+    let repair_failures = repair.applied.map_or(0, |a| a.failures.len());
     let repair_time = started.elapsed();
     let after = stats(&http, &sandbox.url).await;
     let (repair_calls, repair_reads, _) = delta(&after, &before);
@@ -269,9 +293,7 @@ async fn bench(n: usize) {
     println!();
     println!(
         "checks: resync plan empty = {}, deep plan empty = {}, repair left {} failures",
-        resync.plan.is_empty(),
-        deep.plan.is_empty(),
-        repair.applied.map_or(0, |a| a.failures.len())
+        resync_empty, deep_empty, repair_failures
     );
     let _ = cold_429;
 }

@@ -15,10 +15,12 @@ use crate::crd::connection::GhlConnection;
 use crate::crd::contact_sync_policy::{ContactSyncPolicy, RecordFailure};
 use crate::engine::desired::SourceText;
 use crate::engine::plan::render::{RenderOptions, render};
-use crate::engine::plan::{ContactPlan, ItemOp, Plan, Target};
+use crate::engine::plan::{ItemOp, Plan, Target};
 use crate::engine::state::file::StateFile;
 use crate::engine::state::{MemoryStore, StateStore};
-use crate::engine::tag_rule::{Claim, RulePlan, apply_rule, claim_of, observe_rule, plan_rule};
+use crate::engine::tag_rule::{
+    Claim, RulePlan, apply_rule, claim_of, claim_of_policy, observe_rule, plan_rule,
+};
 use crate::engine::{SyncOptions, sync_policy};
 use crate::ghl::budget::BudgetConfig;
 use crate::ghl::{ConnectionSettings, GhlApi, GhlClient, GhlMetrics, StaticToken};
@@ -299,7 +301,7 @@ impl Workspace {
                         (namespace.clone(), name.clone()),
                         ledger.contacts.keys().cloned().collect(),
                     );
-                    policy_claims.push(policy_claim(&heading, &outcome.plan));
+                    policy_claims.push(claim_of_policy(&heading, &outcome.plan));
                     let mut failures: Vec<RecordFailure> = outcome.plan.failures.clone();
                     if let Some(applied) = &outcome.applied {
                         failures.extend(applied.failures.clone());
@@ -432,29 +434,6 @@ impl Report {
         self.json = json!({"name": self.heading, "error": error});
         self.error = Some(error);
         self
-    }
-}
-
-/// The tags a policy declares on contacts it (will) manage, for TagRule conflict checks.
-fn policy_claim(owner: &str, plan: &Plan) -> Claim {
-    let mut claim = Claim {
-        owner: owner.to_owned(),
-        ..Claim::default()
-    };
-    for contact in &plan.contacts {
-        if let Some(id) = contact.id() {
-            let mut tags = contact.add_tags.clone();
-            tags.extend(declared_tags(contact));
-            claim.add.insert(id.to_owned(), tags);
-        }
-    }
-    claim
-}
-
-fn declared_tags(contact: &ContactPlan) -> BTreeSet<String> {
-    match &contact.target {
-        Target::Create { body, .. } => body.tags.iter().cloned().collect(),
-        Target::Existing { .. } => BTreeSet::new(),
     }
 }
 

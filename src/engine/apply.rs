@@ -17,6 +17,7 @@ use jiff::Timestamp;
 use tokio::sync::Mutex;
 
 use crate::crd::contact_sync_policy::{MatchBy, RecordFailure};
+use crate::engine::collections::TagSet;
 use crate::engine::fields::Field;
 use crate::engine::ledger::{Change, ItemKind, Ledger};
 use crate::engine::observed::{ContactView, Observed};
@@ -204,11 +205,13 @@ pub async fn apply(
     };
     let progress = options.progress.clone();
     let run_ref = &run;
-    let outcomes: Vec<Step<()>> = stream::iter(&plan.contacts)
-        .map(|contact| {
+    // Indices, not references, into the plan: a closure over `&ContactPlan` arguments is not
+    // general enough for the future to be `Send` (rust-lang/rust#64552) when run by a controller.
+    let outcomes: Vec<Step<()>> = stream::iter(0..plan.contacts.len())
+        .map(|i| {
             let progress = progress.clone();
             async move {
-                let result = apply_contact(run_ref, contact, observed).await;
+                let result = apply_contact(run_ref, &plan.contacts[i], observed).await;
                 if let Some(report) = &progress {
                     report(run_ref.writes.load(Ordering::SeqCst) as u64);
                 }
@@ -287,7 +290,7 @@ async fn apply_contact(run: &Run<'_>, plan: &ContactPlan, observed: &Observed) -
         Target::Existing { id, adopt } => {
             if *adopt {
                 run.commit(vec![Change::ContactBound {
-                    key: plan.key.clone(),
+                    key: plan.ledger_key.clone(),
                     id: id.clone(),
                     created: false,
                 }])
@@ -376,7 +379,7 @@ async fn apply_contact(run: &Run<'_>, plan: &ContactPlan, observed: &Observed) -
 }
 
 /// Records the tags as ours, then adds them; returns the contact's tags afterwards.
-async fn add_tags(run: &Run<'_>, id: &str, tags: &BTreeSet<String>) -> Step<BTreeSet<String>> {
+async fn add_tags(run: &Run<'_>, id: &str, tags: &BTreeSet<String>) -> Step<TagSet> {
     run.commit(vec![Change::TagsAdded {
         id: id.to_owned(),
         tags: tags.clone(),
@@ -411,7 +414,7 @@ async fn create_contact(
     resolve: bool,
 ) -> Step<(String, ContactView)> {
     run.commit(vec![Change::CreateStarted {
-        key: plan.key.clone(),
+        key: plan.ledger_key.clone(),
         at: run.now,
     }])
     .await?;
@@ -419,7 +422,7 @@ async fn create_contact(
         match run.write(run.api.create_contact(body)).await? {
             Ok(contact) => {
                 run.commit(vec![Change::ContactBound {
-                    key: plan.key.clone(),
+                    key: plan.ledger_key.clone(),
                     id: contact.id.clone(),
                     created: true,
                 }])
@@ -438,7 +441,7 @@ async fn create_contact(
             Err(e) => {
                 if e.class() == ErrorClass::Terminal {
                     run.commit(vec![Change::CreateAbandoned {
-                        key: plan.key.clone(),
+                        key: plan.ledger_key.clone(),
                     }])
                     .await?;
                 }
@@ -460,13 +463,17 @@ async fn create_contact(
         .map_err(StepError::Record)?;
     let id = outcome.contact.id.clone();
     run.commit(vec![Change::ContactBound {
-        key: plan.key.clone(),
+        key: plan.ledger_key.clone(),
         id: id.clone(),
         created: outcome.new,
     }])
     .await?;
     let mut view = ContactView::from_contact(&outcome.contact, true);
-    let missing: BTreeSet<String> = tags.difference(&view.tags).cloned().collect();
+    let missing: BTreeSet<String> = tags
+        .iter()
+        .filter(|t| !view.tags.contains(t))
+        .cloned()
+        .collect();
     if !missing.is_empty() {
         view.tags = add_tags(run, &id, &missing).await?;
     }

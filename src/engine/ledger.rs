@@ -4,7 +4,9 @@
 //! call, so a rerun after a crash at any point neither duplicates nor loses anything.
 //! Pure data; persistence lives in `state`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::engine::collections::{SmallMap, TagSet};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -13,32 +15,60 @@ use crate::engine::fields::Field;
 
 /// Everything one owner (a ContactSyncPolicy or TagRule) holds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", from = "LedgerData")]
 pub struct Ledger {
     /// Owned or adopted contacts by GHL id.
     #[serde(default)]
     pub contacts: BTreeMap<String, OwnedContact>,
-    /// Contact creates started but not confirmed, by match key.
+    /// Contact creates started but not confirmed, by match key digest.
     #[serde(default)]
     pub pending: BTreeMap<String, Timestamp>,
+    /// Match key → GHL id, kept in step with `contacts` (not stored).
+    #[serde(skip)]
+    keys: HashMap<String, String>,
+}
+
+/// The stored form of a ledger (without the derived index).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LedgerData {
+    #[serde(default)]
+    contacts: BTreeMap<String, OwnedContact>,
+    #[serde(default)]
+    pending: BTreeMap<String, Timestamp>,
+}
+
+impl From<LedgerData> for Ledger {
+    fn from(data: LedgerData) -> Self {
+        let keys = data
+            .contacts
+            .iter()
+            .map(|(id, c)| (c.key.clone(), id.clone()))
+            .collect();
+        Ledger {
+            contacts: data.contacts,
+            pending: data.pending,
+            keys,
+        }
+    }
 }
 
 /// A contact under management.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OwnedContact {
-    /// The match key (normalized email or phone) it was declared with.
+    /// Digest of the match key it was declared with ([`key_digest`]).
     pub key: String,
     /// True when this owner created it (only then may `prune` delete it).
     #[serde(default)]
     pub created: bool,
     /// Tags this owner added (the only tags it will ever remove).
     #[serde(default)]
-    pub tags: BTreeSet<String>,
+    pub tags: TagSet,
     #[serde(default)]
-    pub tasks: BTreeMap<String, OwnedItem>,
+    pub tasks: SmallMap<String, OwnedItem>,
     #[serde(default)]
-    pub notes: BTreeMap<String, OwnedItem>,
+    pub notes: SmallMap<String, OwnedItem>,
     /// Fingerprint of the contact's searchable data after our last write or check; a search
     /// result that differs means GHL changed it (or search has not caught up yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,8 +77,8 @@ pub struct OwnedContact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_at: Option<Timestamp>,
     /// Normalized values last written or confirmed for fields search does not return.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub hidden: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub hidden: SmallMap<String, String>,
 }
 
 /// An owned task or note. `id: None` means its create is in flight.
@@ -93,7 +123,7 @@ pub enum Change {
         id: String,
         fingerprint: u64,
         written_at: Option<Timestamp>,
-        hidden: BTreeMap<String, String>,
+        hidden: SmallMap<String, String>,
     },
     /// The contact is no longer managed (released, pruned, or gone from GHL).
     #[serde(rename_all = "camelCase")]
@@ -142,8 +172,14 @@ impl Ledger {
             Change::ContactBound { key, id, created } => {
                 self.pending.remove(key);
                 let entry = self.contacts.entry(id.clone()).or_default();
-                entry.key = key.clone();
+                if entry.key != *key {
+                    let old = std::mem::replace(&mut entry.key, key.clone());
+                    if self.keys.get(&old) == Some(id) {
+                        self.keys.remove(&old);
+                    }
+                }
                 entry.created |= *created;
+                self.keys.insert(key.clone(), id.clone());
             }
             Change::ContactObserved {
                 id,
@@ -156,11 +192,17 @@ impl Ledger {
                     if written_at.is_some() {
                         c.written_at = *written_at;
                     }
-                    c.hidden.extend(hidden.clone());
+                    for (field, value) in hidden {
+                        c.hidden.insert(field.clone(), value.clone());
+                    }
                 }
             }
             Change::ContactForgotten { id } => {
-                self.contacts.remove(id);
+                if let Some(gone) = self.contacts.remove(id)
+                    && self.keys.get(&gone.key) == Some(id)
+                {
+                    self.keys.remove(&gone.key);
+                }
             }
             Change::TagsAdded { id, tags } => {
                 if let Some(c) = self.contacts.get_mut(id) {
@@ -202,21 +244,45 @@ impl Ledger {
         }
     }
 
+    /// Adds another part of the same ledger (shards are disjoint by contact id).
+    pub fn merge(&mut self, other: Ledger) {
+        for (id, contact) in other.contacts {
+            self.keys.insert(contact.key.clone(), id.clone());
+            self.contacts.insert(id, contact);
+        }
+        self.pending.extend(other.pending);
+    }
+
+    /// Splits the ledger into `parts` disjoint parts by contact id (pending creates go to the
+    /// first). [`Ledger::merge`] of all parts gives the ledger back.
+    pub fn partition(&self, parts: usize) -> Vec<Ledger> {
+        let parts = parts.max(1);
+        let mut out: Vec<Ledger> = (0..parts).map(|_| Ledger::default()).collect();
+        for (id, contact) in &self.contacts {
+            let part = (fingerprint([id.as_str()]) % parts as u64) as usize;
+            out[part].keys.insert(contact.key.clone(), id.clone());
+            out[part].contacts.insert(id.clone(), contact.clone());
+        }
+        out[0].pending = self.pending.clone();
+        out
+    }
+
     /// The owned contact declared with `key`, if any.
     pub fn by_key(&self, key: &str) -> Option<(&String, &OwnedContact)> {
-        self.contacts.iter().find(|(_, c)| c.key == key)
+        let id = self.keys.get(key)?;
+        self.contacts.get_key_value(id)
     }
 }
 
 impl OwnedContact {
-    pub fn items(&self, kind: ItemKind) -> &BTreeMap<String, OwnedItem> {
+    pub fn items(&self, kind: ItemKind) -> &SmallMap<String, OwnedItem> {
         match kind {
             ItemKind::Task => &self.tasks,
             ItemKind::Note => &self.notes,
         }
     }
 
-    fn items_mut(&mut self, kind: ItemKind) -> &mut BTreeMap<String, OwnedItem> {
+    fn items_mut(&mut self, kind: ItemKind) -> &mut SmallMap<String, OwnedItem> {
         match kind {
             ItemKind::Task => &mut self.tasks,
             ItemKind::Note => &mut self.notes,
@@ -227,6 +293,14 @@ impl OwnedContact {
     pub fn hidden(&self, field: Field) -> Option<&str> {
         self.hidden.get(field.name()).map(String::as_str)
     }
+}
+
+/// The form a match key takes in a ledger: a truncated SHA-256 digest, so ledgers (stored in
+/// files and Secrets) hold no email addresses or phone numbers.
+pub fn key_digest(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A stable 64-bit fingerprint (FNV-1a) of some text parts, for change detection.
@@ -292,14 +366,18 @@ mod tests {
         });
         assert_eq!(
             ledger.contacts["c1"].tags,
-            BTreeSet::from(["vip".to_owned()])
+            ["vip".to_owned()].into_iter().collect::<TagSet>()
         );
         ledger.apply(&Change::ItemStarted {
             id: "c1".into(),
             kind: ItemKind::Task,
             key: "t".into(),
         });
-        assert_eq!(ledger.contacts["c1"].tasks["t"].id, None, "in flight");
+        assert_eq!(
+            ledger.contacts["c1"].tasks.get("t").unwrap().id,
+            None,
+            "in flight"
+        );
         ledger.apply(&Change::ItemBound {
             id: "c1".into(),
             kind: ItemKind::Task,
@@ -307,7 +385,10 @@ mod tests {
             item_id: "t1".into(),
             fingerprint: 7,
         });
-        assert_eq!(ledger.contacts["c1"].tasks["t"].id.as_deref(), Some("t1"));
+        assert_eq!(
+            ledger.contacts["c1"].tasks.get("t").unwrap().id.as_deref(),
+            Some("t1")
+        );
         ledger.apply(&Change::ItemForgotten {
             id: "c1".into(),
             kind: ItemKind::Task,
@@ -330,6 +411,43 @@ mod tests {
         let text = serde_json::to_string(&change).unwrap();
         assert!(text.contains("\"op\":\"itemBound\""), "{text}");
         assert_eq!(serde_json::from_str::<Change>(&text).unwrap(), change);
+    }
+
+    #[test]
+    fn partitions_merge_back_into_the_ledger() {
+        let mut ledger = Ledger::default();
+        for i in 0..50 {
+            ledger.apply(&Change::ContactBound {
+                key: format!("k{i}"),
+                id: format!("c{i}"),
+                created: i % 2 == 0,
+            });
+        }
+        ledger.apply(&Change::CreateStarted {
+            key: "pending".into(),
+            at: now(),
+        });
+        let parts = ledger.partition(4);
+        assert_eq!(parts.iter().map(|p| p.contacts.len()).sum::<usize>(), 50);
+        assert!(
+            parts.iter().all(|p| !p.contacts.is_empty()),
+            "ids spread over parts"
+        );
+        let mut merged = Ledger::default();
+        for part in parts {
+            merged.merge(part);
+        }
+        assert_eq!(merged, ledger);
+        assert_eq!(merged.by_key("k7").unwrap().0, "c7");
+    }
+
+    #[test]
+    fn key_digests_hide_the_key_but_are_stable() {
+        let digest = key_digest("ada@example.com");
+        assert_eq!(digest.len(), 32);
+        assert!(!digest.contains("ada"));
+        assert_eq!(digest, key_digest("ada@example.com"));
+        assert_ne!(digest, key_digest("grace@example.com"));
     }
 
     #[test]

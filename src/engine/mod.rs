@@ -9,6 +9,7 @@
 //! - [`tag_rule`]: the same pipeline for TagRules.
 
 pub mod apply;
+pub mod collections;
 pub mod desired;
 pub mod fields;
 pub mod ledger;

@@ -17,8 +17,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt, stream};
 use jiff::Timestamp;
 
-use crate::crd::contact_sync_policy::MatchBy;
-use crate::engine::desired::Desired;
+use crate::engine::desired::{Desired, DesiredContact};
 use crate::engine::ledger::{ItemKind, Ledger};
 use crate::engine::observed::{ContactView, HIDDEN_FROM_SEARCH, Observed};
 use crate::ghl::models::{ContactSearch, TaskSearch};
@@ -106,7 +105,7 @@ pub async fn observe(
                 .iter()
                 .any(|f| contact.fields.contains_key(f));
             if declares_hidden {
-                to_get.extend(contact_ids(&observed, ledger, &contact.key, match_by));
+                to_get.extend(contact_ids(&observed, ledger, contact));
             }
         }
     }
@@ -136,7 +135,7 @@ pub async fn observe(
     let mut task_contacts: BTreeSet<String> = BTreeSet::new();
     let mut note_contacts: BTreeSet<String> = BTreeSet::new();
     for contact in &desired.contacts {
-        let ids = contact_ids(&observed, ledger, &contact.key, match_by);
+        let ids = contact_ids(&observed, ledger, contact);
         if !contact.tasks.is_empty() {
             task_contacts.extend(ids.iter().cloned());
         }
@@ -170,9 +169,10 @@ pub async fn observe(
 }
 
 /// Ids a declared contact may be: its ledger binding and any contact with its key.
-fn contact_ids(observed: &Observed, ledger: &Ledger, key: &str, _match_by: MatchBy) -> Vec<String> {
+fn contact_ids(observed: &Observed, ledger: &Ledger, contact: &DesiredContact) -> Vec<String> {
+    let key = contact.key.as_str();
     let mut ids: Vec<String> = ledger
-        .by_key(key)
+        .by_key(&contact.ledger_key)
         .map(|(id, _)| id.clone())
         .into_iter()
         .collect();

@@ -2,11 +2,12 @@
 //! (only fields, custom fields and tags), their tasks and notes where read, and the managed
 //! contacts GHL no longer has. Pure data.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
 use crate::crd::contact_sync_policy::MatchBy;
+use crate::engine::collections::{SmallMap, TagSet};
 use crate::engine::fields::{Field, normalize_custom_value, normalize_phone, normalize_tag};
 use crate::engine::ledger::fingerprint;
 use crate::ghl::models::{Contact, Note, Task};
@@ -24,12 +25,12 @@ pub const HIDDEN_FROM_SEARCH: [Field; 4] = [
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ContactView {
     pub id: String,
-    pub fields: BTreeMap<Field, String>,
+    pub fields: SmallMap<Field, String>,
     /// True when read through GET/create/update (every field known); false for search
     /// results, where [`HIDDEN_FROM_SEARCH`] fields are unknown.
     pub complete: bool,
-    pub custom: BTreeMap<String, Value>,
-    pub tags: BTreeSet<String>,
+    pub custom: SmallMap<String, Value>,
+    pub tags: TagSet,
 }
 
 impl ContactView {
@@ -100,19 +101,16 @@ impl ContactView {
     }
 
     /// Normalized values of the hidden fields (when known), for the ledger.
-    pub fn hidden_values(&self) -> BTreeMap<String, String> {
+    /// Only values GHL holds are recorded: an unrecorded field counts as unknown.
+    pub fn hidden_values(&self) -> SmallMap<String, String> {
         if !self.complete {
-            return BTreeMap::new();
+            return SmallMap::new();
         }
         HIDDEN_FROM_SEARCH
             .iter()
-            .map(|f| {
-                let value = self
-                    .fields
-                    .get(f)
-                    .map(|v| f.normalize(v))
-                    .unwrap_or_default();
-                (f.name().to_owned(), value)
+            .filter_map(|f| {
+                let value = f.normalize(self.fields.get(f)?);
+                Some((f.name().to_owned(), value))
             })
             .collect()
     }

@@ -287,11 +287,11 @@ pub fn plan_rule(
         let mut change = TagChange {
             id: id.clone(),
             forget: true,
-            release: owned.tags.clone(),
+            release: owned.tags.iter().cloned().collect(),
             ..TagChange::default()
         };
         if let Some(tags) = tags {
-            for tag in owned.tags.intersection(tags) {
+            for tag in owned.tags.iter().filter(|t| tags.contains(*t)) {
                 if !conflicting(id, tag, |c| &c.add) {
                     change.remove.insert(tag.clone());
                 }
@@ -370,6 +370,56 @@ pub async fn apply_rule(
         after.iter().for_each(|c| ledger.apply(c));
     }
     Ok((writes, failures))
+}
+
+/// The tags a ContactSyncPolicy declares on the contacts it manages, as a claim for TagRule
+/// conflict checks.
+pub fn claim_of_policy(owner: &str, plan: &crate::engine::plan::Plan) -> Claim {
+    use crate::engine::plan::Target;
+    let mut claim = Claim {
+        owner: owner.to_owned(),
+        ..Claim::default()
+    };
+    for contact in &plan.contacts {
+        if let Some(id) = contact.id() {
+            let mut tags = contact.add_tags.clone();
+            if let Target::Create { body, .. } = &contact.target {
+                tags.extend(body.tags.iter().cloned());
+            }
+            claim.add.insert(id.to_owned(), tags);
+        }
+    }
+    claim
+}
+
+/// What a rule being deleted sees: only its own contacts and their tags (no search).
+pub async fn observe_release(
+    api: &dyn GhlApi,
+    ledger: &Ledger,
+    concurrency: usize,
+) -> Result<RuleObservation, GhlError> {
+    type Fetched = (String, Result<Option<BTreeSet<String>>, GhlError>);
+    let ids: Vec<String> = ledger.contacts.keys().cloned().collect();
+    let fetched: Vec<Fetched> = stream::iter(ids)
+        .map(|id| async move {
+            let tags = match api.get_contact(&id).await {
+                Ok(c) => Ok(Some(c.tags.iter().map(|t| normalize_tag(t)).collect())),
+                Err(e) if e.class() == ErrorClass::NotFound => Ok(None),
+                Err(e) => Err(e),
+            };
+            (id, tags)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut others = BTreeMap::new();
+    for (id, tags) in fetched {
+        others.insert(id, tags?);
+    }
+    Ok(RuleObservation {
+        matched: BTreeMap::new(),
+        others,
+    })
 }
 
 /// The claim a rule makes, for other owners' conflict checks.

@@ -4,8 +4,8 @@
 //! GHL limits each location to 100 requests per 10 s window and 200,000 per day, and reports
 //! the state in `X-RateLimit-*` headers. The budget
 //! - paces our own requests with a sliding window: never more than `limit × share` sends in any
-//!   window-long interval (plus a small margin for network jitter), which also keeps every
-//!   fixed window GHL might use under the limit;
+//!   window-long interval (plus a small margin for network jitter, and 5% of the window kept
+//!   in reserve), which also keeps every fixed window GHL might use under the limit;
 //! - spends the daily allowance with a GCRA quota (`governor`), so a big plan cannot burn the
 //!   whole day in an hour unless the day has room;
 //! - corrects itself from the headers: a different `X-RateLimit-Max` / interval / daily limit
@@ -63,6 +63,14 @@ impl BudgetConfig {
     fn share(&self, limit: u32) -> u32 {
         let share = u64::from(self.share_percent.clamp(1, 100));
         ((u64::from(limit) * share / 100) as u32).max(1)
+    }
+
+    /// Our share of a burst window, less a 5% reserve (at least one request) for network
+    /// jitter and for the server's window starting where we cannot see it.
+    fn window_share(&self, limit: u32) -> u32 {
+        let ours = self.share(limit);
+        let reserve = limit.div_ceil(20).max(1);
+        ours.saturating_sub(reserve).max(1)
     }
 }
 
@@ -188,7 +196,7 @@ impl RequestBudget {
                     Some(until) if until > now => (Some(until), None),
                     _ => {
                         state.paused_until = None;
-                        let limit = self.config.share(state.server_window_limit) as usize;
+                        let limit = self.config.window_share(state.server_window_limit) as usize;
                         let span = span(state.window);
                         while state
                             .sent
@@ -256,7 +264,7 @@ impl RequestBudget {
                 .iter()
                 .filter(|sent| now.duration_since(**sent) < span)
                 .count();
-            let our_limit = self.config.share(state.server_window_limit) as usize;
+            let our_limit = self.config.window_share(state.server_window_limit) as usize;
             if report.remaining == Some(0) && ours_in_window < our_limit {
                 // Someone else spent this location's window: we cannot know when it resets.
                 let until = now + state.window;
@@ -281,7 +289,7 @@ impl RequestBudget {
     pub fn view(&self) -> BudgetView {
         let state = self.lock();
         BudgetView {
-            window_limit: self.config.share(state.server_window_limit),
+            window_limit: self.config.window_share(state.server_window_limit),
             window: state.window,
             daily_limit: self.config.share(state.server_daily_limit),
             last_reported: state.last_reported,
@@ -360,7 +368,11 @@ mod tests {
             ..BudgetConfig::default()
         };
         let b = budget(config);
-        assert_eq!(b.view().window_limit, 25);
+        assert_eq!(
+            b.view().window_limit,
+            20,
+            "25% of 100, less the 5-request reserve"
+        );
         assert_eq!(b.view().daily_limit, 50_000);
         let tiny = BudgetConfig {
             requests_per_window: 3,
@@ -390,7 +402,7 @@ mod tests {
                 .take_while(|t| **t - *first < Duration::from_secs(1))
                 .count();
             assert!(
-                in_window <= 5,
+                in_window <= 4,
                 "{in_window} sends within 1s starting at {first:?}"
             );
         }
@@ -420,7 +432,7 @@ mod tests {
         };
         b.observe(Some(&report), false, None);
         let view = b.view();
-        assert_eq!(view.window_limit, 3);
+        assert_eq!(view.window_limit, 2, "3, less the one-request reserve");
         assert_eq!(view.window, Duration::from_secs(2));
         assert_eq!(view.daily_limit, 1000);
         let start = Instant::now();

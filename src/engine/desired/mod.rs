@@ -13,7 +13,9 @@ use serde_json::Value;
 use crate::crd::contact_sync_policy::{
     ContactRecord, ContactSyncPolicySpec, FieldPolicy, MatchBy, RecordFailure,
 };
+use crate::engine::collections::{SmallMap, TagSet};
 use crate::engine::fields::{Field, normalize_phone, normalize_tag};
+use crate::engine::ledger::key_digest;
 
 use records::{RecordError, format_for, parse};
 
@@ -50,9 +52,11 @@ pub struct DesiredContact {
     pub source: String,
     /// The normalized match key (email or phone, per `matchBy`).
     pub key: String,
-    pub fields: BTreeMap<Field, String>,
-    pub custom_fields: BTreeMap<String, Value>,
-    pub tags: BTreeSet<String>,
+    /// The key as the ledger knows it ([`key_digest`]).
+    pub ledger_key: String,
+    pub fields: SmallMap<Field, String>,
+    pub custom_fields: SmallMap<String, Value>,
+    pub tags: TagSet,
     pub tasks: Vec<DesiredTask>,
     pub notes: Vec<DesiredNote>,
 }
@@ -199,7 +203,7 @@ fn validate(
     match_by: MatchBy,
     source: &str,
 ) -> Result<DesiredContact, RecordError> {
-    let mut fields = BTreeMap::new();
+    let mut fields = SmallMap::new();
     let declared: [(Field, &Option<String>); 16] = [
         (Field::FirstName, &record.first_name),
         (Field::LastName, &record.last_name),
@@ -272,7 +276,7 @@ fn validate(
         );
     };
 
-    let mut custom_fields = BTreeMap::new();
+    let mut custom_fields = SmallMap::new();
     for (id, value) in &record.custom_fields {
         let valid = match value {
             Value::String(_) | Value::Number(_) => true,
@@ -289,7 +293,7 @@ fn validate(
         custom_fields.insert(id.clone(), value.clone());
     }
 
-    let mut tags = BTreeSet::new();
+    let mut tags = TagSet::new();
     for tag in &record.tags {
         let tag = normalize_tag(tag);
         if tag.is_empty() {
@@ -349,6 +353,7 @@ fn validate(
     }
     Ok(DesiredContact {
         source: source.to_owned(),
+        ledger_key: key_digest(&key),
         key,
         fields,
         custom_fields,
@@ -397,7 +402,9 @@ mod tests {
         assert_eq!(c.key, "ada@example.com");
         assert_eq!(
             c.tags,
-            BTreeSet::from(["vip".to_owned(), "news".to_owned()])
+            ["vip".to_owned(), "news".to_owned()]
+                .into_iter()
+                .collect::<TagSet>()
         );
         assert_eq!(
             c.tasks[0].due,

@@ -23,7 +23,7 @@ pub fn plan_contact(
     claimed: &BTreeSet<String>,
     prune: bool,
 ) -> ContactPlan {
-    let binding = ledger.by_key(&contact.key);
+    let binding = ledger.by_key(&contact.ledger_key);
     let bound_id = binding
         .map(|(id, _)| id.as_str())
         .filter(|id| observed.contacts.contains_key(*id));
@@ -47,6 +47,7 @@ pub fn plan_contact(
     let mut plan = ContactPlan {
         source: contact.source.clone(),
         key: contact.key.clone(),
+        ledger_key: contact.ledger_key.clone(),
         target: Target::Existing {
             id: String::new(),
             adopt: false,
@@ -64,7 +65,7 @@ pub fn plan_contact(
     let Some(id) = candidate else {
         plan.target = Target::Create {
             body: Box::new(create_body(contact, desired)),
-            resolve: ledger.pending.contains_key(&contact.key),
+            resolve: ledger.pending.contains_key(&contact.ledger_key),
         };
         // Re-creating a managed contact someone deleted is drift being repaired.
         plan.drifted = replaces.is_some();
@@ -182,7 +183,7 @@ fn diff_tags(
         .map(|o| {
             o.tags
                 .iter()
-                .filter(|t| !contact.tags.contains(*t) && view.tags.contains(*t))
+                .filter(|t| !contact.tags.contains(t) && view.tags.contains(t))
                 .cloned()
                 .collect()
         })

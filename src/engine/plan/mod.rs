@@ -197,6 +197,9 @@ pub struct ContactPlan {
     /// The match key (personal data: never shown unless asked).
     #[serde(skip)]
     pub key: String,
+    /// The key as the ledger knows it.
+    #[serde(skip)]
+    pub ledger_key: String,
     pub target: Target,
     /// The owned id GHL no longer has (the contact is re-created).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -406,6 +409,7 @@ impl Plan {
 /// Plans one ContactSyncPolicy.
 pub fn plan(desired: &Desired, observed: &Observed, ledger: &Ledger, options: PlanOptions) -> Plan {
     let mut plan = Plan {
+        contacts: Vec::with_capacity(desired.contacts.len()),
         failures: desired.failures.clone(),
         ..Plan::default()
     };
@@ -418,7 +422,11 @@ pub fn plan(desired: &Desired, observed: &Observed, ledger: &Ledger, options: Pl
         }
         plan.contacts.push(contact_plan);
     }
-    let declared: BTreeSet<&str> = desired.contacts.iter().map(|c| c.key.as_str()).collect();
+    let declared: BTreeSet<&str> = desired
+        .contacts
+        .iter()
+        .map(|c| c.ledger_key.as_str())
+        .collect();
     let undeclared: Vec<(&String, &crate::engine::ledger::OwnedContact)> = ledger
         .contacts
         .iter()

@@ -16,10 +16,18 @@ use super::{StateError, StateStore};
 use crate::engine::ledger::{Change, Ledger};
 
 /// The snapshot file's content.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct Snapshot {
+    #[allow(dead_code)]
     version: u32,
     owners: BTreeMap<String, Ledger>,
+}
+
+/// The snapshot as written, borrowing the ledgers (no copy of a large state).
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    version: u32,
+    owners: BTreeMap<&'a str, &'a Ledger>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -28,18 +36,13 @@ struct JournalLine {
     change: Change,
 }
 
-/// A state file shared by all owners of a run (`--state FILE`).
+/// A state file shared by all owners of a run (`--state FILE`). Nothing is cached in memory:
+/// a ledger is read when loaded and handed to its owner, so a large state exists once.
 #[derive(Debug)]
 pub struct StateFile {
     path: PathBuf,
-    journal: PathBuf,
-    inner: Mutex<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    owners: BTreeMap<String, Ledger>,
-    journal: File,
+    journal_path: PathBuf,
+    journal: Mutex<File>,
 }
 
 fn err(path: &Path, e: impl std::fmt::Display) -> StateError {
@@ -51,18 +54,38 @@ impl StateFile {
     pub fn open(path: impl Into<PathBuf>) -> Result<Arc<Self>, StateError> {
         let path = path.into();
         let journal_path = PathBuf::from(format!("{}.journal", path.display()));
-        let mut owners = match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice::<Snapshot>(&bytes)
-                    .map_err(|e| err(&path, format!("not a ghl-operator state file: {e}")))?
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| err(parent, e))?;
+        }
+        let journal = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&journal_path)
+            .map_err(|e| err(&journal_path, e))?;
+        let file = Self {
+            path,
+            journal_path,
+            journal: Mutex::new(journal),
+        };
+        // Refuse a foreign or corrupt file now rather than mid-run.
+        file.read_all()?;
+        Ok(Arc::new(file))
+    }
+
+    /// Every owner's ledger: the snapshot with the journal replayed over it.
+    fn read_all(&self) -> Result<BTreeMap<String, Ledger>, StateError> {
+        let mut owners = match File::open(&self.path) {
+            Ok(file) => {
+                serde_json::from_reader::<_, Snapshot>(BufReader::new(file))
+                    .map_err(|e| err(&self.path, format!("not a ghl-operator state file: {e}")))?
                     .owners
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(err(&path, e)),
+            Err(e) => return Err(err(&self.path, e)),
         };
-        if let Ok(file) = File::open(&journal_path) {
+        if let Ok(file) = File::open(&self.journal_path) {
             for (n, line) in BufReader::new(file).lines().enumerate() {
-                let line = line.map_err(|e| err(&journal_path, e))?;
+                let line = line.map_err(|e| err(&self.journal_path, e))?;
                 if line.trim().is_empty() {
                     continue;
                 }
@@ -73,19 +96,7 @@ impl StateFile {
                 }
             }
         }
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| err(parent, e))?;
-        }
-        let journal = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&journal_path)
-            .map_err(|e| err(&journal_path, e))?;
-        Ok(Arc::new(Self {
-            path,
-            journal: journal_path,
-            inner: Mutex::new(Inner { owners, journal }),
-        }))
+        Ok(owners)
     }
 
     /// The store of one owner (e.g. `crm/ContactSyncPolicy/vip`).
@@ -96,23 +107,25 @@ impl StateFile {
         }
     }
 
-    /// Writes the snapshot and empties the journal.
-    pub fn compact_all(&self) -> Result<(), StateError> {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let snapshot = Snapshot {
-            version: 1,
-            owners: inner.owners.clone(),
-        };
+    /// Writes a snapshot with `owner`'s ledger replaced, then empties the journal.
+    fn compact_with(&self, owner: &str, ledger: &Ledger) -> Result<(), StateError> {
+        let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        let others = self.read_all()?;
+        let mut owners: BTreeMap<&str, &Ledger> = others
+            .iter()
+            .filter(|(name, _)| name.as_str() != owner)
+            .map(|(name, l)| (name.as_str(), l))
+            .collect();
+        owners.insert(owner, ledger);
+        let snapshot = SnapshotRef { version: 1, owners };
         let temp = PathBuf::from(format!("{}.tmp", self.path.display()));
-        let bytes = serde_json::to_vec_pretty(&snapshot).map_err(|e| err(&self.path, e))?;
-        let mut file = File::create(&temp).map_err(|e| err(&temp, e))?;
-        file.write_all(&bytes).map_err(|e| err(&temp, e))?;
+        let file = File::create(&temp).map_err(|e| err(&temp, e))?;
+        let mut writer = std::io::BufWriter::new(file);
+        serde_json::to_writer(&mut writer, &snapshot).map_err(|e| err(&temp, e))?;
+        let file = writer.into_inner().map_err(|e| err(&temp, e.error()))?;
         file.sync_all().map_err(|e| err(&temp, e))?;
         std::fs::rename(&temp, &self.path).map_err(|e| err(&self.path, e))?;
-        inner
-            .journal
-            .set_len(0)
-            .map_err(|e| err(&self.journal, e))?;
+        journal.set_len(0).map_err(|e| err(&self.journal_path, e))?;
         Ok(())
     }
 }
@@ -127,39 +140,35 @@ pub struct FileStore {
 #[async_trait]
 impl StateStore for FileStore {
     async fn load(&self) -> Result<Ledger, StateError> {
-        let inner = self.file.inner.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(inner.owners.get(&self.owner).cloned().unwrap_or_default())
+        let _guard = self.file.journal.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(self
+            .file
+            .read_all()?
+            .remove(&self.owner)
+            .unwrap_or_default())
     }
 
     async fn commit(&self, changes: &[Change]) -> Result<(), StateError> {
-        let mut inner = self.file.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut text = String::new();
         for change in changes {
             let line = JournalLine {
                 owner: self.owner.clone(),
                 change: change.clone(),
             };
-            text.push_str(&serde_json::to_string(&line).map_err(|e| err(&self.file.journal, e))?);
+            text.push_str(
+                &serde_json::to_string(&line).map_err(|e| err(&self.file.journal_path, e))?,
+            );
             text.push('\n');
         }
-        inner
-            .journal
+        let mut journal = self.file.journal.lock().unwrap_or_else(|p| p.into_inner());
+        journal
             .write_all(text.as_bytes())
-            .and_then(|()| inner.journal.flush())
-            .map_err(|e| err(&self.file.journal, e))?;
-        let ledger = inner.owners.entry(self.owner.clone()).or_default();
-        for change in changes {
-            ledger.apply(change);
-        }
-        Ok(())
+            .and_then(|()| journal.flush())
+            .map_err(|e| err(&self.file.journal_path, e))
     }
 
     async fn compact(&self, ledger: &Ledger) -> Result<(), StateError> {
-        {
-            let mut inner = self.file.inner.lock().unwrap_or_else(|p| p.into_inner());
-            inner.owners.insert(self.owner.clone(), ledger.clone());
-        }
-        self.file.compact_all()
+        self.file.compact_with(&self.owner, ledger)
     }
 }
 

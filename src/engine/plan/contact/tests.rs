@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::crd::contact_sync_policy::ContactSyncPolicySpec;
 use crate::engine::desired::build;
-use crate::engine::ledger::{Change, ItemKind, Ledger};
+use crate::engine::ledger::{Change, ItemKind, Ledger, key_digest};
 use crate::engine::observed::{ContactView, Observed};
 use crate::engine::plan::{ItemOp, Plan, PlanOptions, Target, plan};
 use crate::ghl::models::{Contact, Note, Task};
@@ -96,9 +96,10 @@ impl Case {
     }
 }
 
+/// A ledger binding of the declared record with match key `key` (stored as its digest).
 fn bound(key: &str, id: &str, created: bool) -> Change {
     Change::ContactBound {
-        key: key.into(),
+        key: key_digest(key),
         id: id.into(),
         created,
     }
@@ -257,7 +258,7 @@ fn a_managed_contact_deleted_in_ghl_is_recreated_as_drift() {
 fn an_interrupted_create_is_resolved_before_creating() {
     let plan = Case::declaring(json!([{"email": "a@b.co"}]))
         .ledger(vec![Change::CreateStarted {
-            key: "a@b.co".into(),
+            key: key_digest("a@b.co"),
             at: "2030-01-01T00:00:00Z".parse().unwrap(),
         }])
         .plan();
@@ -530,7 +531,9 @@ fn fields_search_does_not_return_use_the_ledger() {
                 id: "c1".into(),
                 fingerprint: 0,
                 written_at: None,
-                hidden: [("website".to_owned(), "https://example.com".to_owned())].into(),
+                hidden: [("website".to_owned(), "https://example.com".to_owned())]
+                    .into_iter()
+                    .collect(),
             },
         ])
         .plan();
