@@ -11,3 +11,11 @@ fi
 if ! python3 -c 'import openapi_core' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check 'openapi-core>=0.19,<0.24'
 fi
+
+# Helm's SDK and offline Kubernetes schemas check the chart (tests/chart/check_chart.py).
+if ! python3 -c 'import helm_python, kubernetes_validate, yaml' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check helm-python-sdk kubernetes-validate pyyaml
+fi
+
+# A real kube-apiserver + etcd for the operator tests (cached after the first build).
+scripts/k8s-testenv.sh install

@@ -5,10 +5,13 @@
 //! - [`crd`]: the custom resource types (the API users write);
 //! - [`ghl`]: the GHL client (trait, HTTP, models, budget, retry, errors, auth);
 //! - [`sandbox`]: the GHL emulator (embedded default and test double);
+//! - [`engine`]: observe → plan → apply, the ledger and its stores;
+//! - [`controller`]: the in-cluster operator (kube-runtime controllers, leader election);
 //! - [`cli`]: one module per subcommand;
 //! - [`telemetry`], [`privacy`], [`tls`]: cross-cutting plumbing.
 
 pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod engine;
 pub mod ghl;

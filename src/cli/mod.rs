@@ -6,8 +6,8 @@ mod crds;
 mod demo;
 mod import;
 pub mod manifests;
-mod pending;
 mod plan;
+mod run;
 mod sandbox;
 pub mod workspace;
 
@@ -32,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the operator in a cluster (controllers for the three kinds).
-    Run(pending::PendingArgs),
+    Run(Box<run::RunArgs>),
     /// Show what applying the manifests would change in GHL.
     Plan(Box<plan::PlanArgs>),
     /// Apply the manifests to GHL.
@@ -50,7 +50,7 @@ pub enum Command {
 impl Command {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self {
-            Command::Run(args) => pending::run("run", args),
+            Command::Run(args) => run::run(*args).await,
             Command::Plan(args) => plan::run(*args).await,
             Command::Apply(args) => apply::run(*args).await,
             Command::Import(args) => import::run(*args).await,

@@ -240,6 +240,7 @@ pub struct ContactSource {
     /// `csv` (header row of field names; `tags` separated by `;`), `json` (an array of
     /// records) or `yaml` (a list of records). If omitted, guessed from the key's extension.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "record_format_schema")]
     pub format: Option<RecordFormat>,
 }
 
@@ -321,6 +322,15 @@ pub struct RecordFailure {
 }
 
 /// Custom field values are free-form JSON (string, number or list); validated by the operator.
+/// An optional enum without `null` among its values: API servers before 1.21 refuse a CRD
+/// whose enum lists `null` (the field being optional is enough).
+fn record_format_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "enum": ["csv", "json", "yaml"]
+    })
+}
+
 fn custom_field_values_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",

@@ -421,12 +421,23 @@ async fn create_contact(
     if !resolve {
         match run.write(run.api.create_contact(body)).await? {
             Ok(contact) => {
-                run.commit(vec![Change::ContactBound {
+                // The tags it was created with are ours (removed when no longer declared).
+                let mut changes = vec![Change::ContactBound {
                     key: plan.ledger_key.clone(),
                     id: contact.id.clone(),
                     created: true,
-                }])
-                .await?;
+                }];
+                if !body.tags.is_empty() {
+                    changes.push(Change::TagsAdded {
+                        id: contact.id.clone(),
+                        tags: body
+                            .tags
+                            .iter()
+                            .map(|t| crate::engine::fields::normalize_tag(t))
+                            .collect(),
+                    });
+                }
+                run.commit(changes).await?;
                 return Ok((
                     contact.id.clone(),
                     ContactView::from_contact(&contact, true),
@@ -469,6 +480,9 @@ async fn create_contact(
     }])
     .await?;
     let mut view = ContactView::from_contact(&outcome.contact, true);
+    // Only the tags added here are recorded as ours: a contact found (not created) by the
+    // upsert may carry the declared tags from before, and releasing those later would remove
+    // what someone else put there. (After a lost create answer this errs on keeping tags.)
     let missing: BTreeSet<String> = tags
         .iter()
         .filter(|t| !view.tags.contains(t))

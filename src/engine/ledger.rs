@@ -76,7 +76,7 @@ pub struct OwnedContact {
     /// When we last wrote the contact (search lags writes for a while).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_at: Option<Timestamp>,
-    /// Normalized values last written or confirmed for fields search does not return.
+    /// Digests ([`key_digest`]) of the values GHL last held for fields search does not return.
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub hidden: SmallMap<String, String>,
 }
@@ -289,14 +289,14 @@ impl OwnedContact {
         }
     }
 
-    /// The hidden-field value last written or confirmed.
+    /// Digest of the hidden field's value last written or confirmed ([`key_digest`]).
     pub fn hidden(&self, field: Field) -> Option<&str> {
         self.hidden.get(field.name()).map(String::as_str)
     }
 }
 
-/// The form a match key takes in a ledger: a truncated SHA-256 digest, so ledgers (stored in
-/// files and Secrets) hold no email addresses or phone numbers.
+/// The form match keys and hidden field values take in a ledger: a truncated SHA-256 digest,
+/// so ledgers (stored in files and Secrets) hold no email addresses, phones or names.
 pub fn key_digest(key: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(key.as_bytes());

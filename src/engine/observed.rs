@@ -100,8 +100,9 @@ impl ContactView {
         fingerprint(parts.iter().map(String::as_str))
     }
 
-    /// Normalized values of the hidden fields (when known), for the ledger.
-    /// Only values GHL holds are recorded: an unrecorded field counts as unknown.
+    /// Digests of the normalized values of the hidden fields (when known), for the ledger:
+    /// enough to tell whether a declared value is what GHL holds, without keeping names or
+    /// addresses in state. Only values GHL holds are recorded: unrecorded counts as unknown.
     pub fn hidden_values(&self) -> SmallMap<String, String> {
         if !self.complete {
             return SmallMap::new();
@@ -110,7 +111,10 @@ impl ContactView {
             .iter()
             .filter_map(|f| {
                 let value = f.normalize(self.fields.get(f)?);
-                Some((f.name().to_owned(), value))
+                Some((
+                    f.name().to_owned(),
+                    crate::engine::ledger::key_digest(&value),
+                ))
             })
             .collect()
     }

@@ -96,3 +96,44 @@ async fn plan_mode_writes_nothing() {
         .sum();
     assert_eq!(writes, 0, "{stats}");
 }
+
+#[tokio::test]
+async fn tags_a_contact_was_created_with_are_removed_when_no_longer_declared() {
+    let sandbox = crate::support::sandbox::start_default().await;
+    let client = client(&sandbox);
+    let store = MemoryStore::default();
+    let declare =
+        |tags: Value| spec(json!({"contacts": [{"email": "t@example.com", "tags": tags}]}));
+    sync(
+        &client,
+        &store,
+        &declare(json!(["vip", "newsletter"])),
+        Mode::Apply,
+    )
+    .await;
+    // Someone adds a tag of their own in GHL.
+    let raw = Raw::new(&sandbox);
+    let state = raw.admin("GET", "state", None).await;
+    let id = state["contacts"][0]["id"].as_str().unwrap().to_owned();
+    raw.admin(
+        "PATCH",
+        &format!("contacts/{id}"),
+        Some(json!({"tags": ["vip", "newsletter", "theirs"]})),
+    )
+    .await;
+
+    sync(&client, &store, &declare(json!(["vip"])), Mode::Apply).await;
+    let state = raw.admin("GET", "state", None).await;
+    let mut tags: Vec<&str> = state["contacts"][0]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    tags.sort();
+    assert_eq!(
+        tags,
+        ["theirs", "vip"],
+        "our undeclared tag goes, theirs stays"
+    );
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::crd::contact_sync_policy::FieldPolicy;
 use crate::engine::desired::{Desired, DesiredContact};
 use crate::engine::fields::normalize_custom_value;
-use crate::engine::ledger::{Ledger, OwnedContact};
+use crate::engine::ledger::{Ledger, OwnedContact, key_digest};
 use crate::engine::observed::{ContactView, Observed};
 use crate::ghl::models::{CreateContact, CustomFieldInput};
 
@@ -123,17 +123,16 @@ fn diff_fields(
     let policies = &desired.field_policy;
     for (field, wanted) in &contact.fields {
         let wanted_norm = field.normalize(wanted);
-        // Known value from GHL, or (for fields search does not return) the ledger's record of
-        // what we last wrote; unknown and unrecorded counts as different.
-        let current: Option<Option<String>> = match view.known(*field) {
-            Some(value) => Some(value.map(|v| field.normalize(v))),
+        // Known value from GHL, or (for fields search does not return) the ledger's digest of
+        // what GHL last held; unknown and unrecorded counts as different.
+        let differs = match view.known(*field) {
+            Some(value) => {
+                value.map(|v| field.normalize(v)).as_deref() != Some(wanted_norm.as_str())
+            }
             None => owned
                 .and_then(|o| o.hidden(*field))
-                .map(|v| Some(v.to_owned())),
+                .is_none_or(|digest| digest != key_digest(&wanted_norm)),
         };
-        let differs = current
-            .as_ref()
-            .is_none_or(|c| c.as_deref() != Some(wanted_norm.as_str()));
         if !differs {
             continue;
         }

@@ -531,7 +531,7 @@ fn fields_search_does_not_return_use_the_ledger() {
                 id: "c1".into(),
                 fingerprint: 0,
                 written_at: None,
-                hidden: [("website".to_owned(), "https://example.com".to_owned())]
+                hidden: [("website".to_owned(), key_digest("https://example.com"))]
                     .into_iter()
                     .collect(),
             },

@@ -1,0 +1,115 @@
+//! `ghl-operator run`: the in-cluster operator. Every flag can also come from the environment
+//! (the chart sets them), so the same image runs anywhere.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::controller::context::OperatorConfig;
+use crate::controller::leader::LeaseConfig;
+use crate::controller::{self, RunOptions};
+use crate::crd::DurationString;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "GHL_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "GHL_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Let policies and rules use GhlConnections in other namespaces.
+    #[arg(long, env = "GHL_ALLOW_CROSS_NAMESPACE_REFS")]
+    pub allow_cross_namespace_refs: bool,
+    /// Objects of one kind reconciled at once.
+    #[arg(long, env = "GHL_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u16,
+    /// Contacts applied in parallel within one policy.
+    #[arg(long, env = "GHL_APPLY_CONCURRENCY", default_value_t = 4)]
+    pub apply_concurrency: usize,
+    /// Every how many resyncs a policy also re-reads notes and fields search does not return.
+    #[arg(long, env = "GHL_DEEP_RESYNC_EVERY", default_value_t = 6)]
+    pub deep_resync_every: u32,
+    /// Resync interval for policies and rules that name none.
+    #[arg(long, env = "GHL_DEFAULT_RESYNC", default_value = "10m")]
+    pub default_resync: DurationString,
+    /// How often a ready connection re-checks its credentials with GHL.
+    #[arg(long, env = "GHL_CONNECTION_CHECK_INTERVAL", default_value = "5m")]
+    pub connection_check_interval: DurationString,
+    /// Run without leader election (only ever one replica!).
+    #[arg(long, env = "GHL_NO_LEADER_ELECTION")]
+    pub no_leader_election: bool,
+    /// Namespace of the leader Lease (default: the pod's namespace).
+    #[arg(long, env = "GHL_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(long, env = "GHL_LEASE_NAME", default_value = "ghl-operator-leader")]
+    pub lease_name: String,
+    /// How long a leader that stopped renewing keeps the Lease.
+    #[arg(long, env = "GHL_LEASE_DURATION", default_value = "15s")]
+    pub lease_duration: DurationString,
+    /// This process's identity (default: the pod name, else the host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+/// The pod's namespace, from the service account mount or the downward API.
+fn own_namespace() -> Option<String> {
+    std::env::var("POD_NAMESPACE").ok().or_else(|| {
+        std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+            .ok()
+            .map(|s| s.trim().to_owned())
+    })
+}
+
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "ghl-operator".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let leader = if args.no_leader_election {
+        None
+    } else {
+        let namespace = args
+            .lease_namespace
+            .clone()
+            .or_else(own_namespace)
+            .or_else(|| args.watch_namespace.clone())
+            .context("set --lease-namespace (not running in a pod, so the namespace is unknown)")?;
+        let mut lease = LeaseConfig::new(namespace, args.lease_name.clone(), identity.clone());
+        lease.lease_duration = args.lease_duration.parse()?;
+        // As client-go: renew often, give up at two thirds of the duration.
+        lease.renew_every = (lease.lease_duration / 5).max(std::time::Duration::from_millis(200));
+        lease.retry_every = (lease.lease_duration / 5).max(std::time::Duration::from_millis(200));
+        Some(lease)
+    };
+    let options = RunOptions {
+        config: OperatorConfig {
+            allow_cross_namespace_refs: args.allow_cross_namespace_refs,
+            apply_concurrency: args.apply_concurrency.max(1),
+            deep_resync_every: args.deep_resync_every.max(1),
+            connection_check_interval: args.connection_check_interval.parse()?,
+            default_resync: args.default_resync.parse()?,
+        },
+        watch_namespace: args.watch_namespace,
+        concurrency: args.concurrency.max(1),
+        metrics_addr: args.metrics_addr,
+        leader,
+        instance: identity,
+    };
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes configuration (in-cluster service account or KUBECONFIG)")?;
+    controller::run(client, options).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,222 @@
+//! What else, besides their own spec, makes an object reconcile: the Secret a connection reads,
+//! the ConfigMaps and Secrets a policy reads its records from, and a connection becoming ready
+//! or not. Pure mappers over the controllers' caches.
+
+use futures::{Stream, stream};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use tokio::sync::broadcast;
+
+use super::connections::ConnectionKey;
+use crate::crd::common::ConnectionRef;
+use crate::crd::{ContactSyncPolicy, GhlConnection, TagRule};
+
+/// Secret names a connection reads.
+fn secrets_of(connection: &GhlConnection) -> Vec<&str> {
+    let auth = &connection.spec.auth;
+    let mut names = Vec::new();
+    if let Some(pit) = &auth.private_integration_token {
+        names.push(pit.secret_ref.name.as_str());
+    }
+    if let Some(oauth) = &auth.oauth {
+        names.push(oauth.client_secret_ref.name.as_str());
+        names.push(oauth.token_secret_ref.name.as_str());
+        if let Some(code) = &oauth.authorization_code_secret_ref {
+            names.push(code.name.as_str());
+        }
+    }
+    names
+}
+
+/// Connections that read the changed Secret.
+pub fn connections_reading<S>(
+    store: &Store<GhlConnection>,
+    secret: &PartialObjectMeta<S>,
+) -> Vec<ObjectRef<GhlConnection>> {
+    let (namespace, name) = (
+        secret.metadata.namespace.clone(),
+        secret.metadata.name.clone().unwrap_or_default(),
+    );
+    store
+        .state()
+        .iter()
+        .filter(|c| c.namespace() == namespace && secrets_of(c).contains(&name.as_str()))
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+/// Which kind of object a policy source names.
+#[derive(Clone, Copy, Debug)]
+pub enum SourceKind {
+    ConfigMap,
+    Secret,
+}
+
+/// Policies that read their records from the changed ConfigMap or Secret.
+pub fn policies_reading<S>(
+    store: &Store<ContactSyncPolicy>,
+    kind: SourceKind,
+    object: &PartialObjectMeta<S>,
+) -> Vec<ObjectRef<ContactSyncPolicy>> {
+    let (namespace, name) = (
+        object.metadata.namespace.clone(),
+        object.metadata.name.clone().unwrap_or_default(),
+    );
+    store
+        .state()
+        .iter()
+        .filter(|p| p.namespace() == namespace)
+        .filter(|p| {
+            p.spec.contacts_from.iter().any(|source| match kind {
+                SourceKind::ConfigMap => source
+                    .config_map_ref
+                    .as_ref()
+                    .is_some_and(|r| r.name == name),
+                SourceKind::Secret => source.secret_ref.as_ref().is_some_and(|r| r.name == name),
+            })
+        })
+        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .collect()
+}
+
+/// Objects that name a connection.
+pub trait UsesConnection: Resource<DynamicType = ()> + Clone + 'static {
+    fn connection_ref(&self) -> &ConnectionRef;
+}
+
+impl UsesConnection for ContactSyncPolicy {
+    fn connection_ref(&self) -> &ConnectionRef {
+        &self.spec.connection_ref
+    }
+}
+
+impl UsesConnection for TagRule {
+    fn connection_ref(&self) -> &ConnectionRef {
+        &self.spec.connection_ref
+    }
+}
+
+/// Objects in `store` on connection `key`.
+pub fn users_of<K: UsesConnection>(store: &Store<K>, key: &ConnectionKey) -> Vec<ObjectRef<K>> {
+    store
+        .state()
+        .iter()
+        .filter(|o| {
+            let reference = o.connection_ref();
+            let namespace = reference
+                .namespace
+                .clone()
+                .or_else(|| o.namespace())
+                .unwrap_or_default();
+            reference.name == key.1 && namespace == key.0
+        })
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
+/// The objects to reconcile whenever a connection's readiness changes.
+pub fn on_connection_change<K: UsesConnection + Send + Sync>(
+    changes: broadcast::Receiver<ConnectionKey>,
+    store: Store<K>,
+) -> impl Stream<Item = ObjectRef<K>> + Send + 'static {
+    let keys = stream::unfold(changes, |mut rx| async move {
+        match rx.recv().await {
+            Ok(key) => Some((Some(key), rx)),
+            // Missed some: the periodic resync covers them; keep listening.
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "missed connection readiness changes");
+                Some((None, rx))
+            }
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    });
+    futures::StreamExt::flat_map(keys, move |key| {
+        stream::iter(key.map(|k| users_of(&store, &k)).unwrap_or_default())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+
+    use super::*;
+
+    fn policy(
+        namespace: &str,
+        name: &str,
+        connection: serde_json::Value,
+        config_map: &str,
+    ) -> ContactSyncPolicy {
+        let mut policy: ContactSyncPolicy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ghl.servis.ai/v1alpha1", "kind": "ContactSyncPolicy",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"connectionRef": connection,
+                     "contactsFrom": [{"configMapRef": {"name": config_map, "key": "c.csv"}}]}
+        }))
+        .unwrap();
+        policy.metadata.uid = Some(format!("uid-{name}"));
+        policy
+    }
+
+    #[test]
+    fn connection_users_resolve_the_reference_namespace() {
+        let (reader, mut writer) = reflector::store::<ContactSyncPolicy>();
+        writer.apply_watcher_event(&Event::Apply(policy(
+            "crm",
+            "local",
+            serde_json::json!({"name": "acme"}),
+            "a",
+        )));
+        writer.apply_watcher_event(&Event::Apply(policy(
+            "other",
+            "remote",
+            serde_json::json!({"name": "acme", "namespace": "crm"}),
+            "b",
+        )));
+        writer.apply_watcher_event(&Event::Apply(policy(
+            "other",
+            "own",
+            serde_json::json!({"name": "acme"}),
+            "c",
+        )));
+        let mut names: Vec<String> = users_of(&reader, &("crm".into(), "acme".into()))
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["local", "remote"]);
+    }
+
+    #[test]
+    fn a_config_map_change_maps_to_the_policies_reading_it() {
+        let (reader, mut writer) = reflector::store::<ContactSyncPolicy>();
+        writer.apply_watcher_event(&Event::Apply(policy(
+            "crm",
+            "p1",
+            serde_json::json!({"name": "acme"}),
+            "leads",
+        )));
+        writer.apply_watcher_event(&Event::Apply(policy(
+            "crm",
+            "p2",
+            serde_json::json!({"name": "acme"}),
+            "other",
+        )));
+        let changed: PartialObjectMeta<k8s_openapi::api::core::v1::ConfigMap> = PartialObjectMeta {
+            metadata: kube::api::ObjectMeta {
+                name: Some("leads".into()),
+                namespace: Some("crm".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let hits = policies_reading(&reader, SourceKind::ConfigMap, &changed);
+        assert_eq!(
+            hits.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["p1"]
+        );
+        assert!(policies_reading(&reader, SourceKind::Secret, &changed).is_empty());
+    }
+}

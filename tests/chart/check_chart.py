@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Chart checks with Helm's own SDK (helm-python-sdk) and offline Kubernetes schemas.
+
+For each values set (the defaults, and every optional feature on) this lints the chart
+strictly, renders it, validates every manifest against the Kubernetes schemas
+(kubernetes-validate, strict: unknown fields are errors) and writes the rendered objects as
+JSON for the Rust tests, which apply them to a real API server (dry-run, and the RBAC test).
+
+Usage: check_chart.py CHART_DIR OUT_DIR [NAMESPACE]
+With NAMESPACE, also renders `namespaced.json`: a release in NAMESPACE watching only it (the
+least-privilege install the RBAC test runs the operator with).
+"""
+import json
+import pathlib
+import sys
+
+import helm_python
+import kubernetes_validate
+import yaml
+
+K8S_VERSION = "1.33.0"
+NAMESPACE = "ghl-system"
+# Kinds from CRDs kubernetes-validate has no schema for.
+CRD_KINDS = {"ServiceMonitor"}
+
+VALUE_SETS = {
+    "default": {},
+    "all-features": {
+        "replicaCount": 2,
+        "watchNamespace": "crm",
+        "image": {"digest": "sha256:" + "a" * 64},
+        "imagePullSecrets": [{"name": "registry"}],
+        "serviceAccount": {"annotations": {"example.com/role": "operator"}},
+        "operator": {
+            "logLevel": "info,ghl_operator=debug",
+            "allowCrossNamespaceRefs": True,
+            "extraArgs": ["--deep-resync-every=3"],
+            "extraEnv": [{"name": "EXTRA", "value": "1"}],
+        },
+        "leaderElection": {"enabled": True, "leaseDuration": "20s"},
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+        "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
+        "networkPolicy": {
+            "enabled": True,
+            "apiServerPort": 6443,
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+        },
+        "podAnnotations": {"example.com/a": "b"},
+        "podLabels": {"team": "crm"},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+        "priorityClassName": "high",
+    },
+    "no-leader-election": {"leaderElection": {"enabled": False}},
+}
+
+
+def fail(message):
+    print(f"chart check failed: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def main():
+    chart_dir, out_dir = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+    value_sets = dict(VALUE_SETS)
+    namespace = {name: NAMESPACE for name in value_sets}
+    if len(sys.argv) > 3:
+        ns = sys.argv[3]
+        value_sets["namespaced"] = {"watchNamespace": ns, "fullnameOverride": f"ghl-operator-{ns}"}
+        namespace["namespaced"] = ns
+    out_dir.mkdir(parents=True, exist_ok=True)
+    chart = helm_python.Chart.load(str(chart_dir))
+
+    for crd_file in sorted((chart_dir / "crds").glob("*.yaml")):
+        for crd in yaml.safe_load_all(crd_file.read_text()):
+            kubernetes_validate.validate(crd, K8S_VERSION, strict=True)
+
+    # The schema refuses misspelt or mistyped values instead of ignoring them.
+    for bad in ({"operator": {"concurency": 4}}, {"replicaCount": "two"}, {"operator": {"defaultResync": "10 minutes"}}):
+        try:
+            chart.render(values=bad, name="ghl-operator", namespace=NAMESPACE)
+        except helm_python.HelmValuesError:
+            continue
+        fail(f"values {bad} were accepted")
+
+    for name, values in value_sets.items():
+        report = helm_python.lint(str(chart_dir), values=values, strict=True, namespace=namespace[name])
+        problems = list(report.get("errors") or [])
+        # Helm severities: 1 info, 2 warning, 3 error. Strict lint treats warnings as failures.
+        problems += [m for m in report.get("messages") or [] if m.get("severity", 3) >= 2]
+        if problems:
+            fail(f"lint ({name}): {json.dumps(problems, indent=2)}")
+
+        rendered = chart.render(values=values, name="ghl-operator", namespace=namespace[name], is_install=True)
+        objects = []
+        for path, text in sorted(rendered.items()):
+            if path.endswith("NOTES.txt"):
+                continue
+            for doc in yaml.safe_load_all(text):
+                if not doc:
+                    continue
+                if doc.get("kind") not in CRD_KINDS:
+                    try:
+                        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+                    except kubernetes_validate.ValidationError as e:
+                        fail(f"{path} ({name}) is not a valid {doc.get('kind')}: {e.message}")
+                objects.append(doc)
+        if not objects:
+            fail(f"{name}: nothing rendered")
+        (out_dir / f"{name}.json").write_text(json.dumps(objects, indent=1))
+        kinds = sorted({o["kind"] for o in objects})
+        print(f"{name}: lint clean, {len(objects)} valid objects: {', '.join(kinds)}")
+
+
+if __name__ == "__main__":
+    main()

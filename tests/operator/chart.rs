@@ -1,0 +1,266 @@
+//! The Helm chart: rendered, strictly linted and schema-validated with Helm's own SDK
+//! (`tests/chart/check_chart.py`), accepted by the API server (`--dry-run=server`), and its
+//! RBAC enough for the operator to do its whole job — run as the chart's ServiceAccount.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::{GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::harness::*;
+use crate::support::sandbox::{Raw, start_default};
+
+const READY: Duration = Duration::from_secs(60);
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the chart checks; returns the rendered value sets by name.
+fn render(namespace: &str) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("chart-{namespace}"));
+    let status = Command::new("python3")
+        .arg(repo().join("tests/chart/check_chart.py"))
+        .arg(repo().join("charts/ghl-operator"))
+        .arg(&out)
+        .arg(namespace)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "chart checks failed (see stderr)");
+    [
+        "default",
+        "all-features",
+        "no-leader-election",
+        "namespaced",
+    ]
+    .into_iter()
+    .map(|name| {
+        let text = std::fs::read_to_string(out.join(format!("{name}.json"))).unwrap();
+        (name.to_owned(), serde_json::from_str(&text).unwrap())
+    })
+    .collect()
+}
+
+fn gvk_of(object: &Value) -> GroupVersionKind {
+    let api_version = object["apiVersion"].as_str().unwrap();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    GroupVersionKind::gvk(group, version, object["kind"].as_str().unwrap())
+}
+
+fn rules_of<'a>(objects: &'a [Value], kind: &str, name_suffix: &str) -> &'a Value {
+    &objects
+        .iter()
+        .find(|o| {
+            o["kind"] == kind
+                && o["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(name_suffix)
+        })
+        .unwrap_or_else(|| panic!("a {kind} *{name_suffix}"))["rules"]
+}
+
+#[tokio::test]
+async fn the_chart_renders_lints_validates_and_is_accepted_by_the_api_server() {
+    let Some(client) = client().await else { return };
+    let ns = TestNamespace::create(&client, "chart").await;
+    let sets = render(&ns.name);
+
+    // Least privilege: no wildcards anywhere, and the namespaced Role grants exactly what the
+    // ClusterRole does.
+    for (name, objects) in &sets {
+        for object in objects
+            .iter()
+            .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+        {
+            let text = object["rules"].to_string();
+            assert!(!text.contains("\"*\""), "{name}: wildcard in {text}");
+        }
+    }
+    assert_eq!(
+        rules_of(&sets["default"], "ClusterRole", "ghl-operator"),
+        rules_of(&sets["namespaced"], "Role", &ns.name)
+    );
+
+    // Server-side dry run of every object of every value set.
+    let mut skipped = std::collections::BTreeSet::new();
+    for (name, objects) in &sets {
+        for object in objects {
+            let mut object = object.clone();
+            let gvk = gvk_of(&object);
+            let Ok((resource, caps)) = kube::discovery::pinned_kind(&client, &gvk).await else {
+                skipped.insert(format!("{}/{}", gvk.group, gvk.kind));
+                continue;
+            };
+            let api: Api<kube::api::DynamicObject> =
+                if caps.scope == kube::discovery::Scope::Namespaced {
+                    object["metadata"]["namespace"] = json!(ns.name);
+                    Api::namespaced_with(client.clone(), &ns.name, &resource)
+                } else {
+                    Api::all_with(client.clone(), &resource)
+                };
+            let object_name = object["metadata"]["name"].as_str().unwrap().to_owned();
+            api.patch(
+                &object_name,
+                &PatchParams::apply("helm").dry_run(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{name}: {} {object_name} refused by the API server: {e}",
+                    gvk.kind
+                )
+            });
+        }
+    }
+    // Only kinds this 1.20 test server cannot know: the Prometheus Operator's CRD, and
+    // PodDisruptionBudget in policy/v1 (served from Kubernetes 1.21).
+    let allowed: std::collections::BTreeSet<String> = [
+        "monitoring.coreos.com/ServiceMonitor",
+        "policy/PodDisruptionBudget",
+    ]
+    .map(str::to_owned)
+    .into();
+    assert!(
+        skipped.is_subset(&allowed),
+        "unexpected kinds the server does not serve: {skipped:?}"
+    );
+
+    // The chart ships the same CRDs the binary generates.
+    for (file, crd) in ghl_operator::crd::all() {
+        let shipped =
+            std::fs::read_to_string(repo().join("charts/ghl-operator/crds").join(file)).unwrap();
+        assert_eq!(
+            shipped,
+            ghl_operator::crd::to_yaml(&crd).unwrap(),
+            "charts/ghl-operator/crds/{file} is stale"
+        );
+    }
+    ns.delete().await;
+}
+
+/// A kubeconfig for the test API server that authenticates with `token`.
+fn kubeconfig_with_token(token: &str, path: &Path) {
+    let admin: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig_path()).unwrap()).unwrap();
+    let cluster = &admin["clusters"][0]["cluster"];
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "test", "cluster": cluster}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "test", "user": "operator"}}],
+        "current-context": "operator",
+    });
+    std::fs::write(path, serde_json::to_string(&config).unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn the_operator_does_its_whole_job_with_only_the_charts_rbac() {
+    let Some(client) = client().await else { return };
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "rbac").await;
+    let rendered = render(&ns.name).remove("namespaced").unwrap();
+
+    // Install the chart's ServiceAccount and RBAC (the Deployment cannot run here: no kubelet).
+    for object in rendered.iter().filter(|o| {
+        [
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "ClusterRole",
+            "ClusterRoleBinding",
+        ]
+        .contains(&o["kind"].as_str().unwrap())
+    }) {
+        apply(&client, &ns.name, object.clone()).await;
+    }
+    let deployment = rendered.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let account = pod["serviceAccountName"].as_str().unwrap();
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}}))
+            .unwrap();
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns.name);
+    let token = accounts
+        .create_token_request(account, &PostParams::default(), &request)
+        .await
+        .expect("a token for the chart's ServiceAccount")
+        .status
+        .unwrap()
+        .token;
+    let kubeconfig =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-kubeconfig.json", ns.name));
+    kubeconfig_with_token(&token, &kubeconfig);
+
+    // Run with the chart's own flags (the harness sets the metrics address, and the namespace
+    // the downward API would give the pod).
+    let args: Vec<String> = pod["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .filter(|a| !a.starts_with("--metrics-addr") && !a.starts_with("--watch-namespace"))
+        .collect();
+    assert!(
+        args.iter().any(|a| a.starts_with("--lease-name=")),
+        "the chart enables leader election: {args:?}"
+    );
+    let mut options = OperatorOptions::new(&ns.name, "chart-pod");
+    options.kubeconfig = kubeconfig;
+    options.args = Some(args);
+    let operator = Operator::start(options);
+
+    let sandbox = start_default().await;
+    for doc in examples(&sandbox.url) {
+        apply(&client, &ns.name, doc).await;
+    }
+    wait_object(
+        &connections(&client, &ns.name),
+        "acme",
+        "Ready",
+        READY,
+        |c| is_true(c, "Ready"),
+    )
+    .await;
+    wait_object(
+        &policies(&client, &ns.name),
+        "vip-customers",
+        "Synced",
+        READY,
+        |p| is_true(p, "Synced"),
+    )
+    .await;
+    wait_object(
+        &rules(&client, &ns.name),
+        "enterprise-domain",
+        "Ready",
+        READY,
+        |r| is_true(r, "Ready"),
+    )
+    .await;
+    assert_eq!(sandbox_contacts(&Raw::new(&sandbox)).await.len(), 3);
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
+    wait_for("Events recorded with the chart's RBAC", READY, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("PlanApplied"))
+            .then_some(())
+    })
+    .await;
+    let logs = operator.logs();
+    assert!(
+        !logs.contains("forbidden"),
+        "an RBAC denial in {}",
+        operator.log.display()
+    );
+    operator.stop();
+    ns.delete().await;
+}

@@ -1,0 +1,89 @@
+//! Two operator processes: exactly one leads (only it reconciles); when it is killed, the other
+//! takes over within the Lease duration and carries on.
+
+use std::time::Duration;
+
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use crate::harness::*;
+use crate::support::sandbox::{Raw, start_default};
+
+const READY: Duration = Duration::from_secs(60);
+
+async fn leaders(operators: &[&Operator]) -> Option<Vec<bool>> {
+    let mut out = Vec::new();
+    for op in operators {
+        out.push(op.gauge("ghl_operator_leader").await? == 1.0);
+    }
+    Some(out)
+}
+
+#[tokio::test]
+async fn one_of_two_processes_leads_and_the_other_takes_over_when_it_dies() {
+    let Some(client) = client().await else { return };
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "leader").await;
+    let sandbox = start_default().await;
+    let raw = Raw::new(&sandbox);
+    let a = Operator::start(OperatorOptions::new(&ns.name, "op-a"));
+    let b = Operator::start(OperatorOptions::new(&ns.name, "op-b"));
+    let first = wait_for("exactly one leader", READY, || async {
+        let flags = leaders(&[&a, &b]).await?;
+        (flags.iter().filter(|l| **l).count() == 1).then_some(flags)
+    })
+    .await;
+    // It stays that way.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        leaders(&[&a, &b]).await.unwrap(),
+        first,
+        "leadership is stable"
+    );
+    let (mut leader, standby) = if first[0] { (a, b) } else { (b, a) };
+
+    for doc in examples(&sandbox.url) {
+        apply(&client, &ns.name, doc).await;
+    }
+    let api = policies(&client, &ns.name);
+    wait_object(&api, "vip-customers", "Synced", READY, |p| {
+        is_true(p, "Synced")
+    })
+    .await;
+
+    // The leader crashes; the standby takes the Lease and applies the next change.
+    leader.kill();
+    let patch = json!({"spec": {"contacts": [{"email": "ada@example.com", "tags": ["vip", "after-failover"]}]}});
+    let updated = api
+        .patch(
+            "vip-customers",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    wait_for("the standby leads", Duration::from_secs(30), || async {
+        (standby.gauge("ghl_operator_leader").await? == 1.0).then_some(())
+    })
+    .await;
+    let generation = updated.metadata.generation;
+    wait_object(
+        &api,
+        "vip-customers",
+        "the change applied by the new leader",
+        READY,
+        |p| {
+            p.status.as_ref().and_then(|s| s.observed_generation) == generation
+                && is_true(p, "Synced")
+        },
+    )
+    .await;
+    assert_eq!(
+        tags(&sandbox_contacts(&raw).await["ada@example.com"]),
+        ["after-failover", "vip"]
+    );
+    assert!(standby.logs().contains("became the leader"));
+    leader.assert_logs_clean();
+    standby.stop();
+    ns.delete().await;
+}

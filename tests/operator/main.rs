@@ -1,0 +1,13 @@
+//! The operator on a real Kubernetes API server (`scripts/k8s-testenv.sh`) against the sandbox.
+//! Each test has its own namespace and its own operator process(es) watching only it.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod chart;
+mod deletion;
+mod harness;
+mod leader;
+mod ledger;
+mod lifecycle;
+mod waiting;

@@ -1,0 +1,128 @@
+//! A connection GHL refuses: it is not Authenticated, and its policy waits with a clear reason
+//! instead of failing in a loop; fixing the Secret brings both back without touching them.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::*;
+use crate::support::sandbox::{Raw, start_default};
+
+const READY: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn a_refused_token_stops_the_connection_and_its_policy_waits_until_the_secret_is_fixed() {
+    let Some(client) = client().await else { return };
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "badtoken").await;
+    let sandbox = start_default().await;
+    let raw = Raw::new(&sandbox);
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    for mut doc in examples(&sandbox.url) {
+        if doc["kind"] == "Secret" {
+            doc["stringData"]["token"] = json!("pit-wrong-token");
+        }
+        apply(&client, &ns.name, doc).await;
+    }
+
+    let connection = wait_object(
+        &connections(&client, &ns.name),
+        "acme",
+        "refused",
+        READY,
+        |c| {
+            condition(c, "Authenticated")
+                .is_some_and(|(s, r)| s == "False" && r == "CredentialsRejected")
+        },
+    )
+    .await;
+    assert!(!is_true(&connection, "Ready"));
+    assert!(is_true(&connection, "Stalled"));
+    let policy = wait_object(
+        &policies(&client, &ns.name),
+        "vip-customers",
+        "waiting",
+        READY,
+        |p| condition(p, "Ready").is_some_and(|(s, r)| s == "False" && r == "ConnectionNotReady"),
+    )
+    .await;
+    let message = serde_json::to_value(&policy).unwrap()["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("acme") && message.contains("not ready"),
+        "{message}"
+    );
+    assert!(
+        sandbox_contacts(&raw).await.is_empty(),
+        "nothing written while refused"
+    );
+
+    // Fix the Secret: the watch on it re-checks the connection, whose readiness wakes the policy.
+    apply(
+        &client,
+        &ns.name,
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acme-pit"},
+            "stringData": {"token": "pit-sandbox-token"}
+        }),
+    )
+    .await;
+    wait_object(
+        &connections(&client, &ns.name),
+        "acme",
+        "Authenticated",
+        READY,
+        |c| is_true(c, "Authenticated"),
+    )
+    .await;
+    wait_object(
+        &policies(&client, &ns.name),
+        "vip-customers",
+        "Synced",
+        READY,
+        |p| is_true(p, "Synced"),
+    )
+    .await;
+    assert_eq!(sandbox_contacts(&raw).await.len(), 3);
+    operator.stop();
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn a_cross_namespace_reference_is_refused_unless_allowed() {
+    let Some(client) = client().await else { return };
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "crossns").await;
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    apply(
+        &client,
+        &ns.name,
+        json!({
+            "apiVersion": "ghl.servis.ai/v1alpha1", "kind": "ContactSyncPolicy",
+            "metadata": {"name": "elsewhere"},
+            "spec": {"connectionRef": {"name": "acme", "namespace": "some-other-team"},
+                     "contacts": [{"email": "ada@example.com"}]}
+        }),
+    )
+    .await;
+    wait_object(
+        &policies(&client, &ns.name),
+        "elsewhere",
+        "refused",
+        READY,
+        |p| {
+            condition(p, "Stalled")
+                .is_some_and(|(s, r)| s == "True" && r == "CrossNamespaceReferenceDenied")
+        },
+    )
+    .await;
+    operator.stop();
+    ns.delete().await;
+}
