@@ -6,6 +6,7 @@
 //! - [`ghl`]: the GHL client (trait, HTTP, models, budget, retry, errors, auth);
 //! - [`sandbox`]: the GHL emulator (embedded default and test double);
 //! - [`engine`]: observe → plan → apply, the ledger and its stores;
+//! - [`credentials`]: PIT age, the OAuth lifecycle with fenced refresh, schedules, dependents;
 //! - [`controller`]: the in-cluster operator (kube-runtime controllers, leader election);
 //! - [`cli`]: one module per subcommand;
 //! - [`telemetry`], [`privacy`], [`tls`]: cross-cutting plumbing.
@@ -13,6 +14,7 @@
 pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod credentials;
 pub mod engine;
 pub mod ghl;
 pub mod privacy;

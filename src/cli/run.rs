@@ -100,6 +100,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             deep_resync_every: args.deep_resync_every.max(1),
             connection_check_interval: args.connection_check_interval.parse()?,
             default_resync: args.default_resync.parse()?,
+            identity: identity.clone(),
         },
         watch_namespace: args.watch_namespace,
         concurrency: args.concurrency.max(1),

@@ -1,26 +1,24 @@
-//! The GhlConnection controller: resolves the credentials, keeps the shared GHL client current,
-//! checks the credentials against GHL, and reports `Ready` / `Authenticated`, the credential's
-//! facts and the remaining request budget. Policies wait while their connection is not ready.
-//! (OAuth bootstrap and rotation live in `credentials`.)
+//! The GhlConnection controller: resolves the credential (PIT or OAuth, see
+//! [`super::credential`]), keeps the shared GHL client current, checks the credential against
+//! GHL, and reports `Ready` / `Authenticated` / `RotationDue`, the credential's facts and the
+//! remaining request budget. Policies wait while their connection is not ready.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
-use secrecy::SecretString;
 use serde_json::json;
 
 use super::conditions::{self, Desired, Phase, kstatus};
 use super::connections::{ConnectionKey, Readiness};
 use super::context::Context;
+use super::credential::{self, Resolved};
 use super::error::{Error, Result};
-use crate::crd::connection::{
-    BudgetStatus, CredentialStatus, CredentialType, GhlConnection, GhlConnectionStatus,
-};
+use crate::crd::connection::{BudgetStatus, CredentialStatus, GhlConnection, GhlConnectionStatus};
 use crate::crd::vocabulary::{FIELD_MANAGER, condition, reason};
 use crate::ghl::budget::BudgetConfig;
 use crate::ghl::models::ListContactsQuery;
@@ -34,63 +32,8 @@ struct Outcome {
     reason: &'static str,
     message: String,
     authenticated: Option<bool>,
-    credential: Option<CredentialType>,
-}
-
-/// The access token the connection's Secret holds, or why there is none.
-async fn token(
-    ctx: &Context,
-    obj: &GhlConnection,
-) -> std::result::Result<(CredentialType, SecretString), (&'static str, String)> {
-    let namespace = obj.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let auth = &obj.spec.auth;
-    let (kind, secret_name, key) = if let Some(pit) = &auth.private_integration_token {
-        (
-            CredentialType::PrivateIntegrationToken,
-            pit.secret_ref.name.clone(),
-            pit.secret_ref.key.clone(),
-        )
-    } else if let Some(oauth) = &auth.oauth {
-        (
-            CredentialType::OAuth,
-            oauth.token_secret_ref.name.clone(),
-            "access_token".to_owned(),
-        )
-    } else {
-        return Err((
-            reason::INVALID_SPEC,
-            "set auth.privateIntegrationToken or auth.oauth".into(),
-        ));
-    };
-    let secret = secrets
-        .get_opt(&secret_name)
-        .await
-        .map_err(|e| {
-            (
-                reason::SECRET_NOT_FOUND,
-                format!("cannot read Secret {secret_name}: {e}"),
-            )
-        })?
-        .ok_or_else(|| {
-            (
-                reason::SECRET_NOT_FOUND,
-                format!("Secret {secret_name} does not exist"),
-            )
-        })?;
-    let value = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&key))
-        .map(|b| String::from_utf8_lossy(&b.0).trim().to_owned())
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            (
-                reason::SECRET_NOT_FOUND,
-                format!("Secret {secret_name} has no key {key:?}"),
-            )
-        })?;
-    Ok((kind, SecretString::from(value)))
+    resolved: Option<Resolved>,
+    requeue: Duration,
 }
 
 /// The budget the spec asks for.
@@ -121,9 +64,11 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
     let key: ConnectionKey = (namespace.clone(), obj.name_any());
     if obj.meta().deletion_timestamp.is_some() {
         ctx.connections.remove(&key);
+        ctx.oauth.forget(&key.0, &key.1);
         return Ok(Action::await_change());
     }
-    let outcome = check(&obj, &ctx, &key).await;
+    let now = jiff::Timestamp::now();
+    let outcome = check(&obj, &ctx, &key, now).await;
     let handle = ctx.connections.get(&key);
     if let Some(handle) = &handle {
         handle.set_readiness(Readiness {
@@ -132,6 +77,14 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
             message: outcome.message.clone(),
         });
     }
+    let mut requeue = outcome.requeue;
+    if outcome.phase == Phase::Ready
+        && let Some(resolved) = &outcome.resolved
+        && let Some(wait) = credential::after_ready(&ctx, &obj, resolved, now).await
+    {
+        requeue = requeue.min(wait.max(Duration::from_secs(1)));
+    }
+
     let previous = obj.status.clone().unwrap_or_default();
     let was_authenticated = conditions::is_true(&previous.conditions, condition::AUTHENTICATED);
     let mut wanted = kstatus(outcome.phase, outcome.reason, &outcome.message);
@@ -150,22 +103,40 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
         )),
         None => {}
     }
-    let now = jiff::Timestamp::now();
+    if let Some((due, message)) = outcome
+        .resolved
+        .as_ref()
+        .and_then(|r| r.rotation_due.clone())
+    {
+        let why = if due {
+            reason::MAX_AGE_EXCEEDED
+        } else {
+            reason::WITHIN_MAX_AGE
+        };
+        wanted.push(Desired::new(condition::ROTATION_DUE, due, why, message));
+    }
+    let credentials = match &outcome.resolved {
+        Some(r) => Some(CredentialStatus {
+            type_: r.type_,
+            revision: r.revision,
+            expires_at: r.expires_at.map(Time),
+            renewal_time: r.renewal_time.map(Time),
+            last_rotated_at: r.last_rotated_at.map(Time),
+            failed_refresh_attempts: ctx.oauth.failed_attempts(&key.0, &key.1) as i32,
+        }),
+        None => previous.credentials.clone().map(|mut c| {
+            c.failed_refresh_attempts = ctx.oauth.failed_attempts(&key.0, &key.1) as i32;
+            c
+        }),
+    };
     let status = GhlConnectionStatus {
         observed_generation: obj.metadata.generation,
         conditions: conditions::merge(&previous.conditions, &wanted, obj.metadata.generation, now),
-        credentials: outcome.credential.map(|type_| CredentialStatus {
-            type_,
-            revision: handle.as_ref().map_or(0, |h| h.token.revision() as i64),
-            expires_at: None,
-            renewal_time: None,
-            last_rotated_at: previous
-                .credentials
-                .as_ref()
-                .and_then(|c| c.last_rotated_at.clone()),
-            failed_refresh_attempts: 0,
-        }),
-        scopes: previous.scopes.clone(),
+        credentials,
+        scopes: outcome
+            .resolved
+            .as_ref()
+            .map_or_else(|| previous.scopes.clone(), |r| r.scopes.clone()),
         budget: handle.as_ref().map(|h| {
             let view = h.budget.view();
             BudgetStatus {
@@ -177,13 +148,24 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
         }),
     };
     patch_status(&ctx, obj.as_ref(), &status).await?;
+    // Without a client there is no readiness to broadcast: announce a changed verdict so
+    // waiting policies report it (they read the reason from this status).
+    let verdict = |conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == condition::READY)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    if handle.is_none() && verdict(&previous.conditions) != verdict(&status.conditions) {
+        ctx.connections.announce(&key);
+    }
     let reference = obj.object_ref(&());
     match outcome.authenticated {
-        Some(false) if was_authenticated => {
+        Some(false) if was_authenticated || previous.conditions.is_empty() => {
             ctx.event(
                 &reference,
                 EventType::Warning,
-                reason::CREDENTIALS_REJECTED,
+                outcome.reason,
                 "CheckCredentials",
                 outcome.message.clone(),
             )
@@ -201,39 +183,65 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
         }
         _ => {}
     }
+    let object_key = format!("{KIND}/{}/{}", key.0, key.1);
     let requeue = match outcome.phase {
         Phase::Ready => {
-            ctx.backoff
-                .succeeded(&format!("{KIND}/{}/{}", key.0, key.1));
-            ctx.config.connection_check_interval
+            ctx.backoff.succeeded(&object_key);
+            requeue
         }
-        Phase::Stalled => ctx.config.connection_check_interval,
-        Phase::Progressing => ctx.backoff.failed(&format!("{KIND}/{}/{}", key.0, key.1)),
+        Phase::Stalled => requeue,
+        Phase::Progressing => requeue.min(ctx.backoff.failed(&object_key)),
     };
     ctx.metrics.reconciled(KIND, "ok", started.elapsed());
     Ok(Action::requeue(requeue))
 }
 
-async fn check(obj: &GhlConnection, ctx: &Context, key: &ConnectionKey) -> Outcome {
+async fn check(
+    obj: &GhlConnection,
+    ctx: &Context,
+    key: &ConnectionKey,
+    now: jiff::Timestamp,
+) -> Outcome {
+    let cap = ctx.config.connection_check_interval;
     let stalled = |reason: &'static str, message: String| Outcome {
         phase: Phase::Stalled,
         reason,
         message,
         authenticated: None,
-        credential: None,
+        resolved: None,
+        requeue: cap,
     };
     let budget = match budget_of(obj) {
         Ok(b) => b,
         Err(message) => return stalled(reason::INVALID_SPEC, message),
     };
-    let (credential, token) = match token(ctx, obj).await {
-        Ok(found) => found,
-        Err((why, message)) => {
-            ctx.connections.remove(key);
-            return stalled(why, message);
+    let resolved = match credential::resolve(ctx, obj, now).await {
+        Ok(resolved) => resolved,
+        Err(problem) => {
+            if problem.refused || problem.stalled {
+                // Stop using the credential: policies pause instead of failing in a loop.
+                if let Some(handle) = ctx.connections.get(key) {
+                    handle.token.mark_unusable(problem.message.clone());
+                }
+            }
+            return Outcome {
+                phase: if problem.stalled {
+                    Phase::Stalled
+                } else {
+                    Phase::Progressing
+                },
+                reason: problem.reason,
+                message: problem.message,
+                authenticated: problem.refused.then_some(false),
+                resolved: None,
+                requeue: problem.retry_in.min(cap),
+            };
         }
     };
-    let handle = match ctx.connections.upsert(key, &obj.spec, budget, token) {
+    let handle = match ctx
+        .connections
+        .upsert(key, &obj.spec, budget, resolved.token.clone())
+    {
         Ok(h) => h,
         Err(e) => return stalled(reason::INVALID_SPEC, e.to_string()),
     };
@@ -241,20 +249,23 @@ async fn check(obj: &GhlConnection, ctx: &Context, key: &ConnectionKey) -> Outco
         limit: Some(1),
         ..ListContactsQuery::default()
     };
+    let requeue = resolved.requeue;
     match handle.client.list_contacts(&probe).await {
         Ok(_) => Outcome {
             phase: Phase::Ready,
             reason: reason::CREDENTIALS_ACCEPTED,
             message: format!("location {} reachable", obj.spec.location_id),
             authenticated: Some(true),
-            credential: Some(credential),
+            resolved: Some(resolved),
+            requeue,
         },
         Err(e) if e.class() == ErrorClass::Auth => Outcome {
             phase: Phase::Stalled,
             reason: reason::CREDENTIALS_REJECTED,
             message: format!("GHL refused the credentials: {e}"),
             authenticated: Some(false),
-            credential: Some(credential),
+            resolved: Some(resolved),
+            requeue: ctx.config.connection_check_interval,
         },
         Err(e) => Outcome {
             phase: Phase::Progressing,
@@ -265,7 +276,11 @@ async fn check(obj: &GhlConnection, ctx: &Context, key: &ConnectionKey) -> Outco
             },
             message: format!("cannot check the credentials yet: {e}"),
             authenticated: None,
-            credential: Some(credential),
+            resolved: Some(resolved),
+            requeue: e
+                .retry_after()
+                .unwrap_or(Duration::from_secs(10))
+                .min(requeue),
         },
     }
 }

@@ -142,6 +142,12 @@ impl Registry {
         Ok(handle)
     }
 
+    /// Tells the connection's users that something about it changed (e.g. why it has no
+    /// client), so they re-evaluate now.
+    pub fn announce(&self, key: &ConnectionKey) {
+        let _ = self.changes.send(key.clone());
+    }
+
     pub fn remove(&self, key: &ConnectionKey) {
         let removed = self
             .handles

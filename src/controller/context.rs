@@ -19,7 +19,9 @@ use prometheus_client::registry::Registry as MetricsRegistry;
 
 use super::backoff::Backoff;
 use super::connections::Registry;
+use crate::crd::connection::CredentialType;
 use crate::crd::{ContactSyncPolicy, GhlConnection, TagRule};
+use crate::credentials::oauth::OAuthManager;
 use crate::engine::tag_rule::Claim;
 use crate::ghl::GhlMetrics;
 
@@ -36,6 +38,8 @@ pub struct OperatorConfig {
     pub connection_check_interval: Duration,
     /// Resync interval when a spec names none.
     pub default_resync: Duration,
+    /// This process, as named in refresh claims and Events.
+    pub identity: String,
 }
 
 impl Default for OperatorConfig {
@@ -46,6 +50,7 @@ impl Default for OperatorConfig {
             deep_resync_every: 6,
             connection_check_interval: Duration::from_secs(300),
             default_resync: Duration::from_secs(600),
+            identity: "ghl-operator".to_owned(),
         }
     }
 }
@@ -61,6 +66,19 @@ struct KindLabel {
     kind: &'static str,
 }
 
+/// Credential gauges are per connection: there are few, and "which credential expires when"
+/// is the point (the only metrics labelled by object).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabel {
+    namespace: String,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CredentialKind {
+    credential: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindCategory {
     kind: &'static str,
@@ -74,6 +92,10 @@ pub struct Metrics {
     failures: Family<KindCategory, Counter>,
     durations: Family<KindLabel, Histogram, fn() -> Histogram>,
     writes: Family<KindLabel, Counter>,
+    credential_expiry: Family<ConnectionLabel, Gauge>,
+    credential_renewal: Family<ConnectionLabel, Gauge>,
+    rotations: Family<CredentialKind, Counter>,
+    restarts: Counter,
     pub leader: Gauge,
     pub ghl: Arc<GhlMetrics>,
 }
@@ -90,6 +112,10 @@ impl Metrics {
             failures: Family::default(),
             durations: Family::new_with_constructor(reconcile_histogram),
             writes: Family::default(),
+            credential_expiry: Family::default(),
+            credential_renewal: Family::default(),
+            rotations: Family::default(),
+            restarts: Counter::default(),
             leader: Gauge::default(),
             ghl,
         };
@@ -119,6 +145,26 @@ impl Metrics {
             "1 while this process holds the leader Lease",
             metrics.leader.clone(),
         );
+        sub.register(
+            "credential_expiry_timestamp_seconds",
+            "When each connection's access token expires (OAuth)",
+            metrics.credential_expiry.clone(),
+        );
+        sub.register(
+            "credential_renewal_timestamp_seconds",
+            "When each connection's access token is next renewed (OAuth)",
+            metrics.credential_renewal.clone(),
+        );
+        sub.register(
+            "credential_rotations",
+            "Access tokens renewed or exchanged, by credential type",
+            metrics.rotations.clone(),
+        );
+        sub.register(
+            "rollout_restarts",
+            "Dependent workloads restarted for a new access token",
+            metrics.restarts.clone(),
+        );
         metrics
     }
 
@@ -141,6 +187,43 @@ impl Metrics {
         self.writes
             .get_or_create(&KindLabel { kind })
             .inc_by(writes);
+    }
+
+    pub fn rotated(&self, credential: CredentialType) {
+        let credential = match credential {
+            CredentialType::OAuth => "oauth",
+            CredentialType::PrivateIntegrationToken => "pit",
+        };
+        self.rotations
+            .get_or_create(&CredentialKind { credential })
+            .inc();
+    }
+
+    pub fn restarted(&self) {
+        self.restarts.inc();
+    }
+
+    /// Records a connection's expiry and next renewal (unix seconds).
+    pub fn credential_times(
+        &self,
+        key: &(String, String),
+        expiry: Option<jiff::Timestamp>,
+        renewal: Option<jiff::Timestamp>,
+    ) {
+        let label = ConnectionLabel {
+            namespace: key.0.clone(),
+            name: key.1.clone(),
+        };
+        if let Some(at) = expiry {
+            self.credential_expiry
+                .get_or_create(&label)
+                .set(at.as_second());
+        }
+        if let Some(at) = renewal {
+            self.credential_renewal
+                .get_or_create(&label)
+                .set(at.as_second());
+        }
     }
 }
 
@@ -175,6 +258,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
+    /// OAuth refresh state (single flight per connection, grants not stored yet).
+    pub oauth: OAuthManager,
     /// Tag claims of every policy and rule from their last plan, by connection and owner.
     claims: Mutex<HashMap<(String, Owner), Claim>>,
     /// Resyncs per object, to pick the deep ones.
@@ -197,6 +282,7 @@ impl Context {
             recorder,
             metrics,
             backoff: Backoff::default(),
+            oauth: OAuthManager::default(),
             claims: Mutex::new(HashMap::new()),
             resyncs: Mutex::new(HashMap::new()),
         }

@@ -12,6 +12,7 @@ pub mod conditions;
 mod connection;
 pub mod connections;
 pub mod context;
+mod credential;
 pub mod error;
 pub mod leader;
 pub mod ledger_store;

@@ -67,16 +67,34 @@ pub fn connection(
         .stores
         .connections
         .get(&ObjectRef::new(&key.1).within(&key.0))
-        .is_some_and(|c| c.meta().deletion_timestamp.is_none());
-    match ctx.connections.get(&key).filter(|_| declared) {
-        None => (
-            key.clone(),
-            ConnectionState::NotReady(
-                Phase::Progressing,
-                reason::CONNECTION_NOT_FOUND,
-                format!("waiting for GhlConnection {}/{} to be set up", key.0, key.1),
-            ),
-        ),
+        .filter(|c| c.meta().deletion_timestamp.is_none());
+    let Some(declared) = declared else {
+        let message = format!("waiting for GhlConnection {}/{} to exist", key.0, key.1);
+        return (
+            key,
+            ConnectionState::NotReady(Phase::Progressing, reason::CONNECTION_NOT_FOUND, message),
+        );
+    };
+    match ctx.connections.get(&key) {
+        // Declared, but no client yet: its credential is not usable; say why, from its status.
+        None => {
+            let ready = declared.status.as_ref().and_then(|s| {
+                s.conditions
+                    .iter()
+                    .find(|c| c.type_ == crate::crd::vocabulary::condition::READY)
+            });
+            let message = match ready {
+                Some(c) => format!(
+                    "GhlConnection {}/{} is not ready ({}): {}",
+                    key.0, key.1, c.reason, c.message
+                ),
+                None => format!("GhlConnection {}/{} is not checked yet", key.0, key.1),
+            };
+            (
+                key,
+                ConnectionState::NotReady(Phase::Stalled, reason::CONNECTION_NOT_READY, message),
+            )
+        }
         Some(handle) => {
             let Readiness {
                 ready,

@@ -62,15 +62,23 @@ impl SharedToken {
         shared
     }
 
-    /// Installs a new token and returns the new revision.
+    /// Installs a token (clearing any unusable mark) and returns the revision, which changes
+    /// only when the value does.
     pub fn set(&self, token: SecretString) -> u64 {
+        use secrecy::ExposeSecret;
         let mut state = self
             .state
             .write()
             .unwrap_or_else(|poison| poison.into_inner());
-        state.token = Some(token);
+        let same = state
+            .token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret() == token.expose_secret());
         state.unusable = None;
-        state.revision += 1;
+        if !same {
+            state.token = Some(token);
+            state.revision += 1;
+        }
         state.revision
     }
 

@@ -261,6 +261,6 @@ async fn the_operator_does_its_whole_job_with_only_the_charts_rbac() {
         "an RBAC denial in {}",
         operator.log.display()
     );
-    operator.stop();
+    operator.stop().await;
     ns.delete().await;
 }

@@ -120,7 +120,7 @@ async fn orphan_keeps_ghl_data_and_delete_removes_exactly_what_the_policy_owns()
         ledgers("keep").await.is_empty().then_some(())
     })
     .await;
-    operator.stop();
+    operator.stop().await;
     ns.delete().await;
 }
 
@@ -161,6 +161,6 @@ async fn deleting_a_policy_whose_connection_is_gone_does_not_hang() {
             .await
             .contains_key("delete@example.com")
     );
-    operator.stop();
+    operator.stop().await;
     ns.delete().await;
 }

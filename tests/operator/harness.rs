@@ -23,6 +23,9 @@ use serde_json::{Value, json};
 pub const FORBIDDEN_IN_LOGS: &[&str] = &[
     "pit-sandbox-token",
     "pit-wrong-token",
+    // The sandbox's OAuth access and refresh tokens.
+    "sbx-at-",
+    "sbx-rt-",
     "ada@example.com",
     "grace@example.com",
     "alan@example.com",
@@ -312,6 +315,9 @@ pub struct OperatorOptions {
     pub identity: String,
     /// Flags instead of the defaults below (the chart's, in the RBAC test).
     pub args: Option<Vec<String>>,
+    /// Flags after the defaults.
+    pub extra_args: Vec<String>,
+    pub env: Vec<(String, String)>,
 }
 
 impl OperatorOptions {
@@ -321,6 +327,8 @@ impl OperatorOptions {
             namespace: namespace.to_owned(),
             identity: identity.to_owned(),
             args: None,
+            extra_args: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -331,8 +339,13 @@ impl Operator {
         let port = free_port();
         let logs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("operator-logs");
         std::fs::create_dir_all(&logs).unwrap();
+        // Appended to: a restarted process (crash tests) keeps one log per identity.
         let log = logs.join(format!("{}-{}.log", options.namespace, options.identity));
-        let file = std::fs::File::create(&log).unwrap();
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let args = options.args.unwrap_or_else(|| {
             vec![
                 "run".into(),
@@ -341,8 +354,11 @@ impl Operator {
                 "--default-resync=1m".into(),
             ]
         });
+        let file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_ghl-operator"))
             .args(&args)
+            .args(&options.extra_args)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .arg(format!("--metrics-addr=127.0.0.1:{port}"))
             .arg(format!("--watch-namespace={}", options.namespace))
             .arg(format!("--lease-namespace={}", options.namespace))
@@ -391,6 +407,21 @@ impl Operator {
         }
     }
 
+    /// Waits up to `timeout` for the process to exit by itself (e.g. at a crash point).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     /// SIGKILL (a crash).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -399,8 +430,9 @@ impl Operator {
         }
     }
 
-    /// SIGTERM (graceful), then waits for the exit status.
-    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+    /// SIGTERM (graceful), then waits for the exit status (asynchronously: the sandbox the
+    /// operator may still be talking to runs on the test's runtime).
+    pub async fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -410,15 +442,15 @@ impl Operator {
             if let Ok(Some(status)) = child.try_wait() {
                 return Some(status);
             }
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let _ = child.kill();
         child.wait().ok()
     }
 
     /// Stops gracefully and checks the log: every test ends with this.
-    pub fn stop(mut self) {
-        let status = self.terminate();
+    pub async fn stop(mut self) {
+        let status = self.terminate().await;
         self.assert_logs_clean();
         assert!(
             status.is_some_and(|s| s.success()),

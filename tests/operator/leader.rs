@@ -84,6 +84,6 @@ async fn one_of_two_processes_leads_and_the_other_takes_over_when_it_dies() {
     );
     assert!(standby.logs().contains("became the leader"));
     leader.assert_logs_clean();
-    standby.stop();
+    standby.stop().await;
     ns.delete().await;
 }

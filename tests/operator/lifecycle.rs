@@ -166,7 +166,7 @@ async fn the_examples_become_ready_and_ghl_holds_what_they_declare() {
             .is_success()
     );
 
-    operator.stop();
+    operator.stop().await;
     ns.delete().await;
 }
 
@@ -228,7 +228,7 @@ async fn an_edited_policy_is_applied_and_observed_generation_follows() {
         (tags(&contacts["grace@example.com"]) == ["admiral", "navy", "vip"]).then_some(())
     })
     .await;
-    operator.stop();
+    operator.stop().await;
     ns.delete().await;
 }
 
@@ -296,7 +296,7 @@ async fn drift_made_in_ghl_is_detected_and_repaired_on_the_next_resync() {
     })
     .await;
     watch.abort();
-    operator.stop();
+    operator.stop().await;
     ns.delete().await;
 }
 
@@ -370,6 +370,6 @@ async fn mode_plan_shows_the_plan_and_writes_nothing() {
     let contacts = sandbox_contacts(&raw).await;
     assert_eq!(contacts.keys().collect::<Vec<_>>(), ["ceo@bigcorp.com"]);
     assert_eq!(tags(&contacts["ceo@bigcorp.com"]), ["smb"]);
-    operator.stop();
+    operator.stop().await;
     ns.delete().await;
 }

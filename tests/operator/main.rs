@@ -5,6 +5,7 @@
 mod support;
 
 mod chart;
+mod credentials;
 mod deletion;
 mod harness;
 mod leader;

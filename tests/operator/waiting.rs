@@ -38,23 +38,26 @@ async fn a_refused_token_stops_the_connection_and_its_policy_waits_until_the_sec
     .await;
     assert!(!is_true(&connection, "Ready"));
     assert!(is_true(&connection, "Stalled"));
+    // The policy waits, and says why.
+    let ready_message = |p: &ghl_operator::crd::ContactSyncPolicy| {
+        serde_json::to_value(p).unwrap()["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready").cloned())
+            .and_then(|c| c["message"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
     let policy = wait_object(
         &policies(&client, &ns.name),
         "vip-customers",
-        "waiting",
+        "waiting, with the reason",
         READY,
-        |p| condition(p, "Ready").is_some_and(|(s, r)| s == "False" && r == "ConnectionNotReady"),
+        |p| {
+            condition(p, "Ready").is_some_and(|(s, r)| s == "False" && r == "ConnectionNotReady")
+                && ready_message(p).contains("CredentialsRejected")
+        },
     )
     .await;
-    let message = serde_json::to_value(&policy).unwrap()["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()["message"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let message = ready_message(&policy);
     assert!(
         message.contains("acme") && message.contains("not ready"),
         "{message}"
@@ -91,7 +94,7 @@ async fn a_refused_token_stops_the_connection_and_its_policy_waits_until_the_sec
     )
     .await;
     assert_eq!(sandbox_contacts(&raw).await.len(), 3);
-    operator.stop();
+    operator.stop().await;
     ns.delete().await;
 }
 
@@ -123,6 +126,6 @@ async fn a_cross_namespace_reference_is_refused_unless_allowed() {
         },
     )
     .await;
-    operator.stop();
+    operator.stop().await;
     ns.delete().await;
 }
