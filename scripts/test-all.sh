@@ -21,4 +21,5 @@ trap 'scripts/k8s-testenv.sh stop' EXIT
 export GHL_REQUIRE_K8S=1
 
 echo "==> cargo test"
-cargo test --all-targets
+# Benchmarks (benches/) print figures and are run on their own: cargo bench.
+cargo test --lib --bins --tests

@@ -45,6 +45,18 @@ pub struct LedgerOwner {
 }
 
 impl LedgerOwner {
+    /// The ledger owner for a policy or rule object.
+    pub fn of<K: kube::Resource<DynamicType = ()>>(kind: &'static str, obj: &K) -> Self {
+        use kube::ResourceExt;
+        Self {
+            kind,
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+            uid: obj.uid().unwrap_or_default(),
+            api_version: K::api_version(&()).into_owned(),
+        }
+    }
+
     /// Object names: `ghl-ledger-<kind>-<name>-<role>-<n>`, shortened with a digest if long.
     fn object_name(&self, role: &str, index: usize) -> String {
         let base = format!("ghl-ledger-{}-{}", self.kind.to_lowercase(), self.name);

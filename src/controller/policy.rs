@@ -127,13 +127,7 @@ pub fn jittered(interval: Duration) -> Duration {
 }
 
 fn ledger_owner(obj: &ContactSyncPolicy) -> LedgerOwner {
-    LedgerOwner {
-        kind: KIND,
-        namespace: obj.namespace().unwrap_or_default(),
-        name: obj.name_any(),
-        uid: obj.uid().unwrap_or_default(),
-        api_version: ContactSyncPolicy::api_version(&()).into_owned(),
-    }
+    LedgerOwner::of(KIND, obj)
 }
 
 /// Adds or removes our finalizer with optimistic concurrency.

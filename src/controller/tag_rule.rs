@@ -28,13 +28,7 @@ use crate::ghl::ErrorClass;
 pub const KIND: &str = "TagRule";
 
 fn ledger_owner(obj: &TagRule) -> LedgerOwner {
-    LedgerOwner {
-        kind: KIND,
-        namespace: obj.namespace().unwrap_or_default(),
-        name: obj.name_any(),
-        uid: obj.uid().unwrap_or_default(),
-        api_version: TagRule::api_version(&()).into_owned(),
-    }
+    LedgerOwner::of(KIND, obj)
 }
 
 /// The contacts a ContactSyncPolicy manages (for `selector.policyRef`).
@@ -43,13 +37,7 @@ async fn policy_contacts(ctx: &Context, namespace: &str, name: &str) -> Result<B
     let Some(policy) = policies.get_opt(name).await.map_err(Error::Kube)? else {
         return Ok(BTreeSet::new());
     };
-    let owner = LedgerOwner {
-        kind: super::policy::KIND,
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-        uid: policy.uid().unwrap_or_default(),
-        api_version: ContactSyncPolicy::api_version(&()).into_owned(),
-    };
+    let owner = LedgerOwner::of(super::policy::KIND, &policy);
     let ledger = SecretLedgerStore::new(ctx.client.clone(), owner)
         .load()
         .await?;

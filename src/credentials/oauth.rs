@@ -415,23 +415,22 @@ fn user_type(auth: &OAuthAuth) -> UserTypeParam {
     }
 }
 
-/// Writes the claim with compare-and-swap; returns the claimed Secret (its new version).
-async fn claim(
+/// Replaces `base` (compare-and-swap on its resourceVersion) with `change(base)`, or, with no
+/// base, creates the Secret as `change(empty)`.
+async fn put(
     secrets: &Api<Secret>,
     name: &str,
-    current: Option<Secret>,
-    claim: &Claim,
-) -> Result<Secret, Problem> {
-    crash_point("before-claim");
-    let result = match current {
+    base: Option<Secret>,
+    change: impl FnOnce(Secret) -> Secret,
+) -> Result<Secret, kube::Error> {
+    match base {
         Some(secret) => {
-            let claimed = token_secret::with_claim(secret, claim);
             secrets
-                .replace(name, &PostParams::default(), &claimed)
+                .replace(name, &PostParams::default(), &change(secret))
                 .await
         }
         None => {
-            let fresh = Secret {
+            let empty = Secret {
                 metadata: ObjectMeta {
                     name: Some(name.to_owned()),
                     labels: Some(
@@ -446,14 +445,23 @@ async fn claim(
                 type_: Some("Opaque".into()),
                 ..Secret::default()
             };
-            secrets
-                .create(
-                    &PostParams::default(),
-                    &token_secret::with_claim(fresh, claim),
-                )
-                .await
+            secrets.create(&PostParams::default(), &change(empty)).await
         }
-    };
+    }
+}
+
+/// Writes the claim with compare-and-swap; returns the claimed Secret (its new version).
+async fn claim(
+    secrets: &Api<Secret>,
+    name: &str,
+    current: Option<Secret>,
+    claim: &Claim,
+) -> Result<Secret, Problem> {
+    crash_point("before-claim");
+    let result = put(secrets, name, current, |s| {
+        token_secret::with_claim(s, claim)
+    })
+    .await;
     let claimed = result.map_err(|e| match e {
         kube::Error::Api(e) if e.code == 409 => Problem::retry(
             reason::PROGRESSING,
@@ -482,40 +490,10 @@ async fn persist(
     let mut base = base;
     let mut delay = Duration::from_millis(200);
     for _ in 0..8 {
-        let result = match base.clone() {
-            Some(secret) => {
-                secrets
-                    .replace(
-                        name,
-                        &PostParams::default(),
-                        &token_secret::with_grant(secret, grant),
-                    )
-                    .await
-            }
-            None => {
-                let fresh = Secret {
-                    metadata: ObjectMeta {
-                        name: Some(name.to_owned()),
-                        labels: Some(
-                            [(
-                                label::MANAGED_BY.to_owned(),
-                                label::MANAGED_BY_VALUE.to_owned(),
-                            )]
-                            .into(),
-                        ),
-                        ..ObjectMeta::default()
-                    },
-                    type_: Some("Opaque".into()),
-                    ..Secret::default()
-                };
-                secrets
-                    .create(
-                        &PostParams::default(),
-                        &token_secret::with_grant(fresh, grant),
-                    )
-                    .await
-            }
-        };
+        let result = put(secrets, name, base.clone(), |s| {
+            token_secret::with_grant(s, grant)
+        })
+        .await;
         match result {
             Ok(stored) => return Ok(stored),
             Err(error) => {
@@ -627,13 +605,26 @@ async fn exchange(
     };
     crash_point("after-spend");
     let grant = grant_from(response, previous, Some(digest.to_owned()), input.now);
+    store_new(secrets, name, claimed, grant, pending, input.now).await
+}
+
+/// Stores a grant GHL just issued over our claim — kept in memory until stored — and hands it
+/// out for use only then.
+async fn store_new(
+    secrets: &Api<Secret>,
+    name: &str,
+    claimed: Secret,
+    grant: StoredGrant,
+    pending: &mut Pending,
+    now: Timestamp,
+) -> Result<Usable, Problem> {
     pending.unpersisted = Some(grant.clone());
     persist(secrets, name, Some(claimed), &grant).await?;
     pending.unpersisted = None;
     crash_point("after-persist");
     Ok(Usable {
         token: grant.access_token.clone(),
-        next_renewal: input.now,
+        next_renewal: now,
         grant,
         rotated: true,
     })
@@ -701,16 +692,7 @@ async fn refresh(
     };
     crash_point("after-spend");
     let new = grant_from(response, Some(&grant), None, input.now);
-    pending.unpersisted = Some(new.clone());
-    persist(secrets, name, Some(claimed), &new).await?;
-    pending.unpersisted = None;
-    crash_point("after-persist");
-    Ok(Usable {
-        token: new.access_token.clone(),
-        next_renewal: input.now,
-        grant: new,
-        rotated: true,
-    })
+    store_new(secrets, name, claimed, new, pending, input.now).await
 }
 
 /// Agency grants: mint (or reuse) the location token; then the next renewal time.

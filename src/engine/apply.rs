@@ -252,17 +252,9 @@ pub async fn apply(
                 continue;
             }
             if let (Some(view), Some(owned)) = (observed.contacts.get(id), ledger.contacts.get(id))
+                && let Some(change) = crate::engine::observed::baseline_change(id, view, owned)
             {
-                let fp = view.fingerprint();
-                let hidden = view.hidden_values();
-                if owned.fingerprint != Some(fp) || (!hidden.is_empty() && hidden != owned.hidden) {
-                    baselines.push(Change::ContactObserved {
-                        id: id.to_owned(),
-                        fingerprint: fp,
-                        written_at: None,
-                        hidden,
-                    });
-                }
+                baselines.push(change);
             }
         }
     }

@@ -120,6 +120,25 @@ impl ContactView {
     }
 }
 
+/// The ledger's baseline for a contact nothing is written to, when it differs from what GHL
+/// shows now (so the next run can tell our changes from others').
+pub fn baseline_change(
+    id: &str,
+    view: &ContactView,
+    owned: &crate::engine::ledger::OwnedContact,
+) -> Option<crate::engine::ledger::Change> {
+    let fingerprint = view.fingerprint();
+    let hidden = view.hidden_values();
+    let stale =
+        owned.fingerprint != Some(fingerprint) || (!hidden.is_empty() && hidden != owned.hidden);
+    stale.then(|| crate::engine::ledger::Change::ContactObserved {
+        id: id.to_owned(),
+        fingerprint,
+        written_at: None,
+        hidden,
+    })
+}
+
 /// The observed state for one plan.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {

@@ -5,7 +5,7 @@ use jiff::Timestamp;
 
 use crate::crd::contact_sync_policy::ContactSyncPolicySpec;
 use crate::engine::apply::{ApplyError, ApplyOptions, ApplyReport, apply};
-use crate::engine::desired::{Desired, SourceText, SpecError, build};
+use crate::engine::desired::{SourceText, SpecError, build};
 use crate::engine::observe::{ObserveOptions, observe};
 use crate::engine::plan::{Plan, PlanOptions, plan};
 use crate::engine::state::{StateError, StateStore};
@@ -34,7 +34,6 @@ impl SyncOptions {
 /// What a sync found and did.
 #[derive(Debug)]
 pub struct SyncOutcome {
-    pub desired: Desired,
     pub plan: Plan,
     /// `None` in `Plan` mode or when a safety limit held the plan back.
     pub applied: Option<ApplyReport>,
@@ -73,8 +72,12 @@ pub async fn sync_policy(
             .max_deletes
             .unwrap_or(crate::engine::plan::DEFAULT_MAX_DELETES),
         max_changes: safety.max_changes,
+        omit_in_sync: true,
     };
     let plan = plan(&desired, &observed, &ledger, plan_options);
+    // The plan carries what applying needs; the declared records can go (memory at 100k).
+    let match_by = desired.match_by;
+    drop(desired);
     let applied = if options.mode == Mode::Apply && plan.blocked.is_none() && !plan.is_empty() {
         let report = apply(
             api,
@@ -82,7 +85,7 @@ pub async fn sync_policy(
             &mut ledger,
             &plan,
             &observed,
-            desired.match_by,
+            match_by,
             options.apply,
         )
         .await?;
@@ -91,9 +94,5 @@ pub async fn sync_policy(
     } else {
         None
     };
-    Ok(SyncOutcome {
-        desired,
-        plan,
-        applied,
-    })
+    Ok(SyncOutcome { plan, applied })
 }

@@ -163,9 +163,9 @@ fn kubeconfig_with_token(token: &str, path: &Path) {
 
 #[tokio::test]
 async fn the_operator_does_its_whole_job_with_only_the_charts_rbac() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "rbac").await;
+    let Some((client, ns)) = setup("rbac").await else {
+        return;
+    };
     let rendered = render(&ns.name).remove("namespaced").unwrap();
 
     // Install the chart's ServiceAccount and RBAC (the Deployment cannot run here: no kubelet).

@@ -113,9 +113,9 @@ async fn assert_no_token_material(client: &kube::Client, ns: &str) {
 
 #[tokio::test]
 async fn oauth_bootstraps_from_a_code_and_refreshes_on_time_without_a_401() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "oauth").await;
+    let Some((client, ns)) = setup("oauth").await else {
+        return;
+    };
     // Tokens live 40 s; renewBefore 1s plus the 30 s skew margin: a refresh every ~9 s.
     let sandbox = sandbox(40).await;
     let raw = Raw::new(&sandbox);
@@ -251,9 +251,9 @@ async fn oauth_bootstraps_from_a_code_and_refreshes_on_time_without_a_401() {
 
 #[tokio::test]
 async fn a_used_code_gives_a_clear_condition_and_a_new_code_recovers() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "usedcode").await;
+    let Some((client, ns)) = setup("usedcode").await else {
+        return;
+    };
     let sandbox = sandbox(3600).await;
     let raw = Raw::new(&sandbox);
     let code = mint_code(&raw, "Location").await;
@@ -317,9 +317,9 @@ async fn a_used_code_gives_a_clear_condition_and_a_new_code_recovers() {
 
 #[tokio::test]
 async fn an_agency_grant_mints_location_tokens() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "agency").await;
+    let Some((client, ns)) = setup("agency").await else {
+        return;
+    };
     let sandbox = sandbox(3600).await;
     let raw = Raw::new(&sandbox);
     let code = mint_code(&raw, "Company").await;
@@ -377,9 +377,9 @@ async fn crash_at(ns: &str, point: &str, within: Duration) -> bool {
 
 #[tokio::test]
 async fn crashes_at_any_step_of_a_refresh_never_lose_the_connection_or_reuse_a_token() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "crash").await;
+    let Some((client, ns)) = setup("crash").await else {
+        return;
+    };
     // A refresh every ~3 s (34 s tokens, renewBefore 1s, 30 s margin).
     let sandbox = sandbox(34).await;
     let raw = Raw::new(&sandbox);
@@ -429,9 +429,9 @@ async fn crashes_at_any_step_of_a_refresh_never_lose_the_connection_or_reuse_a_t
 
 #[tokio::test]
 async fn a_refresh_interrupted_after_spending_is_never_repeated_and_asks_for_a_new_code() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "spent").await;
+    let Some((client, ns)) = setup("spent").await else {
+        return;
+    };
     let sandbox = sandbox(34).await;
     let raw = Raw::new(&sandbox);
     let code = mint_code(&raw, "Location").await;
@@ -481,9 +481,9 @@ async fn a_refresh_interrupted_after_spending_is_never_repeated_and_asks_for_a_n
 
 #[tokio::test]
 async fn two_active_processes_never_spend_the_same_refresh_token() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "twoproc").await;
+    let Some((client, ns)) = setup("twoproc").await else {
+        return;
+    };
     let sandbox = sandbox(34).await;
     let raw = Raw::new(&sandbox);
     let code = mint_code(&raw, "Location").await;
@@ -525,9 +525,9 @@ async fn two_active_processes_never_spend_the_same_refresh_token() {
 
 #[tokio::test]
 async fn a_pit_change_is_picked_up_at_once_and_its_age_raises_rotation_due() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "pitage").await;
+    let Some((client, ns)) = setup("pitage").await else {
+        return;
+    };
     let sandbox = crate::support::sandbox::start_default().await;
     let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
     for mut doc in examples(&sandbox.url) {

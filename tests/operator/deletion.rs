@@ -35,9 +35,9 @@ fn connection(sandbox_url: &str, name: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn orphan_keeps_ghl_data_and_delete_removes_exactly_what_the_policy_owns() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "deletion").await;
+    let Some((client, ns)) = setup("deletion").await else {
+        return;
+    };
     let sandbox = start_default().await;
     let raw = Raw::new(&sandbox);
     // A contact the operator does not own, holding the same tag.
@@ -126,9 +126,9 @@ async fn orphan_keeps_ghl_data_and_delete_removes_exactly_what_the_policy_owns()
 
 #[tokio::test]
 async fn deleting_a_policy_whose_connection_is_gone_does_not_hang() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "gone").await;
+    let Some((client, ns)) = setup("gone").await else {
+        return;
+    };
     let sandbox = start_default().await;
     let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
     for doc in connection(&sandbox.url, "acme") {

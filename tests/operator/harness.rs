@@ -69,6 +69,15 @@ pub async fn client() -> Option<Client> {
     Some(client_from(&path).await)
 }
 
+/// A test's cluster side: a client with the CRDs installed and the test's own namespace;
+/// `None` when the test is skipped (see [`client`]).
+pub async fn setup(prefix: &str) -> Option<(Client, TestNamespace)> {
+    let client = client().await?;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client, prefix).await;
+    Some((client, ns))
+}
+
 pub async fn client_from(path: &Path) -> Client {
     let kubeconfig = Kubeconfig::read_from(path).expect("kubeconfig parses");
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())

@@ -21,9 +21,9 @@ async fn leaders(operators: &[&Operator]) -> Option<Vec<bool>> {
 
 #[tokio::test]
 async fn one_of_two_processes_leads_and_the_other_takes_over_when_it_dies() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "leader").await;
+    let Some((client, ns)) = setup("leader").await else {
+        return;
+    };
     let sandbox = start_default().await;
     let raw = Raw::new(&sandbox);
     let a = Operator::start(OperatorOptions::new(&ns.name, "op-a"));

@@ -50,9 +50,9 @@ fn big_ledger(n: usize) -> Ledger {
 
 #[tokio::test]
 async fn a_ledger_of_100000_contacts_round_trips_through_sharded_secrets() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "ledger").await;
+    let Some((client, ns)) = setup("ledger").await else {
+        return;
+    };
     // The owner must exist, or the garbage collector removes its Secrets.
     apply(&client, &ns.name, json!({
         "apiVersion": "ghl.servis.ai/v1alpha1", "kind": "ContactSyncPolicy", "metadata": {"name": "big"},

@@ -37,9 +37,9 @@ async fn sandbox() -> ghl_operator::sandbox::RunningSandbox {
 
 #[tokio::test]
 async fn the_examples_become_ready_and_ghl_holds_what_they_declare() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "examples").await;
+    let Some((client, ns)) = setup("examples").await else {
+        return;
+    };
     let sandbox = sandbox().await;
     let raw = Raw::new(&sandbox);
     let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
@@ -172,9 +172,9 @@ async fn the_examples_become_ready_and_ghl_holds_what_they_declare() {
 
 #[tokio::test]
 async fn an_edited_policy_is_applied_and_observed_generation_follows() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "edit").await;
+    let Some((client, ns)) = setup("edit").await else {
+        return;
+    };
     let sandbox = sandbox().await;
     let raw = Raw::new(&sandbox);
     let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
@@ -234,9 +234,9 @@ async fn an_edited_policy_is_applied_and_observed_generation_follows() {
 
 #[tokio::test]
 async fn drift_made_in_ghl_is_detected_and_repaired_on_the_next_resync() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "drift").await;
+    let Some((client, ns)) = setup("drift").await else {
+        return;
+    };
     let sandbox = sandbox().await;
     let raw = Raw::new(&sandbox);
     let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
@@ -302,9 +302,9 @@ async fn drift_made_in_ghl_is_detected_and_repaired_on_the_next_resync() {
 
 #[tokio::test]
 async fn mode_plan_shows_the_plan_and_writes_nothing() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "plan").await;
+    let Some((client, ns)) = setup("plan").await else {
+        return;
+    };
     let sandbox = sandbox().await;
     let raw = Raw::new(&sandbox);
     let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));

@@ -12,9 +12,9 @@ const READY: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn a_refused_token_stops_the_connection_and_its_policy_waits_until_the_secret_is_fixed() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "badtoken").await;
+    let Some((client, ns)) = setup("badtoken").await else {
+        return;
+    };
     let sandbox = start_default().await;
     let raw = Raw::new(&sandbox);
     let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
@@ -100,9 +100,9 @@ async fn a_refused_token_stops_the_connection_and_its_policy_waits_until_the_sec
 
 #[tokio::test]
 async fn a_cross_namespace_reference_is_refused_unless_allowed() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client, "crossns").await;
+    let Some((client, ns)) = setup("crossns").await else {
+        return;
+    };
     let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
     apply(
         &client,

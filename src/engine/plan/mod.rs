@@ -35,6 +35,9 @@ pub struct PlanOptions {
     pub prune: bool,
     pub max_deletes: u32,
     pub max_changes: Option<u32>,
+    /// Count contacts that are fully in sync (nothing to write, nothing to record) instead of
+    /// listing them: a resync of 100,000 contacts then holds a plan of what changed only.
+    pub omit_in_sync: bool,
 }
 
 impl Default for PlanOptions {
@@ -43,6 +46,7 @@ impl Default for PlanOptions {
             prune: false,
             max_deletes: DEFAULT_MAX_DELETES,
             max_changes: None,
+            omit_in_sync: false,
         }
     }
 }
@@ -291,6 +295,9 @@ impl Release {
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     pub contacts: Vec<ContactPlan>,
+    /// Contacts in sync that are counted but not listed (`PlanOptions::omit_in_sync`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub in_sync_omitted: u32,
     pub releases: Vec<Release>,
     /// Records refused by validation (not applied; reported).
     pub failures: Vec<RecordFailure>,
@@ -390,12 +397,13 @@ impl Plan {
     /// Status counts: declared, in sync, drifted, failed.
     pub fn counts(&self) -> SyncCounts {
         SyncCounts {
-            desired: self.contacts.len() as u32,
+            desired: self.contacts.len() as u32 + self.in_sync_omitted,
             in_sync: self
                 .contacts
                 .iter()
                 .filter(|c| c.is_noop() && c.observed_drift.is_empty())
-                .count() as u32,
+                .count() as u32
+                + self.in_sync_omitted,
             drifted: self
                 .contacts
                 .iter()
@@ -409,7 +417,12 @@ impl Plan {
 /// Plans one ContactSyncPolicy.
 pub fn plan(desired: &Desired, observed: &Observed, ledger: &Ledger, options: PlanOptions) -> Plan {
     let mut plan = Plan {
-        contacts: Vec::with_capacity(desired.contacts.len()),
+        // Room for every contact only when every contact is listed.
+        contacts: Vec::with_capacity(if options.omit_in_sync {
+            0
+        } else {
+            desired.contacts.len()
+        }),
         failures: desired.failures.clone(),
         ..Plan::default()
     };
@@ -419,6 +432,10 @@ pub fn plan(desired: &Desired, observed: &Observed, ledger: &Ledger, options: Pl
             plan_contact(contact, desired, observed, ledger, &claimed, options.prune);
         if let Some(id) = contact_plan.id() {
             claimed.insert(id.to_owned());
+        }
+        if options.omit_in_sync && in_sync(&contact_plan, observed, ledger) {
+            plan.in_sync_omitted += 1;
+            continue;
         }
         plan.contacts.push(contact_plan);
     }
@@ -460,6 +477,26 @@ pub fn plan(desired: &Desired, observed: &Observed, ledger: &Ledger, options: Pl
         ));
     }
     plan
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Nothing to write, no drift to report, and the ledger's baseline is current.
+fn in_sync(contact: &ContactPlan, observed: &Observed, ledger: &Ledger) -> bool {
+    if !contact.is_noop() || contact.drifted || !contact.observed_drift.is_empty() {
+        return false;
+    }
+    let Target::Existing { id, adopt: false } = &contact.target else {
+        return false;
+    };
+    match (observed.contacts.get(id), ledger.contacts.get(id)) {
+        (Some(view), Some(owned)) => {
+            crate::engine::observed::baseline_change(id, view, owned).is_none()
+        }
+        _ => false,
+    }
 }
 
 fn release(

@@ -315,6 +315,7 @@ fn safety_limits_block_large_plans() {
         prune: true,
         max_deletes: 2,
         max_changes: None,
+        omit_in_sync: false,
     });
     for i in 0..3 {
         let id = format!("c{i}");
@@ -331,6 +332,7 @@ fn safety_limits_block_large_plans() {
             prune: false,
             max_deletes: 10,
             max_changes: Some(1),
+            omit_in_sync: false,
         })
         .plan();
     assert!(
@@ -576,4 +578,43 @@ fn drift_is_what_changed_in_ghl_since_we_last_looked() {
     let plan = edited.plan();
     assert!(plan.contacts[0].drifted);
     assert_eq!(plan.counts().drifted, 1);
+}
+
+#[test]
+fn in_sync_contacts_are_counted_not_listed_when_asked() {
+    let ghl = json!({"id": "c1", "email": "a@b.co", "tags": ["vip"]});
+    let case = || {
+        Case::declaring(json!([{"email": "a@b.co", "tags": ["vip"]}, {"email": "new@b.co"}]))
+            .ghl(ghl.clone(), false)
+    };
+    // The first plan adopts c1: listed. Once the ledger has it with a current baseline, omitted.
+    let first = case().plan();
+    assert_eq!(first.contacts.len(), 2);
+    let view = crate::engine::observed::ContactView::from_contact(
+        &serde_json::from_value(ghl.clone()).unwrap(),
+        false,
+    );
+    let plan = case()
+        .ledger(vec![
+            bound("a@b.co", "c1", false),
+            Change::ContactObserved {
+                id: "c1".into(),
+                fingerprint: view.fingerprint(),
+                written_at: None,
+                hidden: Default::default(),
+            },
+        ])
+        .options(PlanOptions {
+            omit_in_sync: true,
+            ..PlanOptions::default()
+        })
+        .plan();
+    assert_eq!(
+        plan.contacts.len(),
+        1,
+        "only the contact to create is listed"
+    );
+    assert_eq!(plan.in_sync_omitted, 1);
+    let counts = plan.counts();
+    assert_eq!((counts.desired, counts.in_sync), (2, 1));
 }
