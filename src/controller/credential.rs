@@ -87,13 +87,10 @@ pub async fn resolve(
         });
     }
     let Some(oauth_auth) = &auth.oauth else {
-        return Err(Problem {
-            reason: reason::INVALID_SPEC,
-            message: "set auth.privateIntegrationToken or auth.oauth".into(),
-            stalled: true,
-            retry_in: cap,
-            refused: false,
-        });
+        return Err(Problem::stalled(
+            reason::INVALID_SPEC,
+            "set auth.privateIntegrationToken or auth.oauth".into(),
+        ));
     };
     let client = OAuthClient::new(
         obj.spec.base_url(),
@@ -102,13 +99,7 @@ pub async fn resolve(
         RetryPolicy::default(),
         std::sync::Arc::clone(&ctx.metrics.ghl),
     )
-    .map_err(|e| Problem {
-        reason: reason::INVALID_SPEC,
-        message: e.to_string(),
-        stalled: true,
-        retry_in: cap,
-        refused: false,
-    })?;
+    .map_err(|e| Problem::stalled(reason::INVALID_SPEC, e.to_string()))?;
     let name = obj.name_any();
     let inputs = Inputs {
         client: &ctx.client,
@@ -119,7 +110,6 @@ pub async fn resolve(
         auth: oauth_auth,
         identity: &ctx.config.identity,
         now,
-        check_interval: cap,
     };
     let usable = ctx.oauth.ensure(&inputs).await?;
     let grant = &usable.grant;

@@ -50,7 +50,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn stalled(reason: &'static str, message: String) -> Self {
+    pub fn stalled(reason: &'static str, message: String) -> Self {
         Self {
             reason,
             message,
@@ -60,7 +60,7 @@ impl Problem {
         }
     }
 
-    fn refused(reason: &'static str, message: String) -> Self {
+    pub fn refused(reason: &'static str, message: String) -> Self {
         Self {
             reason,
             message,
@@ -70,7 +70,7 @@ impl Problem {
         }
     }
 
-    fn retry(reason: &'static str, message: String, retry_in: Duration) -> Self {
+    pub fn retry(reason: &'static str, message: String, retry_in: Duration) -> Self {
         Self {
             reason,
             message,
@@ -122,8 +122,6 @@ pub struct Inputs<'a> {
     /// This process (written into claims).
     pub identity: &'a str,
     pub now: Timestamp,
-    /// The longest a requeue may wait.
-    pub check_interval: Duration,
 }
 
 fn secret_text(secret: &Secret, key: &str) -> Option<String> {

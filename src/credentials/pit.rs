@@ -2,8 +2,6 @@
 //! operator records when it first saw each token value (annotations on the Secret), so the age
 //! survives restarts and `RotationDue` can be raised past `maxAge`.
 
-use std::time::Duration;
-
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
@@ -49,13 +47,7 @@ pub async fn observe(
 ) -> Result<Pit, Problem> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let name = &auth.secret_ref.name;
-    let missing = |message: String| Problem {
-        reason: reason::SECRET_NOT_FOUND,
-        message,
-        stalled: true,
-        retry_in: Duration::from_secs(300),
-        refused: false,
-    };
+    let missing = |message: String| Problem::stalled(reason::SECRET_NOT_FOUND, message);
     let secret = secrets
         .get_opt(name)
         .await
@@ -101,13 +93,10 @@ pub async fn observe(
         }
     };
     let max_age = match &auth.max_age {
-        Some(d) => Some(d.parse().map_err(|e| Problem {
-            reason: reason::INVALID_SPEC,
-            message: format!("maxAge: {e}"),
-            stalled: true,
-            retry_in: Duration::from_secs(300),
-            refused: false,
-        })?),
+        Some(d) => Some(
+            d.parse()
+                .map_err(|e| Problem::stalled(reason::INVALID_SPEC, format!("maxAge: {e}")))?,
+        ),
         None => None,
     };
     Ok(Pit {

@@ -79,6 +79,26 @@ fn oauth_objects(sandbox: &RunningSandbox, code: &str, renew_before: &str) -> Ve
     docs
 }
 
+/// Puts a fresh authorization code in the code Secret; the connection and its policy recover.
+async fn reconnect_with_a_new_code(client: &kube::Client, ns: &str, raw: &Raw) {
+    let fresh = mint_code(raw, "Location").await;
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acme-oauth-code"},
+                        "stringData": {"code": fresh}});
+    apply(client, ns, secret).await;
+    wait_object(
+        &connections(client, ns),
+        "acme-oauth",
+        "Ready with the new code",
+        READY,
+        |c| is_true(c, "Ready"),
+    )
+    .await;
+    wait_object(&policies(client, ns), "vip", "Synced", READY, |p| {
+        is_true(p, "Synced")
+    })
+    .await;
+}
+
 async fn revision(client: &kube::Client, ns: &str) -> Option<i64> {
     let connection = connections(client, ns).get("acme-oauth").await.ok()?;
     Some(connection.status?.credentials?.revision)
@@ -295,22 +315,7 @@ async fn a_used_code_gives_a_clear_condition_and_a_new_code_recovers() {
         "ours and the earlier exchange only: {stats}"
     );
 
-    let fresh = mint_code(&raw, "Location").await;
-    apply(
-        &client,
-        &ns.name,
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acme-oauth-code"},
-                                   "stringData": {"code": fresh}}),
-    )
-    .await;
-    wait_object(&api, "acme-oauth", "Ready with the new code", READY, |c| {
-        is_true(c, "Ready")
-    })
-    .await;
-    wait_object(&policies(&client, &ns.name), "vip", "Synced", READY, |p| {
-        is_true(p, "Synced")
-    })
-    .await;
+    reconnect_with_a_new_code(&client, &ns.name, &raw).await;
     operator.stop().await;
     ns.delete().await;
 }
@@ -459,22 +464,7 @@ async fn a_refresh_interrupted_after_spending_is_never_repeated_and_asks_for_a_n
         "no retry loop: {stats}"
     );
     // A new code reconnects.
-    let fresh = mint_code(&raw, "Location").await;
-    apply(
-        &client,
-        &ns.name,
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acme-oauth-code"},
-                                   "stringData": {"code": fresh}}),
-    )
-    .await;
-    wait_object(&api, "acme-oauth", "Ready again", READY, |c| {
-        is_true(c, "Ready")
-    })
-    .await;
-    wait_object(&policies(&client, &ns.name), "vip", "Synced", READY, |p| {
-        is_true(p, "Synced")
-    })
-    .await;
+    reconnect_with_a_new_code(&client, &ns.name, &raw).await;
     operator.stop().await;
     ns.delete().await;
 }
