@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use ghl_operator::crd::contact_sync_policy::{
     ContactRecord, ContactSyncPolicySpec, NoteRecord, TaskRecord,
 };
+use ghl_operator::engine::desired::{Desired, build};
+use ghl_operator::engine::plan::PlanOptions;
 use ghl_operator::engine::state::file::StateFile;
 use ghl_operator::engine::{Mode, SyncOptions, sync_policy};
 use ghl_operator::ghl::budget::BudgetConfig;
@@ -67,6 +69,11 @@ fn peak_memory_mib() -> f64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The declared state of `spec` (inline records only).
+fn desired(spec: &ContactSyncPolicySpec) -> Desired {
+    build(spec, &[]).expect("the benchmark's spec is valid")
 }
 
 async fn stats(http: &reqwest::Client, url: &str) -> Value {
@@ -169,12 +176,18 @@ async fn bench(n: usize) {
     // Cold converge.
     let before = stats(&http, &sandbox.url).await;
     let started = Instant::now();
-    let cold = sync_policy(&client, &store, &spec, &[], run(Mode::Apply, false))
-        .await
-        .unwrap();
+    let cold = sync_policy(
+        &client,
+        &store,
+        desired(&spec),
+        PlanOptions::for_spec(&spec),
+        run(Mode::Apply, false),
+    )
+    .await
+    .unwrap();
     let cold_time = started.elapsed();
     let (cold_calls, cold_reads, cold_429) = delta(&stats(&http, &sandbox.url).await, &before);
-    let failures = cold.applied.as_ref().map_or(0, |a| a.failures.len());
+    let failures = cold.report().map_or(0, |a| a.failures.len());
     drop(cold);
     let minimum = 3 * n as u64 + 1; // a create per contact (tags included), task and note; one empty search
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -182,19 +195,31 @@ async fn bench(n: usize) {
     // Resync of the converged state: routine, then deep.
     let before = stats(&http, &sandbox.url).await;
     let started = Instant::now();
-    let resync = sync_policy(&client, &store, &spec, &[], run(Mode::Apply, false))
-        .await
-        .unwrap();
-    let resync_empty = resync.plan.is_empty();
+    let resync = sync_policy(
+        &client,
+        &store,
+        desired(&spec),
+        PlanOptions::for_spec(&spec),
+        run(Mode::Apply, false),
+    )
+    .await
+    .unwrap();
+    let resync_empty = resync.plan().is_empty();
     drop(resync);
     let resync_time = started.elapsed();
     let after_resync = stats(&http, &sandbox.url).await;
     let (resync_calls, resync_reads, _) = delta(&after_resync, &before);
     let before = after_resync;
-    let deep = sync_policy(&client, &store, &spec, &[], run(Mode::Plan, true))
-        .await
-        .unwrap();
-    let deep_empty = deep.plan.is_empty();
+    let deep = sync_policy(
+        &client,
+        &store,
+        desired(&spec),
+        PlanOptions::for_spec(&spec),
+        run(Mode::Plan, true),
+    )
+    .await
+    .unwrap();
+    let deep_empty = deep.plan().is_empty();
     drop(deep);
     let (deep_calls, _, _) = delta(&stats(&http, &sandbox.url).await, &before);
 
@@ -222,10 +247,16 @@ async fn bench(n: usize) {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let before = stats(&http, &sandbox.url).await;
     let started = Instant::now();
-    let repair = sync_policy(&client, &store, &spec, &[], run(Mode::Apply, false))
-        .await
-        .unwrap();
-    let repair_failures = repair.applied.map_or(0, |a| a.failures.len());
+    let repair = sync_policy(
+        &client,
+        &store,
+        desired(&spec),
+        PlanOptions::for_spec(&spec),
+        run(Mode::Apply, false),
+    )
+    .await
+    .unwrap();
+    let repair_failures = repair.report().map_or(0, |a| a.failures.len());
     let repair_time = started.elapsed();
     let after = stats(&http, &sandbox.url).await;
     let (repair_calls, repair_reads, _) = delta(&after, &before);

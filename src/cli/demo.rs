@@ -77,6 +77,7 @@ fn print_reports(reports: &[Report]) {
     }
 }
 
+/// One piece: the demo is a script, read top to bottom as the user sees it.
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let manifests = match &args.examples {
         Some(path) => {

@@ -70,6 +70,7 @@ pub enum Format {
     Json,
 }
 
+/// One piece: the command as a user runs it, step by step.
 pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let manifests = Manifests::load(&args.paths, &args.namespace).map_err(|e| anyhow!(e))?;
     let chosen = pick_connection(&manifests, args.connection.as_deref())?;
@@ -203,6 +204,8 @@ fn pick_connection<'a>(
 }
 
 /// Reads the location and builds the policy. Returns it and how many contacts lacked the key.
+///
+/// One piece: one pass over the location, building every output as it goes.
 pub async fn import(
     api: &dyn GhlApi,
     match_by: MatchBy,

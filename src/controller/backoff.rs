@@ -7,23 +7,25 @@ use std::time::Duration;
 
 use rand::RngExt;
 
+use super::object::ObjectKey;
+
 /// First retry delay.
 pub const BASE: Duration = Duration::from_secs(5);
 /// Longest retry delay.
 pub const MAX: Duration = Duration::from_secs(300);
 
-/// Failure counts by object key.
+/// Failure counts by object.
 #[derive(Debug, Default)]
 pub struct Backoff {
-    attempts: Mutex<HashMap<String, u32>>,
+    attempts: Mutex<HashMap<ObjectKey, u32>>,
 }
 
 impl Backoff {
     /// Records a failure of `key` and returns how long to wait before retrying.
-    pub fn failed(&self, key: &str) -> Duration {
+    pub fn failed(&self, key: &ObjectKey) -> Duration {
         let attempt = {
             let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-            let n = attempts.entry(key.to_owned()).or_default();
+            let n = attempts.entry(key.clone()).or_default();
             *n = n.saturating_add(1);
             *n
         };
@@ -34,7 +36,7 @@ impl Backoff {
     }
 
     /// Forgets the failures of `key` (it reconciled cleanly).
-    pub fn succeeded(&self, key: &str) {
+    pub fn succeeded(&self, key: &ObjectKey) {
         self.attempts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -51,18 +53,21 @@ pub fn ceiling(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::object::Kind;
 
     #[test]
     fn grows_exponentially_with_jitter_and_resets() {
         let b = Backoff::default();
-        let delays: Vec<Duration> = (0..8).map(|_| b.failed("p")).collect();
+        let p = ObjectKey::new(Kind::ContactSyncPolicy, "crm", "p");
+        let other = ObjectKey::new(Kind::TagRule, "crm", "p");
+        let delays: Vec<Duration> = (0..8).map(|_| b.failed(&p)).collect();
         for (i, d) in delays.iter().enumerate() {
             let top = ceiling(i as u32 + 1);
             assert!(*d <= top && *d >= top / 2, "attempt {i}: {d:?} vs {top:?}");
         }
         assert_eq!(ceiling(20), MAX);
-        b.succeeded("p");
-        assert!(b.failed("p") <= BASE);
-        assert!(b.failed("other") <= BASE, "objects are independent");
+        b.succeeded(&p);
+        assert!(b.failed(&p) <= BASE);
+        assert!(b.failed(&other) <= BASE, "objects are independent");
     }
 }

@@ -33,13 +33,18 @@ impl Desired {
 }
 
 /// Builds the condition list from `wanted`, keeping each `lastTransitionTime` from `current`
-/// when the status did not change. Conditions not in `wanted` are dropped.
+/// when the status did not change. Conditions not in `wanted` stay as they were (a reconcile
+/// that learned nothing about them does not rewrite them).
 pub fn merge(
     current: &[Condition],
     wanted: &[Desired],
     generation: Option<i64>,
     now: Timestamp,
 ) -> Vec<Condition> {
+    let kept = current
+        .iter()
+        .filter(|c| !wanted.iter().any(|w| w.type_ == c.type_))
+        .cloned();
     wanted
         .iter()
         .map(|w| {
@@ -58,6 +63,7 @@ pub fn merge(
                 last_transition_time: since,
             }
         })
+        .chain(kept)
         .collect()
 }
 
@@ -129,6 +135,36 @@ mod tests {
             Time(at("2030-01-01T02:00:00Z"))
         );
         assert!(is_true(&flipped, "Ready"));
+    }
+
+    #[test]
+    fn conditions_not_mentioned_stay_as_they_were() {
+        let first = merge(
+            &[],
+            &[
+                Desired::new("Ready", true, "Reconciled", "done"),
+                Desired::new("Drifted", true, "DriftDetected", "1 contact"),
+            ],
+            Some(1),
+            at("2030-01-01T00:00:00Z"),
+        );
+        let next = merge(
+            &first,
+            &[Desired::new(
+                "Ready",
+                false,
+                "ConnectionNotReady",
+                "waiting",
+            )],
+            Some(2),
+            at("2030-01-01T01:00:00Z"),
+        );
+        let drifted = next.iter().find(|c| c.type_ == "Drifted").unwrap();
+        assert_eq!(
+            drifted,
+            first.iter().find(|c| c.type_ == "Drifted").unwrap()
+        );
+        assert!(!is_true(&next, "Ready"));
     }
 
     #[test]

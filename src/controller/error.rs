@@ -1,12 +1,16 @@
-//! Reconcile errors, classified once. Domain outcomes (invalid spec, connection not ready,
-//! safety limits, rate limits) are handled inside the reconcilers and written to status; what
-//! reaches [`error_policy`] is passing trouble, retried per object with backoff and jitter.
+//! Reconcile errors, classified once. What a sync runs into (invalid spec, connection not
+//! ready, refused credentials, safety limits, rate limits, GHL or ledger trouble) is an
+//! outcome with a verdict, written to status; what reaches [`error_policy`] is trouble writing
+//! to Kubernetes itself (status, finalizers) or removing data on deletion, retried per object
+//! with backoff and jitter.
 
 use std::sync::Arc;
 
 use kube::runtime::controller::Action;
 
 use super::context::Context;
+use super::object::ObjectKey;
+use crate::engine::SyncError;
 use crate::engine::state::StateError;
 use crate::ghl::GhlError;
 
@@ -18,8 +22,11 @@ pub enum Error {
     Ghl(#[from] GhlError),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("{0}")]
-    Other(String),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    /// Deleting an object: some of what it owns could not be removed from GHL yet.
+    #[error("{0} object(s) could not be removed from GHL; retrying")]
+    Release(usize),
 }
 
 impl Error {
@@ -29,7 +36,10 @@ impl Error {
             Error::Kube(_) => "kubernetes",
             Error::Ghl(e) => e.category(),
             Error::State(_) => "state",
-            Error::Other(_) => "other",
+            Error::Sync(SyncError::Ghl(e)) => e.category(),
+            Error::Sync(SyncError::State(_)) => "state",
+            Error::Sync(SyncError::Apply(_)) => "apply",
+            Error::Release(_) => "release",
         }
     }
 }
@@ -37,9 +47,9 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Retries a failed reconcile after a per-object exponential backoff with jitter.
-pub fn error_policy(kind: &'static str, key: &str, error: &Error, ctx: &Arc<Context>) -> Action {
-    let delay = ctx.backoff.failed(&format!("{kind}/{key}"));
-    ctx.metrics.failed(kind, error.category());
-    tracing::warn!(kind, object = key, category = error.category(), error = %error, retry_in_s = delay.as_secs(), "reconcile failed");
+pub fn error_policy(key: &ObjectKey, error: &Error, ctx: &Arc<Context>) -> Action {
+    let delay = ctx.backoff.failed(key);
+    ctx.metrics.failed(key.kind, error.category());
+    tracing::warn!(object = %key, category = error.category(), error = %error, retry_in_s = delay.as_secs(), "reconcile failed");
     Action::requeue(delay)
 }

@@ -21,7 +21,8 @@ use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
 use kube::{Api, Client};
 use tokio::sync::Mutex;
 
-use crate::crd::vocabulary::{FIELD_MANAGER, label};
+use super::object::Kind;
+use crate::crd::vocabulary::{FIELD_MANAGER, LEDGER_SECRET_TYPE, label};
 use crate::engine::ledger::{Change, Ledger};
 use crate::engine::state::{StateError, StateStore};
 
@@ -30,14 +31,14 @@ const SHARD_BYTES: usize = 700 * 1024;
 /// A journal page is rewritten on every commit, so it stays small.
 const PAGE_BYTES: usize = 64 * 1024;
 const DATA_KEY: &str = "ledger";
-const ROLE_LABEL: &str = "ghl.servis.ai/ledger-role";
-const INDEX_LABEL: &str = "ghl.servis.ai/ledger-index";
-const SECRET_TYPE: &str = "ghl.servis.ai/ledger";
+const ROLE_LABEL: &str = label::LEDGER_ROLE;
+const INDEX_LABEL: &str = label::LEDGER_INDEX;
+const SECRET_TYPE: &str = LEDGER_SECRET_TYPE;
 
 /// Whose ledger.
 #[derive(Clone, Debug)]
 pub struct LedgerOwner {
-    pub kind: &'static str,
+    pub kind: Kind,
     pub namespace: String,
     pub name: String,
     pub uid: String,
@@ -46,7 +47,7 @@ pub struct LedgerOwner {
 
 impl LedgerOwner {
     /// The ledger owner for a policy or rule object.
-    pub fn of<K: kube::Resource<DynamicType = ()>>(kind: &'static str, obj: &K) -> Self {
+    pub fn of<K: kube::Resource<DynamicType = ()>>(kind: Kind, obj: &K) -> Self {
         use kube::ResourceExt;
         Self {
             kind,
@@ -59,7 +60,11 @@ impl LedgerOwner {
 
     /// Object names: `ghl-ledger-<kind>-<name>-<role>-<n>`, shortened with a digest if long.
     fn object_name(&self, role: &str, index: usize) -> String {
-        let base = format!("ghl-ledger-{}-{}", self.kind.to_lowercase(), self.name);
+        let base = format!(
+            "ghl-ledger-{}-{}",
+            self.kind.as_str().to_lowercase(),
+            self.name
+        );
         let base = if base.len() > 200 {
             let digest = crate::engine::ledger::key_digest(&base);
             format!("{}-{}", &base[..160], &digest[..12])
@@ -134,14 +139,17 @@ impl SecretLedgerStore {
                         label::MANAGED_BY.to_owned(),
                         label::MANAGED_BY_VALUE.to_owned(),
                     ),
-                    (label::OWNER_KIND.to_owned(), self.owner.kind.to_owned()),
+                    (
+                        label::OWNER_KIND.to_owned(),
+                        self.owner.kind.as_str().to_owned(),
+                    ),
                     (label::OWNER_NAME.to_owned(), label_value(&self.owner.name)),
                     (ROLE_LABEL.to_owned(), role.to_owned()),
                     (INDEX_LABEL.to_owned(), index.to_string()),
                 ])),
                 owner_references: Some(vec![OwnerReference {
                     api_version: self.owner.api_version.clone(),
-                    kind: self.owner.kind.to_owned(),
+                    kind: self.owner.kind.as_str().to_owned(),
                     name: self.owner.name.clone(),
                     uid: self.owner.uid.clone(),
                     controller: Some(true),

@@ -1,281 +1,311 @@
-//! The TagRule controller: search the selector, plan tags against the rule's ledger and the
-//! other owners' claims on the same connection (conflicts are reported, not fought over),
-//! apply, report. Deletion with `deletionPolicy: Delete` removes the tags the rule added.
+//! TagRule through the [pipeline](super::pipeline): once the policies on its location have
+//! declared what they want, search the selector, publish the rule's claim, plan its tags
+//! against its ledger and every other owner's wishes (conflicts are left alone and reported,
+//! never fought over), apply per `mode`. Deletion with `deletionPolicy: Delete` removes the
+//! tags the rule added (those another owner wants stay).
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
-use kube::{Api, Resource, ResourceExt};
+use async_trait::async_trait;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::Api;
 
-use super::conditions::{self, Desired, Phase, kstatus};
-use super::connection::patch_status;
-use super::context::{Context, Owner};
-use super::error::{Error, Result};
+use super::conditions;
+use super::context::Context;
 use super::ledger_store::{LedgerOwner, SecretLedgerStore};
-use super::policy::{ConnectionState, connection, jittered, set_finalizer};
+use super::object::{Kind, ObjectKey};
+use super::pipeline::Synced;
+use super::reference::Usable;
+use super::verdict::{Facts, Outcome, Verdict};
 use crate::crd::ContactSyncPolicy;
-use crate::crd::common::{DeletionPolicy, Mode};
+use crate::crd::common::{ConnectionRef, DeletionPolicy, DurationString, Mode, PlanSummary};
 use crate::crd::tag_rule::{TagRule, TagRuleStatus};
-use crate::crd::vocabulary::{condition, finalizer, reason};
-use crate::engine::state::StateStore;
-use crate::engine::tag_rule::{apply_rule, claim_of, observe_release, observe_rule, plan_rule};
-use crate::ghl::ErrorClass;
+use crate::crd::vocabulary::reason;
+use crate::engine::apply::ApplyReport;
+use crate::engine::state::{StateError, StateStore};
+use crate::engine::tag_rule::{
+    RulePlan, apply_rule, observe_release, observe_rule, plan_rule, rule_claim, settle_rule,
+};
+use crate::engine::{SyncError, SyncOutcome};
 
-pub const KIND: &str = "TagRule";
+/// What a rule's sync found, for the status.
+#[derive(Debug)]
+pub struct Detail {
+    plan: PlanSummary,
+    matched: u32,
+    compliant: u32,
+    pending: u32,
+    conflicted: u32,
+}
 
-fn ledger_owner(obj: &TagRule) -> LedgerOwner {
-    LedgerOwner::of(KIND, obj)
+fn ledger(ctx: &Context, rule: &TagRule) -> SecretLedgerStore {
+    SecretLedgerStore::new(ctx.client.clone(), LedgerOwner::of(Kind::TagRule, rule))
 }
 
 /// The contacts a ContactSyncPolicy manages (for `selector.policyRef`).
-async fn policy_contacts(ctx: &Context, namespace: &str, name: &str) -> Result<BTreeSet<String>> {
+async fn policy_contacts(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<BTreeSet<String>, StateError> {
     let policies: Api<ContactSyncPolicy> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(policy) = policies.get_opt(name).await.map_err(Error::Kube)? else {
+    let policy = policies
+        .get_opt(name)
+        .await
+        .map_err(|e| StateError(format!("reading ContactSyncPolicy {name}: {e}")))?;
+    let Some(policy) = policy else {
         return Ok(BTreeSet::new());
     };
-    let owner = LedgerOwner::of(super::policy::KIND, &policy);
+    let owner = LedgerOwner::of(Kind::ContactSyncPolicy, &policy);
     let ledger = SecretLedgerStore::new(ctx.client.clone(), owner)
         .load()
         .await?;
     Ok(ledger.contacts.into_keys().collect())
 }
 
-async fn write_conditions(ctx: &Context, obj: &TagRule, wanted: Vec<Desired>) -> Result<()> {
-    let previous = obj.status.clone().unwrap_or_default();
-    let now = jiff::Timestamp::now();
-    let status = TagRuleStatus {
-        observed_generation: obj.metadata.generation,
-        conditions: conditions::merge(&previous.conditions, &wanted, obj.metadata.generation, now),
-        ..previous
+/// Where the rule stands after `outcome`: after an apply, what did not fail is compliant.
+fn detail(outcome: &SyncOutcome<RulePlan>) -> Detail {
+    let plan = outcome.plan();
+    let failed = outcome.report().map_or(0, |r| {
+        r.failures
+            .iter()
+            .map(|f| f.record.as_str())
+            .collect::<BTreeSet<_>>()
+            .len() as u32
+    });
+    let (compliant, pending) = match outcome {
+        SyncOutcome::Applied { .. } => (
+            plan.compliant + plan.pending.saturating_sub(failed),
+            failed.min(plan.pending),
+        ),
+        _ => (plan.compliant, plan.pending),
     };
-    patch_status(ctx, obj, &status).await
+    Detail {
+        plan: plan.summary(),
+        matched: plan.matched,
+        compliant,
+        pending,
+        conflicted: plan.conflicted,
+    }
 }
 
-pub async fn reconcile(obj: Arc<TagRule>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let namespace = obj.namespace().unwrap_or_default();
-    let name = obj.name_any();
-    let object_key = format!("{KIND}/{namespace}/{name}");
-    let owner = Owner {
-        kind: KIND,
-        namespace: namespace.clone(),
-        name: name.clone(),
-    };
-    let reference = obj.object_ref(&());
-    let (connection_key, state) = connection(&ctx, &namespace, &obj.spec.connection_ref);
-    let connection_label = format!("{}/{}", connection_key.0, connection_key.1);
-    let store = SecretLedgerStore::new(ctx.client.clone(), ledger_owner(&obj));
+fn facts(plan: &RulePlan, detail: &Detail) -> Facts {
+    let mut standing = format!("{} matched, {} compliant", detail.matched, detail.compliant);
+    if detail.conflicted > 0 {
+        standing.push_str(&format!(
+            ", {} left alone for other owners",
+            detail.conflicted
+        ));
+    }
+    Facts {
+        summary: format!("tags to change on {} contact(s)", plan.pending),
+        standing,
+        refused: 0,
+        drifted: None,
+        conflicts: plan.conflicts.clone(),
+        conflict_reason: reason::TAG_CONFLICT,
+    }
+}
 
-    if obj.meta().deletion_timestamp.is_some() {
-        if !obj.finalizers().iter().any(|f| f == finalizer::CLEANUP) {
-            return Ok(Action::await_change());
-        }
-        ctx.forget_claim(&owner, &connection_label);
-        let ConnectionState::Ready(handle) = state else {
-            let connections: Api<crate::crd::GhlConnection> =
-                Api::namespaced(ctx.client.clone(), &connection_key.0);
-            if connections
-                .get_opt(&connection_key.1)
-                .await
-                .map_err(Error::Kube)?
-                .is_some()
-            {
-                return Ok(Action::requeue(Duration::from_secs(60)));
-            }
-            ctx.event(
-                &reference,
-                EventType::Warning,
-                reason::CONNECTION_NOT_FOUND,
-                "Delete",
-                "tags left in place: the connection is gone".into(),
-            )
-            .await;
-            set_finalizer(ctx.as_ref(), obj.as_ref(), false).await?;
-            return Ok(Action::await_change());
+#[async_trait]
+impl Synced for TagRule {
+    const KIND: Kind = Kind::TagRule;
+    type Prepared = ();
+    type Detail = Detail;
+    type Status = TagRuleStatus;
+
+    fn connection_ref(&self) -> &ConnectionRef {
+        &self.spec.connection_ref
+    }
+
+    fn mode(&self) -> Mode {
+        self.spec.mode
+    }
+
+    fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy
+    }
+
+    fn resync_interval(&self) -> Option<&DurationString> {
+        self.spec.resync_interval.as_ref()
+    }
+
+    fn conditions(&self) -> &[Condition] {
+        self.status.as_ref().map_or(&[], |s| &s.conditions)
+    }
+
+    /// Policies outrank rules: wait until every policy on the location has declared.
+    async fn prepare(
+        &self,
+        ctx: &Context,
+        key: &ObjectKey,
+        location: Option<&str>,
+    ) -> Result<(), Outcome> {
+        let Some(location) = location else {
+            return Ok(());
         };
+        let waiting = ctx.undeclared_policies(location, key, |_| true);
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = waiting.iter().map(ObjectKey::owner).collect();
+        Err(Outcome::WaitingForOwners(format!(
+            "waiting for the policies on the location to declare their contacts: {}",
+            names.join(", ")
+        )))
+    }
+
+    async fn sync(
+        &self,
+        ctx: &Context,
+        key: &ObjectKey,
+        _: (),
+        connection: &Usable,
+    ) -> Result<(SyncOutcome<Facts>, Detail), SyncError> {
+        let client = &connection.handle.client;
+        let store = ledger(ctx, self);
+        let scope = match &self.spec.selector.policy_ref {
+            Some(p) => Some(policy_contacts(ctx, &key.namespace, &p.name).await?),
+            None => None,
+        };
+        let ledger = store.load().await?;
+        let seen = observe_rule(
+            client,
+            &self.spec,
+            &ledger,
+            scope.as_ref(),
+            ctx.config.apply_concurrency,
+        )
+        .await?;
+        let claim = rule_claim(&key.owner(), &self.spec, &seen);
+        ctx.ownership.claim(&connection.location, key, claim);
+        let claims = ctx.tag_claims(&connection.location, key);
+        let outcome = settle_rule(
+            client,
+            &store,
+            ledger,
+            &self.spec,
+            &seen,
+            &claims,
+            self.spec.mode,
+        )
+        .await?;
+        let detail = detail(&outcome);
+        let facts = facts(outcome.plan(), &detail);
+        Ok((outcome.map(|_| facts), detail))
+    }
+
+    async fn release(
+        &self,
+        ctx: &Context,
+        key: &ObjectKey,
+        connection: &Usable,
+    ) -> Result<ApplyReport, SyncError> {
+        let client = &connection.handle.client;
+        let store = ledger(ctx, self);
         let mut ledger = store.load().await?;
-        let seen = observe_release(&handle.client, &ledger, ctx.config.apply_concurrency).await?;
-        let plan = plan_rule(&obj.spec, &seen, &ledger, &[]);
-        let (writes, failures) = apply_rule(&handle.client, &store, &mut ledger, &plan).await?;
-        if let Some((_, e)) = failures.into_iter().next() {
-            return Err(Error::Ghl(e));
-        }
-        ctx.event(
-            &reference,
-            EventType::Normal,
-            "Deleted",
-            "Delete",
-            format!("removed the tags the rule added ({writes} writes)"),
-        )
-        .await;
-        set_finalizer(ctx.as_ref(), obj.as_ref(), false).await?;
-        return Ok(Action::await_change());
+        let seen = observe_release(client, &ledger, ctx.config.apply_concurrency).await?;
+        let claims = ctx.tag_claims(&connection.location, key);
+        let plan = plan_rule(&self.spec, &seen, &ledger, &claims);
+        Ok(apply_rule(client, &store, &mut ledger, &plan).await?)
     }
-    set_finalizer(
-        ctx.as_ref(),
-        obj.as_ref(),
-        obj.spec.deletion_policy == DeletionPolicy::Delete,
-    )
-    .await?;
-    let handle = match state {
-        ConnectionState::Ready(handle) => handle,
-        ConnectionState::NotReady(phase, why, message) => {
-            write_conditions(&ctx, &obj, kstatus(phase, why, &message)).await?;
-            return Ok(Action::requeue(Duration::from_secs(60)));
+
+    fn status(&self, verdict: &Verdict, detail: Option<&Detail>, now: Timestamp) -> TagRuleStatus {
+        let previous = self.status.clone().unwrap_or_default();
+        let generation = self.metadata.generation;
+        let conditions =
+            conditions::merge(&previous.conditions, &verdict.conditions, generation, now);
+        let Some(detail) = detail else {
+            return TagRuleStatus {
+                observed_generation: generation,
+                conditions,
+                ..previous
+            };
+        };
+        TagRuleStatus {
+            observed_generation: generation,
+            conditions,
+            matched: detail.matched,
+            compliant: detail.compliant,
+            pending: detail.pending,
+            conflicted: detail.conflicted,
+            plan: Some(detail.plan.clone()),
+            last_sync_time: Some(Time(now)),
         }
-    };
-    let scope = match &obj.spec.selector.policy_ref {
-        Some(p) => Some(policy_contacts(&ctx, &namespace, &p.name).await?),
-        None => None,
-    };
-    let mut ledger = store.load().await?;
-    let seen = match observe_rule(
-        &handle.client,
-        &obj.spec,
-        &ledger,
-        scope.as_ref(),
-        ctx.config.apply_concurrency,
-    )
-    .await
-    {
-        Ok(seen) => seen,
-        Err(e) if e.class() == ErrorClass::Auth => {
-            let message = format!(
-                "GhlConnection {connection_label} is not ready: GHL refused the credentials"
-            );
-            write_conditions(
-                &ctx,
-                &obj,
-                kstatus(Phase::Stalled, reason::CONNECTION_NOT_READY, &message),
-            )
-            .await?;
-            return Ok(Action::requeue(Duration::from_secs(60)));
-        }
-        Err(e) => return Err(Error::Ghl(e)),
-    };
-    ctx.set_claim(
-        &owner,
-        &connection_label,
-        claim_of(&owner.to_string(), &obj.spec, &seen),
-    );
-    let others = ctx.claims_except(&owner, &connection_label);
-    let plan = plan_rule(&obj.spec, &seen, &ledger, &others);
-    let mut writes = 0;
-    let mut failures = 0;
-    if obj.spec.mode == Mode::Apply && !plan.is_empty() {
-        let (w, f) = apply_rule(&handle.client, &store, &mut ledger, &plan).await?;
-        writes = w;
-        failures = f.len();
-        store.compact(&ledger).await?;
     }
-    let (phase, why, message) = if failures > 0 {
-        (
-            Phase::Progressing,
-            reason::PARTIAL_FAILURE,
-            format!("{failures} contact(s) could not be changed; retrying"),
-        )
-    } else if obj.spec.mode == Mode::Plan {
-        (
-            Phase::Ready,
-            reason::PLAN_ONLY,
-            format!("mode Plan: {} contact(s) would change", plan.pending),
-        )
-    } else {
-        (
-            Phase::Ready,
-            reason::RECONCILED,
-            format!("{} matched, {} compliant", plan.matched, plan.matched),
-        )
-    };
-    let mut wanted = kstatus(phase, why, &message);
-    let in_sync = obj.spec.mode == Mode::Apply && failures == 0 || plan.pending == 0;
-    wanted.push(Desired::new(
-        condition::SYNCED,
-        in_sync,
-        if in_sync { reason::IN_SYNC } else { why },
-        &message,
-    ));
-    wanted.push(if plan.conflicts.is_empty() {
-        Desired::new(
-            condition::CONFLICT,
-            false,
-            reason::NO_CONFLICT,
-            "no other owner wants the opposite",
-        )
-    } else {
-        Desired::new(
-            condition::CONFLICT,
-            true,
-            reason::TAG_CONFLICT,
-            plan.conflicts.join("; "),
-        )
-    });
-    let previous = obj.status.clone().unwrap_or_default();
-    let now = jiff::Timestamp::now();
-    let compliant_now = if obj.spec.mode == Mode::Apply {
-        plan.matched
-    } else {
-        plan.compliant
-    };
-    let status = TagRuleStatus {
-        observed_generation: obj.metadata.generation,
-        conditions: conditions::merge(&previous.conditions, &wanted, obj.metadata.generation, now),
-        matched: plan.matched,
-        compliant: compliant_now.saturating_sub(if obj.spec.mode == Mode::Apply {
-            failures as u32
-        } else {
-            0
-        }),
-        pending: if obj.spec.mode == Mode::Apply {
-            failures as u32
-        } else {
-            plan.pending
-        },
-        plan: Some(plan.summary()),
-        last_sync_time: Some(Time(now)),
-    };
-    patch_status(&ctx, obj.as_ref(), &status).await?;
-    if writes > 0 {
-        ctx.metrics.wrote(KIND, writes);
-        ctx.event(
-            &reference,
-            EventType::Normal,
-            reason::PLAN_APPLIED,
-            "Apply",
-            format!(
-                "tags changed on {} contact(s); {writes} GHL writes",
-                plan.pending
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::contact_sync_policy::RecordFailure;
+
+    fn plan(matched: u32, compliant: u32, pending: u32) -> RulePlan {
+        RulePlan {
+            matched,
+            compliant,
+            pending,
+            ..RulePlan::default()
+        }
+    }
+
+    fn failure(id: &str) -> RecordFailure {
+        RecordFailure {
+            record: format!("contact/{id}"),
+            field: None,
+            reason: "GhlUnavailable".into(),
+            message: "503".into(),
+        }
+    }
+
+    #[test]
+    fn counts_follow_what_the_apply_achieved() {
+        let cases = [
+            (
+                "plan only",
+                SyncOutcome::Planned {
+                    plan: plan(5, 3, 2),
+                },
+                (3, 2),
             ),
-        )
-        .await;
+            (
+                "applied",
+                SyncOutcome::Applied {
+                    plan: plan(5, 3, 2),
+                    report: ApplyReport::default(),
+                },
+                (5, 0),
+            ),
+            (
+                "applied, one contact failed twice",
+                SyncOutcome::Applied {
+                    plan: plan(5, 3, 2),
+                    report: ApplyReport {
+                        writes: 3,
+                        failures: vec![failure("c1"), failure("c1")],
+                    },
+                },
+                (4, 1),
+            ),
+            (
+                "in sync",
+                SyncOutcome::InSync {
+                    plan: plan(5, 5, 0),
+                },
+                (5, 0),
+            ),
+        ];
+        for (name, outcome, (compliant, pending)) in cases {
+            let d = detail(&outcome);
+            assert_eq!((d.compliant, d.pending), (compliant, pending), "{name}");
+            assert_eq!(d.matched, 5, "{name}");
+            let f = facts(outcome.plan(), &d);
+            assert_eq!(
+                f.standing,
+                format!("5 matched, {compliant} compliant"),
+                "{name}"
+            );
+        }
     }
-    if !plan.conflicts.is_empty() && !conditions::is_true(&previous.conditions, condition::CONFLICT)
-    {
-        ctx.event(
-            &reference,
-            EventType::Warning,
-            reason::TAG_CONFLICT,
-            "Plan",
-            plan.conflicts.join("; "),
-        )
-        .await;
-    }
-    let resync = obj
-        .spec
-        .resync_interval
-        .as_ref()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(ctx.config.default_resync);
-    let requeue = if failures > 0 {
-        ctx.backoff.failed(&object_key)
-    } else {
-        ctx.backoff.succeeded(&object_key);
-        jittered(resync)
-    };
-    ctx.metrics.reconciled(KIND, "ok", started.elapsed());
-    Ok(Action::requeue(requeue))
 }

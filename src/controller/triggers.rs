@@ -1,6 +1,7 @@
 //! What else, besides their own spec, makes an object reconcile: the Secret a connection reads,
-//! the ConfigMaps and Secrets a policy reads its records from, and a connection becoming ready
-//! or not. Pure mappers over the controllers' caches.
+//! the ConfigMaps and Secrets a policy reads its records from, a connection becoming ready or
+//! not, and another owner on the same location changing what it wants. Pure mappers over the
+//! controllers' caches.
 
 use futures::{Stream, stream};
 use kube::core::PartialObjectMeta;
@@ -9,8 +10,11 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::broadcast;
 
 use super::connections::ConnectionKey;
+use super::object::{Kind, ObjectKey};
+use super::ownership::OwnershipChange;
 use crate::crd::common::ConnectionRef;
 use crate::crd::{ContactSyncPolicy, GhlConnection, TagRule};
+use crate::engine::ownership::Seniority;
 
 /// Secret names a connection reads.
 fn secrets_of(connection: &GhlConnection) -> Vec<&str> {
@@ -115,25 +119,94 @@ pub fn users_of<K: UsesConnection>(store: &Store<K>, key: &ConnectionKey) -> Vec
         .collect()
 }
 
-/// The objects to reconcile whenever a connection's readiness changes.
-pub fn on_connection_change<K: UsesConnection + Send + Sync>(
-    changes: broadcast::Receiver<ConnectionKey>,
-    store: Store<K>,
-) -> impl Stream<Item = ObjectRef<K>> + Send + 'static {
-    let keys = stream::unfold(changes, |mut rx| async move {
+/// The location of the connection `obj` names, as far as the caches know.
+fn location_of<K: UsesConnection>(connections: &Store<GhlConnection>, obj: &K) -> Option<String> {
+    let reference = obj.connection_ref();
+    let namespace = reference
+        .namespace
+        .clone()
+        .or_else(|| obj.namespace())
+        .unwrap_or_default();
+    connections
+        .get(&ObjectRef::new(&reference.name).within(&namespace))
+        .map(|c| c.spec.location_id.clone())
+}
+
+/// Policies to re-plan after `change`: the other policies on its location junior to the
+/// policy that changed (all of them when it is gone: they may take its contacts over). Rules'
+/// claims never change what a policy does.
+pub fn policies_after(
+    change: &OwnershipChange,
+    policies: &Store<ContactSyncPolicy>,
+    connections: &Store<GhlConnection>,
+) -> Vec<ObjectRef<ContactSyncPolicy>> {
+    if change.by.kind != Kind::ContactSyncPolicy {
+        return Vec::new();
+    }
+    let changer = policies
+        .get(&ObjectRef::new(&change.by.name).within(&change.by.namespace))
+        .map(|p| Seniority::of(p.as_ref()));
+    policies
+        .state()
+        .iter()
+        .filter(|p| ObjectKey::of(Kind::ContactSyncPolicy, p.as_ref()) != change.by)
+        .filter(|p| location_of(connections, p.as_ref()).as_deref() == Some(&change.location))
+        .filter(|p| {
+            changer
+                .as_ref()
+                .is_none_or(|c| Seniority::of(p.as_ref()) > *c)
+        })
+        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .collect()
+}
+
+/// Rules to re-plan after `change`: every other rule on its location.
+pub fn rules_after(
+    change: &OwnershipChange,
+    rules: &Store<TagRule>,
+    connections: &Store<GhlConnection>,
+) -> Vec<ObjectRef<TagRule>> {
+    rules
+        .state()
+        .iter()
+        .filter(|r| ObjectKey::of(Kind::TagRule, r.as_ref()) != change.by)
+        .filter(|r| location_of(connections, r.as_ref()).as_deref() == Some(&change.location))
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+/// A broadcast as a stream of the objects `map` picks for each message.
+pub fn on_broadcast<T, K, F>(
+    changes: broadcast::Receiver<T>,
+    map: F,
+) -> impl Stream<Item = ObjectRef<K>> + Send + 'static
+where
+    T: Clone + Send + 'static,
+    K: Resource<DynamicType = ()> + 'static,
+    F: Fn(&T) -> Vec<ObjectRef<K>> + Send + 'static,
+{
+    let messages = stream::unfold(changes, |mut rx| async move {
         match rx.recv().await {
-            Ok(key) => Some((Some(key), rx)),
+            Ok(message) => Some((Some(message), rx)),
             // Missed some: the periodic resync covers them; keep listening.
             Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "missed connection readiness changes");
+                tracing::warn!(missed, "missed change notices");
                 Some((None, rx))
             }
             Err(broadcast::error::RecvError::Closed) => None,
         }
     });
-    futures::StreamExt::flat_map(keys, move |key| {
-        stream::iter(key.map(|k| users_of(&store, &k)).unwrap_or_default())
+    futures::StreamExt::flat_map(messages, move |message| {
+        stream::iter(message.map(|m| map(&m)).unwrap_or_default())
     })
+}
+
+/// The objects to reconcile whenever a connection's readiness changes.
+pub fn on_connection_change<K: UsesConnection + Send + Sync>(
+    changes: broadcast::Receiver<ConnectionKey>,
+    store: Store<K>,
+) -> impl Stream<Item = ObjectRef<K>> + Send + 'static {
+    on_broadcast(changes, move |key| users_of(&store, key))
 }
 
 #[cfg(test)]

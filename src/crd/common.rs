@@ -87,16 +87,22 @@ pub struct DurationString(pub String);
 
 /// The pattern the API server enforces for [`DurationString`] fields.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h|d|w))+$";
+/// The longest duration text the API server accepts.
+pub const DURATION_MAX_LENGTH: u32 = 32;
+/// The longest duration any field accepts (a year and a day), so that arithmetic on instants
+/// and durations from specs can never overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
 
 impl DurationString {
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())
     }
 
-    /// Parses the duration, accepting exactly what [`DURATION_PATTERN`] accepts. Fails with a
-    /// message naming the value (objects stored under an older schema can still carry junk).
+    /// Parses the duration, accepting exactly what [`DURATION_PATTERN`] accepts, up to
+    /// [`MAX_DURATION`]. Fails with a message naming the value (objects stored under an older
+    /// schema can still carry junk).
     pub fn parse(&self) -> Result<Duration, InvalidDuration> {
-        let invalid = || InvalidDuration(self.0.clone());
+        let invalid = || InvalidDuration::new(&self.0, InvalidDuration::FORM);
         let mut rest = self.0.as_str();
         if rest.is_empty() {
             return Err(invalid());
@@ -124,8 +130,45 @@ impl DurationString {
                 Duration::from_secs(amount.checked_mul(seconds_per_unit).ok_or_else(invalid)?)
             };
             total = total.checked_add(part).ok_or_else(invalid)?;
+            if total > MAX_DURATION {
+                return Err(InvalidDuration::new(&self.0, InvalidDuration::TOO_LONG));
+            }
         }
         Ok(total)
+    }
+
+    /// Parses the value of spec field `field` and checks it lies within `min..=max`; the
+    /// error names the field, so it can be reported as it is.
+    pub fn parse_field(
+        &self,
+        field: &str,
+        min: Duration,
+        max: Duration,
+    ) -> Result<Duration, String> {
+        let value = self.parse().map_err(|e| format!("{field}: {e}"))?;
+        if value < min || value > max {
+            return Err(format!(
+                "{field}: {:?} is out of range (from {} to {})",
+                self.0,
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ));
+        }
+        Ok(value)
+    }
+}
+
+/// Parses an optional duration field: `default` when absent (see [`DurationString::parse_field`]).
+pub fn duration_field(
+    value: Option<&DurationString>,
+    field: &str,
+    default: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, String> {
+    match value {
+        Some(value) => value.parse_field(field, min, max),
+        None => Ok(default),
     }
 }
 
@@ -146,12 +189,24 @@ impl std::fmt::Display for DurationString {
     }
 }
 
-/// A duration string that does not parse.
+/// A duration string that does not parse, or is longer than [`MAX_DURATION`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid duration {0:?}: expected a number with a unit (ms, s, m, h, d, w), e.g. 10m or 90d"
-)]
-pub struct InvalidDuration(pub String);
+#[error("invalid duration {value:?}: {why}")]
+pub struct InvalidDuration {
+    pub value: String,
+    pub why: &'static str,
+}
+
+impl InvalidDuration {
+    const FORM: &'static str = "expected a number with a unit (ms, s, m, h, d, w), e.g. 10m or 90d";
+    const TOO_LONG: &'static str = "longer than 366d";
+
+    fn new(value: &str, why: &'static str) -> Self {
+        // Junk can be long; the message keeps a bounded prefix of it.
+        let value: String = value.chars().take(40).collect();
+        Self { value, why }
+    }
+}
 
 impl JsonSchema for DurationString {
     fn schema_name() -> Cow<'static, str> {
@@ -166,6 +221,7 @@ impl JsonSchema for DurationString {
         json_schema!({
             "type": "string",
             "pattern": DURATION_PATTERN,
+            "maxLength": DURATION_MAX_LENGTH,
         })
     }
 }
@@ -236,5 +292,48 @@ mod tests {
             let err = DurationString::new(bad).parse().unwrap_err();
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
         }
+    }
+
+    #[test]
+    fn huge_durations_are_refused_not_overflowed() {
+        for huge in [
+            "18446744073709551615s",
+            "18446744073709551615w",
+            "367d",
+            "366d1ms",
+            "9999999999999999999999999999ms",
+        ] {
+            let err = DurationString::new(huge).parse().unwrap_err();
+            assert!(err.to_string().contains("invalid duration"), "{err}");
+        }
+        assert_eq!(DurationString::new("366d").parse().unwrap(), MAX_DURATION);
+    }
+
+    #[test]
+    fn fields_are_checked_against_their_range_and_named() {
+        let ten_s = DurationString::new("10s");
+        let (min, max) = (Duration::from_secs(1), Duration::from_secs(60));
+        assert_eq!(
+            ten_s.parse_field("spec.resyncInterval", min, max),
+            Ok(Duration::from_secs(10))
+        );
+        let err = DurationString::new("2h")
+            .parse_field("spec.resyncInterval", min, max)
+            .unwrap_err();
+        assert!(
+            err.starts_with("spec.resyncInterval: \"2h\" is out of range"),
+            "{err}"
+        );
+        let err = DurationString::new("soon")
+            .parse_field("spec.resyncInterval", min, max)
+            .unwrap_err();
+        assert!(
+            err.starts_with("spec.resyncInterval: invalid duration"),
+            "{err}"
+        );
+        assert_eq!(
+            duration_field(None, "x", Duration::from_secs(5), min, max),
+            Ok(Duration::from_secs(5))
+        );
     }
 }

@@ -146,6 +146,11 @@ pub struct TagRuleStatus {
     #[serde(default)]
     pub pending: u32,
 
+    /// Matched contacts with a tag left alone because another owner (a ContactSyncPolicy, or
+    /// another rule) wants it the other way (see the `Conflict` condition).
+    #[serde(default)]
+    pub conflicted: u32,
+
     /// The last computed plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanSummary>,

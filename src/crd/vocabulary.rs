@@ -1,6 +1,7 @@
-//! The operator's fixed vocabulary: API group, condition types, reasons, finalizers, annotation
-//! keys and the field manager. Everything that appears in status, Events or metadata is named
-//! here once, so the words stay stable for users' alerts and GitOps health checks.
+//! The operator's fixed vocabulary: API group, condition types, reasons, Event actions,
+//! finalizers, annotation and label keys, and the field manager. Everything that appears in
+//! status, Events or metadata is named here once, so the words stay stable for users' alerts
+//! and GitOps health checks.
 
 /// API group of the custom resources.
 pub const GROUP: &str = "ghl.servis.ai";
@@ -27,7 +28,9 @@ pub mod condition {
     pub const SYNCED: &str = "Synced";
     /// ContactSyncPolicy: GHL differs from the declared state (changed outside the operator).
     pub const DRIFTED: &str = "Drifted";
-    /// TagRule: another rule wants the opposite for a tag this rule manages.
+    /// ContactSyncPolicy: some records are declared first by an older policy and left to it.
+    /// TagRule: another owner (a policy, or another rule) wants the opposite for a tag this
+    /// rule manages, and the rule leaves that tag alone.
     pub const CONFLICT: &str = "Conflict";
 }
 
@@ -57,8 +60,31 @@ pub mod reason {
     pub const NO_DRIFT: &str = "NoDrift";
     pub const PARTIAL_FAILURE: &str = "PartialFailure";
     pub const TAG_CONFLICT: &str = "TagConflict";
+    /// A ContactSyncPolicy leaves records to an older policy declaring the same contacts.
+    pub const RECORD_CONFLICT: &str = "RecordConflict";
     pub const NO_CONFLICT: &str = "NoConflict";
+    /// Waiting for the other owners on the location to declare what they want first.
+    pub const WAITING_FOR_OWNERS: &str = "WaitingForOtherOwners";
     pub const RECOVERED: &str = "Recovered";
+    /// Event: what a policy or rule owned was removed from GHL on its deletion.
+    pub const DELETED: &str = "Deleted";
+    /// Event: GHL data left in place on deletion (the connection is gone).
+    pub const ORPHANED: &str = "Orphaned";
+    /// Event: a connection's access token was renewed.
+    pub const CREDENTIALS_ROTATED: &str = "CredentialsRotated";
+    /// Event: a workload was restarted for a new access token.
+    pub const ROLLOUT_RESTARTED: &str = "RolloutRestarted";
+}
+
+/// Event actions (what the operator was doing when it recorded an Event).
+pub mod action {
+    pub const PLAN: &str = "Plan";
+    pub const APPLY: &str = "Apply";
+    pub const RECONCILE: &str = "Reconcile";
+    pub const DELETE: &str = "Delete";
+    pub const CHECK_CREDENTIALS: &str = "CheckCredentials";
+    pub const ROTATE: &str = "Rotate";
+    pub const RESTART: &str = "Restart";
 }
 
 /// Finalizers: only on objects whose deletion must clean GHL data.
@@ -77,6 +103,13 @@ pub mod annotation {
     pub const TOKEN_REVISION: &str = "ghl.servis.ai/token-revision";
     /// On restarted workloads' pod templates: the credential revision that caused the restart.
     pub const RESTARTED_FOR_REVISION: &str = "ghl.servis.ai/restarted-for-revision";
+    /// On restarted workloads' pod templates: when the operator restarted them (RFC 3339).
+    pub const RESTARTED_AT: &str = "ghl.servis.ai/restarted-at";
+    /// On restarted workloads' pod templates: what `kubectl rollout restart` sets, so the
+    /// rollout is the one users know.
+    pub const KUBECTL_RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+    /// On the OAuth token Secret: the fence written before a single-use refresh token is spent.
+    pub const REFRESH_CLAIM: &str = "ghl.servis.ai/refresh-claim";
 }
 
 /// Labels on objects the operator creates.
@@ -87,4 +120,11 @@ pub mod label {
     pub const OWNER_KIND: &str = "ghl.servis.ai/owner-kind";
     /// On ledger shards: the owning object's name.
     pub const OWNER_NAME: &str = "ghl.servis.ai/owner-name";
+    /// On ledger Secrets: `shard` (compacted) or `journal` (changes since).
+    pub const LEDGER_ROLE: &str = "ghl.servis.ai/ledger-role";
+    /// On ledger Secrets: the shard's or page's number.
+    pub const LEDGER_INDEX: &str = "ghl.servis.ai/ledger-index";
 }
+
+/// The `type` of the Secrets holding ledgers.
+pub const LEDGER_SECRET_TYPE: &str = "ghl.servis.ai/ledger";

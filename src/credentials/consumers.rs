@@ -22,10 +22,6 @@ use crate::crd::GhlConnection;
 use crate::crd::connection::{RolloutTarget, WorkloadKind};
 use crate::crd::vocabulary::{FIELD_MANAGER, annotation, label};
 
-/// When a target was last rolled by the operator.
-const RESTARTED_AT: &str = "ghl.servis.ai/restarted-at";
-/// The pod-template annotation `kubectl rollout restart` uses.
-const KUBECTL_RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 /// `minInterval` when the spec names none.
 pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -135,15 +131,17 @@ where
     let rolled_for = annotations
         .get(annotation::RESTARTED_FOR_REVISION)
         .map(String::as_str);
-    let rolled_at = annotations.get(RESTARTED_AT).and_then(|t| t.parse().ok());
+    let rolled_at = annotations
+        .get(annotation::RESTARTED_AT)
+        .and_then(|t| t.parse().ok());
     let decision = decide(rolled_for, rolled_at, fingerprint, min_interval, now);
     let patch = match decision {
         Rollout::Adopted => {
             json!({"metadata": {"annotations": {annotation::RESTARTED_FOR_REVISION: fingerprint}}})
         }
         Rollout::Restarted => json!({
-            "metadata": {"annotations": {annotation::RESTARTED_FOR_REVISION: fingerprint, RESTARTED_AT: now.to_string()}},
-            "spec": {"template": {"metadata": {"annotations": {KUBECTL_RESTARTED_AT: now.to_string()}}}}
+            "metadata": {"annotations": {annotation::RESTARTED_FOR_REVISION: fingerprint, annotation::RESTARTED_AT: now.to_string()}},
+            "spec": {"template": {"metadata": {"annotations": {annotation::KUBECTL_RESTARTED_AT: now.to_string()}}}}
         }),
         _ => return Ok(decision),
     };

@@ -5,11 +5,15 @@
 //! - [`token_secret`]: the operator-managed token Secret's format and the refresh claim;
 //! - [`schedule`]: when to renew (pure functions);
 //! - [`consumers`]: the consumer Secret and rollout restarts of dependent workloads;
-//! - [`failpoint`]: crash points for the crash tests.
+//! - [`failpoint`]: crash points for the crash tests;
+//! - [`Problem`]: why a credential cannot be used now.
 
 pub mod consumers;
 pub mod failpoint;
 pub mod oauth;
 pub mod pit;
+mod problem;
 pub mod schedule;
 pub mod token_secret;
+
+pub use problem::Problem;

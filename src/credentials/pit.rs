@@ -9,7 +9,7 @@ use kube::{Api, Client};
 use secrecy::SecretString;
 use serde_json::json;
 
-use super::oauth::Problem;
+use super::Problem;
 use super::schedule;
 use super::token_secret::fingerprint;
 use crate::crd::connection::PrivateIntegrationTokenAuth;
@@ -93,10 +93,12 @@ pub async fn observe(
         }
     };
     let max_age = match &auth.max_age {
-        Some(d) => Some(
-            d.parse()
-                .map_err(|e| Problem::stalled(reason::INVALID_SPEC, format!("maxAge: {e}")))?,
-        ),
+        Some(d) => Some(d.parse().map_err(|e| {
+            Problem::stalled(
+                reason::INVALID_SPEC,
+                format!("spec.auth.privateIntegrationToken.maxAge: {e}"),
+            )
+        })?),
         None => None,
     };
     Ok(Pit {

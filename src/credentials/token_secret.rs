@@ -21,7 +21,7 @@ use crate::crd::vocabulary::annotation;
 use crate::engine::ledger::key_digest;
 
 /// Annotation: a refresh or code exchange in flight (`<what> <token digest> <holder> <time>`).
-pub const CLAIM: &str = "ghl.servis.ai/refresh-claim";
+pub const CLAIM: &str = annotation::REFRESH_CLAIM;
 
 /// A token grant as stored.
 #[derive(Clone, Debug)]

@@ -161,6 +161,8 @@ pub enum Change {
 
 impl Ledger {
     /// Applies a change. Changes naming unknown contacts are ignored (replays are idempotent).
+    ///
+    /// One piece: one arm per kind of change, the ledger's whole state machine in one place.
     pub fn apply(&mut self, change: &Change) {
         match change {
             Change::CreateStarted { key, at } => {
@@ -298,9 +300,35 @@ impl OwnedContact {
 /// The form match keys and hidden field values take in a ledger: a truncated SHA-256 digest,
 /// so ledgers (stored in files and Secrets) hold no email addresses, phones or names.
 pub fn key_digest(key: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(key.as_bytes());
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    KeyDigest::of(key).to_string()
+}
+
+/// A match key's digest as a number: the 128 bits [`key_digest`] writes as hex, in 16 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyDigest(pub u128);
+
+impl KeyDigest {
+    pub fn of(key: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(key.as_bytes());
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        Self(u128::from_be_bytes(first))
+    }
+
+    /// Reads the hex form; `None` for anything else.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        (text.len() == 32)
+            .then(|| u128::from_str_radix(text, 16).ok())
+            .flatten()
+            .map(Self)
+    }
+}
+
+impl std::fmt::Display for KeyDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
 }
 
 /// A stable 64-bit fingerprint (FNV-1a) of some text parts, for change detection.
@@ -439,6 +467,17 @@ mod tests {
         }
         assert_eq!(merged, ledger);
         assert_eq!(merged.by_key("k7").unwrap().0, "c7");
+    }
+
+    #[test]
+    fn key_digests_read_back_as_numbers() {
+        let hex = key_digest("ada@example.com");
+        assert_eq!(
+            KeyDigest::from_hex(&hex),
+            Some(KeyDigest::of("ada@example.com"))
+        );
+        assert_eq!(KeyDigest::from_hex("not hex"), None);
+        assert_eq!(KeyDigest::from_hex(&"f".repeat(33)), None);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - [`plan`]: the pure planner and its rendering;
 //! - [`apply`]: executes a plan crash-safely (network + state);
 //! - [`ledger`] and [`state`]: what each owner holds, and where that is kept;
+//! - [`ownership`]: which owner keeps a contact or a tag two of them want (pure);
+//! - [`sync`]: one policy sync end to end, and the outcome both kinds share;
 //! - [`tag_rule`]: the same pipeline for TagRules.
 
 pub mod apply;
@@ -15,6 +17,7 @@ pub mod fields;
 pub mod ledger;
 pub mod observe;
 pub mod observed;
+pub mod ownership;
 pub mod plan;
 pub mod state;
 pub mod sync;

@@ -54,6 +54,9 @@ impl ObserveOptions {
 }
 
 /// Reads the observed state for `desired` and `ledger`.
+///
+/// One piece: the four steps (search, GETs, tasks, notes) fill the same views in order,
+/// each step deciding from what the previous ones found.
 pub async fn observe(
     api: &dyn GhlApi,
     desired: &Desired,

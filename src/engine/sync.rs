@@ -1,11 +1,11 @@
-//! One sync of a ContactSyncPolicy: load the ledger, observe, plan, and (in `Apply` mode,
-//! unless a safety limit holds it back) apply; then compact the state.
+//! One sync of a ContactSyncPolicy: load the ledger, observe, plan, and — when the mode and
+//! the safety limits allow — apply, then compact the state. The outcome says which of those
+//! happened; [`decide`] is the one place that chooses.
 
 use jiff::Timestamp;
 
-use crate::crd::contact_sync_policy::ContactSyncPolicySpec;
 use crate::engine::apply::{ApplyError, ApplyOptions, ApplyReport, apply};
-use crate::engine::desired::{SourceText, SpecError, build};
+use crate::engine::desired::Desired;
 use crate::engine::observe::{ObserveOptions, observe};
 use crate::engine::plan::{Plan, PlanOptions, plan};
 use crate::engine::state::{StateError, StateStore};
@@ -31,20 +31,90 @@ impl SyncOptions {
     }
 }
 
-/// What a sync found and did.
+/// What a sync did, with the plan it computed (a ContactSyncPolicy's [`Plan`], or a TagRule's
+/// plan: both kinds share the outcome, and the controllers one verdict on it).
 #[derive(Debug)]
-pub struct SyncOutcome {
-    pub plan: Plan,
-    /// `None` in `Plan` mode or when a safety limit held the plan back.
-    pub applied: Option<ApplyReport>,
+pub enum SyncOutcome<P> {
+    /// Nothing to change: GHL matches the declared state.
+    InSync { plan: P },
+    /// Changes are pending and `mode: Plan` holds them back.
+    Planned { plan: P },
+    /// A safety limit holds the plan back.
+    Blocked { plan: P, reason: String },
+    /// The plan was applied; records that failed are in the report.
+    Applied { plan: P, report: ApplyReport },
+}
+
+impl<P> SyncOutcome<P> {
+    pub fn plan(&self) -> &P {
+        match self {
+            Self::InSync { plan }
+            | Self::Planned { plan }
+            | Self::Blocked { plan, .. }
+            | Self::Applied { plan, .. } => plan,
+        }
+    }
+
+    pub fn into_plan(self) -> P {
+        match self {
+            Self::InSync { plan }
+            | Self::Planned { plan }
+            | Self::Blocked { plan, .. }
+            | Self::Applied { plan, .. } => plan,
+        }
+    }
+
+    pub fn report(&self) -> Option<&ApplyReport> {
+        match self {
+            Self::Applied { report, .. } => Some(report),
+            _ => None,
+        }
+    }
+
+    /// The same outcome over something derived from the plan.
+    pub fn map<Q>(self, f: impl FnOnce(P) -> Q) -> SyncOutcome<Q> {
+        match self {
+            Self::InSync { plan } => SyncOutcome::InSync { plan: f(plan) },
+            Self::Planned { plan } => SyncOutcome::Planned { plan: f(plan) },
+            Self::Blocked { plan, reason } => SyncOutcome::Blocked {
+                plan: f(plan),
+                reason,
+            },
+            Self::Applied { plan, report } => SyncOutcome::Applied {
+                plan: f(plan),
+                report,
+            },
+        }
+    }
+}
+
+/// What to do with a plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing to do.
+    InSync,
+    /// Report it only (`mode: Plan`).
+    Report,
+    /// Hold it back: a safety limit.
+    Block(String),
+    Apply,
+}
+
+/// Decides what a sync does with its plan: an empty plan is in sync; `mode: Plan` only
+/// reports (a plan over the limits too: it is not going to be applied); a plan over a safety
+/// limit waits; anything else is applied.
+pub fn decide(mode: Mode, empty: bool, blocked: Option<&str>) -> Decision {
+    match (empty, mode, blocked) {
+        (true, _, _) => Decision::InSync,
+        (false, Mode::Plan, _) => Decision::Report,
+        (false, Mode::Apply, Some(reason)) => Decision::Block(reason.to_owned()),
+        (false, Mode::Apply, None) => Decision::Apply,
+    }
 }
 
 /// Why a sync could not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    /// The spec is invalid as a whole: wait for it to change.
-    #[error("invalid spec: {0}")]
-    Spec(#[from] SpecError),
     /// Reading GHL failed (classified by the error).
     #[error(transparent)]
     Ghl(#[from] GhlError),
@@ -54,45 +124,65 @@ pub enum SyncError {
     Apply(#[from] ApplyError),
 }
 
-/// Runs one sync of a policy.
+/// Runs one sync of a policy over its validated `desired` state.
 pub async fn sync_policy(
     api: &dyn GhlApi,
     store: &dyn StateStore,
-    spec: &ContactSyncPolicySpec,
-    sources: &[SourceText],
+    desired: Desired,
+    plan_options: PlanOptions,
     options: SyncOptions,
-) -> Result<SyncOutcome, SyncError> {
-    let desired = build(spec, sources)?;
+) -> Result<SyncOutcome<Plan>, SyncError> {
     let mut ledger = store.load().await?;
     let observed = observe(api, &desired, &ledger, options.observe).await?;
-    let safety = spec.safety.clone().unwrap_or_default();
-    let plan_options = PlanOptions {
-        prune: spec.prune,
-        max_deletes: safety
-            .max_deletes
-            .unwrap_or(crate::engine::plan::DEFAULT_MAX_DELETES),
-        max_changes: safety.max_changes,
-        omit_in_sync: true,
-    };
     let plan = plan(&desired, &observed, &ledger, plan_options);
     // The plan carries what applying needs; the declared records can go (memory at 100k).
     let match_by = desired.match_by;
     drop(desired);
-    let applied = if options.mode == Mode::Apply && plan.blocked.is_none() && !plan.is_empty() {
-        let report = apply(
-            api,
-            store,
-            &mut ledger,
-            &plan,
-            &observed,
-            match_by,
-            options.apply,
-        )
-        .await?;
-        store.compact(&ledger).await?;
-        Some(report)
-    } else {
-        None
-    };
-    Ok(SyncOutcome { plan, applied })
+    Ok(
+        match decide(options.mode, plan.is_empty(), plan.blocked.as_deref()) {
+            Decision::InSync => SyncOutcome::InSync { plan },
+            Decision::Report => SyncOutcome::Planned { plan },
+            Decision::Block(reason) => SyncOutcome::Blocked { plan, reason },
+            Decision::Apply => {
+                let report = apply(
+                    api,
+                    store,
+                    &mut ledger,
+                    &plan,
+                    &observed,
+                    match_by,
+                    options.apply,
+                )
+                .await?;
+                store.compact(&ledger).await?;
+                SyncOutcome::Applied { plan, report }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions() {
+        let limit = "the plan deletes 11 objects, more than safety.maxDeletes (10)";
+        let over = Some(limit);
+        let cases = [
+            (Mode::Apply, true, None, Decision::InSync),
+            (Mode::Plan, true, None, Decision::InSync),
+            (Mode::Apply, false, None, Decision::Apply),
+            (Mode::Plan, false, None, Decision::Report),
+            (Mode::Plan, false, over, Decision::Report),
+            (Mode::Apply, false, over, Decision::Block(limit.into())),
+        ];
+        for (mode, empty, blocked, expected) in cases {
+            assert_eq!(
+                decide(mode, empty, blocked),
+                expected,
+                "{mode:?} {empty} {blocked:?}"
+            );
+        }
+    }
 }

@@ -5,10 +5,9 @@ use async_trait::async_trait;
 
 use super::error::Result;
 use super::models::{
-    Appointment, BulkTagKind, BulkTags, BulkTagsResponse, BusinessContactsQuery, Contact,
-    ContactList, ContactSearch, CreateContact, CreateNote, CreateTask, ListContactsQuery, Note,
-    SearchContactsResponse, Task, TaskSearch, UpdateContact, UpdateNote, UpdateTask, UpsertContact,
-    UpsertOutcome,
+    Appointment, Contact, ContactList, ContactSearch, CreateContact, CreateNote, CreateTask,
+    ListContactsQuery, Note, SearchContactsResponse, Task, TaskSearch, UpdateContact, UpdateNote,
+    UpdateTask, UpsertContact, UpsertOutcome,
 };
 
 /// GHL's Contacts API for one location.
@@ -27,11 +26,6 @@ pub trait GhlApi: Send + Sync {
     async fn list_contacts(&self, query: &ListContactsQuery) -> Result<ContactList>;
     /// One page of `POST /contacts/search` (see `paginate::search_all`).
     async fn search_contacts(&self, search: &ContactSearch) -> Result<SearchContactsResponse>;
-    async fn contacts_by_business(
-        &self,
-        business_id: &str,
-        query: &BusinessContactsQuery,
-    ) -> Result<ContactList>;
 
     // --- tasks ---
     async fn list_tasks(&self, contact_id: &str) -> Result<Vec<Task>>;
@@ -61,5 +55,4 @@ pub trait GhlApi: Send + Sync {
     async fn add_tags(&self, contact_id: &str, tags: &[String]) -> Result<Vec<String>>;
     /// Removes tags (others stay); returns GHL's tag list from the answer.
     async fn remove_tags(&self, contact_id: &str, tags: &[String]) -> Result<Vec<String>>;
-    async fn bulk_tags(&self, kind: BulkTagKind, body: &BulkTags) -> Result<BulkTagsResponse>;
 }

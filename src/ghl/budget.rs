@@ -22,10 +22,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
+use super::headers::RateLimitSnapshot;
 use super::metrics::GhlMetrics;
+use crate::crd::common::duration_field;
+use crate::crd::connection::RateLimitSpec;
 
 /// GHL's published burst limit.
 pub const GHL_WINDOW_LIMIT: u32 = 100;
@@ -60,6 +62,37 @@ impl Default for BudgetConfig {
 }
 
 impl BudgetConfig {
+    /// The budget a GhlConnection's `spec.rateLimit` asks for; a value that cannot be used is
+    /// refused with a message naming its field.
+    pub fn from_spec(limit: Option<&RateLimitSpec>) -> Result<Self, String> {
+        let mut budget = Self::default();
+        let Some(limit) = limit else {
+            return Ok(budget);
+        };
+        if let Some(share) = limit.share_percent {
+            if !(1..=100).contains(&share) {
+                return Err(format!(
+                    "spec.rateLimit.sharePercent: {share} is out of range (1 to 100)"
+                ));
+            }
+            budget.share_percent = share;
+        }
+        if let Some(n) = limit.requests_per_window {
+            budget.requests_per_window = n.max(1);
+        }
+        budget.window = duration_field(
+            limit.window.as_ref(),
+            "spec.rateLimit.window",
+            GHL_WINDOW,
+            Duration::from_secs(1),
+            Duration::from_secs(3_600),
+        )?;
+        if let Some(daily) = limit.daily_limit {
+            budget.daily_limit = daily.max(1);
+        }
+        Ok(budget)
+    }
+
     fn share(&self, limit: u32) -> u32 {
         let share = u64::from(self.share_percent.clamp(1, 100));
         ((u64::from(limit) * share / 100) as u32).max(1)
@@ -71,44 +104,6 @@ impl BudgetConfig {
         let ours = self.share(limit);
         let reserve = limit.div_ceil(20).max(1);
         ours.saturating_sub(reserve).max(1)
-    }
-}
-
-/// The `X-RateLimit-*` headers of one answer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RateLimitSnapshot {
-    /// `X-RateLimit-Max`: requests per window.
-    pub max: Option<u32>,
-    /// `X-RateLimit-Remaining`: requests left in the current window.
-    pub remaining: Option<u32>,
-    /// `X-RateLimit-Interval-Milliseconds`: the window.
-    pub interval: Option<Duration>,
-    /// `X-RateLimit-Limit-Daily`.
-    pub daily_limit: Option<u32>,
-    /// `X-RateLimit-Daily-Remaining`.
-    pub daily_remaining: Option<u32>,
-}
-
-impl RateLimitSnapshot {
-    /// Reads the headers; `None` when GHL sent none of them. Unparsable values are ignored.
-    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        let number = |name: &str| -> Option<u64> {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        let small = |name: &str| number(name).map(|n| n.min(u64::from(u32::MAX)) as u32);
-        let snapshot = Self {
-            max: small("x-ratelimit-max"),
-            remaining: small("x-ratelimit-remaining"),
-            interval: number("x-ratelimit-interval-milliseconds")
-                .filter(|ms| *ms > 0)
-                .map(Duration::from_millis),
-            daily_limit: small("x-ratelimit-limit-daily"),
-            daily_remaining: small("x-ratelimit-daily-remaining"),
-        };
-        (snapshot != Self::default()).then_some(snapshot)
     }
 }
 
@@ -327,38 +322,41 @@ fn daily_limiter(per_day: u32) -> DefaultDirectRateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::{HeaderName, HeaderValue};
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
-        }
-        map
-    }
 
     fn budget(config: BudgetConfig) -> RequestBudget {
         RequestBudget::new("loc", config, Arc::new(GhlMetrics::default()))
     }
 
     #[test]
-    fn reads_ghl_rate_limit_headers() {
-        let h = headers(&[
-            ("x-ratelimit-max", "100"),
-            ("x-ratelimit-remaining", "97"),
-            ("x-ratelimit-interval-milliseconds", "10000"),
-            ("x-ratelimit-limit-daily", "200000"),
-            ("x-ratelimit-daily-remaining", "199990"),
-        ]);
-        let snap = RateLimitSnapshot::from_headers(&h).unwrap();
-        assert_eq!(snap.max, Some(100));
-        assert_eq!(snap.remaining, Some(97));
-        assert_eq!(snap.interval, Some(Duration::from_secs(10)));
-        assert_eq!(snap.daily_limit, Some(200_000));
-        assert_eq!(snap.daily_remaining, Some(199_990));
-        assert_eq!(RateLimitSnapshot::from_headers(&HeaderMap::new()), None);
-        let junk = headers(&[("x-ratelimit-remaining", "lots")]);
-        assert_eq!(RateLimitSnapshot::from_headers(&junk), None);
+    fn a_spec_budget_is_checked_and_names_the_bad_field() {
+        let spec =
+            |json: serde_json::Value| -> RateLimitSpec { serde_json::from_value(json).unwrap() };
+        let ok = BudgetConfig::from_spec(Some(&spec(serde_json::json!(
+            {"sharePercent": 50, "window": "20s", "requestsPerWindow": 10}
+        ))))
+        .unwrap();
+        assert_eq!(
+            (ok.share_percent, ok.window, ok.requests_per_window),
+            (50, Duration::from_secs(20), 10)
+        );
+        assert_eq!(
+            BudgetConfig::from_spec(None).unwrap(),
+            BudgetConfig::default()
+        );
+        for (bad, field) in [
+            (serde_json::json!({"window": "0s"}), "spec.rateLimit.window"),
+            (
+                serde_json::json!({"window": "18446744073709551615s"}),
+                "spec.rateLimit.window",
+            ),
+            (
+                serde_json::json!({"sharePercent": 0}),
+                "spec.rateLimit.sharePercent",
+            ),
+        ] {
+            let err = BudgetConfig::from_spec(Some(&spec(bad))).unwrap_err();
+            assert!(err.starts_with(field), "{err}");
+        }
     }
 
     #[test]

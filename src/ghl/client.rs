@@ -16,13 +16,14 @@ use super::budget::{BudgetConfig, RequestBudget};
 use super::error::{GhlError, Result};
 use super::metrics::GhlMetrics;
 use super::models::{
-    Appointment, AppointmentList, BulkTagKind, BulkTags, BulkTagsResponse, BusinessContactsQuery,
-    CompleteTask, Contact, ContactEnvelope, ContactList, ContactSearch, CreateContact, CreateNote,
-    CreateTask, DeleteAck, ListContactsQuery, Note, NoteEnvelope, NoteList, SearchContactsResponse,
-    TagsBody, Task, TaskEnvelope, TaskList, TaskSearch, TaskSearchResponse, UpdateContact,
-    UpdateNote, UpdateTask, UpdatedContactEnvelope, UpsertContact, UpsertOutcome,
+    Appointment, AppointmentList, CompleteTask, Contact, ContactEnvelope, ContactList,
+    ContactSearch, CreateContact, CreateNote, CreateTask, DeleteAck, ListContactsQuery, Note,
+    NoteEnvelope, NoteList, SearchContactsResponse, TagsBody, Task, TaskEnvelope, TaskList,
+    TaskSearch, TaskSearchResponse, UpdateContact, UpdateNote, UpdateTask, UpdatedContactEnvelope,
+    UpsertContact, UpsertOutcome,
 };
-use super::request::{ApiRequest, Operation, segment};
+use super::operation::Operation;
+use super::request::{ApiRequest, segment};
 use super::retry::{RetryPolicy, Retrying};
 use super::transport::{Budgeted, BuildError, HttpTimeouts, HttpTransport, Transport};
 
@@ -239,27 +240,6 @@ impl GhlApi for GhlClient {
         .await
     }
 
-    async fn contacts_by_business(
-        &self,
-        business_id: &str,
-        query: &BusinessContactsQuery,
-    ) -> Result<ContactList> {
-        let op = Operation::ContactsByBusiness;
-        let mut params = vec![self.location_query()];
-        if let Some(limit) = query.limit {
-            params.push(("limit", limit.to_string()));
-        }
-        if let Some(skip) = query.skip {
-            params.push(("skip", skip.to_string()));
-        }
-        if let Some(q) = &query.query {
-            params.push(("query", q.clone()));
-        }
-        let path = format!("/contacts/business/{}", segment(business_id));
-        self.call(ApiRequest::new(op, Method::GET, path).query(params))
-            .await
-    }
-
     async fn list_tasks(&self, contact_id: &str) -> Result<Vec<Task>> {
         let path = format!("{}/tasks", contact_path(contact_id));
         let list: TaskList = self
@@ -406,11 +386,5 @@ impl GhlApi for GhlClient {
             .call_json(Operation::RemoveTags, Method::DELETE, path, &body)
             .await?;
         Ok(answer.tags)
-    }
-
-    async fn bulk_tags(&self, kind: BulkTagKind, body: &BulkTags) -> Result<BulkTagsResponse> {
-        let path = format!("/contacts/bulk/tags/update/{}", kind.as_str());
-        self.call_json(Operation::BulkTags, Method::POST, path, &self.located(body))
-            .await
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::auth::TokenError;
-use super::budget::RateLimitSnapshot;
-use super::request::Operation;
+use super::headers::RateLimitSnapshot;
+use super::operation::Operation;
 use crate::privacy::redact;
 
 /// What a caller should do about an error.

@@ -13,7 +13,8 @@ use secrecy::{ExposeSecret, SecretString};
 use super::error::{GhlError, Result};
 use super::metrics::GhlMetrics;
 use super::models::{GrantType, LocationTokenGrant, TokenGrant, UserTypeParam};
-use super::request::{ApiRequest, Operation, RequestAuth};
+use super::operation::Operation;
+use super::request::{ApiRequest, RequestAuth};
 use super::retry::{RetryPolicy, Retrying};
 use super::transport::{BuildError, HttpTimeouts, HttpTransport, Transport};
 

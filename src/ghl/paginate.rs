@@ -13,7 +13,7 @@ use super::models::{
     Contact, ContactSearch, ListContactsQuery, MAX_PAGE_LIMIT, PAGE_NUMBER_CAP, SearchSort,
     SortDirection, Task, TaskSearch,
 };
-use super::request::Operation;
+use super::operation::Operation;
 
 /// One page of search results with GHL's reported total.
 #[derive(Clone, Debug)]

@@ -10,8 +10,9 @@ use secrecy::ExposeSecret;
 use url::Url;
 
 use super::auth::TokenSource;
-use super::budget::{RateLimitSnapshot, RequestBudget};
+use super::budget::RequestBudget;
 use super::error::{GhlError, Result};
+use super::headers::RateLimitSnapshot;
 use super::metrics::GhlMetrics;
 use super::request::{ApiRequest, ApiResponse, RequestAuth, RequestBody};
 
@@ -195,7 +196,7 @@ impl Transport for HttpTransport {
     }
 }
 
-fn transport_error(operation: super::request::Operation, error: reqwest::Error) -> GhlError {
+fn transport_error(operation: super::operation::Operation, error: reqwest::Error) -> GhlError {
     if error.is_timeout() {
         GhlError::Timeout {
             operation,

@@ -95,6 +95,8 @@ const SEARCH_FIELDS: &[&str] = &[
 
 impl SearchRequest {
     /// Validates a search body (422 for what GHL refuses).
+    ///
+    /// One piece: a recursive-descent reader of GHL's filter grammar, each branch one form.
     pub fn parse(body: &Map<String, Value>) -> ApiResult<Self> {
         let mut problems = Vec::new();
         for key in body.keys() {

@@ -25,8 +25,12 @@ async fn converges_from_empty_and_then_plans_nothing() {
     let store = MemoryStore::default();
     let spec = spec(vip_spec());
     let first = sync(&client, &store, &spec, Mode::Apply).await;
-    assert_eq!(first.plan.summary().create, 4, "2 contacts, 1 task, 1 note");
-    let report = first.applied.unwrap();
+    assert_eq!(
+        first.plan().summary().create,
+        4,
+        "2 contacts, 1 task, 1 note"
+    );
+    let report = first.report().unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
 
     let raw = Raw::new(&sandbox);
@@ -37,9 +41,9 @@ async fn converges_from_empty_and_then_plans_nothing() {
 
     let second = sync(&client, &store, &spec, Mode::Plan).await;
     assert!(
-        second.plan.is_empty(),
+        second.plan().is_empty(),
         "{}",
-        ghl_operator::engine::plan::render::render("again", &second.plan, Default::default())
+        ghl_operator::engine::plan::render::render("again", second.plan(), Default::default())
     );
 }
 
@@ -61,9 +65,9 @@ async fn converges_onto_existing_contacts_without_duplicates() {
     let store = MemoryStore::default();
     let spec = spec(vip_spec());
     let first = sync(&client, &store, &spec, Mode::Apply).await;
-    let summary = first.plan.summary();
+    let summary = first.plan().summary();
     assert_eq!(summary.adopt, 1, "Ada exists: adopted");
-    assert!(first.applied.unwrap().failures.is_empty());
+    assert!(first.report().unwrap().failures.is_empty());
 
     let raw = Raw::new(&sandbox);
     let state = raw.admin("GET", "state", None).await;
@@ -102,8 +106,8 @@ async fn converges_onto_existing_contacts_without_duplicates() {
     // Immediately again, while search still lags the writes.
     let second = sync(&client, &store, &spec, Mode::Plan).await;
     assert!(
-        second.plan.is_empty(),
+        second.plan().is_empty(),
         "{}",
-        ghl_operator::engine::plan::render::render("again", &second.plan, Default::default())
+        ghl_operator::engine::plan::render::render("again", second.plan(), Default::default())
     );
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use ghl_operator::engine::apply::ApplyError;
 use ghl_operator::engine::state::file::StateFile;
-use ghl_operator::engine::{Mode, SyncError, SyncOptions, sync_policy};
+use ghl_operator::engine::{Mode, SyncError, SyncOptions};
+
+use crate::support::engine::sync_with;
 use ghl_operator::sandbox::SandboxConfig;
 use serde_json::{Value, json};
 
@@ -41,8 +43,8 @@ async fn run(
     options.apply.concurrency = 1;
     options.apply.crash_after_writes = crash_after;
     let spec = spec(json!({"prune": true, "contacts": records}));
-    let outcome = sync_policy(client, &store, &spec, &[], options).await?;
-    Ok(outcome.applied.map_or(0, |a| a.writes))
+    let outcome = sync_with(client, &store, &spec, options).await?;
+    Ok(outcome.report().map_or(0, |a| a.writes))
 }
 
 async fn converge(client: &ghl_operator::ghl::GhlClient, file: &std::path::Path, records: &Value) {

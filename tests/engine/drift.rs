@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use ghl_operator::engine::Mode;
+use ghl_operator::engine::SyncOptions;
 use ghl_operator::engine::observe::ObserveOptions;
 use ghl_operator::engine::state::MemoryStore;
-use ghl_operator::engine::{SyncOptions, sync_policy};
+
+use crate::support::engine::sync_with;
 use ghl_operator::sandbox::SandboxConfig;
 use serde_json::json;
 
@@ -59,10 +61,10 @@ async fn drift_is_planned_and_repaired() {
         deep: true,
         ..ObserveOptions::new(now())
     };
-    let plan = sync_policy(&client, &store, &spec, &[], options.clone())
+    let plan = sync_with(&client, &store, &spec, options.clone())
         .await
         .unwrap()
-        .plan;
+        .into_plan();
     let c = &plan.contacts[0];
     assert!(c.drifted);
     let changed: Vec<String> = c.changes.iter().map(|ch| ch.attribute.name()).collect();
@@ -72,11 +74,11 @@ async fn drift_is_planned_and_repaired() {
     assert_eq!(plan.counts().drifted, 1);
 
     options.mode = Mode::Apply;
-    let repaired = sync_policy(&client, &store, &spec, &[], options.clone())
+    let repaired = sync_with(&client, &store, &spec, options.clone())
         .await
         .unwrap();
     assert_eq!(
-        repaired.applied.unwrap().writes,
+        repaired.report().unwrap().writes,
         4,
         "city, tag, task, note: one write each"
     );
@@ -88,10 +90,10 @@ async fn drift_is_planned_and_repaired() {
     assert_eq!(state["notes"][0]["body"], "Met at the summit");
 
     options.mode = Mode::Plan;
-    let after = sync_policy(&client, &store, &spec, &[], options)
+    let after = sync_with(&client, &store, &spec, options)
         .await
         .unwrap()
-        .plan;
+        .into_plan();
     assert!(after.is_empty());
 }
 
@@ -114,7 +116,7 @@ async fn a_contact_deleted_in_ghl_is_recreated() {
     raw.admin("DELETE", &format!("contacts/{id}"), None).await;
     let repair = sync(&client, &store, &spec, Mode::Apply).await;
     assert_eq!(
-        repair.plan.contacts[0].replaces.as_deref(),
+        repair.plan().contacts[0].replaces.as_deref(),
         Some(id.as_str())
     );
     let state = raw.admin("GET", "state", None).await;
@@ -123,7 +125,7 @@ async fn a_contact_deleted_in_ghl_is_recreated() {
     assert!(
         sync(&client, &store, &spec, Mode::Plan)
             .await
-            .plan
+            .plan()
             .is_empty()
     );
 }

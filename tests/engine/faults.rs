@@ -44,7 +44,7 @@ async fn faults_do_not_duplicate_or_lose_anything() {
         rounds += 1;
         assert!(rounds <= 10, "did not converge in 10 rounds");
         let outcome = sync(&client, &store, &spec, Mode::Apply).await;
-        if outcome.plan.is_empty() {
+        if outcome.plan().is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(350)).await;

@@ -48,8 +48,8 @@ async fn prune_respects_safety_and_ownership() {
     // Drop all five with prune and maxDeletes 2: blocked, nothing deleted.
     let blocked = spec(json!({"prune": true, "safety": {"maxDeletes": 2}, "contacts": []}));
     let outcome = sync(&client, &store, &blocked, Mode::Apply).await;
-    assert!(outcome.plan.blocked.is_some());
-    assert!(outcome.applied.is_none());
+    assert!(outcome.plan().blocked.is_some());
+    assert!(outcome.report().is_none());
     assert_eq!(
         raw.admin("GET", "state", None).await["contacts"]
             .as_array()
@@ -61,7 +61,7 @@ async fn prune_respects_safety_and_ownership() {
     // With room: the four we created are deleted; p0 (adopted) stays, minus our tag.
     let allowed = spec(json!({"prune": true, "safety": {"maxDeletes": 10}, "contacts": []}));
     let outcome = sync(&client, &store, &allowed, Mode::Apply).await;
-    assert!(outcome.applied.unwrap().failures.is_empty());
+    assert!(outcome.report().unwrap().failures.is_empty());
     let state = raw.admin("GET", "state", None).await;
     let left = state["contacts"].as_array().unwrap();
     assert_eq!(left.len(), 1);
@@ -81,8 +81,8 @@ async fn plan_mode_writes_nothing() {
         Mode::Plan,
     )
     .await;
-    assert_eq!(outcome.plan.summary().create, 3);
-    assert!(outcome.applied.is_none());
+    assert_eq!(outcome.plan().summary().create, 3);
+    assert!(outcome.report().is_none());
     let raw = Raw::new(&sandbox);
     let stats = raw.admin("GET", "stats", None).await;
     let writes: u64 = stats["byOperation"]

@@ -78,10 +78,6 @@ async fn exercise(status: u16, body: Bytes) {
         client.get_note("c", "n").await.map(drop),
         client.list_appointments("c").await.map(drop),
         client.add_tags("c", &tags).await.map(drop),
-        client
-            .bulk_tags(BulkTagKind::Remove, &BulkTags::default())
-            .await
-            .map(drop),
     ];
     for outcome in outcomes {
         if let Err(err) = outcome {

@@ -185,34 +185,6 @@ async fn search_contacts_body() {
     );
 }
 
-#[tokio::test]
-async fn contacts_by_business() {
-    let q = BusinessContactsQuery {
-        limit: Some(25),
-        skip: Some(50),
-        query: None,
-    };
-    let (result, req) = exchange(
-        200,
-        json!({"contacts": [contact_json("c1")], "count": 51}),
-        async |c| c.contacts_by_business("641c094001436dbc2081e642", &q).await,
-    )
-    .await;
-    assert_eq!(result.unwrap().count, Some(51));
-    assert_eq!(
-        req.url.path(),
-        "/contacts/business/641c094001436dbc2081e642"
-    );
-    assert_eq!(
-        query(&req),
-        [
-            ("limit".into(), "25".into()),
-            ("locationId".into(), LOCATION.into()),
-            ("skip".into(), "50".into()),
-        ]
-    );
-}
-
 fn task_json(id: &str) -> serde_json::Value {
     json!({"id": id, "title": "Kickoff", "body": "Agenda", "dueDate": "2030-01-10T15:00:00.000Z", "completed": false, "contactId": "c1"})
 }
@@ -453,29 +425,4 @@ async fn tag_endpoints() {
         json!({"tags": ["vip", "newsletter"]})
     );
     assert_ghl_headers(&req);
-
-    let bulk = BulkTags {
-        contacts: vec!["c1".into(), "c2".into()],
-        tags: vec!["vip".into()],
-        remove_all_tags: None,
-    };
-    let (r, req) = exchange(
-        201,
-        json!({"succeded": true, "errorCount": 1, "responses": [
-            {"contactId": "c1", "message": "Tags updated", "type": "success", "oldTags": [], "tagsAdded": ["vip"], "tagsRemoved": []},
-            {"contactId": "c2", "message": "contact is deleted", "type": "error"}]}),
-        async |c| c.bulk_tags(BulkTagKind::Add, &bulk).await,
-    )
-    .await;
-    let answer = r.unwrap();
-    assert_eq!(answer.error_count, Some(1));
-    assert!(answer.responses[0].is_success() && !answer.responses[1].is_success());
-    assert_eq!(
-        (req.method.as_str(), req.url.path()),
-        ("POST", "/contacts/bulk/tags/update/add")
-    );
-    assert_eq!(
-        req.body_json::<serde_json::Value>().unwrap(),
-        json!({"locationId": LOCATION, "contacts": ["c1", "c2"], "tags": ["vip"]})
-    );
 }

@@ -120,15 +120,6 @@ fn task_note_appointment_and_tag_responses_deserialize() {
     let (added, _): (TagsBody, _) = example_into(&spec, "add-tags", "201");
     assert_eq!(added.tags.len(), 2);
     let (_, _): (TagsBody, _) = example_into(&spec, "remove-tags", "200");
-
-    // The bulk response: declared as strings, exemplified as objects. Take the example as is.
-    let schema = spec.schema("UpdateTagsResponseDTO");
-    let mut example = spec.example(&schema);
-    example["responses"] = schema["properties"]["responses"]["example"].clone();
-    let bulk: BulkTagsResponse = serde_json::from_value(example).unwrap();
-    assert_eq!(bulk.responses.len(), 4);
-    assert!(bulk.responses[0].is_success());
-    assert!(!bulk.responses[1].is_success());
 }
 
 #[test]
@@ -228,10 +219,6 @@ fn every_field_our_models_name_is_declared_by_the_spec() {
         BTreeSet::new()
     );
     assert_eq!(
-        undeclared::<BulkTagsResponse>(&[names(&spec, "UpdateTagsResponseDTO")]),
-        BTreeSet::new()
-    );
-    assert_eq!(
         undeclared::<UpsertOutcome>(&[names(&spec, "UpsertContactsSuccessfulResponseDto")]),
         BTreeSet::new()
     );
@@ -281,10 +268,6 @@ fn every_field_our_models_name_is_declared_by_the_spec() {
     );
     assert_eq!(
         undeclared::<TagsBody>(&[names(&spec, "TagsDTO")]),
-        BTreeSet::new()
-    );
-    assert_eq!(
-        undeclared::<BulkTags>(&[names(&spec, "UpdateTagsDTO")]),
         BTreeSet::new()
     );
 
@@ -400,14 +383,6 @@ fn request_bodies_we_send_validate_against_the_spec() {
         })
         .unwrap(),
     );
-    let mut bulk = serde_json::to_value(BulkTags {
-        contacts: vec!["seD4PfOuKoVMLkEZqohJ".into()],
-        tags: vec!["vip".into()],
-        remove_all_tags: None,
-    })
-    .unwrap();
-    bulk["locationId"] = json!("ve9EPM428h8vShlRW1KT");
-    check("create-association", &bulk);
 
     // A body the spec refuses really is refused (the check can fail).
     let schema = spec.request_schema("create-task");

@@ -61,7 +61,7 @@ async fn a_ledger_of_100000_contacts_round_trips_through_sharded_secrets() {
     .await;
     let policy = policies(&client, &ns.name).get("big").await.unwrap();
     let owner = LedgerOwner {
-        kind: "ContactSyncPolicy",
+        kind: ghl_operator::controller::object::Kind::ContactSyncPolicy,
         namespace: ns.name.clone(),
         name: "big".into(),
         uid: policy.uid().unwrap(),

@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ghl_operator::crd::contact_sync_policy::ContactSyncPolicySpec;
+use ghl_operator::engine::desired::build;
+use ghl_operator::engine::plan::{Plan, PlanOptions};
 use ghl_operator::engine::state::StateStore;
-use ghl_operator::engine::{Mode, SyncOptions, SyncOutcome, sync_policy};
+use ghl_operator::engine::{Mode, SyncError, SyncOptions, SyncOutcome, sync_policy};
 use ghl_operator::ghl::retry::RetryPolicy;
 use ghl_operator::ghl::{ConnectionSettings, GhlClient, GhlMetrics, StaticToken};
 use ghl_operator::sandbox::RunningSandbox;
@@ -46,10 +48,21 @@ pub async fn sync(
     store: &dyn StateStore,
     spec: &ContactSyncPolicySpec,
     mode: Mode,
-) -> SyncOutcome {
-    sync_policy(client, store, spec, &[], SyncOptions::new(mode, now()))
+) -> SyncOutcome<Plan> {
+    sync_with(client, store, spec, SyncOptions::new(mode, now()))
         .await
         .expect("sync succeeds")
+}
+
+/// One sync of an inline-only `spec` (no other owners).
+pub async fn sync_with(
+    client: &GhlClient,
+    store: &dyn StateStore,
+    spec: &ContactSyncPolicySpec,
+    options: SyncOptions,
+) -> Result<SyncOutcome<Plan>, SyncError> {
+    let desired = build(spec, &[]).expect("a valid spec");
+    sync_policy(client, store, desired, PlanOptions::for_spec(spec), options).await
 }
 
 /// Asserts the sandbox holds exactly the declared contacts (by email), each once, with the

@@ -89,6 +89,9 @@ pub struct Desired {
     pub contacts: Vec<DesiredContact>,
     pub failures: Vec<RecordFailure>,
     pub field_policy: FieldPolicies,
+    /// Ledger keys of records declared but left to another owner (see
+    /// [`crate::engine::ownership`]): neither planned nor released.
+    pub held: BTreeSet<String>,
 }
 
 /// A problem with the spec as a whole (not one record): the policy stalls until it changes.
@@ -198,6 +201,8 @@ fn validate_field_policy(
 }
 
 /// Checks one record and normalizes it.
+///
+/// One piece: one record's checks, in the order a user reads the record.
 fn validate(
     record: &ContactRecord,
     match_by: MatchBy,

@@ -77,6 +77,7 @@ pub fn plan_items(
     ops
 }
 
+/// One piece: one decision per owned or declared task, in the order the table tests read.
 fn plan_tasks(
     contact: &DesiredContact,
     owned: Option<&OwnedContact>,

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::crd::common::PlanSummary;
-use crate::crd::contact_sync_policy::{RecordFailure, SyncCounts};
+use crate::crd::contact_sync_policy::{ContactSyncPolicySpec, RecordFailure, SyncCounts};
 use crate::engine::desired::Desired;
 use crate::engine::fields::Field;
 use crate::engine::ledger::{ItemKind, Ledger};
@@ -38,6 +38,19 @@ pub struct PlanOptions {
     /// Count contacts that are fully in sync (nothing to write, nothing to record) instead of
     /// listing them: a resync of 100,000 contacts then holds a plan of what changed only.
     pub omit_in_sync: bool,
+}
+
+impl PlanOptions {
+    /// The options a policy's spec asks for (`prune`, `safety`).
+    pub fn for_spec(spec: &ContactSyncPolicySpec) -> Self {
+        let safety = spec.safety.clone().unwrap_or_default();
+        Self {
+            prune: spec.prune,
+            max_deletes: safety.max_deletes.unwrap_or(DEFAULT_MAX_DELETES),
+            max_changes: safety.max_changes,
+            omit_in_sync: true,
+        }
+    }
 }
 
 impl Default for PlanOptions {
@@ -447,7 +460,11 @@ pub fn plan(desired: &Desired, observed: &Observed, ledger: &Ledger, options: Pl
     let undeclared: Vec<(&String, &crate::engine::ledger::OwnedContact)> = ledger
         .contacts
         .iter()
-        .filter(|(id, owned)| !declared.contains(owned.key.as_str()) && !claimed.contains(*id))
+        .filter(|(id, owned)| {
+            !declared.contains(owned.key.as_str())
+                && !desired.held.contains(&owned.key)
+                && !claimed.contains(*id)
+        })
         .collect();
     if !desired.failures.is_empty() && !undeclared.is_empty() {
         plan.releases_deferred = Some(format!(
@@ -531,9 +548,4 @@ fn release(
         delete_items,
         gone,
     }
-}
-
-/// Attributes by name, for callers that report drift.
-pub fn attribute_names(changes: &[FieldChange]) -> Vec<String> {
-    changes.iter().map(|c| c.attribute.name()).collect()
 }

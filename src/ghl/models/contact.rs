@@ -282,19 +282,7 @@ pub struct ListContactsQuery {
     pub query: Option<String>,
 }
 
-/// Query of `GET /contacts/business/:businessId` (one page).
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct BusinessContactsQuery {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub skip: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
-}
-
-/// `{contacts, count, meta}` from `GET /contacts/` and `GET /contacts/business/:id`.
+/// `{contacts, count, meta}` from `GET /contacts/`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 pub struct ContactList {
     #[serde(default, deserialize_with = "nullable_vec")]

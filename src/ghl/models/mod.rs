@@ -16,9 +16,9 @@ mod task;
 
 pub use appointment::{Appointment, AppointmentList};
 pub use contact::{
-    BusinessContactsQuery, Contact, ContactEnvelope, ContactList, ContactsMeta, CreateContact,
-    CreatedContactEnvelope, CustomFieldInput, CustomFieldValue, DeleteAck, DndSetting, DndSettings,
-    ListContactsQuery, UpdateContact, UpdatedContactEnvelope, UpsertContact, UpsertOutcome,
+    Contact, ContactEnvelope, ContactList, ContactsMeta, CreateContact, CreatedContactEnvelope,
+    CustomFieldInput, CustomFieldValue, DeleteAck, DndSetting, DndSettings, ListContactsQuery,
+    UpdateContact, UpdatedContactEnvelope, UpsertContact, UpsertOutcome,
 };
 pub use note::{CreateNote, Note, NoteEnvelope, NoteList, UpdateNote};
 pub use oauth::{
@@ -28,7 +28,7 @@ pub use search::{
     ContactSearch, FilterOperator, MAX_PAGE_LIMIT, PAGE_NUMBER_CAP, SearchContactsResponse,
     SearchFilter, SearchSort, SortDirection, TaskSearch, TaskSearchResponse,
 };
-pub use tags::{BulkTagDetail, BulkTagKind, BulkTagResult, BulkTags, BulkTagsResponse, TagsBody};
+pub use tags::TagsBody;
 pub use task::{CompleteTask, CreateTask, Task, TaskEnvelope, TaskList, UpdateTask};
 
 use serde::{Deserialize, Deserializer};

@@ -8,14 +8,18 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::Resource;
 use kube::ResourceExt;
-use kube::runtime::events::EventType;
 use secrecy::SecretString;
 
-use super::context::Context;
-use crate::crd::connection::{CredentialType, GhlConnection};
-use crate::crd::vocabulary::reason;
+use crate::controller::context::Context;
+use crate::controller::verdict::Notice;
+use crate::crd::common::{MAX_DURATION, duration_field};
+use crate::crd::connection::{
+    CredentialType, GhlConnection, OAuthAuth, PrivateIntegrationTokenAuth, RolloutTarget,
+};
+use crate::crd::vocabulary::{action, reason};
+use crate::credentials::Problem;
 use crate::credentials::consumers::{self, Rollout};
-use crate::credentials::oauth::{self, Inputs, Problem};
+use crate::credentials::oauth::{self, Inputs};
 use crate::credentials::token_secret::fingerprint;
 use crate::credentials::{pit, schedule};
 use crate::ghl::oauth::OAuthClient;
@@ -43,16 +47,47 @@ pub struct Resolved {
     pub unconfirmed: bool,
 }
 
+/// `spec.consumers.minInterval`, checked.
+pub fn min_interval(obj: &GhlConnection) -> Result<Duration, String> {
+    duration_field(
+        obj.spec
+            .consumers
+            .as_ref()
+            .and_then(|c| c.min_interval.as_ref()),
+        "spec.consumers.minInterval",
+        consumers::DEFAULT_MIN_INTERVAL,
+        Duration::ZERO,
+        MAX_DURATION,
+    )
+}
+
 /// Resolves the credential of `obj`.
 pub async fn resolve(
     ctx: &Context,
     obj: &GhlConnection,
     now: Timestamp,
 ) -> Result<Resolved, Problem> {
+    let auth = &obj.spec.auth;
+    match (&auth.private_integration_token, &auth.oauth) {
+        (Some(pit), _) => resolve_pit(ctx, obj, pit, now).await,
+        (None, Some(oauth)) => resolve_oauth(ctx, obj, oauth, now).await,
+        (None, None) => Err(Problem::stalled(
+            reason::INVALID_SPEC,
+            "set auth.privateIntegrationToken or auth.oauth".into(),
+        )),
+    }
+}
+
+/// A Private Integration Token and its age.
+async fn resolve_pit(
+    ctx: &Context,
+    obj: &GhlConnection,
+    pit_auth: &PrivateIntegrationTokenAuth,
+    now: Timestamp,
+) -> Result<Resolved, Problem> {
     let namespace = obj.namespace().unwrap_or_default();
     let cap = ctx.config.connection_check_interval;
-    let auth = &obj.spec.auth;
-    if let Some(pit_auth) = &auth.private_integration_token {
+    {
         let pit = pit::observe(&ctx.client, &namespace, pit_auth, now).await?;
         let rotation_due = pit.due_at.map(|due| {
             if pit.rotation_due {
@@ -71,7 +106,7 @@ pub async fn resolve(
             Some(due) if !pit.rotation_due => schedule::requeue_in(due, now, cap),
             _ => cap,
         };
-        return Ok(Resolved {
+        Ok(Resolved {
             type_: CredentialType::PrivateIntegrationToken,
             fingerprint: pit.fingerprint.clone(),
             token: pit.token,
@@ -84,14 +119,20 @@ pub async fn resolve(
             scopes: Vec::new(),
             requeue,
             unconfirmed: false,
-        });
+        })
     }
-    let Some(oauth_auth) = &auth.oauth else {
-        return Err(Problem::stalled(
-            reason::INVALID_SPEC,
-            "set auth.privateIntegrationToken or auth.oauth".into(),
-        ));
-    };
+}
+
+/// An OAuth grant, bootstrapped, refreshed when due, minted into a location token for
+/// agency grants ([`crate::credentials::oauth`]).
+async fn resolve_oauth(
+    ctx: &Context,
+    obj: &GhlConnection,
+    oauth_auth: &OAuthAuth,
+    now: Timestamp,
+) -> Result<Resolved, Problem> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let cap = ctx.config.connection_check_interval;
     let client = OAuthClient::new(
         obj.spec.base_url(),
         obj.spec.api_version(),
@@ -156,12 +197,11 @@ pub async fn after_ready(
     }
     if resolved.rotated {
         ctx.metrics.rotated(resolved.type_);
-        ctx.event(
-            &reference,
-            EventType::Normal,
-            "CredentialsRotated",
-            "Rotate",
-            format!(
+        let notice = Notice {
+            warning: false,
+            reason: reason::CREDENTIALS_ROTATED,
+            action: action::ROTATE,
+            note: format!(
                 "new access token (revision {}), next renewal {}",
                 resolved.revision,
                 resolved
@@ -169,8 +209,8 @@ pub async fn after_ready(
                     .map(|t| t.to_string())
                     .unwrap_or_default()
             ),
-        )
-        .await;
+        };
+        ctx.event(&reference, &notice).await;
     }
     ctx.metrics
         .credential_times(&key, resolved.expires_at, resolved.renewal_time);
@@ -187,46 +227,61 @@ pub async fn after_ready(
     {
         tracing::warn!(%error, secret = %secret_name, "could not publish the access token to the consumer Secret");
     }
-    let min_interval = consumers
-        .min_interval
-        .as_ref()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(consumers::DEFAULT_MIN_INTERVAL);
+    // Checked with the rest of the spec before the credential was resolved.
+    let min_interval = min_interval(obj).unwrap_or(consumers::DEFAULT_MIN_INTERVAL);
     let mut wait: Option<Duration> = None;
     for target in &consumers.rollout_restart_targets {
-        match consumers::rollout(
-            &ctx.client,
-            &namespace,
-            target,
-            &resolved.fingerprint,
-            min_interval,
-            now,
-        )
-        .await
-        {
-            Ok(Rollout::Restarted) => {
-                ctx.metrics.restarted();
-                ctx.event(
-                    &reference,
-                    EventType::Normal,
-                    "RolloutRestarted",
-                    "Restart",
-                    format!(
-                        "restarted {:?} {} for credential revision {}",
-                        target.kind, target.name, resolved.revision
-                    ),
-                )
-                .await;
-            }
-            Ok(Rollout::Deferred(after)) => wait = Some(wait.map_or(after, |w| w.min(after))),
-            Ok(Rollout::Missing) => {
-                tracing::info!(kind = ?target.kind, name = %target.name, "rollout target does not exist (yet)");
-            }
-            Ok(Rollout::Current | Rollout::Adopted) => {}
-            Err(error) => {
-                tracing::warn!(%error, kind = ?target.kind, name = %target.name, "could not restart a rollout target")
-            }
+        if let Some(after) = roll(ctx, obj, target, resolved, min_interval, now).await {
+            wait = Some(wait.map_or(after, |w| w.min(after)));
         }
     }
     wait
+}
+
+/// Restarts `target` if its pods run an older token than `resolved` (at most once per
+/// `min_interval`); returns how long a deferred restart waits.
+async fn roll(
+    ctx: &Context,
+    obj: &GhlConnection,
+    target: &RolloutTarget,
+    resolved: &Resolved,
+    min_interval: Duration,
+    now: Timestamp,
+) -> Option<Duration> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let rolled = consumers::rollout(
+        &ctx.client,
+        &namespace,
+        target,
+        &resolved.fingerprint,
+        min_interval,
+        now,
+    )
+    .await;
+    match rolled {
+        Ok(Rollout::Restarted) => {
+            ctx.metrics.restarted();
+            let notice = Notice {
+                warning: false,
+                reason: reason::ROLLOUT_RESTARTED,
+                action: action::RESTART,
+                note: format!(
+                    "restarted {:?} {} for credential revision {}",
+                    target.kind, target.name, resolved.revision
+                ),
+            };
+            ctx.event(&obj.object_ref(&()), &notice).await;
+            None
+        }
+        Ok(Rollout::Deferred(after)) => Some(after),
+        Ok(Rollout::Missing) => {
+            tracing::info!(kind = ?target.kind, name = %target.name, "rollout target does not exist (yet)");
+            None
+        }
+        Ok(Rollout::Current | Rollout::Adopted) => None,
+        Err(error) => {
+            tracing::warn!(%error, kind = ?target.kind, name = %target.name, "could not restart a rollout target");
+            None
+        }
+    }
 }

@@ -1,0 +1,293 @@
+//! What `plan`, `apply` and `demo` share: the manifests, a GHL client per connection (or the
+//! embedded sandbox), the state file, and running every policy and rule through the engine.
+//!
+//! - [`run`]: every policy, then every rule, with ownership decided as the operator decides it;
+//! - [`report`]: what each produced, as text and JSON.
+
+mod report;
+mod run;
+
+pub use report::Report;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow, bail};
+
+use super::manifests::{Manifests, ObjectKey};
+use crate::crd::common::ConnectionRef;
+use crate::crd::connection::GhlConnection;
+use crate::crd::contact_sync_policy::ContactSyncPolicy;
+use crate::engine::desired::SourceText;
+use crate::engine::state::file::StateFile;
+use crate::engine::state::{MemoryStore, StateStore};
+use crate::ghl::budget::BudgetConfig;
+use crate::ghl::{ConnectionSettings, GhlClient, GhlMetrics, StaticToken};
+use crate::sandbox::{self, RunningSandbox, SandboxConfig};
+
+/// Options `plan` and `apply` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Manifest files or folders (GhlConnection, Secret, ConfigMap, ContactSyncPolicy, TagRule).
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    /// Namespace for objects that name none.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// State file (the ledger of what each policy owns). Default: `.ghl-state/state.json`, or
+    /// nothing kept with `--sandbox`.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Start the embedded GHL sandbox and point every connection at it.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Override every connection's base URL.
+    #[arg(long, env = "GHL_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Use this access token for every connection instead of the manifests' Secrets.
+    #[arg(long, env = "GHL_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// `changed` (default) reads what can have changed cheaply; `full` also re-reads every
+    /// declared note and the fields GHL's search does not return.
+    #[arg(long, value_enum, default_value_t = Refresh::Changed)]
+    pub refresh: Refresh,
+    /// Show personal values (names, emails, phones, note bodies) instead of `(sensitive)`.
+    #[arg(long)]
+    pub show_sensitive: bool,
+    /// `text` (default) or `json`.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Allow policies to reference connections in other namespaces.
+    #[arg(long)]
+    pub allow_cross_namespace_refs: bool,
+    /// Contacts applied in parallel per policy (the request budget paces them).
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Refresh {
+    Changed,
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// A loaded workspace.
+pub struct Workspace {
+    pub manifests: Manifests,
+    clients: BTreeMap<ObjectKey, GhlClient>,
+    state: Option<Arc<StateFile>>,
+    /// Ledgers kept for the workspace's lifetime when there is no state file.
+    memory: std::sync::Mutex<BTreeMap<String, Arc<MemoryStore>>>,
+    pub sandboxes: Vec<RunningSandbox>,
+    pub(super) args: CommonArgs,
+}
+
+impl Workspace {
+    pub async fn open(args: &CommonArgs) -> anyhow::Result<Self> {
+        let manifests = Manifests::load(&args.paths, &args.namespace).map_err(|e| anyhow!(e))?;
+        Self::from_manifests(manifests, args, SandboxConfig::default()).await
+    }
+
+    /// Builds a workspace; with `--sandbox`, one sandbox per location is started from `base`.
+    pub async fn from_manifests(
+        manifests: Manifests,
+        args: &CommonArgs,
+        base: SandboxConfig,
+    ) -> anyhow::Result<Self> {
+        let mut sandboxes: BTreeMap<String, RunningSandbox> = BTreeMap::new();
+        let mut clients = BTreeMap::new();
+        let metrics = Arc::new(GhlMetrics::default());
+        for (key, connection) in &manifests.connections {
+            let location = connection.spec.location_id.clone();
+            let (base_url, token) = if args.sandbox {
+                if !sandboxes.contains_key(&location) {
+                    let config = SandboxConfig {
+                        location_id: location.clone(),
+                        ..base.clone()
+                    };
+                    let running = sandbox::start(config, "127.0.0.1:0".parse()?)
+                        .await
+                        .map_err(|e| anyhow!(e))?;
+                    sandboxes.insert(location.clone(), running);
+                }
+                let running = &sandboxes[&location];
+                (running.url.clone(), running.token.clone())
+            } else {
+                let url = args
+                    .base_url
+                    .clone()
+                    .unwrap_or_else(|| connection.spec.base_url().to_owned());
+                let token = match &args.token {
+                    Some(token) => token.clone(),
+                    None => match token_from_manifests(connection, key, &manifests) {
+                        Ok(token) => token,
+                        // Reported when a policy uses the connection.
+                        Err(_) => continue,
+                    },
+                };
+                (url, token)
+            };
+            let mut settings = ConnectionSettings::new(base_url, location);
+            settings.api_version = connection.spec.api_version().to_owned();
+            settings.budget = BudgetConfig::from_spec(connection.spec.rate_limit.as_ref())
+                .map_err(|e| anyhow!("GhlConnection {}/{}: {e}", key.0, key.1))?;
+            let (client, _budget) = settings
+                .connect(Arc::new(StaticToken::new(token)), Arc::clone(&metrics))
+                .with_context(|| format!("connection {}/{}", key.0, key.1))?;
+            clients.insert(key.clone(), client);
+        }
+        let state = match (&args.state, args.sandbox) {
+            (Some(path), _) => Some(StateFile::open(path)?),
+            (None, false) => Some(StateFile::open(".ghl-state/state.json")?),
+            (None, true) => None,
+        };
+        Ok(Self {
+            manifests,
+            clients,
+            state,
+            memory: Default::default(),
+            sandboxes: sandboxes.into_values().collect(),
+            args: args.clone(),
+        })
+    }
+
+    pub(super) fn store(&self, owner: &str) -> Arc<dyn StateStore> {
+        match &self.state {
+            Some(file) => Arc::new(file.owner(owner)),
+            None => {
+                let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+                let store: Arc<MemoryStore> =
+                    Arc::clone(memory.entry(owner.to_owned()).or_default());
+                store
+            }
+        }
+    }
+
+    /// The client for `reference` from an object in `namespace`.
+    pub(super) fn client(
+        &self,
+        namespace: &str,
+        reference: &ConnectionRef,
+    ) -> anyhow::Result<&GhlClient> {
+        let target_ns = reference
+            .namespace
+            .clone()
+            .unwrap_or_else(|| namespace.to_owned());
+        if target_ns != namespace && !self.args.allow_cross_namespace_refs {
+            bail!(
+                "connectionRef {target_ns}/{} is in another namespace; pass --allow-cross-namespace-refs to allow it",
+                reference.name
+            );
+        }
+        let key = (target_ns, reference.name.clone());
+        if let Some(client) = self.clients.get(&key) {
+            return Ok(client);
+        }
+        match self.manifests.connections.get(&key) {
+            None => bail!(
+                "GhlConnection {}/{} is not among the manifests",
+                key.0,
+                key.1
+            ),
+            Some(connection) => {
+                let why = token_from_manifests(connection, &key, &self.manifests)
+                    .err()
+                    .unwrap_or_else(|| "no usable credentials".into());
+                bail!("GhlConnection {}/{}: {why}", key.0, key.1)
+            }
+        }
+    }
+
+    pub(super) fn sources(&self, namespace: &str, policy: &ContactSyncPolicy) -> Vec<SourceText> {
+        policy
+            .spec
+            .contacts_from
+            .iter()
+            .map(|source| {
+                let (kind, name, key, data) = match (&source.config_map_ref, &source.secret_ref) {
+                    (Some(r), _) => (
+                        "ConfigMap",
+                        &r.name,
+                        &r.key,
+                        self.manifests
+                            .config_maps
+                            .get(&(namespace.to_owned(), r.name.clone())),
+                    ),
+                    (None, Some(r)) => (
+                        "Secret",
+                        &r.name,
+                        &r.key,
+                        self.manifests
+                            .secrets
+                            .get(&(namespace.to_owned(), r.name.clone())),
+                    ),
+                    (None, None) => ("ConfigMap", &String::new(), &String::new(), None),
+                };
+                let text = match data {
+                    None => Err(format!(
+                        "{kind} {namespace}/{name} is not among the manifests"
+                    )),
+                    Some(data) => data
+                        .get(key)
+                        .cloned()
+                        .ok_or_else(|| format!("{kind} {namespace}/{name} has no key {key:?}")),
+                };
+                SourceText {
+                    key: key.clone(),
+                    text,
+                }
+            })
+            .collect()
+    }
+
+    /// The location of the connection `reference` names from `namespace`, when declared.
+    pub(super) fn location(&self, namespace: &str, reference: &ConnectionRef) -> Option<String> {
+        let target = reference
+            .namespace
+            .clone()
+            .unwrap_or_else(|| namespace.to_owned());
+        self.manifests
+            .connections
+            .get(&(target, reference.name.clone()))
+            .map(|c| c.spec.location_id.clone())
+    }
+}
+
+/// The access token a connection's manifests provide, or why there is none.
+fn token_from_manifests(
+    connection: &GhlConnection,
+    key: &ObjectKey,
+    manifests: &Manifests,
+) -> Result<String, String> {
+    let auth = &connection.spec.auth;
+    let (secret, field) = if let Some(pit) = &auth.private_integration_token {
+        (pit.secret_ref.name.clone(), pit.secret_ref.key.clone())
+    } else if let Some(oauth) = &auth.oauth {
+        (
+            oauth.token_secret_ref.name.clone(),
+            "access_token".to_owned(),
+        )
+    } else {
+        return Err("no auth configured".into());
+    };
+    let data = manifests
+        .secrets
+        .get(&(key.0.clone(), secret.clone()))
+        .ok_or_else(|| {
+            format!(
+                "Secret {}/{secret} is not among the manifests (or pass --token / --sandbox)",
+                key.0
+            )
+        })?;
+    data.get(&field)
+        .filter(|t| !t.is_empty())
+        .cloned()
+        .ok_or_else(|| format!("Secret {}/{secret} has no key {field:?}", key.0))
+}

@@ -1,0 +1,74 @@
+//! Checking a connection (network): its settings, its credential (a PIT or the OAuth
+//! lifecycle, see [`super::credential`]), and one cheap request to GHL with it. The live client
+//! is created or updated on the way, so policies use the new token at once.
+
+use jiff::Timestamp;
+
+use super::credential::{self, Resolved};
+use super::verdict::{Check, Finding};
+use crate::controller::connections::ConnectionKey;
+use crate::controller::context::Context;
+use crate::crd::GhlConnection;
+use crate::ghl::budget::BudgetConfig;
+use crate::ghl::models::ListContactsQuery;
+use crate::ghl::{ErrorClass, GhlApi};
+
+/// Checks `obj`; the credential's facts come along when it could be resolved.
+pub async fn check(
+    obj: &GhlConnection,
+    ctx: &Context,
+    key: &ConnectionKey,
+    now: Timestamp,
+) -> (Check, Option<Resolved>) {
+    let plain = |finding| Check {
+        finding,
+        next_look: ctx.config.connection_check_interval,
+        rotation_due: None,
+    };
+    let budget = match BudgetConfig::from_spec(obj.spec.rate_limit.as_ref())
+        .and_then(|budget| credential::min_interval(obj).map(|_| budget))
+    {
+        Ok(budget) => budget,
+        Err(message) => return (plain(Finding::InvalidSpec(message)), None),
+    };
+    let resolved = match credential::resolve(ctx, obj, now).await {
+        Ok(resolved) => resolved,
+        Err(problem) => {
+            if problem.refused || problem.stalled {
+                // Stop using the credential: policies pause instead of failing in a loop.
+                if let Some(handle) = ctx.connections.get(key) {
+                    handle.token.mark_unusable(problem.message.clone());
+                }
+            }
+            return (plain(Finding::Credential(problem)), None);
+        }
+    };
+    let handle = match ctx
+        .connections
+        .upsert(key, &obj.spec, budget, resolved.token.clone())
+    {
+        Ok(handle) => handle,
+        Err(e) => return (plain(Finding::InvalidSpec(e.to_string())), None),
+    };
+    let probe = ListContactsQuery {
+        limit: Some(1),
+        ..ListContactsQuery::default()
+    };
+    let finding = match handle.client.list_contacts(&probe).await {
+        Ok(_) => Finding::Accepted {
+            location: obj.spec.location_id.clone(),
+        },
+        Err(e) if e.class() == ErrorClass::Auth => Finding::Refused(e.to_string()),
+        Err(e) => Finding::Unreachable {
+            rate_limited: e.class() == ErrorClass::RateLimited,
+            retry_after: e.retry_after(),
+            message: e.to_string(),
+        },
+    };
+    let check = Check {
+        finding,
+        next_look: resolved.requeue,
+        rotation_due: resolved.rotation_due.clone(),
+    };
+    (check, Some(resolved))
+}

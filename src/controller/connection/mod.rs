@@ -1,0 +1,149 @@
+//! The GhlConnection controller: [`check`] the settings, credential and GHL (observe) →
+//! [`verdict`] (pure) → a short shell that keeps the shared client's readiness, serves the
+//! credential's dependents ([`credential::after_ready`]), and writes `Ready` /
+//! `Authenticated` / `RotationDue`, the credential's facts and the remaining request budget.
+//! Policies and rules wait while their connection is not ready.
+
+mod check;
+pub mod credential;
+pub mod verdict;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::Resource;
+use kube::runtime::controller::Action;
+
+use self::credential::Resolved;
+use self::verdict::{ConnectionVerdict, verdict};
+use super::conditions;
+use super::connections::{ConnectionKey, Readiness};
+use super::context::Context;
+use super::error::Result;
+use super::object::{Kind, ObjectKey};
+use super::status::patch_status;
+use super::verdict::Requeue;
+use crate::crd::connection::{BudgetStatus, CredentialStatus, GhlConnection, GhlConnectionStatus};
+use crate::crd::vocabulary::condition;
+use crate::ghl::budget::BudgetView;
+
+pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let object = ObjectKey::of(Kind::GhlConnection, obj.as_ref());
+    if obj.meta().deletion_timestamp.is_some() {
+        ctx.forget(&object);
+        return Ok(Action::await_change());
+    }
+    let key: ConnectionKey = (object.namespace.clone(), object.name.clone());
+    let now = Timestamp::now();
+    let (check, resolved) = check::check(&obj, &ctx, &key, now).await;
+    let previous = obj.status.clone().unwrap_or_default();
+    let verdict = verdict(
+        &check,
+        &previous.conditions,
+        ctx.config.connection_check_interval,
+    );
+    let handle = ctx.connections.get(&key);
+    if let Some(handle) = &handle {
+        handle.set_readiness(Readiness {
+            ready: verdict.ready(),
+            reason: verdict.reason,
+            message: verdict.message.clone(),
+        });
+    }
+    let mut wait = match verdict.requeue {
+        Requeue::Backoff => ctx.backoff.failed(&object).min(verdict.at_most),
+        Requeue::After(wait) => wait,
+        Requeue::Resync | Requeue::AwaitChange => ctx.config.connection_check_interval,
+    };
+    if verdict.ready() {
+        ctx.backoff.succeeded(&object);
+        if let Some(resolved) = &resolved
+            && let Some(deferred) = credential::after_ready(&ctx, &obj, resolved, now).await
+        {
+            wait = wait.min(deferred.max(Duration::from_secs(1)));
+        }
+    }
+    let facts = Facts {
+        credentials: resolved.as_ref(),
+        failed_attempts: ctx.oauth.failed_attempts(&key.0, &key.1),
+        budget: handle.as_ref().map(|h| h.budget.view()),
+    };
+    let status = status(
+        previous.clone(),
+        obj.metadata.generation,
+        &verdict,
+        &facts,
+        now,
+    );
+    patch_status(&ctx.client, obj.as_ref(), &status).await?;
+    // Without a client there is no readiness to broadcast: announce a changed verdict so
+    // waiting policies report it (they read the reason from this status).
+    if handle.is_none() && ready_of(&previous.conditions) != ready_of(&status.conditions) {
+        ctx.connections.announce(&key);
+    }
+    let reference = obj.object_ref(&());
+    for notice in &verdict.events {
+        ctx.event(&reference, notice).await;
+    }
+    tracing::info!(object = %object, phase = ?verdict.phase, reason = verdict.reason, "checked: {}", verdict.message);
+    ctx.metrics
+        .reconciled(Kind::GhlConnection, "ok", started.elapsed());
+    Ok(Action::requeue(wait))
+}
+
+fn ready_of(conditions: &[Condition]) -> Option<(String, String)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == condition::READY)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// What the status reports besides the verdict.
+struct Facts<'a> {
+    credentials: Option<&'a Resolved>,
+    failed_attempts: u32,
+    budget: Option<BudgetView>,
+}
+
+/// The status after `verdict`; credential facts stay from the previous status while the
+/// credential cannot be resolved.
+fn status(
+    previous: GhlConnectionStatus,
+    generation: Option<i64>,
+    verdict: &ConnectionVerdict,
+    facts: &Facts<'_>,
+    now: Timestamp,
+) -> GhlConnectionStatus {
+    let failed_refresh_attempts = i32::try_from(facts.failed_attempts).unwrap_or(i32::MAX);
+    let credentials = match facts.credentials {
+        Some(r) => Some(CredentialStatus {
+            type_: r.type_,
+            revision: r.revision,
+            expires_at: r.expires_at.map(Time),
+            renewal_time: r.renewal_time.map(Time),
+            last_rotated_at: r.last_rotated_at.map(Time),
+            failed_refresh_attempts,
+        }),
+        None => previous.credentials.clone().map(|c| CredentialStatus {
+            failed_refresh_attempts,
+            ..c
+        }),
+    };
+    GhlConnectionStatus {
+        observed_generation: generation,
+        conditions: conditions::merge(&previous.conditions, &verdict.conditions, generation, now),
+        credentials,
+        scopes: facts
+            .credentials
+            .map_or_else(|| previous.scopes.clone(), |r| r.scopes.clone()),
+        budget: facts.budget.map(|view| BudgetStatus {
+            window_remaining: view.last_reported.and_then(|r| r.remaining),
+            window_limit: Some(view.window_limit),
+            daily_remaining: view.last_reported.and_then(|r| r.daily_remaining),
+            daily_limit: Some(view.daily_limit),
+        }),
+    }
+}

@@ -1,0 +1,365 @@
+//! The verdict of a GhlConnection check: from what the check found and the previous
+//! conditions follow the kstatus trio, `Authenticated`, `RotationDue`, the Events a human
+//! should see and when to look again. Pure and table-tested.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use crate::controller::conditions::{Desired, Phase, is_true, kstatus};
+use crate::controller::verdict::{Notice, Requeue};
+use crate::crd::vocabulary::{action, condition, reason};
+use crate::credentials::Problem;
+
+/// How soon to probe again after GHL could not answer and named no `Retry-After`.
+pub const PROBE_RETRY: Duration = Duration::from_secs(10);
+
+/// What checking the connection found.
+#[derive(Clone, Debug)]
+pub enum Finding {
+    /// The spec cannot be used as it is (the message names the field).
+    InvalidSpec(String),
+    /// The credential could not be resolved (a missing Secret, a refused refresh, ...).
+    Credential(Problem),
+    /// GHL answered the probe with the credential.
+    Accepted { location: String },
+    /// GHL refused the credential.
+    Refused(String),
+    /// GHL could not answer (rate limit, outage).
+    Unreachable {
+        rate_limited: bool,
+        retry_after: Option<Duration>,
+        message: String,
+    },
+}
+
+/// The finding, with what the credential says about time.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub finding: Finding,
+    /// When the credential needs another look at the latest (renewal, `maxAge`), or the
+    /// check interval.
+    pub next_look: Duration,
+    /// PIT with `maxAge`: whether rotation is due, and why.
+    pub rotation_due: Option<(bool, String)>,
+}
+
+/// What the connection check concluded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectionVerdict {
+    pub phase: Phase,
+    pub reason: &'static str,
+    pub message: String,
+    pub conditions: Vec<Desired>,
+    pub events: Vec<Notice>,
+    pub requeue: Requeue,
+    /// The longest wait, whatever the backoff says.
+    pub at_most: Duration,
+}
+
+impl ConnectionVerdict {
+    /// Whether policies may use the connection.
+    pub fn ready(&self) -> bool {
+        self.phase == Phase::Ready
+    }
+}
+
+/// The verdict on `check`, for a connection whose status held `previous`; `interval` is the
+/// operator's connection check interval.
+pub fn verdict(check: &Check, previous: &[Condition], interval: Duration) -> ConnectionVerdict {
+    let Standing {
+        phase,
+        reason: why,
+        message,
+        authenticated,
+        requeue,
+    } = standing(check, interval);
+    let mut conditions = kstatus(phase, why, &message);
+    match authenticated {
+        Some(true) => conditions.push(Desired::new(
+            condition::AUTHENTICATED,
+            true,
+            reason::CREDENTIALS_ACCEPTED,
+            "GHL accepted the credentials",
+        )),
+        Some(false) => {
+            conditions.push(Desired::new(condition::AUTHENTICATED, false, why, &message))
+        }
+        None => {}
+    }
+    if let Some((due, why_due)) = &check.rotation_due {
+        let r = if *due {
+            reason::MAX_AGE_EXCEEDED
+        } else {
+            reason::WITHIN_MAX_AGE
+        };
+        conditions.push(Desired::new(condition::ROTATION_DUE, *due, r, why_due));
+    }
+    let was_authenticated = is_true(previous, condition::AUTHENTICATED);
+    let mut events = Vec::new();
+    match authenticated {
+        Some(false) if was_authenticated || previous.is_empty() => events.push(Notice {
+            warning: true,
+            reason: why,
+            action: action::CHECK_CREDENTIALS,
+            note: message.clone(),
+        }),
+        Some(true) if !was_authenticated && !previous.is_empty() => events.push(Notice {
+            warning: false,
+            reason: reason::RECOVERED,
+            action: action::CHECK_CREDENTIALS,
+            note: "GHL accepts the credentials again".into(),
+        }),
+        _ => {}
+    }
+    ConnectionVerdict {
+        phase,
+        reason: why,
+        message,
+        conditions,
+        events,
+        // Passing trouble backs off (never longer than the wait computed above).
+        requeue: if phase == Phase::Progressing {
+            Requeue::Backoff
+        } else {
+            requeue
+        },
+        at_most: match requeue {
+            Requeue::After(d) => d,
+            _ => interval,
+        },
+    }
+}
+
+/// Where the connection stands after a check.
+struct Standing {
+    phase: Phase,
+    reason: &'static str,
+    message: String,
+    /// `Some` when the check learned whether GHL accepts the credential.
+    authenticated: Option<bool>,
+    requeue: Requeue,
+}
+
+fn standing(check: &Check, interval: Duration) -> Standing {
+    let (phase, reason, message, authenticated, requeue) = match &check.finding {
+        Finding::InvalidSpec(message) => (
+            Phase::Stalled,
+            reason::INVALID_SPEC,
+            message.clone(),
+            None,
+            Requeue::After(interval),
+        ),
+        Finding::Credential(problem) => (
+            if problem.stalled {
+                Phase::Stalled
+            } else {
+                Phase::Progressing
+            },
+            problem.reason,
+            problem.message.clone(),
+            problem.refused.then_some(false),
+            Requeue::After(problem.retry_in.min(interval)),
+        ),
+        Finding::Accepted { location } => (
+            Phase::Ready,
+            reason::CREDENTIALS_ACCEPTED,
+            format!("location {location} reachable"),
+            Some(true),
+            Requeue::After(check.next_look),
+        ),
+        Finding::Refused(message) => (
+            Phase::Stalled,
+            reason::CREDENTIALS_REJECTED,
+            format!("GHL refused the credentials: {message}"),
+            Some(false),
+            Requeue::After(interval),
+        ),
+        Finding::Unreachable {
+            rate_limited,
+            retry_after,
+            message,
+        } => (
+            Phase::Progressing,
+            if *rate_limited {
+                reason::RATE_LIMITED
+            } else {
+                reason::GHL_UNAVAILABLE
+            },
+            format!("cannot check the credentials yet: {message}"),
+            None,
+            Requeue::After(retry_after.unwrap_or(PROBE_RETRY).min(check.next_look)),
+        ),
+    };
+    Standing {
+        phase,
+        reason,
+        message,
+        authenticated,
+        requeue,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_secs(300);
+
+    fn check(finding: Finding) -> Check {
+        Check {
+            finding,
+            next_look: Duration::from_secs(120),
+            rotation_due: None,
+        }
+    }
+
+    fn authenticated(status: bool) -> Vec<Condition> {
+        vec![Condition {
+            type_: condition::AUTHENTICATED.into(),
+            status: if status { "True" } else { "False" }.into(),
+            reason: "x".into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: Time("2030-01-01T00:00:00Z".parse().unwrap()),
+        }]
+    }
+
+    fn of<'a>(v: &'a ConnectionVerdict, type_: &str) -> Option<&'a Desired> {
+        v.conditions.iter().find(|d| d.type_ == type_)
+    }
+
+    #[test]
+    fn every_finding() {
+        struct Row {
+            name: &'static str,
+            finding: Finding,
+            previous: Vec<Condition>,
+            phase: Phase,
+            reason: &'static str,
+            authenticated: Option<bool>,
+            requeue: Requeue,
+            events: Vec<&'static str>,
+        }
+        let rows = vec![
+            Row {
+                name: "accepted",
+                finding: Finding::Accepted {
+                    location: "loc".into(),
+                },
+                previous: authenticated(true),
+                phase: Phase::Ready,
+                reason: reason::CREDENTIALS_ACCEPTED,
+                authenticated: Some(true),
+                requeue: Requeue::After(Duration::from_secs(120)),
+                events: vec![],
+            },
+            Row {
+                name: "accepted again",
+                finding: Finding::Accepted {
+                    location: "loc".into(),
+                },
+                previous: authenticated(false),
+                phase: Phase::Ready,
+                reason: reason::CREDENTIALS_ACCEPTED,
+                authenticated: Some(true),
+                requeue: Requeue::After(Duration::from_secs(120)),
+                events: vec![reason::RECOVERED],
+            },
+            Row {
+                name: "refused after working",
+                finding: Finding::Refused("401".into()),
+                previous: authenticated(true),
+                phase: Phase::Stalled,
+                reason: reason::CREDENTIALS_REJECTED,
+                authenticated: Some(false),
+                requeue: Requeue::After(INTERVAL),
+                events: vec![reason::CREDENTIALS_REJECTED],
+            },
+            Row {
+                name: "still refused: no second Event",
+                finding: Finding::Refused("401".into()),
+                previous: authenticated(false),
+                phase: Phase::Stalled,
+                reason: reason::CREDENTIALS_REJECTED,
+                authenticated: Some(false),
+                requeue: Requeue::After(INTERVAL),
+                events: vec![],
+            },
+            Row {
+                name: "invalid spec",
+                finding: Finding::InvalidSpec("spec.rateLimit.window: invalid".into()),
+                previous: vec![],
+                phase: Phase::Stalled,
+                reason: reason::INVALID_SPEC,
+                authenticated: None,
+                requeue: Requeue::After(INTERVAL),
+                events: vec![],
+            },
+            Row {
+                name: "missing Secret",
+                finding: Finding::Credential(Problem::stalled(
+                    reason::SECRET_NOT_FOUND,
+                    "Secret acme-pit does not exist".into(),
+                )),
+                previous: vec![],
+                phase: Phase::Stalled,
+                reason: reason::SECRET_NOT_FOUND,
+                authenticated: None,
+                requeue: Requeue::After(INTERVAL),
+                events: vec![],
+            },
+            Row {
+                name: "rate limited",
+                finding: Finding::Unreachable {
+                    rate_limited: true,
+                    retry_after: Some(Duration::from_secs(3)),
+                    message: "429".into(),
+                },
+                previous: authenticated(true),
+                phase: Phase::Progressing,
+                reason: reason::RATE_LIMITED,
+                authenticated: None,
+                requeue: Requeue::Backoff,
+                events: vec![],
+            },
+        ];
+        for row in rows {
+            let v = verdict(&check(row.finding), &row.previous, INTERVAL);
+            assert_eq!((v.phase, v.reason), (row.phase, row.reason), "{}", row.name);
+            assert_eq!(
+                of(&v, condition::AUTHENTICATED).map(|d| d.status),
+                row.authenticated,
+                "{}",
+                row.name
+            );
+            assert_eq!(v.requeue, row.requeue, "{}", row.name);
+            let events: Vec<&str> = v.events.iter().map(|e| e.reason).collect();
+            assert_eq!(events, row.events, "{}", row.name);
+        }
+    }
+
+    #[test]
+    fn passing_trouble_waits_no_longer_than_the_credential_allows() {
+        let v = verdict(
+            &check(Finding::Unreachable {
+                rate_limited: false,
+                retry_after: None,
+                message: "503".into(),
+            }),
+            &[],
+            INTERVAL,
+        );
+        assert_eq!(v.at_most, PROBE_RETRY);
+        let mut due = check(Finding::Accepted {
+            location: "loc".into(),
+        });
+        due.rotation_due = Some((true, "first seen 91 days ago".into()));
+        let v = verdict(&due, &[], INTERVAL);
+        let rotation = of(&v, condition::ROTATION_DUE).unwrap();
+        assert!(rotation.status && rotation.reason == reason::MAX_AGE_EXCEEDED);
+        assert!(v.ready(), "a due rotation does not stop the connection");
+    }
+}

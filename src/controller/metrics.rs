@@ -1,0 +1,204 @@
+//! The operator's metrics (`ghl_operator_*`), labelled by kind, result and error category —
+//! never by object name or error text — plus the GHL client's (`ghl_*`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry as MetricsRegistry;
+
+use super::object::Kind;
+use crate::crd::connection::CredentialType;
+use crate::ghl::GhlMetrics;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindResult {
+    kind: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// Credential gauges are per connection: there are few, and "which credential expires when"
+/// is the point (the only metrics labelled by object).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabel {
+    namespace: String,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CredentialKind {
+    credential: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindCategory {
+    kind: &'static str,
+    category: &'static str,
+}
+
+/// Operator metrics (labels: kind, result, error category; never object names).
+#[derive(Debug)]
+pub struct Metrics {
+    reconciles: Family<KindResult, Counter>,
+    failures: Family<KindCategory, Counter>,
+    durations: Family<KindLabel, Histogram, fn() -> Histogram>,
+    writes: Family<KindLabel, Counter>,
+    credential_expiry: Family<ConnectionLabel, Gauge>,
+    credential_renewal: Family<ConnectionLabel, Gauge>,
+    rotations: Family<CredentialKind, Counter>,
+    restarts: Counter,
+    pub leader: Gauge,
+    pub ghl: Arc<GhlMetrics>,
+}
+
+fn reconcile_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 16))
+}
+
+impl Metrics {
+    pub fn register(registry: &mut MetricsRegistry) -> Self {
+        let ghl = Arc::new(GhlMetrics::register(registry));
+        let metrics = Self {
+            reconciles: Family::default(),
+            failures: Family::default(),
+            durations: Family::new_with_constructor(reconcile_histogram),
+            writes: Family::default(),
+            credential_expiry: Family::default(),
+            credential_renewal: Family::default(),
+            rotations: Family::default(),
+            restarts: Counter::default(),
+            leader: Gauge::default(),
+            ghl,
+        };
+        let sub = registry.sub_registry_with_prefix("ghl_operator");
+        sub.register(
+            "reconciles",
+            "Reconciles by kind and result: ok (reconciled), requeue (waiting for a connection, the budget or other owners), stalled (invalid spec), error (retried with backoff)",
+            metrics.reconciles.clone(),
+        );
+        sub.register(
+            "reconcile_errors",
+            "Failed reconciles by kind and error category",
+            metrics.failures.clone(),
+        );
+        sub.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            metrics.durations.clone(),
+        );
+        sub.register(
+            "ghl_writes",
+            "GHL write calls made by applied plans, by kind",
+            metrics.writes.clone(),
+        );
+        sub.register(
+            "leader",
+            "1 while this process holds the leader Lease",
+            metrics.leader.clone(),
+        );
+        sub.register(
+            "credential_expiry_timestamp_seconds",
+            "When each connection's access token expires (OAuth)",
+            metrics.credential_expiry.clone(),
+        );
+        sub.register(
+            "credential_renewal_timestamp_seconds",
+            "When each connection's access token is next renewed (OAuth)",
+            metrics.credential_renewal.clone(),
+        );
+        sub.register(
+            "credential_rotations",
+            "Access tokens renewed or exchanged, by credential type",
+            metrics.rotations.clone(),
+        );
+        sub.register(
+            "rollout_restarts",
+            "Dependent workloads restarted for a new access token",
+            metrics.restarts.clone(),
+        );
+        metrics
+    }
+
+    pub fn reconciled(&self, kind: Kind, result: &'static str, took: Duration) {
+        let kind = kind.as_str();
+        self.reconciles
+            .get_or_create(&KindResult { kind, result })
+            .inc();
+        self.durations
+            .get_or_create(&KindLabel { kind })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn failed(&self, kind: Kind, category: &'static str) {
+        self.failures
+            .get_or_create(&KindCategory {
+                kind: kind.as_str(),
+                category,
+            })
+            .inc();
+    }
+
+    pub fn wrote(&self, kind: Kind, writes: u64) {
+        self.writes
+            .get_or_create(&KindLabel {
+                kind: kind.as_str(),
+            })
+            .inc_by(writes);
+    }
+
+    pub fn rotated(&self, credential: CredentialType) {
+        let credential = match credential {
+            CredentialType::OAuth => "oauth",
+            CredentialType::PrivateIntegrationToken => "pit",
+        };
+        self.rotations
+            .get_or_create(&CredentialKind { credential })
+            .inc();
+    }
+
+    pub fn restarted(&self) {
+        self.restarts.inc();
+    }
+
+    /// Drops a deleted connection's gauges.
+    pub fn forget_connection(&self, key: &(String, String)) {
+        let label = ConnectionLabel {
+            namespace: key.0.clone(),
+            name: key.1.clone(),
+        };
+        self.credential_expiry.remove(&label);
+        self.credential_renewal.remove(&label);
+    }
+
+    /// Records a connection's expiry and next renewal (unix seconds).
+    pub fn credential_times(
+        &self,
+        key: &(String, String),
+        expiry: Option<jiff::Timestamp>,
+        renewal: Option<jiff::Timestamp>,
+    ) {
+        let label = ConnectionLabel {
+            namespace: key.0.clone(),
+            name: key.1.clone(),
+        };
+        if let Some(at) = expiry {
+            self.credential_expiry
+                .get_or_create(&label)
+                .set(at.as_second());
+        }
+        if let Some(at) = renewal {
+            self.credential_renewal
+                .get_or_create(&label)
+                .set(at.as_second());
+        }
+    }
+}

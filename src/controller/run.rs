@@ -1,0 +1,184 @@
+//! The `ghl-operator run` process: the metrics and health server, a preflight check, leader
+//! election, and a clean stop on SIGTERM (in-flight reconciles finish, the Lease is released)
+//! or on a lost Lease (an error: the process should restart and stand by).
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use kube::api::ListParams;
+use kube::core::NamespaceResourceScope;
+use kube::{Api, Client, Resource};
+use prometheus_client::registry::Registry as MetricsRegistry;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use super::context::OperatorConfig;
+use super::leader::{Elector, LeaseConfig};
+use super::metrics::Metrics;
+use super::server::{self, Health};
+use super::wiring;
+use crate::crd::GhlConnection;
+
+/// How `ghl-operator run` runs.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub config: OperatorConfig,
+    /// Watch one namespace only (default: all).
+    pub watch_namespace: Option<String>,
+    /// Objects of one kind reconciled at once.
+    pub concurrency: u16,
+    pub metrics_addr: SocketAddr,
+    /// `None` runs without leader election (one replica only).
+    pub leader: Option<LeaseConfig>,
+    /// This process's name in Events (usually the pod name).
+    pub instance: String,
+}
+
+/// A stop signal every task can wait on.
+#[derive(Clone)]
+pub struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
+}
+
+/// SIGTERM or Ctrl-C.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The API of kind `K` in `namespace`, or in all namespaces.
+pub fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Fails fast with a clear message when the API server is unreachable or the CRDs are missing.
+async fn preflight(client: &Client, namespace: Option<&str>) -> anyhow::Result<()> {
+    let version = client
+        .apiserver_version()
+        .await
+        .context("cannot reach the Kubernetes API server")?;
+    tracing::info!(version = %version.git_version, "connected to the Kubernetes API server");
+    let connections: Api<GhlConnection> = api(client, namespace);
+    match connections.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => anyhow::bail!(
+            "the GhlConnection CRD is not installed: install the chart, or `ghl-operator crds | kubectl apply -f -`"
+        ),
+        Err(e) => Err(e).context("cannot list GhlConnections (check the operator's RBAC)"),
+    }
+}
+
+/// Runs the controllers until SIGTERM / Ctrl-C (graceful: in-flight reconciles finish and
+/// the Lease is released) or until leadership is lost (an error: the process should restart).
+pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
+    let mut registry = MetricsRegistry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
+    let health = Arc::new(Health::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = Stop(stop_rx);
+    let server = server::serve(
+        options.metrics_addr,
+        Arc::new(registry),
+        Arc::clone(&health),
+        stop.stopped(),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {}", options.metrics_addr))?;
+    let terminate = tokio::spawn({
+        let stop_tx = stop_tx.clone();
+        async move {
+            termination().await;
+            tracing::info!("stopping: finishing in-flight reconciles");
+            let _ = stop_tx.send(true);
+        }
+    });
+
+    let namespace = options.watch_namespace.as_deref();
+    preflight(&client, namespace).await?;
+    health.set_ready(true);
+
+    let mut elector = options
+        .leader
+        .clone()
+        .map(|config| Elector::new(client.clone(), config));
+    if let Some(elector) = elector.as_mut() {
+        tracing::info!(lease = %elector.config().name, identity = %elector.config().identity, "waiting to become the leader");
+        tokio::select! {
+            _ = elector.acquire() => {},
+            _ = stop.stopped() => {
+                let _ = server.await;
+                return Ok(());
+            }
+        }
+        tracing::info!("became the leader");
+    }
+    metrics.leader.set(1);
+
+    // Leadership lost → stop everything and exit with an error.
+    let (lost_tx, mut lost_rx) = watch::channel(false);
+    let holder = elector.map(|mut elector| {
+        let stop_tx = stop_tx.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = elector.hold() => {
+                    let _ = lost_tx.send(true);
+                    let _ = stop_tx.send(true);
+                }
+                _ = stop.stopped() => {},
+            }
+            elector
+        })
+    });
+
+    wiring::run_controllers(&client, &options, Arc::clone(&metrics), &stop).await;
+    metrics.leader.set(0);
+    let lost = *lost_rx.borrow_and_update();
+    if let Some(holder) = holder
+        && let Ok(mut elector) = holder.await
+        && !lost
+    {
+        elector.release().await;
+    }
+    terminate.abort();
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    if lost {
+        anyhow::bail!("lost the leader Lease; exiting so a fresh process can stand by");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! The three kube-runtime controllers and what makes each reconcile: its objects' spec and
+//! annotation changes, the Secrets and ConfigMaps they read, their connection's readiness,
+//! other owners on the same location changing what they want — and, on deletion, forgetting
+//! what the process kept about them.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::{Predicate, WatchStreamExt, predicates};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+
+use super::connection;
+use super::context::{Context, Stores};
+use super::error::error_policy;
+use super::metrics::Metrics;
+use super::object::{Kind, ObjectKey};
+use super::pipeline::{self, Synced};
+use super::run::{RunOptions, Stop, api};
+use super::triggers::{self, SourceKind, UsesConnection};
+use crate::crd::{ContactSyncPolicy, GhlConnection, TagRule};
+
+/// A kind's object stream: its own spec changes (status-only updates are ignored, so writing
+/// status does not reconcile again), deletions marked by the API server, and annotation edits
+/// (a user's way to ask for a reconcile now). `gone` hears of every object deleted for good.
+fn objects<K>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+    gone: impl Fn(&K) + Send + 'static,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(obj) = event {
+                gone(obj);
+            }
+        })
+        .touched_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::annotations),
+            Default::default(),
+        )
+}
+
+/// A metadata-only watch: a change is all that matters, the reconciler reads the content.
+fn metadata<K>(
+    api: Api<PartialObjectMeta<K>>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+}
+
+/// Forgets an object of `kind` once it is deleted.
+fn forgetting<K: Resource>(ctx: &Arc<Context>, kind: Kind) -> impl Fn(&K) + Send + 'static {
+    let ctx = Arc::clone(ctx);
+    move |obj| ctx.forget(&ObjectKey::of(kind, obj))
+}
+
+/// Logs the outcome of each reconcile the controller reports (errors are already handled by
+/// the error policy; these are the runtime's own, such as a missing object).
+async fn drain<K: Resource, E: std::fmt::Display + 'static, S>(kind: Kind, results: S)
+where
+    S: futures::Stream<
+            Item = Result<
+                (ObjectRef<K>, Action),
+                kube::runtime::controller::Error<E, watcher::Error>,
+            >,
+        >,
+{
+    results
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(kind = kind.as_str(), %error, "controller event");
+            }
+        })
+        .await;
+}
+
+/// A controller for a kind that goes through [`pipeline`]: its objects, and a reconcile
+/// whenever its connection's readiness changes.
+fn synced<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    store: (Store<K>, reflector::store::Writer<K>),
+    ctx: &Arc<Context>,
+    config: &ControllerConfig,
+) -> Controller<K>
+where
+    K: Synced + UsesConnection + Debug + Send + Sync,
+{
+    let (reader, writer) = store;
+    let readiness = triggers::on_connection_change(ctx.connections.subscribe(), reader.clone());
+    Controller::for_stream(
+        objects(
+            api::<K>(client, namespace),
+            writer,
+            forgetting(ctx, K::KIND),
+        ),
+        reader,
+    )
+    .with_config(config.clone())
+    .reconcile_on(readiness)
+}
+
+/// What the three controllers share.
+struct Shared<'a> {
+    client: &'a Client,
+    namespace: Option<&'a str>,
+    ctx: Arc<Context>,
+    config: ControllerConfig,
+    stop: &'a Stop,
+}
+
+/// Runs the three controllers until `stop`.
+pub async fn run_controllers(
+    client: &Client,
+    options: &RunOptions,
+    metrics: Arc<Metrics>,
+    stop: &Stop,
+) {
+    let namespace = options.watch_namespace.as_deref();
+    let connections = reflector::store::<GhlConnection>();
+    let policies = reflector::store::<ContactSyncPolicy>();
+    let rules = reflector::store::<TagRule>();
+    let stores = Stores {
+        connections: connections.0.clone(),
+        policies: policies.0.clone(),
+        rules: rules.0.clone(),
+    };
+    let reporter = Reporter {
+        controller: crate::crd::vocabulary::FIELD_MANAGER.to_owned(),
+        instance: Some(options.instance.clone()),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let shared = Shared {
+        client,
+        namespace,
+        ctx: Arc::new(Context::new(
+            client.clone(),
+            options.config.clone(),
+            stores.clone(),
+            recorder,
+            metrics,
+        )),
+        config: ControllerConfig::default()
+            .concurrency(options.concurrency)
+            .debounce(Duration::from_millis(500)),
+        stop,
+    };
+    tracing::info!(
+        namespace = namespace.unwrap_or("(all)"),
+        "controllers started"
+    );
+    futures::join!(
+        run_connections(&shared, connections),
+        run_policies(&shared, policies, &stores),
+        run_rules(&shared, rules, &stores),
+        wait_synced(&stores).map(|_| tracing::info!("caches synced")),
+    );
+}
+
+/// GhlConnections: their objects, and the Secrets they read.
+async fn run_connections(
+    shared: &Shared<'_>,
+    (reader, writer): (
+        Store<GhlConnection>,
+        reflector::store::Writer<GhlConnection>,
+    ),
+) {
+    let ctx = &shared.ctx;
+    let secrets: Api<PartialObjectMeta<Secret>> = api(shared.client, shared.namespace);
+    let store = reader.clone();
+    let results = Controller::for_stream(
+        objects(
+            api::<GhlConnection>(shared.client, shared.namespace),
+            writer,
+            forgetting(ctx, Kind::GhlConnection),
+        ),
+        reader,
+    )
+    .with_config(shared.config.clone())
+    .watches_stream(metadata(secrets), move |secret| {
+        triggers::connections_reading(&store, &secret)
+    })
+    .graceful_shutdown_on(shared.stop.stopped())
+    .run(
+        connection::reconcile,
+        |obj, error, ctx| {
+            error_policy(
+                &ObjectKey::of(Kind::GhlConnection, obj.as_ref()),
+                error,
+                &ctx,
+            )
+        },
+        Arc::clone(ctx),
+    );
+    drain(Kind::GhlConnection, results).await;
+}
+
+/// ContactSyncPolicies: also the ConfigMaps and Secrets they read their records from, and
+/// their seniors on the location changing what they declare.
+async fn run_policies(
+    shared: &Shared<'_>,
+    store: (
+        Store<ContactSyncPolicy>,
+        reflector::store::Writer<ContactSyncPolicy>,
+    ),
+    stores: &Stores,
+) {
+    let ctx = &shared.ctx;
+    let secrets: Api<PartialObjectMeta<Secret>> = api(shared.client, shared.namespace);
+    let config_maps: Api<PartialObjectMeta<ConfigMap>> = api(shared.client, shared.namespace);
+    let (by_config_map, by_secret) = (store.0.clone(), store.0.clone());
+    let (juniors, homes) = (store.0.clone(), stores.connections.clone());
+    let owners = triggers::on_broadcast(ctx.ownership.subscribe(), move |change| {
+        triggers::policies_after(change, &juniors, &homes)
+    });
+    let results = synced(shared.client, shared.namespace, store, ctx, &shared.config)
+        .watches_stream(metadata(config_maps), move |cm| {
+            triggers::policies_reading(&by_config_map, SourceKind::ConfigMap, &cm)
+        })
+        .watches_stream(metadata(secrets), move |secret| {
+            triggers::policies_reading(&by_secret, SourceKind::Secret, &secret)
+        })
+        .reconcile_on(owners)
+        .graceful_shutdown_on(shared.stop.stopped())
+        .run(
+            pipeline::reconcile::<ContactSyncPolicy>,
+            |obj, error, ctx| {
+                error_policy(
+                    &ObjectKey::of(Kind::ContactSyncPolicy, obj.as_ref()),
+                    error,
+                    &ctx,
+                )
+            },
+            Arc::clone(ctx),
+        );
+    drain(Kind::ContactSyncPolicy, results).await;
+}
+
+/// TagRules: also any other owner on the location changing what it wants.
+async fn run_rules(
+    shared: &Shared<'_>,
+    store: (Store<TagRule>, reflector::store::Writer<TagRule>),
+    stores: &Stores,
+) {
+    let ctx = &shared.ctx;
+    let (others, homes) = (store.0.clone(), stores.connections.clone());
+    let owners = triggers::on_broadcast(ctx.ownership.subscribe(), move |change| {
+        triggers::rules_after(change, &others, &homes)
+    });
+    let results = synced(shared.client, shared.namespace, store, ctx, &shared.config)
+        .reconcile_on(owners)
+        .graceful_shutdown_on(shared.stop.stopped())
+        .run(
+            pipeline::reconcile::<TagRule>,
+            |obj, error, ctx| {
+                error_policy(&ObjectKey::of(Kind::TagRule, obj.as_ref()), error, &ctx)
+            },
+            Arc::clone(ctx),
+        );
+    drain(Kind::TagRule, results).await;
+}
+
+/// Resolves once the three caches hold their first full listing.
+async fn wait_synced(stores: &Stores) {
+    let _ = futures::join!(
+        ready_of(&stores.connections),
+        ready_of(&stores.policies),
+        ready_of(&stores.rules)
+    );
+}
+
+async fn ready_of<K: Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K>) -> bool {
+    store.wait_until_ready().await.is_ok()
+}

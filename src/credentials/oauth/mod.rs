@@ -1,0 +1,363 @@
+//! The OAuth lifecycle of one GhlConnection: bootstrap from a one-time authorization code,
+//! refresh on schedule, agency → location tokens — never losing or double-spending a
+//! single-use token.
+//!
+//! Every spend (code exchange or refresh) follows the same fenced sequence:
+//! 1. **claim**: annotate the token Secret with what is about to be spent, using
+//!    compare-and-swap on its resourceVersion — a concurrent process gets a 409 and backs off;
+//! 2. **spend**: one call to GHL (never retried after a lost answer);
+//! 3. **persist**: write the new pair with compare-and-swap on the claimed version, clearing the
+//!    claim; a failed write is retried from memory and the pair is never dropped;
+//! 4. **install**: only now do clients use the new access token.
+//!
+//! A claim left behind by a crash means the token may already be spent: it is never spent
+//! again (GHL would count a reuse); the connection reports `ReauthorizationRequired` and
+//! recovers as soon as a new authorization code is supplied.
+
+mod agency;
+mod fence;
+mod spend;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+use secrecy::SecretString;
+
+pub use fence::confirm;
+
+use super::Problem;
+use super::schedule::{self, RenewalPolicy, Schedule};
+use super::token_secret::{self, Claim, StoredGrant, fingerprint};
+use crate::crd::common::MAX_DURATION;
+use crate::crd::connection::{GhlConnectionSpec, OAuthAuth, UserType};
+use crate::crd::vocabulary::reason;
+use crate::ghl::models::UserTypeParam;
+use crate::ghl::oauth::{ClientCredentials, OAuthClient};
+use agency::finish;
+use fence::{persist, read_secret};
+use spend::{exchange, refresh};
+
+/// A claim younger than this, held by another process, is a refresh in progress.
+const CLAIM_PATIENCE: Duration = Duration::from_secs(60);
+
+/// A usable credential.
+#[derive(Clone, Debug)]
+pub struct Usable {
+    /// What clients send: the access token, or for agency grants the location token.
+    pub token: SecretString,
+    pub grant: StoredGrant,
+    pub next_renewal: Timestamp,
+    /// A refresh or exchange happened in this call.
+    pub rotated: bool,
+}
+
+/// Per-process OAuth state: one refresh in flight per connection, and what must not be lost.
+#[derive(Default)]
+pub struct OAuthManager {
+    locks: Mutex<HashMap<ConnectionKey, Arc<tokio::sync::Mutex<Pending>>>>,
+    /// Consecutive failed (retryable) attempts per connection, for status.
+    failures: Mutex<HashMap<ConnectionKey, u32>>,
+}
+
+/// `(namespace, name)` of a GhlConnection.
+type ConnectionKey = (String, String);
+
+#[derive(Default)]
+pub(super) struct Pending {
+    /// A grant GHL issued that is not stored yet (write failed): retried before anything else.
+    pub(super) unpersisted: Option<StoredGrant>,
+    /// Codes GHL refused (by digest), so a bad code is not tried on every reconcile.
+    pub(super) rejected_codes: HashSet<String>,
+}
+
+/// What a reconcile passes in.
+pub struct Inputs<'a> {
+    pub client: &'a Client,
+    pub oauth: &'a OAuthClient,
+    pub namespace: &'a str,
+    pub connection: &'a str,
+    pub spec: &'a GhlConnectionSpec,
+    pub auth: &'a OAuthAuth,
+    /// This process (written into claims).
+    pub identity: &'a str,
+    pub now: Timestamp,
+}
+
+fn secret_text(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()?
+        .get(key)
+        .map(|b| String::from_utf8_lossy(&b.0).trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+impl OAuthManager {
+    fn lock(&self, namespace: &str, name: &str) -> Arc<tokio::sync::Mutex<Pending>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(
+            locks
+                .entry((namespace.to_owned(), name.to_owned()))
+                .or_default(),
+        )
+    }
+
+    /// Forgets a deleted connection.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let key = (namespace.to_owned(), name.to_owned());
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+    }
+
+    /// Consecutive failed attempts to renew the connection's credential.
+    pub fn failed_attempts(&self, namespace: &str, name: &str) -> u32 {
+        let key = (namespace.to_owned(), name.to_owned());
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Brings the connection's OAuth credential to a usable state: bootstraps, refreshes when
+    /// due, mints the location token for agency grants.
+    pub async fn ensure(&self, input: &Inputs<'_>) -> Result<Usable, Problem> {
+        let result = self.ensure_once(input).await;
+        let key = (input.namespace.to_owned(), input.connection.to_owned());
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match &result {
+            Ok(_) => {
+                failures.remove(&key);
+            }
+            // Failed renewals count; a spec or Secret waiting to be fixed does not.
+            Err(problem) if !problem.stalled || problem.refused => {
+                *failures.entry(key).or_default() += 1
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// One piece: the whole fenced sequence runs under the connection's lock, and each early
+    /// return is a different, final answer; split, the order of the fences would be harder to see.
+    async fn ensure_once(&self, input: &Inputs<'_>) -> Result<Usable, Problem> {
+        let lock = self.lock(input.namespace, input.connection);
+        let mut pending = lock.lock().await;
+        let secrets: Api<Secret> = Api::namespaced(input.client.clone(), input.namespace);
+        let token_name = &input.auth.token_secret_ref.name;
+
+        // A grant GHL issued but we could not store yet comes first.
+        if let Some(grant) = pending.unpersisted.clone() {
+            let current = read_secret(&secrets, token_name).await?;
+            persist(&secrets, token_name, current, &grant).await?;
+            pending.unpersisted = None;
+        }
+
+        let app = client_credentials(&secrets, input.auth).await?;
+        let renewal = renewal_policy(input.auth)?;
+        let current = read_secret(&secrets, token_name).await?;
+        let code = match &input.auth.authorization_code_secret_ref {
+            Some(r) => read_secret(&secrets, &r.name)
+                .await?
+                .and_then(|s| secret_text(&s, &r.key))
+                .map(SecretString::from),
+            None => None,
+        };
+        let grant = current.as_ref().and_then(token_secret::read);
+        let claim = current.as_ref().and_then(token_secret::claim_of);
+
+        // A new code (one that did not produce the stored grant) means (re)authorize.
+        if let Some(code) = &code {
+            let digest = fingerprint(code);
+            let fresh = grant
+                .as_ref()
+                .is_none_or(|g| g.code_digest.as_deref() != Some(digest.as_str()));
+            if fresh && !pending.rejected_codes.contains(&digest) {
+                if let Some(claim) = &claim
+                    && claim.what == "exchange"
+                    && claim.digest == digest
+                {
+                    return Err(self.interrupted(
+                        input,
+                        claim,
+                        "exchange of this authorization code",
+                    ));
+                }
+                let usable = exchange(
+                    input,
+                    &secrets,
+                    &app,
+                    current,
+                    grant.as_ref(),
+                    code,
+                    &digest,
+                    &mut pending,
+                )
+                .await?;
+                return finish(input, &secrets, &renewal, usable, &mut pending).await;
+            }
+        }
+
+        let Some(grant) = grant else {
+            return Err(match (&input.auth.authorization_code_secret_ref, code) {
+                (None, _) => Problem::refused(
+                    reason::REAUTHORIZATION_REQUIRED,
+                    format!(
+                        "Secret {token_name} holds no tokens; set authorizationCodeSecretRef to a code from GHL's consent screen"
+                    ),
+                ),
+                (Some(r), None) => Problem::refused(
+                    reason::REAUTHORIZATION_REQUIRED,
+                    format!(
+                        "waiting for an authorization code in Secret {} key {:?}",
+                        r.name, r.key
+                    ),
+                ),
+                (Some(r), Some(_)) => Problem::refused(
+                    reason::AUTHORIZATION_CODE_INVALID,
+                    format!(
+                        "GHL refused the authorization code in Secret {}; put a new one from GHL's consent screen",
+                        r.name
+                    ),
+                ),
+            });
+        };
+
+        if let Some(claim) = &claim {
+            let current_digest = grant.refresh_token.as_ref().map(fingerprint);
+            if claim.what == "refresh" && Some(&claim.digest) == current_digest.as_ref() {
+                if claim.holder != input.identity && claim_is_young(claim, input.now) {
+                    return Err(Problem::retry(
+                        reason::PROGRESSING,
+                        format!(
+                            "another operator process ({}) is refreshing the token",
+                            claim.holder
+                        ),
+                        Duration::from_secs(5),
+                    ));
+                }
+                return Err(self.interrupted(input, claim, "refresh"));
+            }
+        }
+
+        let usable = Usable {
+            token: grant.access_token.clone(),
+            next_renewal: schedule::next_renewal(&renewal, grant.expires_at, grant.refreshed_at),
+            grant,
+            rotated: false,
+        };
+        let usable = if schedule::refresh_due(
+            &renewal,
+            usable.grant.expires_at,
+            usable.grant.refreshed_at,
+            input.now,
+        ) {
+            // The grant was read from `current`, so it is there.
+            let Some(current) = current else {
+                return Err(Problem::retry(
+                    reason::PROGRESSING,
+                    format!("Secret {token_name} disappeared while reading it"),
+                    Duration::from_secs(5),
+                ));
+            };
+            refresh(input, &secrets, &app, current, usable.grant, &mut pending).await?
+        } else {
+            usable
+        };
+        finish(input, &secrets, &renewal, usable, &mut pending).await
+    }
+
+    fn interrupted(&self, input: &Inputs<'_>, claim: &Claim, what: &str) -> Problem {
+        let code_hint = match &input.auth.authorization_code_secret_ref {
+            Some(r) => format!(
+                "put a new authorization code in Secret {} key {:?}",
+                r.name, r.key
+            ),
+            None => "set authorizationCodeSecretRef to a new authorization code".to_owned(),
+        };
+        Problem::refused(
+            reason::REAUTHORIZATION_REQUIRED,
+            format!(
+                "a {what} by {} at {} was interrupted before its result was stored; GHL may have consumed the \
+                 token, so it is not spent again. To reconnect, {code_hint}",
+                claim.holder, claim.at
+            ),
+        )
+    }
+}
+
+fn claim_is_young(claim: &Claim, now: Timestamp) -> bool {
+    claim
+        .at
+        .parse::<Timestamp>()
+        .ok()
+        .and_then(|at| Duration::try_from(now.duration_since(at)).ok())
+        .is_some_and(|age| age < CLAIM_PATIENCE)
+}
+
+fn renewal_policy(auth: &OAuthAuth) -> Result<RenewalPolicy, Problem> {
+    let renew_before = crate::crd::common::duration_field(
+        auth.renew_before.as_ref(),
+        "spec.auth.oauth.renewBefore",
+        schedule::DEFAULT_RENEW_BEFORE,
+        Duration::ZERO,
+        MAX_DURATION,
+    )
+    .map_err(|e| Problem::stalled(reason::INVALID_SPEC, e))?;
+    let schedule = match &auth.rotation_schedule {
+        Some(text) => Some(text.parse::<Schedule>().map_err(|e| {
+            Problem::stalled(
+                reason::INVALID_SPEC,
+                format!("spec.auth.oauth.rotationSchedule: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    Ok(RenewalPolicy {
+        renew_before,
+        schedule,
+    })
+}
+
+async fn client_credentials(
+    secrets: &Api<Secret>,
+    auth: &OAuthAuth,
+) -> Result<ClientCredentials, Problem> {
+    let name = &auth.client_secret_ref.name;
+    let secret = read_secret(secrets, name).await?.ok_or_else(|| {
+        Problem::stalled(
+            reason::SECRET_NOT_FOUND,
+            format!("Secret {name} does not exist"),
+        )
+    })?;
+    let id = secret_text(&secret, "client_id");
+    let key = secret_text(&secret, "client_secret");
+    match (id, key) {
+        (Some(client_id), Some(client_secret)) => Ok(ClientCredentials {
+            client_id,
+            client_secret: client_secret.into(),
+        }),
+        _ => Err(Problem::stalled(
+            reason::SECRET_NOT_FOUND,
+            format!("Secret {name} needs keys client_id and client_secret"),
+        )),
+    }
+}
+
+pub(super) fn user_type(auth: &OAuthAuth) -> UserTypeParam {
+    match auth.user_type {
+        UserType::Location => UserTypeParam::Location,
+        UserType::Company => UserTypeParam::Company,
+    }
+}

@@ -1,0 +1,94 @@
+//! Applying a rule plan: tag writes bracketed by ledger commits, like the contact applier. A
+//! tag is recorded as ours before it is added (so a crash never loses ownership of a tag we
+//! added), and released only after its removal succeeded.
+
+use super::RulePlan;
+use crate::engine::apply::{ApplyError, ApplyReport, record_failure};
+use crate::engine::ledger::{Change, Ledger};
+use crate::engine::state::StateStore;
+use crate::ghl::{ErrorClass, GhlApi, GhlError};
+
+/// Applies a rule plan; per-contact failures are reported, a refused credential or a broken
+/// state store stops the run.
+pub async fn apply_rule(
+    api: &dyn GhlApi,
+    store: &dyn StateStore,
+    ledger: &mut Ledger,
+    plan: &RulePlan,
+) -> Result<ApplyReport, ApplyError> {
+    let mut report = ApplyReport::default();
+    let fail = |report: &mut ApplyReport, id: &str, e: GhlError| -> Result<(), ApplyError> {
+        if e.class() == ErrorClass::Auth {
+            return Err(ApplyError::Auth(e));
+        }
+        report
+            .failures
+            .push(record_failure(&format!("contact/{id}"), &e));
+        Ok(())
+    };
+    for change in &plan.changes {
+        let mut intents = Vec::new();
+        if !ledger.contacts.contains_key(&change.id) && !change.add.is_empty() {
+            intents.push(Change::ContactBound {
+                key: change.id.clone(),
+                id: change.id.clone(),
+                created: false,
+            });
+        }
+        if !change.add.is_empty() {
+            intents.push(Change::TagsAdded {
+                id: change.id.clone(),
+                tags: change.add.clone(),
+            });
+        }
+        commit(store, ledger, intents).await?;
+        if !change.remove.is_empty() {
+            report.writes += 1;
+            let tags: Vec<String> = change.remove.iter().cloned().collect();
+            match api.remove_tags(&change.id, &tags).await {
+                Ok(_) => {}
+                Err(e) if e.class() == ErrorClass::NotFound => {}
+                Err(e) => {
+                    fail(&mut report, &change.id, e)?;
+                    continue;
+                }
+            }
+        }
+        if !change.add.is_empty() {
+            report.writes += 1;
+            let tags: Vec<String> = change.add.iter().cloned().collect();
+            if let Err(e) = api.add_tags(&change.id, &tags).await {
+                fail(&mut report, &change.id, e)?;
+                continue;
+            }
+        }
+        let mut results = Vec::new();
+        if !change.release.is_empty() {
+            results.push(Change::TagsReleased {
+                id: change.id.clone(),
+                tags: change.release.clone(),
+            });
+        }
+        if change.forget {
+            results.push(Change::ContactForgotten {
+                id: change.id.clone(),
+            });
+        }
+        commit(store, ledger, results).await?;
+    }
+    Ok(report)
+}
+
+/// Persists `changes`, then applies them to the ledger in memory.
+async fn commit(
+    store: &dyn StateStore,
+    ledger: &mut Ledger,
+    changes: Vec<Change>,
+) -> Result<(), ApplyError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    store.commit(&changes).await?;
+    changes.iter().for_each(|c| ledger.apply(c));
+    Ok(())
+}

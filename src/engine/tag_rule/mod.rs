@@ -1,0 +1,131 @@
+//! TagRules: the same observe → plan → apply pipeline for "contacts matching a selector must
+//! carry (or lose) these tags".
+//!
+//! - [`observe`] (network): a server-side search with the rule's filters; optionally only the
+//!   contacts a ContactSyncPolicy manages; optionally only those with a note containing a
+//!   phrase; plus GET for ledger contacts that no longer match (to release our tags).
+//! - [`plan`] (pure): `addTags` missing on matched contacts are added (and recorded as ours);
+//!   `removeTags` present are removed; tags we added to contacts that left the selection, or
+//!   that the rule no longer adds, are removed. A tag another owner wants the other way on the
+//!   same contact is left alone and reported ([`crate::engine::ownership`]).
+//! - [`apply`]: tag add/remove calls with ledger intents, like the contact applier.
+//!
+//! [`settle_rule`] plans and applies once the rule's claim has been exchanged for the other
+//! owners' (the caller publishes it between observing and settling).
+
+mod apply;
+mod observe;
+mod plan;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+pub use apply::apply_rule;
+pub use observe::{observe_release, observe_rule};
+pub use plan::{plan_rule, rule_claim, search_filters};
+
+use crate::crd::common::{Mode, PlanSummary};
+use crate::crd::tag_rule::TagRuleSpec;
+use crate::engine::ledger::Ledger;
+use crate::engine::ownership::{SeenContact, TagClaims};
+use crate::engine::state::StateStore;
+use crate::engine::sync::{Decision, SyncError, SyncOutcome, decide};
+use crate::ghl::GhlApi;
+
+/// What a rule sees.
+#[derive(Clone, Debug, Default)]
+pub struct RuleObservation {
+    /// Matched contacts by id.
+    pub matched: BTreeMap<String, SeenContact>,
+    /// Ledger contacts outside the selection (absent when GHL no longer has them).
+    pub others: BTreeMap<String, Option<SeenContact>>,
+}
+
+/// Tag changes for one contact.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TagChange {
+    pub id: String,
+    pub add: BTreeSet<String>,
+    pub remove: BTreeSet<String>,
+    /// Tags of ours to drop from the ledger (already absent, or kept for another owner).
+    #[serde(skip)]
+    pub release: BTreeSet<String>,
+    /// Forget the contact afterwards (nothing of ours left on it).
+    #[serde(skip)]
+    pub forget: bool,
+}
+
+/// The plan of a rule.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RulePlan {
+    pub changes: Vec<TagChange>,
+    /// Contacts the selector matches.
+    pub matched: u32,
+    /// Matched contacts already as the rule wants them.
+    pub compliant: u32,
+    /// Matched contacts with tags to change.
+    pub pending: u32,
+    /// Matched contacts with a tag left alone because another owner wants it the other way.
+    pub conflicted: u32,
+    /// `<owner> wants the opposite for tag "x" on N contact(s)`, one per owner and tag.
+    pub conflicts: Vec<String>,
+}
+
+impl RulePlan {
+    pub fn writes(&self) -> usize {
+        self.changes
+            .iter()
+            .map(|c| usize::from(!c.add.is_empty()) + usize::from(!c.remove.is_empty()))
+            .sum()
+    }
+
+    /// True when applying would change nothing in GHL or in the ledger.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    pub fn summary(&self) -> PlanSummary {
+        PlanSummary {
+            update: self
+                .changes
+                .iter()
+                .filter(|c| !c.add.is_empty() || !c.remove.is_empty())
+                .count() as u32,
+            samples: self
+                .changes
+                .iter()
+                .filter(|c| !c.add.is_empty() || !c.remove.is_empty())
+                .take(10)
+                .map(|c| format!("contact/{}", c.id))
+                .collect(),
+            ..PlanSummary::default()
+        }
+    }
+}
+
+/// Plans the rule against what it saw, its ledger and the other owners' claims, then applies
+/// the plan when `mode` allows (compacting the ledger after).
+pub async fn settle_rule(
+    api: &dyn GhlApi,
+    store: &dyn StateStore,
+    mut ledger: Ledger,
+    spec: &TagRuleSpec,
+    seen: &RuleObservation,
+    claims: &TagClaims,
+    mode: Mode,
+) -> Result<SyncOutcome<RulePlan>, SyncError> {
+    let plan = plan_rule(spec, seen, &ledger, claims);
+    Ok(match decide(mode, plan.is_empty(), None) {
+        Decision::InSync => SyncOutcome::InSync { plan },
+        Decision::Report => SyncOutcome::Planned { plan },
+        Decision::Block(reason) => SyncOutcome::Blocked { plan, reason },
+        Decision::Apply => {
+            let report = apply_rule(api, store, &mut ledger, &plan).await?;
+            store.compact(&ledger).await?;
+            SyncOutcome::Applied { plan, report }
+        }
+    })
+}
