@@ -38,6 +38,6 @@ pub mod status;
 pub mod tag_rule;
 pub mod triggers;
 pub mod verdict;
-mod wiring;
+pub mod wiring;
 
 pub use run::{RunOptions, run};

@@ -95,6 +95,33 @@ pub trait Synced: Object + Send + Sync + 'static {
     ) -> Self::Status;
 }
 
+/// The accessors of a [`Synced`] kind whose spec has `connectionRef`, `mode`,
+/// `deletionPolicy` and `resyncInterval`, and whose status has `conditions`.
+#[macro_export]
+macro_rules! synced_spec_accessors {
+    () => {
+        fn connection_ref(&self) -> &$crate::crd::common::ConnectionRef {
+            &self.spec.connection_ref
+        }
+
+        fn mode(&self) -> $crate::crd::common::Mode {
+            self.spec.mode
+        }
+
+        fn deletion_policy(&self) -> $crate::crd::common::DeletionPolicy {
+            self.spec.deletion_policy
+        }
+
+        fn resync_interval(&self) -> Option<&$crate::crd::common::DurationString> {
+            self.spec.resync_interval.as_ref()
+        }
+
+        fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+            self.status.as_ref().map_or(&[], |s| &s.conditions)
+        }
+    };
+}
+
 /// The interval with ±10% jitter, so objects created together do not resync together.
 pub fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(rand::rng().random_range(0.9..=1.1))

@@ -114,11 +114,12 @@ pub fn resolve(
             .as_ref()
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::READY));
         let message = match ready {
-            Some(c) => format!(
+            Some(c) if c.status != "True" => format!(
                 "GhlConnection {}/{} is not ready ({}): {}",
                 key.0, key.1, c.reason, c.message
             ),
-            None => format!("GhlConnection {}/{} is not checked yet", key.0, key.1),
+            // No verdict yet, or one from an earlier process: not checked by this one.
+            _ => format!("GhlConnection {}/{} is not checked yet", key.0, key.1),
         };
         return unusable(
             Phase::Stalled,
@@ -149,4 +150,119 @@ pub fn resolve(
         key,
         handle,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+    use serde_json::json;
+
+    use super::*;
+    use crate::ghl::GhlMetrics;
+    use crate::ghl::budget::BudgetConfig;
+
+    fn connection(namespace: &str, name: &str, ready_reason: Option<&str>) -> GhlConnection {
+        let mut value = json!({
+            "apiVersion": "ghl.servis.ai/v1alpha1", "kind": "GhlConnection",
+            "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}")},
+            "spec": {"locationId": "loc-1", "baseUrl": "http://127.0.0.1:1",
+                     "auth": {"privateIntegrationToken": {"secretRef": {"name": "s", "key": "k"}}}}
+        });
+        if let Some(why) = ready_reason {
+            value["status"] = json!({"conditions": [{"type": "Ready", "status": "False",
+                "reason": why, "message": "Secret s does not exist",
+                "lastTransitionTime": "2030-01-01T00:00:00Z"}]});
+        }
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn reference(name: &str, namespace: Option<&str>) -> ConnectionRef {
+        ConnectionRef {
+            name: name.into(),
+            namespace: namespace.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn each_way_a_connection_can_be_unusable() {
+        let (store, mut writer) = reflector::store::<GhlConnection>();
+        writer.apply_watcher_event(&Event::Apply(connection("crm", "acme", None)));
+        writer.apply_watcher_event(&Event::Apply(connection(
+            "crm",
+            "broken",
+            Some("SecretNotFound"),
+        )));
+        let registry = Registry::new(Arc::new(GhlMetrics::default()));
+        let state = |r: &ConnectionRef, cross: bool| resolve(&store, &registry, cross, "crm", r);
+
+        let cases: [(&str, ConnectionState, &str, Option<&str>); 4] = [
+            (
+                "another namespace, not allowed",
+                state(&reference("acme", Some("other")), false),
+                reason::CROSS_NAMESPACE_REF_DENIED,
+                None,
+            ),
+            (
+                "missing",
+                state(&reference("nope", None), false),
+                reason::CONNECTION_NOT_FOUND,
+                None,
+            ),
+            (
+                "declared, never checked",
+                state(&reference("acme", None), false),
+                reason::CONNECTION_NOT_READY,
+                Some("loc-1"),
+            ),
+            (
+                "declared, its status says why not",
+                state(&reference("broken", None), false),
+                reason::CONNECTION_NOT_READY,
+                Some("loc-1"),
+            ),
+        ];
+        for (name, got, expected, location) in cases {
+            let ConnectionState::Unusable {
+                reason, message, ..
+            } = &got
+            else {
+                panic!("{name}: usable");
+            };
+            assert_eq!(*reason, expected, "{name}: {message}");
+            assert_eq!(got.location(), location, "{name}");
+        }
+        let broken = state(&reference("broken", None), false);
+        let ConnectionState::Unusable { message, .. } = broken else {
+            panic!("usable")
+        };
+        assert!(message.contains("SecretNotFound"), "{message}");
+
+        // A live client that is not ready yet, then ready.
+        let key = ("crm".to_owned(), "acme".to_owned());
+        let spec = connection("crm", "acme", None).spec;
+        let handle = registry
+            .upsert(&key, &spec, BudgetConfig::default(), "t".to_owned().into())
+            .unwrap();
+        assert!(matches!(
+            state(&reference("acme", None), false),
+            ConnectionState::Unusable { .. }
+        ));
+        handle.set_readiness(Readiness {
+            ready: true,
+            reason: reason::CREDENTIALS_ACCEPTED,
+            message: String::new(),
+        });
+        let ConnectionState::Usable(usable) = state(&reference("acme", None), false) else {
+            panic!("not usable once ready");
+        };
+        assert_eq!(
+            (usable.location.as_str(), usable.label()),
+            ("loc-1", "crm/acme".into())
+        );
+        assert!(matches!(
+            state(&reference("acme", Some("crm")), false),
+            ConnectionState::Usable(_)
+        ));
+    }
 }

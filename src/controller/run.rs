@@ -2,24 +2,20 @@
 //! election, and a clean stop on SIGTERM (in-flight reconciles finish, the Lease is released)
 //! or on a lost Lease (an error: the process should restart and stand by).
 
-use std::fmt::Debug;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use kube::api::ListParams;
-use kube::core::NamespaceResourceScope;
-use kube::{Api, Client, Resource};
+use kube::{Api, Client};
 use prometheus_client::registry::Registry as MetricsRegistry;
-use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use super::context::OperatorConfig;
 use super::leader::{Elector, LeaseConfig};
 use super::metrics::Metrics;
 use super::server::{self, Health};
-use super::wiring;
+use super::wiring::{self, Stop, api};
 use crate::crd::GhlConnection;
 
 /// How `ghl-operator run` runs.
@@ -35,19 +31,6 @@ pub struct RunOptions {
     pub leader: Option<LeaseConfig>,
     /// This process's name in Events (usually the pod name).
     pub instance: String,
-}
-
-/// A stop signal every task can wait on.
-#[derive(Clone)]
-pub struct Stop(watch::Receiver<bool>);
-
-impl Stop {
-    pub fn stopped(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
-        let mut rx = self.0.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    }
 }
 
 /// SIGTERM or Ctrl-C.
@@ -67,20 +50,6 @@ async fn termination() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// The API of kind `K` in `namespace`, or in all namespaces.
-pub fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
     }
 }
 
@@ -108,7 +77,7 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::register(&mut registry));
     let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stop = Stop(stop_rx);
+    let stop = Stop::new(stop_rx);
     let server = server::serve(
         options.metrics_addr,
         Arc::new(registry),
@@ -164,7 +133,13 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
         })
     });
 
-    wiring::run_controllers(&client, &options, Arc::clone(&metrics), &stop).await;
+    let wiring = wiring::Options {
+        config: options.config.clone(),
+        namespace: options.watch_namespace.clone(),
+        concurrency: options.concurrency,
+        instance: options.instance.clone(),
+    };
+    wiring::run_controllers(&client, &wiring, Arc::clone(&metrics), &stop).await;
     metrics.leader.set(0);
     let lost = *lost_rx.borrow_and_update();
     if let Some(holder) = holder

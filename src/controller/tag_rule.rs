@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 
 use super::conditions;
@@ -19,7 +19,7 @@ use super::pipeline::Synced;
 use super::reference::Usable;
 use super::verdict::{Facts, Outcome, Verdict};
 use crate::crd::ContactSyncPolicy;
-use crate::crd::common::{ConnectionRef, DeletionPolicy, DurationString, Mode, PlanSummary};
+use crate::crd::common::PlanSummary;
 use crate::crd::tag_rule::{TagRule, TagRuleStatus};
 use crate::crd::vocabulary::reason;
 use crate::engine::apply::ApplyReport;
@@ -115,27 +115,8 @@ impl Synced for TagRule {
     type Detail = Detail;
     type Status = TagRuleStatus;
 
-    fn connection_ref(&self) -> &ConnectionRef {
-        &self.spec.connection_ref
-    }
+    crate::synced_spec_accessors!();
 
-    fn mode(&self) -> Mode {
-        self.spec.mode
-    }
-
-    fn deletion_policy(&self) -> DeletionPolicy {
-        self.spec.deletion_policy
-    }
-
-    fn resync_interval(&self) -> Option<&DurationString> {
-        self.spec.resync_interval.as_ref()
-    }
-
-    fn conditions(&self) -> &[Condition] {
-        self.status.as_ref().map_or(&[], |s| &s.conditions)
-    }
-
-    /// Policies outrank rules: wait until every policy on the location has declared.
     async fn prepare(
         &self,
         ctx: &Context,

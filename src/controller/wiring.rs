@@ -4,11 +4,13 @@
 //! what the process kept about them.
 
 use std::fmt::Debug;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::core::NamespaceResourceScope;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -17,16 +19,59 @@ use kube::runtime::watcher::{self, watcher};
 use kube::runtime::{Predicate, WatchStreamExt, predicates};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 
 use super::connection;
+use super::context::OperatorConfig;
 use super::context::{Context, Stores};
 use super::error::error_policy;
 use super::metrics::Metrics;
 use super::object::{Kind, ObjectKey};
 use super::pipeline::{self, Synced};
-use super::run::{RunOptions, Stop, api};
 use super::triggers::{self, SourceKind, UsesConnection};
 use crate::crd::{ContactSyncPolicy, GhlConnection, TagRule};
+
+/// What the controllers need to know of the process's settings.
+pub struct Options {
+    pub config: OperatorConfig,
+    /// Watch one namespace only (default: all).
+    pub namespace: Option<String>,
+    /// Objects of one kind reconciled at once.
+    pub concurrency: u16,
+    /// This process's name in Events.
+    pub instance: String,
+}
+
+/// A stop signal every task can wait on.
+#[derive(Clone)]
+pub struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    pub fn new(receiver: watch::Receiver<bool>) -> Self {
+        Self(receiver)
+    }
+
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
+}
+
+/// The API of kind `K` in `namespace`, or in all namespaces.
+pub fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
 
 /// A kind's object stream: its own spec changes (status-only updates are ignored, so writing
 /// status does not reconcile again), deletions marked by the API server, and annotation edits
@@ -129,11 +174,11 @@ struct Shared<'a> {
 /// Runs the three controllers until `stop`.
 pub async fn run_controllers(
     client: &Client,
-    options: &RunOptions,
+    options: &Options,
     metrics: Arc<Metrics>,
     stop: &Stop,
 ) {
-    let namespace = options.watch_namespace.as_deref();
+    let namespace = options.namespace.as_deref();
     let connections = reflector::store::<GhlConnection>();
     let policies = reflector::store::<ContactSyncPolicy>();
     let rules = reflector::store::<TagRule>();

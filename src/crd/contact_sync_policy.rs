@@ -62,6 +62,7 @@ pub struct ContactSyncPolicySpec {
 
     /// Full drift check every this long (jittered). If omitted, `10m`. GHL webhooks trigger
     /// targeted checks sooner.
+    /// From `1s` to `30d`; another value stalls the object, naming this field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resync_interval: Option<DurationString>,
 
@@ -261,7 +262,8 @@ pub struct ContactSyncPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// `Ready`, `Synced`, `Drifted`, `Stalled`, `Reconciling`.
+    /// `Ready`, `Synced`, `Drifted`, `Conflict` (records left to an older policy declaring the
+    /// same contacts), `Stalled`, `Reconciling`.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Conditions,

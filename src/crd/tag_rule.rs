@@ -61,6 +61,7 @@ pub struct TagRuleSpec {
     pub deletion_policy: DeletionPolicy,
 
     /// Full re-evaluation every this long (jittered). If omitted, `10m`.
+    /// From `1s` to `30d`; another value stalls the object, naming this field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resync_interval: Option<DurationString>,
 }

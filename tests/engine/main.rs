@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod conflicts;
 mod converge;
 mod crash;
 mod drift;

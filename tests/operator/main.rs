@@ -11,4 +11,5 @@ mod harness;
 mod leader;
 mod ledger;
 mod lifecycle;
+mod ownership;
 mod waiting;

@@ -17,14 +17,14 @@ use kube::Resource;
 use kube::runtime::controller::Action;
 
 use self::credential::Resolved;
-use self::verdict::{ConnectionVerdict, verdict};
+use self::verdict::verdict;
 use super::conditions;
 use super::connections::{ConnectionKey, Readiness};
 use super::context::Context;
 use super::error::Result;
 use super::object::{Kind, ObjectKey};
 use super::status::patch_status;
-use super::verdict::Requeue;
+use super::verdict::{Requeue, Verdict};
 use crate::crd::connection::{BudgetStatus, CredentialStatus, GhlConnection, GhlConnectionStatus};
 use crate::crd::vocabulary::condition;
 use crate::ghl::budget::BudgetView;
@@ -40,25 +40,27 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
     let now = Timestamp::now();
     let (check, resolved) = check::check(&obj, &ctx, &key, now).await;
     let previous = obj.status.clone().unwrap_or_default();
-    let verdict = verdict(
+    let checked = verdict(
         &check,
         &previous.conditions,
         ctx.config.connection_check_interval,
     );
+    let ready = checked.ready();
+    let verdict = &checked.verdict;
     let handle = ctx.connections.get(&key);
     if let Some(handle) = &handle {
         handle.set_readiness(Readiness {
-            ready: verdict.ready(),
+            ready,
             reason: verdict.reason,
             message: verdict.message.clone(),
         });
     }
     let mut wait = match verdict.requeue {
-        Requeue::Backoff => ctx.backoff.failed(&object).min(verdict.at_most),
+        Requeue::Backoff => ctx.backoff.failed(&object).min(checked.at_most),
         Requeue::After(wait) => wait,
         Requeue::Resync | Requeue::AwaitChange => ctx.config.connection_check_interval,
     };
-    if verdict.ready() {
+    if ready {
         ctx.backoff.succeeded(&object);
         if let Some(resolved) = &resolved
             && let Some(deferred) = credential::after_ready(&ctx, &obj, resolved, now).await
@@ -74,7 +76,7 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
     let status = status(
         previous.clone(),
         obj.metadata.generation,
-        &verdict,
+        verdict,
         &facts,
         now,
     );
@@ -113,7 +115,7 @@ struct Facts<'a> {
 fn status(
     previous: GhlConnectionStatus,
     generation: Option<i64>,
-    verdict: &ConnectionVerdict,
+    verdict: &Verdict,
     facts: &Facts<'_>,
     now: Timestamp,
 ) -> GhlConnectionStatus {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use crate::controller::conditions::{Desired, Phase, is_true, kstatus};
-use crate::controller::verdict::{Notice, Requeue};
+use crate::controller::verdict::{Notice, Requeue, Verdict};
 use crate::crd::vocabulary::{action, condition, reason};
 use crate::credentials::Problem;
 
@@ -44,23 +44,18 @@ pub struct Check {
     pub rotation_due: Option<(bool, String)>,
 }
 
-/// What the connection check concluded.
+/// What the connection check concluded: the verdict, and the longest wait whatever the
+/// backoff says.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConnectionVerdict {
-    pub phase: Phase,
-    pub reason: &'static str,
-    pub message: String,
-    pub conditions: Vec<Desired>,
-    pub events: Vec<Notice>,
-    pub requeue: Requeue,
-    /// The longest wait, whatever the backoff says.
+    pub verdict: Verdict,
     pub at_most: Duration,
 }
 
 impl ConnectionVerdict {
     /// Whether policies may use the connection.
     pub fn ready(&self) -> bool {
-        self.phase == Phase::Ready
+        self.verdict.phase == Phase::Ready
     }
 }
 
@@ -112,7 +107,7 @@ pub fn verdict(check: &Check, previous: &[Condition], interval: Duration) -> Con
         }),
         _ => {}
     }
-    ConnectionVerdict {
+    let verdict = Verdict {
         phase,
         reason: why,
         message,
@@ -124,6 +119,10 @@ pub fn verdict(check: &Check, previous: &[Condition], interval: Duration) -> Con
         } else {
             requeue
         },
+        result: "ok",
+    };
+    ConnectionVerdict {
+        verdict,
         at_most: match requeue {
             Requeue::After(d) => d,
             _ => interval,
@@ -228,7 +227,7 @@ mod tests {
     }
 
     fn of<'a>(v: &'a ConnectionVerdict, type_: &str) -> Option<&'a Desired> {
-        v.conditions.iter().find(|d| d.type_ == type_)
+        v.verdict.conditions.iter().find(|d| d.type_ == type_)
     }
 
     #[test]
@@ -328,15 +327,20 @@ mod tests {
         ];
         for row in rows {
             let v = verdict(&check(row.finding), &row.previous, INTERVAL);
-            assert_eq!((v.phase, v.reason), (row.phase, row.reason), "{}", row.name);
+            assert_eq!(
+                (v.verdict.phase, v.verdict.reason),
+                (row.phase, row.reason),
+                "{}",
+                row.name
+            );
             assert_eq!(
                 of(&v, condition::AUTHENTICATED).map(|d| d.status),
                 row.authenticated,
                 "{}",
                 row.name
             );
-            assert_eq!(v.requeue, row.requeue, "{}", row.name);
-            let events: Vec<&str> = v.events.iter().map(|e| e.reason).collect();
+            assert_eq!(v.verdict.requeue, row.requeue, "{}", row.name);
+            let events: Vec<&str> = v.verdict.events.iter().map(|e| e.reason).collect();
             assert_eq!(events, row.events, "{}", row.name);
         }
     }

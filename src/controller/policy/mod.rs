@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, Phase};
 use super::context::Context;
@@ -18,7 +18,7 @@ use super::object::{Kind, ObjectKey};
 use super::pipeline::Synced;
 use super::reference::Usable;
 use super::verdict::{Facts, Outcome, Verdict};
-use crate::crd::common::{ConnectionRef, DeletionPolicy, DurationString, Mode, PlanSummary};
+use crate::crd::common::{Mode, PlanSummary};
 use crate::crd::contact_sync_policy::{
     ContactSyncPolicy, ContactSyncPolicyStatus, RecordFailure, SyncCounts,
 };
@@ -64,25 +64,7 @@ impl Synced for ContactSyncPolicy {
     type Detail = Detail;
     type Status = ContactSyncPolicyStatus;
 
-    fn connection_ref(&self) -> &ConnectionRef {
-        &self.spec.connection_ref
-    }
-
-    fn mode(&self) -> Mode {
-        self.spec.mode
-    }
-
-    fn deletion_policy(&self) -> DeletionPolicy {
-        self.spec.deletion_policy
-    }
-
-    fn resync_interval(&self) -> Option<&DurationString> {
-        self.spec.resync_interval.as_ref()
-    }
-
-    fn conditions(&self) -> &[Condition] {
-        self.status.as_ref().map_or(&[], |s| &s.conditions)
-    }
+    crate::synced_spec_accessors!();
 
     async fn prepare(
         &self,
