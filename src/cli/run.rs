@@ -2,14 +2,18 @@
 //! (the chart sets them), so the same image runs anywhere.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 
 use crate::controller::context::OperatorConfig;
 use crate::controller::leader::LeaseConfig;
+use crate::controller::run::WebhookOptions;
 use crate::controller::{self, RunOptions};
 use crate::crd::DurationString;
+use crate::egress::AllowList;
+use crate::webhook::PublicKeys;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -52,6 +56,31 @@ pub struct RunArgs {
     /// This process's identity (default: the pod name, else the host name and process id).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Serve `POST /webhooks/ghl` (GHL's signed webhooks) on this address (default: none).
+    #[arg(long, env = "GHL_WEBHOOK_ADDR")]
+    pub webhook_addr: Option<SocketAddr>,
+    /// A PEM file with a public key (Ed25519 or RSA, SPKI) to verify webhooks with; repeat for
+    /// several. Replaces GHL's published keys (for a key rotation, or the sandbox's keys).
+    #[arg(
+        long = "webhook-public-key",
+        env = "GHL_WEBHOOK_PUBLIC_KEYS",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
+    pub webhook_public_keys: Vec<PathBuf>,
+    /// Webhook work accepted but not done (pending feed deliveries, targeted syncs) before
+    /// the receiver answers 429, which GHL retries.
+    #[arg(long, env = "GHL_WEBHOOK_BACKLOG", default_value_t = 10_000)]
+    pub webhook_backlog: usize,
+    /// A URL the change feed may send contact data to (a sink's URL must have its scheme, host
+    /// and port, and start with its path); repeat for several. Without any, nothing is sent.
+    #[arg(
+        long = "allowed-sink-url",
+        env = "GHL_ALLOWED_SINK_URLS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub allowed_sink_urls: Vec<String>,
 }
 
 /// The pod's namespace, from the service account mount or the downward API.
@@ -73,6 +102,22 @@ fn default_identity() -> String {
         })
         .unwrap_or_else(|| "ghl-operator".to_owned());
     format!("{host}-{}", std::process::id())
+}
+
+/// The keys webhooks are verified with: the given files, or GHL's published keys.
+fn webhook_keys(files: &[PathBuf]) -> anyhow::Result<PublicKeys> {
+    if files.is_empty() {
+        return Ok(PublicKeys::ghl());
+    }
+    let texts = files
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(f)
+                .with_context(|| format!("--webhook-public-key {}", f.display()))
+        })
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    let pems: Vec<&str> = texts.iter().map(String::as_str).collect();
+    PublicKeys::from_pems(&pems).context("--webhook-public-key")
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -101,6 +146,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             connection_check_interval: args.connection_check_interval.parse()?,
             default_resync: args.default_resync.parse()?,
             identity: identity.clone(),
+            allowed_sinks: AllowList::parse(&args.allowed_sink_urls)
+                .map_err(|e| anyhow::anyhow!("--allowed-sink-url: {e}"))?,
+            webhook_backlog: args.webhook_backlog.max(1),
+        },
+        webhook: match args.webhook_addr {
+            Some(addr) => Some(WebhookOptions {
+                addr,
+                keys: webhook_keys(&args.webhook_public_keys)?,
+            }),
+            None => None,
         },
         watch_namespace: args.watch_namespace,
         concurrency: args.concurrency.max(1),

@@ -12,16 +12,21 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use tokio::sync::broadcast;
+
 use super::backoff::Backoff;
 use super::connections::Registry;
+use super::events::Events;
 use super::metrics::Metrics;
 use super::object::{Kind, ObjectKey};
 use super::ownership::Ownership;
 use super::reference::{self, ConnectionState};
+use super::targeted::Targets;
 use super::verdict::Notice;
 use crate::crd::common::ConnectionRef;
 use crate::crd::{ContactSyncPolicy, GhlConnection, TagRule};
 use crate::credentials::oauth::OAuthManager;
+use crate::egress::AllowList;
 use crate::engine::ownership::{PolicyDeclaration, TagClaims};
 
 /// How long after the process starts owners on a location wait for each other to declare
@@ -43,6 +48,10 @@ pub struct OperatorConfig {
     pub default_resync: Duration,
     /// This process, as named in refresh claims and Events.
     pub identity: String,
+    /// Where the change feed may send contact data.
+    pub allowed_sinks: AllowList,
+    /// Webhook work accepted and not done yet before the receiver answers 429.
+    pub webhook_backlog: usize,
 }
 
 impl Default for OperatorConfig {
@@ -54,6 +63,8 @@ impl Default for OperatorConfig {
             connection_check_interval: Duration::from_secs(300),
             default_resync: Duration::from_secs(600),
             identity: "ghl-operator".to_owned(),
+            allowed_sinks: AllowList::default(),
+            webhook_backlog: 10_000,
         }
     }
 }
@@ -84,7 +95,7 @@ impl Stores {
 pub struct Context {
     pub client: Client,
     pub config: OperatorConfig,
-    pub connections: Registry,
+    pub connections: Arc<Registry>,
     pub stores: Stores,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
@@ -95,8 +106,16 @@ pub struct Context {
     pub ownership: Ownership,
     /// When this process started (owners get a while to declare before others go ahead).
     pub started: Instant,
+    /// Webhooks' effects: the change feeds and the backlog.
+    pub events: Events,
+    /// Contacts waiting for targeted syncs.
+    pub targets: Targets,
+    /// Objects to reconcile now (e.g. the TagRules of a location a webhook named).
+    pub wakes: broadcast::Sender<ObjectKey>,
     /// Resyncs per object, to pick the deep ones.
     resyncs: Mutex<HashMap<ObjectKey, u32>>,
+    /// One lock per object: its full reconcile and targeted syncs never overlap.
+    locks: Mutex<HashMap<ObjectKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Context {
@@ -108,7 +127,8 @@ impl Context {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            connections: Registry::new(Arc::clone(&metrics.ghl)),
+            connections: Arc::new(Registry::new(Arc::clone(&metrics.ghl))),
+            events: Events::new(config.webhook_backlog, metrics.feed.clone()),
             client,
             config,
             stores,
@@ -118,7 +138,10 @@ impl Context {
             oauth: OAuthManager::default(),
             ownership: Ownership::default(),
             started: Instant::now(),
+            targets: Targets::default(),
+            wakes: broadcast::channel(4096).0,
             resyncs: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -174,6 +197,49 @@ impl Context {
         self.ownership.tag_claims(location, except)
     }
 
+    /// The object's lock, held by its reconcile and its targeted syncs.
+    pub async fn lock(&self, key: &ObjectKey) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = Arc::clone(
+            self.locks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(key.clone())
+                .or_default(),
+        );
+        lock.lock_owned().await
+    }
+
+    /// Reconciles every object of `kind` on `location` now.
+    pub fn wake_all(&self, kind: Kind, location: &str) {
+        let on_location = |namespace: Option<&String>, reference: &ConnectionRef| {
+            self.connection(namespace.map_or("", String::as_str), reference)
+                .location()
+                == Some(location)
+        };
+        let keys: Vec<ObjectKey> = match kind {
+            Kind::TagRule => self
+                .stores
+                .rules
+                .state()
+                .iter()
+                .filter(|r| on_location(r.metadata.namespace.as_ref(), &r.spec.connection_ref))
+                .map(|r| ObjectKey::of(kind, r.as_ref()))
+                .collect(),
+            Kind::ContactSyncPolicy => self
+                .stores
+                .policies
+                .state()
+                .iter()
+                .filter(|p| on_location(p.metadata.namespace.as_ref(), &p.spec.connection_ref))
+                .map(|p| ObjectKey::of(kind, p.as_ref()))
+                .collect(),
+            Kind::GhlConnection => Vec::new(),
+        };
+        for key in keys {
+            let _ = self.wakes.send(key);
+        }
+    }
+
     /// Publishes an Event (its note redacted); failures to publish are logged, never fatal.
     pub async fn event(&self, reference: &ObjectReference, notice: &Notice) {
         let event = Event {
@@ -214,11 +280,16 @@ impl Context {
         match key.kind {
             Kind::GhlConnection => {
                 let connection = (key.namespace.clone(), key.name.clone());
+                self.events.remove(&connection);
                 self.connections.remove(&connection);
                 self.oauth.forget(&connection.0, &connection.1);
                 self.metrics.forget_connection(&connection);
             }
             Kind::ContactSyncPolicy | Kind::TagRule => self.ownership.forget(key),
         }
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 }

@@ -13,7 +13,9 @@ use prometheus_client::registry::Registry as MetricsRegistry;
 
 use super::object::Kind;
 use crate::crd::connection::CredentialType;
+use crate::feed::FeedMetrics;
 use crate::ghl::GhlMetrics;
+use crate::webhook::WebhookMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindResult {
@@ -56,8 +58,12 @@ pub struct Metrics {
     credential_renewal: Family<ConnectionLabel, Gauge>,
     rotations: Family<CredentialKind, Counter>,
     restarts: Counter,
+    targeted: Family<KindResult, Counter>,
+    webhook_to_applied: Histogram,
     pub leader: Gauge,
     pub ghl: Arc<GhlMetrics>,
+    pub feed: FeedMetrics,
+    pub webhooks: WebhookMetrics,
 }
 
 fn reconcile_histogram() -> Histogram {
@@ -67,6 +73,8 @@ fn reconcile_histogram() -> Histogram {
 impl Metrics {
     pub fn register(registry: &mut MetricsRegistry) -> Self {
         let ghl = Arc::new(GhlMetrics::register(registry));
+        let feed = FeedMetrics::register(registry);
+        let webhooks = WebhookMetrics::register(registry);
         let metrics = Self {
             reconciles: Family::default(),
             failures: Family::default(),
@@ -76,8 +84,12 @@ impl Metrics {
             credential_renewal: Family::default(),
             rotations: Family::default(),
             restarts: Counter::default(),
+            targeted: Family::default(),
+            webhook_to_applied: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
             leader: Gauge::default(),
             ghl,
+            feed,
+            webhooks,
         };
         let sub = registry.sub_registry_with_prefix("ghl_operator");
         sub.register(
@@ -119,6 +131,16 @@ impl Metrics {
             "credential_rotations",
             "Access tokens renewed or exchanged, by credential type",
             metrics.rotations.clone(),
+        );
+        sub.register(
+            "targeted_syncs",
+            "Targeted syncs of the contacts webhooks named, by result: applied, in_sync, planned, skipped, error",
+            metrics.targeted.clone(),
+        );
+        sub.register(
+            "webhook_to_applied_seconds",
+            "From a webhook reaching the operator to its contact being repaired (or found in sync) by a targeted sync",
+            metrics.webhook_to_applied.clone(),
         );
         sub.register(
             "rollout_restarts",
@@ -163,6 +185,19 @@ impl Metrics {
         self.rotations
             .get_or_create(&CredentialKind { credential })
             .inc();
+    }
+
+    /// A targeted sync finished with `result`, `latency` after its oldest webhook.
+    pub fn targeted(&self, result: &'static str, latency: Duration) {
+        self.targeted
+            .get_or_create(&KindResult {
+                kind: Kind::ContactSyncPolicy.as_str(),
+                result,
+            })
+            .inc();
+        if matches!(result, "applied" | "in_sync") {
+            self.webhook_to_applied.observe(latency.as_secs_f64());
+        }
     }
 
     pub fn restarted(&self) {

@@ -12,6 +12,8 @@
 //! - [`connections`]: one GHL client and budget per GhlConnection, readiness broadcast;
 //! - [`ledger_store`]: policies' and rules' ledgers in Secrets they own;
 //! - [`triggers`]: what else makes an object reconcile;
+//! - [`events`], [`targeted`]: what GHL's webhooks cause — the change feeds, targeted syncs of
+//!   the contacts they name, wake-ups;
 //! - [`status`], [`conditions`], [`object`]: writing status and finalizers, the conditions
 //!   contract, typed object keys;
 //! - [`backoff`], [`error`]: per-object backoff and the error policy;
@@ -24,6 +26,7 @@ pub mod connection;
 pub mod connections;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod leader;
 pub mod ledger_store;
 pub mod metrics;
@@ -36,6 +39,7 @@ pub mod run;
 pub mod server;
 pub mod status;
 pub mod tag_rule;
+pub mod targeted;
 pub mod triggers;
 pub mod verdict;
 pub mod wiring;

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
 
 use super::object::{Kind, ObjectKey};
-use crate::engine::ownership::{PolicyDeclaration, RuleClaim, TagClaims};
+use crate::engine::ownership::{OwnedIds, PolicyDeclaration, RuleClaim, TagClaims};
 
 /// A change on a location, by an owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,10 +24,11 @@ struct Location {
     rules: BTreeMap<ObjectKey, Arc<RuleClaim>>,
 }
 
-/// Declarations and claims by location.
+/// Declarations and claims by location, and the contacts each policy's ledger holds.
 #[derive(Debug)]
 pub struct Ownership {
     locations: RwLock<HashMap<String, Location>>,
+    owned: RwLock<HashMap<ObjectKey, OwnedIds>>,
     changes: broadcast::Sender<OwnershipChange>,
 }
 
@@ -35,6 +36,7 @@ impl Default for Ownership {
     fn default() -> Self {
         Self {
             locations: RwLock::new(HashMap::new()),
+            owned: RwLock::new(HashMap::new()),
             changes: broadcast::channel(1024).0,
         }
     }
@@ -105,6 +107,48 @@ impl Ownership {
         }
     }
 
+    /// The contacts `key`'s ledger holds (after a full sync).
+    pub fn set_owned(&self, key: &ObjectKey, ids: OwnedIds) {
+        self.owned
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), ids);
+    }
+
+    /// More contacts `key`'s ledger holds (after a targeted sync).
+    pub fn add_owned(&self, key: &ObjectKey, ids: &OwnedIds) {
+        self.owned
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .extend(ids);
+    }
+
+    /// The policies on `location` that declare the contact (by the email or phone GHL shows)
+    /// or hold it in their ledger.
+    pub fn concerned(
+        &self,
+        location: &str,
+        contact: &str,
+        email: Option<&str>,
+        phone: Option<&str>,
+    ) -> Vec<ObjectKey> {
+        let locations = self.locations.read().unwrap_or_else(|p| p.into_inner());
+        let owned = self.owned.read().unwrap_or_else(|p| p.into_inner());
+        let Some(l) = locations.get(location) else {
+            return Vec::new();
+        };
+        l.policies
+            .iter()
+            .filter(|(key, declaration)| {
+                declaration.declares_contact(email, phone)
+                    || owned.get(*key).is_some_and(|ids| ids.contains(contact))
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     /// Whether `key` has declared (or claimed) anything since the process started.
     pub fn has_declared(&self, key: &ObjectKey) -> bool {
         let locations = self.locations.read().unwrap_or_else(|p| p.into_inner());
@@ -168,6 +212,10 @@ impl Ownership {
 
     /// Drops everything `key` declared or claimed (it is gone); the others re-plan.
     pub fn forget(&self, key: &ObjectKey) {
+        self.owned
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
         let left: Vec<String> = {
             let mut locations = self.locations.write().unwrap_or_else(|p| p.into_inner());
             let mut left = Vec::new();

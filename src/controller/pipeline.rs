@@ -131,6 +131,8 @@ pub fn jittered(interval: Duration) -> Duration {
 pub async fn reconcile<K: Synced>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let key = ObjectKey::of(K::KIND, obj.as_ref());
+    // Never alongside a targeted sync of the same object.
+    let _lock = ctx.lock(&key).await;
     if obj.meta().deletion_timestamp.is_some() {
         return finalize(obj.as_ref(), &ctx, &key).await;
     }

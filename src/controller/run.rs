@@ -4,19 +4,31 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use kube::api::ListParams;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client};
 use prometheus_client::registry::Registry as MetricsRegistry;
 use tokio::sync::watch;
 
-use super::context::OperatorConfig;
+use super::context::{Context, OperatorConfig};
+use super::events::Intake;
 use super::leader::{Elector, LeaseConfig};
 use super::metrics::Metrics;
 use super::server::{self, Health};
 use super::wiring::{self, Stop, api};
 use crate::crd::GhlConnection;
+use crate::webhook::{PublicKeys, Receiver};
+
+/// The webhook receiver's settings.
+#[derive(Clone, Debug)]
+pub struct WebhookOptions {
+    pub addr: SocketAddr,
+    /// The keys webhooks are verified with.
+    pub keys: PublicKeys,
+}
 
 /// How `ghl-operator run` runs.
 #[derive(Clone, Debug)]
@@ -31,6 +43,8 @@ pub struct RunOptions {
     pub leader: Option<LeaseConfig>,
     /// This process's name in Events (usually the pod name).
     pub instance: String,
+    /// Serve GHL's webhooks (`POST /webhooks/ghl`).
+    pub webhook: Option<WebhookOptions>,
 }
 
 /// SIGTERM or Ctrl-C.
@@ -97,6 +111,35 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
 
     let namespace = options.watch_namespace.as_deref();
     preflight(&client, namespace).await?;
+    let caches = wiring::Caches::new();
+    let reporter = Reporter {
+        controller: crate::crd::vocabulary::FIELD_MANAGER.to_owned(),
+        instance: Some(options.instance.clone()),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        options.config.clone(),
+        caches.stores(),
+        Recorder::new(client.clone(), reporter),
+        Arc::clone(&metrics),
+    ));
+    // Standbys answer webhooks with 429 (GHL retries them) until they lead.
+    let webhooks = match &options.webhook {
+        Some(webhook) => {
+            let receiver = Receiver::new(
+                webhook.keys.clone(),
+                Arc::new(Intake(Arc::clone(&ctx))),
+                metrics.webhooks.clone(),
+            );
+            let app = crate::webhook::receiver::router(Arc::new(receiver));
+            Some(
+                server::serve_router(webhook.addr, app, "POST /webhooks/ghl", stop.stopped())
+                    .await
+                    .with_context(|| format!("cannot listen on {}", webhook.addr))?,
+            )
+        }
+        None => None,
+    };
     health.set_ready(true);
 
     let mut elector = options
@@ -109,6 +152,9 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
             _ = elector.acquire() => {},
             _ = stop.stopped() => {
                 let _ = server.await;
+                if let Some(webhooks) = webhooks {
+                    let _ = webhooks.await;
+                }
                 return Ok(());
             }
         }
@@ -133,13 +179,19 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
         })
     });
 
-    let wiring = wiring::Options {
-        config: options.config.clone(),
-        namespace: options.watch_namespace.clone(),
-        concurrency: options.concurrency,
-        instance: options.instance.clone(),
-    };
-    wiring::run_controllers(&client, &wiring, Arc::clone(&metrics), &stop).await;
+    ctx.events.set_leading(true);
+    wiring::run_controllers(
+        &client,
+        &ctx,
+        caches,
+        options.watch_namespace.as_deref(),
+        options.concurrency,
+        &stop,
+    )
+    .await;
+    ctx.events.set_leading(false);
+    // Changes already taken from GHL go out before the process does, if they can.
+    ctx.events.drain(Duration::from_secs(10)).await;
     metrics.leader.set(0);
     let lost = *lost_rx.borrow_and_update();
     if let Some(holder) = holder
@@ -151,6 +203,9 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
     terminate.abort();
     let _ = stop_tx.send(true);
     let _ = server.await;
+    if let Some(webhooks) = webhooks {
+        let _ = webhooks.await;
+    }
     if lost {
         anyhow::bail!("lost the leader Lease; exiting so a fresh process can stand by");
     }

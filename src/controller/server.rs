@@ -83,15 +83,30 @@ pub async fn serve(
     health: Arc<Health>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    serve_router(
+        addr,
+        router(registry, health),
+        "/metrics, /healthz and /readyz",
+        stop,
+    )
+    .await
+}
+
+/// Binds `addr` and serves `app` (named `what` in the logs) until `stop`.
+pub async fn serve_router(
+    addr: SocketAddr,
+    app: Router,
+    what: &'static str,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
-    tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
-    let app = router(registry, health);
+    tracing::info!(address = %listener.local_addr()?, "serving {what}");
     Ok(tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app)
             .with_graceful_shutdown(stop)
             .await
         {
-            tracing::error!(%error, "the metrics server stopped");
+            tracing::error!(%error, "the server of {what} stopped");
         }
     }))
 }

@@ -30,6 +30,14 @@ fn secrets_of(connection: &GhlConnection) -> Vec<&str> {
             names.push(code.name.as_str());
         }
     }
+    if let Some(export) = &connection.spec.export {
+        names.extend(
+            export
+                .sinks
+                .iter()
+                .map(|s| s.signing_secret_ref.name.as_str()),
+        );
+    }
     names
 }
 
@@ -198,6 +206,20 @@ where
     });
     futures::StreamExt::flat_map(messages, move |message| {
         stream::iter(message.map(|m| map(&m)).unwrap_or_default())
+    })
+}
+
+/// Objects of kind `K` asked to reconcile now (by key).
+pub fn woken<K: Resource<DynamicType = ()> + 'static>(
+    wakes: broadcast::Receiver<ObjectKey>,
+) -> impl Stream<Item = ObjectRef<K>> + Send + 'static {
+    let kind = K::kind(&()).into_owned();
+    on_broadcast(wakes, move |key: &ObjectKey| {
+        if key.kind.as_str() == kind {
+            vec![ObjectRef::new(&key.name).within(&key.namespace)]
+        } else {
+            Vec::new()
+        }
     })
 }
 

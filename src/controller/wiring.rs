@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::core::NamespaceResourceScope;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::{Predicate, WatchStreamExt, predicates};
@@ -22,25 +21,14 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use super::connection;
-use super::context::OperatorConfig;
 use super::context::{Context, Stores};
 use super::error::error_policy;
-use super::metrics::Metrics;
+use super::events;
 use super::object::{Kind, ObjectKey};
 use super::pipeline::{self, Synced};
+use super::targeted;
 use super::triggers::{self, SourceKind, UsesConnection};
 use crate::crd::{ContactSyncPolicy, GhlConnection, TagRule};
-
-/// What the controllers need to know of the process's settings.
-pub struct Options {
-    pub config: OperatorConfig,
-    /// Watch one namespace only (default: all).
-    pub namespace: Option<String>,
-    /// Objects of one kind reconciled at once.
-    pub concurrency: u16,
-    /// This process's name in Events.
-    pub instance: String,
-}
 
 /// A stop signal every task can wait on.
 #[derive(Clone)]
@@ -162,6 +150,42 @@ where
     .reconcile_on(readiness)
 }
 
+/// The three caches (reflector stores), made before the controllers run so the
+/// [`Context`] can read them.
+pub struct Caches {
+    connections: (
+        Store<GhlConnection>,
+        reflector::store::Writer<GhlConnection>,
+    ),
+    policies: (
+        Store<ContactSyncPolicy>,
+        reflector::store::Writer<ContactSyncPolicy>,
+    ),
+    rules: (Store<TagRule>, reflector::store::Writer<TagRule>),
+}
+
+impl Caches {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        let connections = reflector::store::<GhlConnection>();
+        let policies = reflector::store::<ContactSyncPolicy>();
+        let rules = reflector::store::<TagRule>();
+        Self {
+            connections: (connections.0, connections.1),
+            policies: (policies.0, policies.1),
+            rules: (rules.0, rules.1),
+        }
+    }
+
+    pub fn stores(&self) -> Stores {
+        Stores {
+            connections: self.connections.0.clone(),
+            policies: self.policies.0.clone(),
+            rules: self.rules.0.clone(),
+        }
+    }
+}
+
 /// What the three controllers share.
 struct Shared<'a> {
     client: &'a Client,
@@ -171,39 +195,22 @@ struct Shared<'a> {
     stop: &'a Stop,
 }
 
-/// Runs the three controllers until `stop`.
+/// Runs the three controllers (and what webhooks cause) until `stop`.
 pub async fn run_controllers(
     client: &Client,
-    options: &Options,
-    metrics: Arc<Metrics>,
+    ctx: &Arc<Context>,
+    caches: Caches,
+    namespace: Option<&str>,
+    concurrency: u16,
     stop: &Stop,
 ) {
-    let namespace = options.namespace.as_deref();
-    let connections = reflector::store::<GhlConnection>();
-    let policies = reflector::store::<ContactSyncPolicy>();
-    let rules = reflector::store::<TagRule>();
-    let stores = Stores {
-        connections: connections.0.clone(),
-        policies: policies.0.clone(),
-        rules: rules.0.clone(),
-    };
-    let reporter = Reporter {
-        controller: crate::crd::vocabulary::FIELD_MANAGER.to_owned(),
-        instance: Some(options.instance.clone()),
-    };
-    let recorder = Recorder::new(client.clone(), reporter);
+    let stores = caches.stores();
     let shared = Shared {
         client,
         namespace,
-        ctx: Arc::new(Context::new(
-            client.clone(),
-            options.config.clone(),
-            stores.clone(),
-            recorder,
-            metrics,
-        )),
+        ctx: Arc::clone(ctx),
         config: ControllerConfig::default()
-            .concurrency(options.concurrency)
+            .concurrency(concurrency)
             .debounce(Duration::from_millis(500)),
         stop,
     };
@@ -212,9 +219,11 @@ pub async fn run_controllers(
         "controllers started"
     );
     futures::join!(
-        run_connections(&shared, connections),
-        run_policies(&shared, policies, &stores),
-        run_rules(&shared, rules, &stores),
+        run_connections(&shared, caches.connections),
+        run_policies(&shared, caches.policies, &stores),
+        run_rules(&shared, caches.rules, &stores),
+        targeted::run(Arc::clone(ctx), stop.stopped()),
+        events::write_statuses(Arc::clone(ctx), stop.stopped()),
         wait_synced(&stores).map(|_| tracing::info!("caches synced")),
     );
 }
@@ -275,6 +284,7 @@ async fn run_policies(
     let owners = triggers::on_broadcast(ctx.ownership.subscribe(), move |change| {
         triggers::policies_after(change, &juniors, &homes)
     });
+    let woken = triggers::woken::<ContactSyncPolicy>(ctx.wakes.subscribe());
     let results = synced(shared.client, shared.namespace, store, ctx, &shared.config)
         .watches_stream(metadata(config_maps), move |cm| {
             triggers::policies_reading(&by_config_map, SourceKind::ConfigMap, &cm)
@@ -283,6 +293,7 @@ async fn run_policies(
             triggers::policies_reading(&by_secret, SourceKind::Secret, &secret)
         })
         .reconcile_on(owners)
+        .reconcile_on(woken)
         .graceful_shutdown_on(shared.stop.stopped())
         .run(
             pipeline::reconcile::<ContactSyncPolicy>,
@@ -309,8 +320,10 @@ async fn run_rules(
     let owners = triggers::on_broadcast(ctx.ownership.subscribe(), move |change| {
         triggers::rules_after(change, &others, &homes)
     });
+    let woken = triggers::woken::<TagRule>(ctx.wakes.subscribe());
     let results = synced(shared.client, shared.namespace, store, ctx, &shared.config)
         .reconcile_on(owners)
+        .reconcile_on(woken)
         .graceful_shutdown_on(shared.stop.stopped())
         .run(
             pipeline::reconcile::<TagRule>,

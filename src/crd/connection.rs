@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{Conditions, DurationString, SecretKeyRef, SecretRef, conditions_schema};
+use super::export::{ExportSpec, ExportStatus, WebhookStatus};
 
 /// GHL's public API endpoint.
 pub const DEFAULT_BASE_URL: &str = "https://services.leadconnectorhq.com";
@@ -61,6 +62,14 @@ pub struct GhlConnectionSpec {
     /// rotates. If omitted, the token stays private to the operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumers: Option<Consumers>,
+
+    /// The change feed: every change in the location (contact, tasks, notes, appointments),
+    /// as GHL's webhooks report it and a periodic catch-up finds what they missed, delivered to
+    /// downstream systems as signed CloudEvents. Annotate the connection
+    /// `ghl.servis.ai/export-snapshot=<any new value>` to send every contact once more. If
+    /// omitted, nothing is exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportSpec>,
 }
 
 /// Credentials for GHL. Exactly one member must be set.
@@ -230,6 +239,14 @@ pub struct GhlConnectionStatus {
     /// The request budget as last reported by GHL's `X-RateLimit-*` headers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetStatus>,
+
+    /// The webhooks received for the location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<WebhookStatus>,
+
+    /// Where the change feed stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportStatus>,
 }
 
 /// The kind of credential a connection uses.

@@ -6,6 +6,7 @@
 pub mod common;
 pub mod connection;
 pub mod contact_sync_policy;
+pub mod export;
 pub mod tag_rule;
 pub mod vocabulary;
 

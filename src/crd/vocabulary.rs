@@ -10,6 +10,10 @@ pub const VERSION: &str = "v1alpha1";
 
 /// Field manager for every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "ghl-operator";
+/// Field manager for what the operator writes of received webhooks and the change feed
+/// (`status.webhooks`, `status.export`), so the connection reconciler's status writes and
+/// these never remove each other's fields.
+pub const FIELD_MANAGER_EVENTS: &str = "ghl-operator-events";
 
 /// Condition types. `Ready`, `Reconciling` and `Stalled` follow kstatus; the rest are domain
 /// conditions.
@@ -108,6 +112,9 @@ pub mod annotation {
     /// On restarted workloads' pod templates: what `kubectl rollout restart` sets, so the
     /// rollout is the one users know.
     pub const KUBECTL_RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+    /// On a GhlConnection: any new value re-sends every contact of the location to the change
+    /// feed's sinks once.
+    pub const EXPORT_SNAPSHOT: &str = "ghl.servis.ai/export-snapshot";
     /// On the OAuth token Secret: the fence written before a single-use refresh token is spent.
     pub const REFRESH_CLAIM: &str = "ghl.servis.ai/refresh-claim";
 }

@@ -269,6 +269,29 @@ impl Ledger {
         out
     }
 
+    /// The part of the ledger about the contacts `ids` and the creates pending for `keys`
+    /// (for a targeted sync: what a plan over those contacts may see and change).
+    pub fn subset(
+        &self,
+        ids: &std::collections::BTreeSet<String>,
+        keys: &std::collections::BTreeSet<String>,
+    ) -> Ledger {
+        let mut out = Ledger::default();
+        for id in ids {
+            if let Some(contact) = self.contacts.get(id) {
+                out.keys.insert(contact.key.clone(), id.clone());
+                out.contacts.insert(id.clone(), contact.clone());
+            }
+        }
+        out.pending = self
+            .pending
+            .iter()
+            .filter(|(key, _)| keys.contains(*key))
+            .map(|(key, at)| (key.clone(), *at))
+            .collect();
+        out
+    }
+
     /// The owned contact declared with `key`, if any.
     pub fn by_key(&self, key: &str) -> Option<(&String, &OwnedContact)> {
         let id = self.keys.get(key)?;

@@ -8,7 +8,8 @@
 //! - [`ledger`] and [`state`]: what each owner holds, and where that is kept;
 //! - [`ownership`]: which owner keeps a contact or a tag two of them want (pure);
 //! - [`sync`]: one policy sync end to end, and the outcome both kinds share;
-//! - [`tag_rule`]: the same pipeline for TagRules.
+//! - [`tag_rule`]: the same pipeline for TagRules;
+//! - [`targeted`]: a sync of the few contacts a webhook reported changed.
 
 pub mod apply;
 pub mod collections;
@@ -22,5 +23,6 @@ pub mod plan;
 pub mod state;
 pub mod sync;
 pub mod tag_rule;
+pub mod targeted;
 
-pub use sync::{Mode, SyncError, SyncOptions, SyncOutcome, sync_policy};
+pub use sync::{Mode, SyncError, SyncOptions, SyncOutcome, sync_policy, sync_policy_owning};

@@ -188,7 +188,7 @@ fn contact_ids(observed: &Observed, ledger: &Ledger, contact: &DesiredContact) -
     ids
 }
 
-async fn read_tasks(
+pub(crate) async fn read_tasks(
     api: &dyn GhlApi,
     contacts: &BTreeSet<String>,
     observed: &mut Observed,
@@ -254,7 +254,7 @@ async fn read_tasks(
     Ok(())
 }
 
-async fn read_notes(
+pub(crate) async fn read_notes(
     api: &dyn GhlApi,
     contacts: &BTreeSet<String>,
     observed: &mut Observed,

@@ -124,6 +124,16 @@ impl PolicyDeclaration {
         &self.removing
     }
 
+    /// Whether the policy declares a contact with this email or phone (as GHL shows them).
+    pub fn declares_contact(&self, email: Option<&str>, phone: Option<&str>) -> bool {
+        let key = match self.match_by {
+            MatchBy::Email => email.map(|e| Field::Email.normalize(e)),
+            MatchBy::Phone => phone.map(normalize_phone),
+        };
+        key.filter(|k| !k.is_empty())
+            .is_some_and(|k| self.declares(KeyDigest::of(&k)))
+    }
+
     /// Whether the policy declares the record with this ledger key.
     pub fn declares_ledger_key(&self, ledger_key: &str) -> bool {
         KeyDigest::from_hex(ledger_key).is_some_and(|key| self.declares(key))
@@ -185,6 +195,38 @@ pub fn removals(plan: &Plan) -> HashMap<String, BTreeSet<String>> {
         }
     }
     removing
+}
+
+/// The contacts a policy's ledger holds, as 64-bit hashes of their ids (8 bytes a contact):
+/// enough to tell whether a webhook about a contact concerns the policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnedIds(std::collections::HashSet<u64>);
+
+impl OwnedIds {
+    fn hash(id: &str) -> u64 {
+        crate::engine::ledger::fingerprint([id])
+    }
+
+    pub fn of(ledger: &crate::engine::ledger::Ledger) -> Self {
+        Self(ledger.contacts.keys().map(|id| Self::hash(id)).collect())
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.contains(&Self::hash(id))
+    }
+
+    /// Adds what `other` holds (a targeted sync's new bindings).
+    pub fn extend(&mut self, other: &OwnedIds) {
+        self.0.extend(other.0.iter().copied());
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// A declared record a junior policy leaves to a senior one.

@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use crate::engine::apply::{ApplyError, ApplyOptions, ApplyReport, apply};
 use crate::engine::desired::Desired;
 use crate::engine::observe::{ObserveOptions, observe};
+use crate::engine::ownership::OwnedIds;
 use crate::engine::plan::{Plan, PlanOptions, plan};
 use crate::engine::state::{StateError, StateStore};
 use crate::ghl::{GhlApi, GhlError};
@@ -132,33 +133,45 @@ pub async fn sync_policy(
     plan_options: PlanOptions,
     options: SyncOptions,
 ) -> Result<SyncOutcome<Plan>, SyncError> {
+    sync_policy_owning(api, store, desired, plan_options, options)
+        .await
+        .map(|(outcome, _)| outcome)
+}
+
+/// [`sync_policy`], also telling which contacts the policy's ledger holds afterwards.
+pub async fn sync_policy_owning(
+    api: &dyn GhlApi,
+    store: &dyn StateStore,
+    desired: Desired,
+    plan_options: PlanOptions,
+    options: SyncOptions,
+) -> Result<(SyncOutcome<Plan>, OwnedIds), SyncError> {
     let mut ledger = store.load().await?;
     let observed = observe(api, &desired, &ledger, options.observe).await?;
     let plan = plan(&desired, &observed, &ledger, plan_options);
     // The plan carries what applying needs; the declared records can go (memory at 100k).
     let match_by = desired.match_by;
     drop(desired);
-    Ok(
-        match decide(options.mode, plan.is_empty(), plan.blocked.as_deref()) {
-            Decision::InSync => SyncOutcome::InSync { plan },
-            Decision::Report => SyncOutcome::Planned { plan },
-            Decision::Block(reason) => SyncOutcome::Blocked { plan, reason },
-            Decision::Apply => {
-                let report = apply(
-                    api,
-                    store,
-                    &mut ledger,
-                    &plan,
-                    &observed,
-                    match_by,
-                    options.apply,
-                )
-                .await?;
-                store.compact(&ledger).await?;
-                SyncOutcome::Applied { plan, report }
-            }
-        },
-    )
+    let outcome = match decide(options.mode, plan.is_empty(), plan.blocked.as_deref()) {
+        Decision::InSync => SyncOutcome::InSync { plan },
+        Decision::Report => SyncOutcome::Planned { plan },
+        Decision::Block(reason) => SyncOutcome::Blocked { plan, reason },
+        Decision::Apply => {
+            let report = apply(
+                api,
+                store,
+                &mut ledger,
+                &plan,
+                &observed,
+                match_by,
+                options.apply,
+            )
+            .await?;
+            store.compact(&ledger).await?;
+            SyncOutcome::Applied { plan, report }
+        }
+    };
+    Ok((outcome, OwnedIds::of(&ledger)))
 }
 
 #[cfg(test)]

@@ -106,7 +106,8 @@ impl FromStr for RateLimit {
 /// Deterministic fault injection: each GHL request `n` draws from a generator seeded with
 /// `(seed, n)`, so a given seed and request order always fail the same way.
 ///
-/// Written as `seed=42,5xx=0.05,slow=0.02,slow-delay=2s,timeout=0.01,drop=0.01,422-created=0.1`.
+/// Written as `seed=42,5xx=0.05,slow=0.02,slow-delay=2s,timeout=0.01,drop=0.01,422-created=0.1`
+/// (requests) and `webhook-drop=0.5` (webhooks).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct FaultSpec {
     pub seed: u64,
@@ -121,6 +122,9 @@ pub struct FaultSpec {
     pub drop: f64,
     /// Share of contact creates carried out, then answered 422 (GHL's known quirk).
     pub created_but_422: f64,
+    /// Share of webhooks silently never delivered (as GHL loses any it cannot deliver at once
+    /// and is not answered 429 for).
+    pub webhook_drop: f64,
 }
 
 impl FaultSpec {
@@ -168,9 +172,10 @@ impl FromStr for FaultSpec {
                 "timeout" => spec.timeout = share()?,
                 "drop" => spec.drop = share()?,
                 "422-created" => spec.created_but_422 = share()?,
+                "webhook-drop" => spec.webhook_drop = share()?,
                 other => {
                     return Err(format!(
-                        "unknown fault {other:?} (known: seed, 5xx, slow, slow-delay, timeout, drop, 422-created)"
+                        "unknown fault {other:?} (known: seed, 5xx, slow, slow-delay, timeout, drop, 422-created, webhook-drop)"
                     ));
                 }
             }

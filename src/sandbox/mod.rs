@@ -9,7 +9,9 @@
 //!
 //! Admin routes under `/__sandbox/` (not GHL's): `GET stats`, `GET state`, `POST reset`,
 //! `POST oauth/code`, `POST clock`, `GET webhook-keys`, `PATCH|DELETE contacts/{id}` (edits as a
-//! person in GHL's UI would make them: not counted, webhooks sent).
+//! person in GHL's UI would make them: not counted, webhooks sent), `POST contacts/{id}/appointments`
+//! and `PATCH appointments/{id}` (a booking made or moved in GHL: `AppointmentCreate` /
+//! `AppointmentUpdate` sent).
 //!
 //! # Deliberate deviations from the official spec
 //! Where the spec is silent or contradicts documented behaviour, the sandbox follows the
@@ -171,7 +173,11 @@ pub async fn serve(config: SandboxConfig, listener: TcpListener) -> Result<Runni
     let webhooks = Webhooks::start(
         config.webhook_url.clone(),
         location_id.clone(),
-        config.webhook_retry_delay,
+        webhooks::Delivery {
+            retry_delay: config.webhook_retry_delay,
+            drop: config.faults.webhook_drop,
+            seed: config.faults.seed,
+        },
         Arc::clone(&ids),
         Arc::clone(&clock),
         Arc::clone(&stats),

@@ -75,6 +75,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/__sandbox/contacts/{contactId}",
             axum::routing::patch(admin_edit_contact).delete(admin_delete_contact),
+        )
+        .route(
+            "/__sandbox/contacts/{contactId}/appointments",
+            post(admin_create_appointment),
+        )
+        .route(
+            "/__sandbox/appointments/{appointmentId}",
+            axum::routing::patch(admin_update_appointment),
         );
     ghl.merge(admin)
         .fallback(not_found)
@@ -498,6 +506,38 @@ async fn admin_edit_contact(
     app.webhooks.send(events);
     match result {
         Ok(contact) => Json(json!({"contact": contact})).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn admin_create_appointment(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Response {
+    admin_change(&app, |store| store.create_appointment(&id, &body))
+}
+
+async fn admin_update_appointment(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody,
+) -> Response {
+    admin_change(&app, |store| store.update_appointment(&id, &patch))
+}
+
+/// Runs an admin change on the store and sends the webhooks it causes.
+fn admin_change(
+    app: &App,
+    change: impl FnOnce(&mut super::store::Store) -> super::errors::ApiResult<Value>,
+) -> Response {
+    let mut store = app.store();
+    let result = change(&mut store);
+    let events = store.take_events();
+    drop(store);
+    app.webhooks.send(events);
+    match result {
+        Ok(body) => Json(body).into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -13,6 +13,10 @@ pub struct Stats {
     counts: Mutex<Counts>,
     pub webhooks_sent: AtomicU64,
     pub webhooks_failed: AtomicU64,
+    /// Answered 429 and tried again.
+    pub webhooks_retried: AtomicU64,
+    /// Lost on purpose (the `webhook-drop` fault).
+    pub webhooks_dropped: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +50,8 @@ impl Stats {
         *self.counts.lock().unwrap_or_else(|p| p.into_inner()) = Counts::default();
         self.webhooks_sent.store(0, Ordering::SeqCst);
         self.webhooks_failed.store(0, Ordering::SeqCst);
+        self.webhooks_retried.store(0, Ordering::SeqCst);
+        self.webhooks_dropped.store(0, Ordering::SeqCst);
     }
 
     pub fn to_json(&self, refresh_token_reuse: u64) -> Value {
@@ -60,6 +66,8 @@ impl Stats {
             "webhooks": {
                 "sent": self.webhooks_sent.load(Ordering::SeqCst),
                 "failed": self.webhooks_failed.load(Ordering::SeqCst),
+                "retried": self.webhooks_retried.load(Ordering::SeqCst),
+                "dropped": self.webhooks_dropped.load(Ordering::SeqCst),
             },
         })
     }

@@ -1,7 +1,8 @@
 //! Webhooks as GHL sends them: flat JSON events with `timestamp` and `webhookId`, signed on the
 //! raw body with Ed25519 (`X-GHL-Signature`) and RSA-SHA256 (`x-wh-signature`), both base64.
 //! Delivery is lossy like GHL's: only a 429 answer is retried (6 times, `retry_delay` apart);
-//! any other failure drops the event.
+//! any other failure drops the event, and the `webhook-drop` fault loses a share of them
+//! silently.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -83,14 +84,14 @@ impl Webhooks {
     pub fn start(
         url: Option<String>,
         location_id: String,
-        retry_delay: Duration,
+        delivery: Delivery,
         ids: Arc<IdGen>,
         clock: Arc<Clock>,
         stats: Arc<Stats>,
     ) -> Self {
         let sender = url.map(|url| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(deliver(url, rx, retry_delay, stats));
+            tokio::spawn(deliver(url, rx, delivery, stats));
             tx
         });
         Self {
@@ -118,12 +119,26 @@ impl Webhooks {
     }
 }
 
+/// How webhooks are delivered.
+#[derive(Clone, Copy, Debug)]
+pub struct Delivery {
+    /// Between retries of a webhook answered 429.
+    pub retry_delay: Duration,
+    /// Share lost silently.
+    pub drop: f64,
+    /// Seeds which ones are lost.
+    pub seed: u64,
+}
+
 async fn deliver(
     url: String,
     mut queue: mpsc::UnboundedReceiver<Bytes>,
-    retry_delay: Duration,
+    delivery: Delivery,
     stats: Arc<Stats>,
 ) {
+    use rand::{RngExt, SeedableRng};
+    let mut losses = rand::rngs::StdRng::seed_from_u64(delivery.seed ^ 0x005E_ED0F_DA7A);
+    let retry_delay = delivery.retry_delay;
     crate::tls::install_default_provider();
     let Ok(http) = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -132,6 +147,10 @@ async fn deliver(
         return;
     };
     while let Some(body) = queue.recv().await {
+        if delivery.drop > 0.0 && losses.random::<f64>() < delivery.drop {
+            stats.webhooks_dropped.fetch_add(1, Ordering::SeqCst);
+            continue;
+        }
         let (ed25519, rsa) = Keys::get().sign(&body);
         let mut delivered = false;
         for attempt in 0..=6 {
@@ -147,7 +166,10 @@ async fn deliver(
                 .send()
                 .await;
             match answer {
-                Ok(r) if r.status().as_u16() == 429 => continue,
+                Ok(r) if r.status().as_u16() == 429 => {
+                    stats.webhooks_retried.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                }
                 Ok(r) if r.status().is_success() => {
                     delivered = true;
                     break;

@@ -13,3 +13,4 @@ mod ledger;
 mod lifecycle;
 mod ownership;
 mod waiting;
+mod webhooks;

@@ -5,4 +5,5 @@ pub mod engine;
 pub mod limited_server;
 pub mod mock_ghl;
 pub mod sandbox;
+pub mod sink;
 pub mod spec;

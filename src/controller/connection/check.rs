@@ -8,10 +8,27 @@ use super::credential::{self, Resolved};
 use super::verdict::{Check, Finding};
 use crate::controller::connections::ConnectionKey;
 use crate::controller::context::Context;
+use crate::controller::events::{CATCH_UP_BOUNDS, CATCH_UP_DEFAULT};
 use crate::crd::GhlConnection;
+use crate::crd::common::duration_field;
 use crate::ghl::budget::BudgetConfig;
 use crate::ghl::models::ListContactsQuery;
 use crate::ghl::{ErrorClass, GhlApi};
+
+/// `spec.export.catchUpInterval`, checked.
+fn catch_up_interval(obj: &GhlConnection) -> Result<(), String> {
+    let Some(export) = &obj.spec.export else {
+        return Ok(());
+    };
+    duration_field(
+        export.catch_up_interval.as_ref(),
+        "spec.export.catchUpInterval",
+        CATCH_UP_DEFAULT,
+        CATCH_UP_BOUNDS.0,
+        CATCH_UP_BOUNDS.1,
+    )
+    .map(drop)
+}
 
 /// Checks `obj`; the credential's facts come along when it could be resolved.
 pub async fn check(
@@ -27,6 +44,7 @@ pub async fn check(
     };
     let budget = match BudgetConfig::from_spec(obj.spec.rate_limit.as_ref())
         .and_then(|budget| credential::min_interval(obj).map(|_| budget))
+        .and_then(|budget| catch_up_interval(obj).map(|_| budget))
     {
         Ok(budget) => budget,
         Err(message) => return (plain(Finding::InvalidSpec(message)), None),

@@ -22,6 +22,7 @@ use super::conditions;
 use super::connections::{ConnectionKey, Readiness};
 use super::context::Context;
 use super::error::Result;
+use super::events;
 use super::object::{Kind, ObjectKey};
 use super::status::patch_status;
 use super::verdict::{Requeue, Verdict};
@@ -86,6 +87,18 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
     if handle.is_none() && ready_of(&previous.conditions) != ready_of(&status.conditions) {
         ctx.connections.announce(&key);
     }
+    // The change feed follows the spec: sinks, their secrets, snapshot requests.
+    match events::feed_config(&ctx, &obj).await {
+        Ok(config) => ctx.events.configure(
+            &key,
+            &obj.spec.location_id,
+            config,
+            previous.export.as_ref(),
+            events::client_of(&ctx, &key),
+        ),
+        // Checked with the spec above: a bad value stalls the connection and names it.
+        Err(message) => tracing::debug!(object = %object, "no change feed: {message}"),
+    }
     let reference = obj.object_ref(&());
     for notice in &verdict.events {
         ctx.event(&reference, notice).await;
@@ -147,5 +160,8 @@ fn status(
             daily_remaining: view.last_reported.and_then(|r| r.daily_remaining),
             daily_limit: Some(view.daily_limit),
         }),
+        // Written by the webhook receiver and the change feed under their own field manager.
+        webhooks: None,
+        export: None,
     }
 }

@@ -12,10 +12,16 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, Phase};
+use kube::runtime::reflector::ObjectRef;
+
+use super::connections::Readiness;
 use super::context::Context;
+use super::events::wake;
 use super::ledger_store::{LedgerOwner, SecretLedgerStore};
 use super::object::{Kind, ObjectKey};
 use super::pipeline::Synced;
+use super::pipeline::classify;
+use super::reference::ConnectionState;
 use super::reference::Usable;
 use super::verdict::{Facts, Outcome, Verdict};
 use crate::crd::common::{Mode, PlanSummary};
@@ -31,7 +37,8 @@ use crate::engine::ownership::{
 use crate::engine::plan::PlanOptions;
 use crate::engine::plan::render::summary_line;
 use crate::engine::state::StateStore;
-use crate::engine::{SyncError, SyncOptions, SyncOutcome, sync_policy};
+use crate::engine::targeted::{Scope, sync_contacts};
+use crate::engine::{SyncError, SyncOptions, SyncOutcome, sync_policy, sync_policy_owning};
 
 /// Failures listed in status (the count is in `counts.failed`).
 const MAX_FAILURES: usize = 20;
@@ -123,7 +130,7 @@ impl Synced for ContactSyncPolicy {
         options.observe.deep = ctx.deep_resync(key);
         options.apply.concurrency = ctx.config.apply_concurrency;
         let deep = options.observe.deep;
-        let outcome = sync_policy(
+        let (outcome, owned) = sync_policy_owning(
             &connection.handle.client,
             &store,
             prepared.desired,
@@ -131,6 +138,7 @@ impl Synced for ContactSyncPolicy {
             options,
         )
         .await?;
+        ctx.ownership.set_owned(key, owned);
         let plan = outcome.plan();
         ctx.ownership.set_removals(key, removals(plan));
         let counts = plan.counts();
@@ -224,6 +232,85 @@ impl Synced for ContactSyncPolicy {
             detail,
             now,
         )
+    }
+}
+
+/// A targeted sync of `scope`'s contacts for the policy `key`, under its lock; returns what
+/// happened (a metric label). What a targeted sync cannot settle — a plan to report, a
+/// failure — wakes the full reconcile, which reports it in status.
+pub async fn sync_targeted(ctx: &Context, key: &ObjectKey, scope: Scope) -> &'static str {
+    let Some(policy) = ctx
+        .stores
+        .policies
+        .get(&ObjectRef::new(&key.name).within(&key.namespace))
+    else {
+        return "skipped";
+    };
+    let _lock = ctx.lock(key).await;
+    let ConnectionState::Usable(connection) =
+        ctx.connection(&key.namespace, &policy.spec.connection_ref)
+    else {
+        return "skipped";
+    };
+    let texts = sources::read(&ctx.client, &key.namespace, &policy.spec).await;
+    let Ok(mut desired) = build(&policy.spec, &texts) else {
+        return "skipped";
+    };
+    let yielded = yielded_to_seniors(
+        &Seniority::of(policy.as_ref()),
+        &desired,
+        &ctx.declarations(&connection.location, key),
+    );
+    hold_back(&mut desired, &yielded);
+    let store = ledger(ctx, &policy);
+    let mut options = SyncOptions::new(policy.spec.mode, Timestamp::now());
+    options.apply.concurrency = ctx.config.apply_concurrency;
+    let synced = sync_contacts(
+        &connection.handle.client,
+        &store,
+        desired,
+        &scope,
+        PlanOptions::for_spec(&policy.spec),
+        options,
+    )
+    .await;
+    match synced {
+        Ok((outcome, owned)) => {
+            ctx.ownership.add_owned(key, &owned);
+            let writes = outcome.report().map_or(0, |r| r.writes);
+            if writes > 0 {
+                ctx.metrics.wrote(Kind::ContactSyncPolicy, writes);
+                tracing::info!(object = %key, contacts = scope.ids.len(), writes, "targeted sync applied");
+            }
+            match outcome {
+                SyncOutcome::InSync { .. } => "in_sync",
+                SyncOutcome::Applied { report, .. } if report.failures.is_empty() => "applied",
+                _ => {
+                    wake(ctx, key.clone());
+                    "planned"
+                }
+            }
+        }
+        Err(error) => {
+            if let Outcome::CredentialsRefused { .. } = classify(&error, &connection.label()) {
+                connection.handle.set_readiness(Readiness {
+                    ready: false,
+                    reason: reason::CREDENTIALS_REJECTED,
+                    message: "GHL refused the credentials".into(),
+                });
+            }
+            tracing::info!(object = %key, category = error_category(&error), "targeted sync failed; the full reconcile reports it");
+            wake(ctx, key.clone());
+            "error"
+        }
+    }
+}
+
+fn error_category(error: &SyncError) -> &'static str {
+    match error {
+        SyncError::Ghl(e) => e.category(),
+        SyncError::State(_) => "state",
+        SyncError::Apply(_) => "apply",
     }
 }
 

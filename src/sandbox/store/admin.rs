@@ -1,5 +1,6 @@
-//! Appointments (read-only), and what the admin routes do: dump the state, edit a contact the
-//! way a person in GHL's UI would.
+//! Appointments (read-only through the API, as the Contacts API offers no writes), and what
+//! the admin routes do: dump the state, edit a contact or book an appointment the way a person
+//! in GHL's UI would.
 
 use super::*;
 
@@ -14,6 +15,57 @@ impl Store {
             .filter(|a| a.get("contactId").and_then(Value::as_str) == Some(contact_id))
             .collect();
         Ok(json!({"events": events}))
+    }
+
+    /// Books an appointment for a contact, as GHL's calendar UI would (`AppointmentCreate`).
+    pub fn create_appointment(&mut self, contact_id: &str, body: &Value) -> ApiResult<Value> {
+        self.contact(contact_id)?;
+        let fields = body.as_object().ok_or_else(|| {
+            ApiError::unprocessable(vec!["the appointment must be an object".into()])
+        })?;
+        let id = self.ids.id();
+        let now = iso(self.clock.now());
+        let mut appointment = fields.clone();
+        appointment.insert("id".into(), json!(id));
+        appointment.insert("contactId".into(), json!(contact_id));
+        appointment.insert("locationId".into(), json!(self.location_id));
+        appointment
+            .entry("appointmentStatus")
+            .or_insert(json!("confirmed"));
+        appointment.insert("dateAdded".into(), json!(now));
+        appointment.insert("dateUpdated".into(), json!(now));
+        self.appointment_event("AppointmentCreate", &appointment);
+        self.appointments.insert(id, appointment.clone());
+        Ok(json!({"appointment": appointment}))
+    }
+
+    /// Changes an appointment (moved, renamed, cancelled) as GHL's UI would
+    /// (`AppointmentUpdate`).
+    pub fn update_appointment(&mut self, id: &str, patch: &Value) -> ApiResult<Value> {
+        let fields = patch
+            .as_object()
+            .ok_or_else(|| ApiError::unprocessable(vec!["the patch must be an object".into()]))?;
+        let now = iso(self.clock.now());
+        let appointment = self
+            .appointments
+            .get_mut(id)
+            .ok_or_else(|| ApiError::not_found("Appointment"))?;
+        for (key, value) in fields {
+            if !matches!(key.as_str(), "id" | "contactId" | "locationId") {
+                appointment.insert(key.clone(), value.clone());
+            }
+        }
+        appointment.insert("dateUpdated".into(), json!(now));
+        let appointment = appointment.clone();
+        self.appointment_event("AppointmentUpdate", &appointment);
+        Ok(json!({"appointment": appointment}))
+    }
+
+    /// GHL nests the appointment under `appointment`.
+    fn appointment_event(&mut self, kind: &'static str, appointment: &Map<String, Value>) {
+        let mut payload = Map::new();
+        payload.insert("appointment".into(), Value::Object(appointment.clone()));
+        self.events.push(Event { kind, payload });
     }
 
     // ----- admin -----

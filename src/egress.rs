@@ -1,0 +1,106 @@
+//! Where the operator may send what. Every URL in an object is a door out of the cluster: the
+//! GHL token goes only to base URLs the installer allows (`--allowed-base-url`), contact data
+//! only to sink URLs the installer allows (`--allowed-sink-url`). Pure.
+
+use url::Url;
+
+/// Allowed URLs: a URL is allowed when its scheme, host and port equal one of them and its
+/// path starts with that one's path.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowList {
+    allowed: Vec<Url>,
+}
+
+impl AllowList {
+    /// Parses the allowed URLs (flags); a bad one is an error naming it.
+    pub fn parse<S: AsRef<str>>(urls: &[S]) -> Result<Self, String> {
+        let allowed = urls
+            .iter()
+            .map(|u| {
+                let url = Url::parse(u.as_ref())
+                    .map_err(|e| format!("{:?} is not a URL: {e}", u.as_ref()))?;
+                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                    return Err(format!(
+                        "{:?} is not an http(s) URL with a host",
+                        u.as_ref()
+                    ));
+                }
+                Ok(url)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { allowed })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.allowed.is_empty()
+    }
+
+    /// Whether `url` may be used; `Err` says why not.
+    pub fn check(&self, url: &str) -> Result<(), String> {
+        let parsed = Url::parse(url).map_err(|_| format!("{url:?} is not a URL"))?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err("URLs with credentials in them are not allowed".into());
+        }
+        let allowed = self.allowed.iter().any(|a| {
+            a.scheme() == parsed.scheme()
+                && a.host_str() == parsed.host_str()
+                && a.port_or_known_default() == parsed.port_or_known_default()
+                && parsed.path().starts_with(a.path())
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}://{}{} is not among the URLs the operator's installer allows",
+                parsed.scheme(),
+                parsed.host_str().unwrap_or_default(),
+                parsed.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheme_host_port_and_path_prefix_must_match() {
+        let list = AllowList::parse(&[
+            "https://services.leadconnectorhq.com",
+            "http://servis-ai.crm.svc:8080/hooks/",
+        ])
+        .unwrap();
+        let cases = [
+            ("https://services.leadconnectorhq.com", true),
+            ("https://services.leadconnectorhq.com:443/contacts", true),
+            ("http://services.leadconnectorhq.com", false),
+            ("https://services.leadconnectorhq.com:8443", false),
+            ("https://services.leadconnectorhq.com.evil.example", false),
+            ("https://evil.example/?services.leadconnectorhq.com", false),
+            ("https://user:pw@services.leadconnectorhq.com", false),
+            ("http://servis-ai.crm.svc:8080/hooks/ghl", true),
+            ("http://servis-ai.crm.svc:8080/other", false),
+            ("not a url", false),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(list.check(url).is_ok(), expected, "{url}");
+        }
+        let err = list.check("https://attacker.example:9/x").unwrap_err();
+        assert!(
+            err.contains("attacker.example:9") && !err.contains("/x"),
+            "{err}"
+        );
+        assert!(
+            AllowList::default()
+                .check("https://anything.example")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn bad_allowed_urls_are_refused() {
+        assert!(AllowList::parse(&["ftp://x"]).is_err());
+        assert!(AllowList::parse(&["nonsense"]).is_err());
+    }
+}

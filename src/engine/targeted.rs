@@ -1,0 +1,187 @@
+//! A targeted sync: one policy's sync of the few contacts GHL just reported changed (by
+//! webhook). The contacts are read by GET instead of a location-wide search, planned with the
+//! same planner over only the records and ledger entries they concern, and applied through the
+//! ledger's journal — never compacted from this partial view, so nothing else the policy owns
+//! can be forgotten or released by it. The periodic full sync remains the safety net.
+
+use std::collections::BTreeSet;
+
+use futures::{StreamExt, stream};
+
+use crate::engine::apply::apply;
+use crate::engine::desired::Desired;
+use crate::engine::ledger::{Ledger, key_digest};
+use crate::engine::observe::{read_notes, read_tasks};
+use crate::engine::observed::{ContactView, Observed};
+use crate::engine::ownership::OwnedIds;
+use crate::engine::plan::{Plan, PlanOptions, plan};
+use crate::engine::state::StateStore;
+use crate::engine::sync::{Decision, SyncError, SyncOptions, SyncOutcome, decide};
+use crate::ghl::{ErrorClass, GhlApi, GhlError};
+
+/// Which contacts changed, and which of their parts are worth reading.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub ids: BTreeSet<String>,
+    /// A task of theirs changed: read their tasks.
+    pub tasks: bool,
+    /// A note of theirs changed: read their notes.
+    pub notes: bool,
+}
+
+/// Reads `ids` by GET into `observed` (404 → gone).
+async fn get_views(
+    api: &dyn GhlApi,
+    ids: &BTreeSet<String>,
+    observed: &mut Observed,
+    desired: &Desired,
+    concurrency: usize,
+) -> Result<(), GhlError> {
+    let fetched: Vec<(String, Result<Option<ContactView>, GhlError>)> =
+        stream::iter(ids.iter().cloned())
+            .map(|id| async move {
+                let view = match api.get_contact(&id).await {
+                    Ok(contact) => Ok(Some(ContactView::from_contact(&contact, true))),
+                    Err(e) if e.class() == ErrorClass::NotFound => Ok(None),
+                    Err(e) => Err(e),
+                };
+                (id, view)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+    for (id, view) in fetched {
+        match view? {
+            Some(view) => observed.insert(view, desired.match_by),
+            None => {
+                observed.gone.insert(id);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Syncs the contacts of `scope` against `desired` (the policy's whole validated records).
+pub async fn sync_contacts(
+    api: &dyn GhlApi,
+    store: &dyn StateStore,
+    desired: Desired,
+    scope: &Scope,
+    plan_options: PlanOptions,
+    options: SyncOptions,
+) -> Result<(SyncOutcome<Plan>, OwnedIds), SyncError> {
+    let concurrency = options.observe.concurrency;
+    let ledger = store.load().await?;
+    let mut observed = Observed::default();
+    get_views(api, &scope.ids, &mut observed, &desired, concurrency).await?;
+
+    // A record can be bound to another contact than the one that changed (a duplicate made
+    // in GHL): read the contacts our ledger binds to the same keys too.
+    let keys: BTreeSet<String> = observed.by_key.keys().map(|k| key_digest(k)).collect();
+    let bound: BTreeSet<String> = keys
+        .iter()
+        .filter_map(|k| ledger.by_key(k).map(|(id, _)| id.clone()))
+        .filter(|id| !scope.ids.contains(id))
+        .collect();
+    get_views(api, &bound, &mut observed, &desired, concurrency).await?;
+    let ids: BTreeSet<String> = scope.ids.union(&bound).cloned().collect();
+
+    // The records these contacts concern: by key, or by the ledger's binding.
+    let bound_keys: BTreeSet<String> = ids
+        .iter()
+        .filter_map(|id| ledger.contacts.get(id).map(|c| c.key.clone()))
+        .collect();
+    let Desired {
+        match_by,
+        contacts,
+        failures,
+        field_policy,
+        held,
+    } = desired;
+    let scoped = Desired {
+        match_by,
+        contacts: contacts
+            .into_iter()
+            .filter(|c| keys.contains(&c.ledger_key) || bound_keys.contains(&c.ledger_key))
+            .collect(),
+        failures,
+        field_policy,
+        held,
+    };
+    let record_keys: BTreeSet<String> = scoped
+        .contacts
+        .iter()
+        .map(|c| c.ledger_key.clone())
+        .collect();
+    let mut scoped_ledger: Ledger = ledger.subset(&ids, &record_keys);
+    drop(ledger);
+
+    // Tasks and notes: when a change concerns them, or when a declared one is not bound yet
+    // (planning it without reading could duplicate it).
+    let mut task_contacts = BTreeSet::new();
+    let mut note_contacts = BTreeSet::new();
+    for contact in &scoped.contacts {
+        let id = scoped_ledger
+            .by_key(&contact.ledger_key)
+            .map(|(id, _)| id.clone())
+            .or_else(|| {
+                observed
+                    .by_key
+                    .get(&contact.key)
+                    .and_then(|ids| ids.first().cloned())
+            });
+        let Some(id) = id else { continue };
+        let owned = scoped_ledger.contacts.get(&id);
+        let unbound = |kind, keys: Vec<&String>| {
+            keys.iter().any(|key| {
+                owned
+                    .and_then(|o| o.items(kind).get(key.as_str()))
+                    .is_none_or(|item| item.id.is_none())
+            })
+        };
+        use crate::engine::ledger::ItemKind;
+        if scope.tasks
+            || unbound(
+                ItemKind::Task,
+                contact.tasks.iter().map(|t| &t.key).collect(),
+            )
+        {
+            task_contacts.insert(id.clone());
+        }
+        if scope.notes
+            || unbound(
+                ItemKind::Note,
+                contact.notes.iter().map(|n| &n.key).collect(),
+            )
+        {
+            note_contacts.insert(id);
+        }
+    }
+    task_contacts.retain(|id| observed.contacts.contains_key(id));
+    note_contacts.retain(|id| observed.contacts.contains_key(id));
+    read_tasks(api, &task_contacts, &mut observed, concurrency).await?;
+    read_notes(api, &note_contacts, &mut observed, concurrency).await?;
+
+    let plan = plan(&scoped, &observed, &scoped_ledger, plan_options);
+    drop(scoped);
+    let outcome = match decide(options.mode, plan.is_empty(), plan.blocked.as_deref()) {
+        Decision::InSync => SyncOutcome::InSync { plan },
+        Decision::Report => SyncOutcome::Planned { plan },
+        Decision::Block(reason) => SyncOutcome::Blocked { plan, reason },
+        Decision::Apply => {
+            // Committed through the journal; the next full sync compacts it.
+            let report = apply(
+                api,
+                store,
+                &mut scoped_ledger,
+                &plan,
+                &observed,
+                match_by,
+                options.apply,
+            )
+            .await?;
+            SyncOutcome::Applied { plan, report }
+        }
+    };
+    Ok((outcome, OwnedIds::of(&scoped_ledger)))
+}

@@ -1,0 +1,654 @@
+//! The change feed (operator → servis-ai or any downstream system): every change in a
+//! connection's location, delivered to each sink as a signed CloudEvent, at least once.
+//!
+//! - [`cloudevent`]: a delivery's content and id (pure);
+//! - [`signature`]: Standard Webhooks signing (pure);
+//! - [`queue`]: one sink's pending contacts, backoff, give-up (pure);
+//! - [`sink`]: the POST and what its answer means;
+//! - this module: one connection's [`Feed`] — webhooks and the periodic catch-up feed its
+//!   queues; a delivery fetches the contact's latest state (and the parts each sink includes),
+//!   so the newest state always wins; the cursor (kept in the connection's status) moves only
+//!   past changes every sink has, so a restart or a dropped webhook loses nothing.
+
+pub mod cloudevent;
+pub mod queue;
+pub mod signature;
+pub mod sink;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt, stream};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use rand::RngExt;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use self::cloudevent::Snapshot;
+use self::queue::{Attempt, Due, Finished, Queue};
+use self::signature::SigningKey;
+use crate::crd::export::{ExportPart, ExportStatus, SinkStatus};
+use crate::ghl::models::{ContactSearch, FilterOperator, SearchFilter, SearchSort, SortDirection};
+use crate::ghl::paginate::search_all;
+use crate::ghl::{ErrorClass, GhlApi, GhlError};
+
+/// How far behind its start a catch-up moves the cursor: GHL's search lags writes by seconds.
+pub const SEARCH_LAG_MARGIN: Duration = Duration::from_secs(30);
+/// Contacts delivered at once per feed.
+const CONCURRENCY: usize = 8;
+/// Deliveries taken from one sink's queue per round.
+const BATCH: usize = 64;
+
+/// A sink, as configured and checked.
+#[derive(Clone, Debug)]
+pub struct SinkConfig {
+    pub name: String,
+    pub url: String,
+    pub include: BTreeSet<ExportPart>,
+    /// The signing key, or why the sink cannot send (URL not allowed, Secret unreadable).
+    pub ready: Result<SigningKey, String>,
+}
+
+/// A feed's settings.
+#[derive(Clone, Debug)]
+pub struct FeedConfig {
+    pub location_id: String,
+    pub sinks: Vec<SinkConfig>,
+    pub catch_up: Duration,
+    /// The `export-snapshot` annotation's value, if any.
+    pub snapshot: Option<String>,
+}
+
+/// Feed metrics (labels: result only).
+#[derive(Clone, Debug)]
+pub struct FeedMetrics {
+    deliveries: Family<ResultLabel, Counter>,
+    latency: Histogram,
+    pending: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+impl Default for FeedMetrics {
+    fn default() -> Self {
+        Self {
+            deliveries: Family::default(),
+            latency: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
+            pending: Gauge::default(),
+        }
+    }
+}
+
+impl FeedMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        let sub = registry.sub_registry_with_prefix("ghl_operator_feed");
+        sub.register(
+            "deliveries",
+            "Change feed deliveries by result: delivered, unchanged (the sink had it), retried, failed",
+            metrics.deliveries.clone(),
+        );
+        sub.register(
+            "delivery_latency_seconds",
+            "From a change reaching the operator (webhook, catch-up) to a sink accepting it",
+            metrics.latency.clone(),
+        );
+        sub.register(
+            "pending",
+            "Contacts with a change not yet delivered, over all sinks",
+            metrics.pending.clone(),
+        );
+        metrics
+    }
+
+    fn count(&self, result: &'static str) {
+        self.deliveries.get_or_create(&ResultLabel { result }).inc();
+    }
+}
+
+/// How the feed reaches GHL: the connection's current client, when it has a usable one.
+pub type Client = Arc<dyn Fn() -> Option<Arc<dyn GhlApi>> + Send + Sync>;
+
+/// A catch-up (or snapshot) that finished searching: once nothing older than `enqueued` waits
+/// in any queue, every change before `cursor` is delivered.
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    enqueued: Instant,
+    cursor: Timestamp,
+}
+
+#[derive(Default)]
+struct State {
+    queues: BTreeMap<String, Queue>,
+    cursor: Option<Timestamp>,
+    /// The snapshot value last completed.
+    snapshot_done: Option<String>,
+    /// A snapshot being sent, by value.
+    snapshot_running: Option<String>,
+    last_catch_up: Option<Instant>,
+    catching_up: bool,
+    marks: Vec<(Mark, Option<String>)>,
+    /// Something in the status changed since it was last taken.
+    dirty: bool,
+}
+
+struct Shared {
+    config: Mutex<FeedConfig>,
+    state: Mutex<State>,
+    wake: Notify,
+    client: Client,
+    http: reqwest::Client,
+    metrics: FeedMetrics,
+    /// Contacts pending over every queue (also the webhook receiver's backlog).
+    backlog: Arc<AtomicI64>,
+}
+
+/// One connection's change feed; its task runs until the feed is dropped or stopped.
+pub struct Feed {
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.task.abort();
+        let pending: usize = self
+            .shared
+            .state
+            .lock()
+            .map(|s| s.queues.values().map(Queue::len).sum())
+            .unwrap_or(0);
+        self.shared
+            .backlog
+            .fetch_sub(pending as i64, Ordering::SeqCst);
+        self.shared.metrics.pending.dec_by(pending as i64);
+    }
+}
+
+impl Feed {
+    /// Starts a feed from its last status (the cursor; with none, changes from now on).
+    pub fn start(
+        config: FeedConfig,
+        last: Option<&ExportStatus>,
+        client: Client,
+        http: reqwest::Client,
+        metrics: FeedMetrics,
+        backlog: Arc<AtomicI64>,
+    ) -> Self {
+        let state = State {
+            cursor: Some(
+                last.and_then(|s| s.cursor.as_ref().map(|t| t.0))
+                    .unwrap_or_else(Timestamp::now),
+            ),
+            snapshot_done: last.and_then(|s| s.snapshot.clone()),
+            dirty: true,
+            ..State::default()
+        };
+        let shared = Arc::new(Shared {
+            config: Mutex::new(config),
+            state: Mutex::new(state),
+            wake: Notify::new(),
+            client,
+            http,
+            metrics,
+            backlog,
+        });
+        shared.sync_queues();
+        let task = tokio::spawn(run(Arc::clone(&shared)));
+        Self { shared, task }
+    }
+
+    /// New settings (sinks, interval, snapshot request).
+    pub fn configure(&self, config: FeedConfig) {
+        *self.shared.config.lock().unwrap_or_else(|p| p.into_inner()) = config;
+        self.shared.sync_queues();
+        self.shared.wake.notify_one();
+    }
+
+    /// A change to `contact` (a GHL event type, or `CatchUp` / `Snapshot`).
+    pub fn change(&self, contact: &str, trigger: &str, deleted: bool) {
+        self.shared.change(contact, trigger, deleted);
+    }
+
+    /// The status to report, and whether it changed since the last call.
+    pub fn status(&self) -> (ExportStatus, bool) {
+        let config = self.shared.config.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        let dirty = std::mem::take(&mut state.dirty);
+        let sinks = config
+            .sinks
+            .iter()
+            .map(|sink| {
+                let queue = state.queues.get(&sink.name);
+                let counts = queue.map(|q| q.counts.clone()).unwrap_or_default();
+                SinkStatus {
+                    name: sink.name.clone(),
+                    delivered: counts.delivered,
+                    pending: queue.map_or(0, |q| q.len() as u64),
+                    failed: counts.failed,
+                    last_delivered_at: counts.last_delivered_at.map(Time),
+                    last_error: match &sink.ready {
+                        Err(why) => Some(why.clone()),
+                        Ok(_) => counts.last_error,
+                    },
+                }
+            })
+            .collect();
+        let status = ExportStatus {
+            cursor: state.cursor.map(Time),
+            snapshot: state.snapshot_done.clone(),
+            sinks,
+        };
+        (status, dirty)
+    }
+
+    /// Contacts waiting in any queue.
+    pub fn pending(&self) -> usize {
+        let state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.queues.values().map(Queue::len).sum()
+    }
+
+    /// Delivers what is due until nothing is, or `within` passes (a graceful stop).
+    pub async fn drain(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline && self.shared.has_due() {
+            self.shared.deliver_round().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Shared {
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn config(&self) -> FeedConfig {
+        self.config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// One queue per sink that can send; queues of removed (or idle) sinks go.
+    fn sync_queues(&self) {
+        let sendable: BTreeSet<String> = self
+            .config()
+            .sinks
+            .iter()
+            .filter(|s| s.ready.is_ok())
+            .map(|s| s.name.clone())
+            .collect();
+        let mut state = self.lock_state();
+        let mut dropped = 0;
+        state.queues.retain(|name, queue| {
+            let keep = sendable.contains(name);
+            if !keep {
+                dropped += queue.len();
+            }
+            keep
+        });
+        for name in sendable {
+            state.queues.entry(name).or_default();
+        }
+        state.dirty = true;
+        drop(state);
+        self.backlog.fetch_sub(dropped as i64, Ordering::SeqCst);
+        self.metrics.pending.dec_by(dropped as i64);
+    }
+
+    fn change(&self, contact: &str, trigger: &str, deleted: bool) {
+        let now = Instant::now();
+        let mut added = 0;
+        {
+            let mut state = self.lock_state();
+            for queue in state.queues.values_mut() {
+                if queue.change(contact, trigger, deleted, now) {
+                    added += 1;
+                }
+            }
+            state.dirty = true;
+        }
+        self.backlog.fetch_add(added, Ordering::SeqCst);
+        self.metrics.pending.inc_by(added);
+        self.wake.notify_one();
+    }
+
+    fn has_due(&self) -> bool {
+        let now = Instant::now();
+        self.lock_state()
+            .queues
+            .values()
+            .any(|q| q.next_due().is_some_and(|at| at <= now))
+    }
+
+    /// When to look again without being woken.
+    fn next_wake(&self) -> Instant {
+        let config = self.config();
+        let state = self.lock_state();
+        let due = state.queues.values().filter_map(Queue::next_due).min();
+        let catch_up = state
+            .last_catch_up
+            .map_or_else(Instant::now, |at| at + config.catch_up);
+        due.map_or(catch_up, |d| d.min(catch_up))
+    }
+
+    /// One round: every due delivery, contacts concurrently, each fetched once for all sinks.
+    async fn deliver_round(self: &Arc<Self>) {
+        let now = Instant::now();
+        let mut by_contact: BTreeMap<String, Vec<(String, Due)>> = BTreeMap::new();
+        {
+            let mut state = self.lock_state();
+            for (sink, queue) in state.queues.iter_mut() {
+                for due in queue.due(now, BATCH) {
+                    by_contact
+                        .entry(due.contact.clone())
+                        .or_default()
+                        .push((sink.clone(), due));
+                }
+            }
+        }
+        stream::iter(by_contact)
+            .map(|(contact, dues)| {
+                let shared = Arc::clone(self);
+                async move { shared.deliver(&contact, dues).await }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect::<Vec<()>>()
+            .await;
+        self.settle_marks();
+    }
+
+    /// Fetches `contact` with the parts its due sinks include, and delivers to each.
+    async fn deliver(&self, contact: &str, dues: Vec<(String, Due)>) {
+        let config = self.config();
+        let sinks: BTreeMap<&str, &SinkConfig> =
+            config.sinks.iter().map(|s| (s.name.as_str(), s)).collect();
+        let parts: BTreeSet<ExportPart> = dues
+            .iter()
+            .filter_map(|(sink, _)| sinks.get(sink.as_str()))
+            .flat_map(|s| s.include.iter().copied())
+            .collect();
+        let fetched = match (self.client)() {
+            Some(api) => fetch(api.as_ref(), contact, &parts).await,
+            None => Err("the connection is not ready".to_owned()),
+        };
+        for (sink_name, due) in dues {
+            let attempt = match (&fetched, sinks.get(sink_name.as_str())) {
+                (Err(error), _) => Attempt::Retry {
+                    after: None,
+                    error: error.clone(),
+                },
+                (Ok(_), None) => continue,
+                (Ok(found), Some(sink)) => {
+                    let snapshot = found.for_sink(&config.location_id, contact, sink, &due);
+                    let envelope = snapshot.envelope();
+                    let unchanged = self
+                        .lock_state()
+                        .queues
+                        .get(&sink_name)
+                        .is_some_and(|q| q.has(contact, &envelope.id));
+                    // A snapshot re-sends what the sink has; anything else skips it.
+                    let resend = due.triggers.contains("Snapshot");
+                    match &sink.ready {
+                        Ok(_) if unchanged && !resend => {
+                            self.metrics.count("unchanged");
+                            Attempt::Delivered {
+                                content: envelope.id,
+                            }
+                        }
+                        Ok(key) => sink::send(&self.http, &sink.url, key, &envelope).await,
+                        Err(why) => Attempt::Retry {
+                            after: None,
+                            error: why.clone(),
+                        },
+                    }
+                }
+            };
+            self.finish(&sink_name, &due, attempt);
+        }
+    }
+
+    fn finish(&self, sink: &str, due: &Due, attempt: Attempt) {
+        let jitter = rand::rng().random_range(0.5..=1.0);
+        let finished = {
+            let mut state = self.lock_state();
+            state.dirty = true;
+            match state.queues.get_mut(sink) {
+                Some(queue) => queue.finish(due, attempt, Instant::now(), Timestamp::now(), jitter),
+                None => return,
+            }
+        };
+        match finished {
+            Finished::Delivered { latency } => {
+                self.metrics.count("delivered");
+                self.metrics.latency.observe(latency.as_secs_f64());
+                self.backlog.fetch_sub(1, Ordering::SeqCst);
+                self.metrics.pending.dec();
+            }
+            Finished::Superseded { latency } => {
+                self.metrics.count("delivered");
+                self.metrics.latency.observe(latency.as_secs_f64());
+            }
+            Finished::Retrying => self.metrics.count("retried"),
+            Finished::Dropped => {
+                self.metrics.count("failed");
+                self.backlog.fetch_sub(1, Ordering::SeqCst);
+                self.metrics.pending.dec();
+            }
+        }
+    }
+
+    /// Moves the cursor (and completes snapshots) past what every queue has delivered.
+    fn settle_marks(&self) {
+        let mut state = self.lock_state();
+        let marks = std::mem::take(&mut state.marks);
+        let mut left = Vec::new();
+        for (mark, snapshot) in marks {
+            if state.queues.values().any(|q| q.waits_since(mark.enqueued)) {
+                left.push((mark, snapshot));
+                continue;
+            }
+            if state.cursor.is_none_or(|c| c < mark.cursor) {
+                state.cursor = Some(mark.cursor);
+            }
+            if let Some(value) = snapshot {
+                state.snapshot_done = Some(value);
+                state.snapshot_running = None;
+            }
+            state.dirty = true;
+        }
+        state.marks = left;
+    }
+
+    /// Starts a catch-up (or the requested snapshot) when due.
+    fn maybe_catch_up(self: &Arc<Self>) {
+        let config = self.config();
+        let (from, snapshot) = {
+            let mut state = self.lock_state();
+            let wanted = config
+                .snapshot
+                .clone()
+                .filter(|v| state.snapshot_done.as_ref() != Some(v))
+                .filter(|v| state.snapshot_running.as_ref() != Some(v));
+            let due = state
+                .last_catch_up
+                .is_none_or(|at| at.elapsed() >= config.catch_up);
+            if state.catching_up || (!due && wanted.is_none()) {
+                return;
+            }
+            state.catching_up = true;
+            state.last_catch_up = Some(Instant::now());
+            if let Some(value) = &wanted {
+                state.snapshot_running = Some(value.clone());
+            }
+            (if wanted.is_some() { None } else { state.cursor }, wanted)
+        };
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            let started = Timestamp::now();
+            let result = shared.catch_up(from, snapshot.is_some()).await;
+            let mut state = shared.lock_state();
+            state.catching_up = false;
+            match result {
+                Ok(()) => {
+                    let cursor = started.checked_sub(SEARCH_LAG_MARGIN).unwrap_or(started);
+                    state.marks.push((
+                        Mark {
+                            enqueued: Instant::now(),
+                            cursor,
+                        },
+                        snapshot,
+                    ));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "change feed catch-up failed; retrying at the next interval");
+                    state.snapshot_running = None;
+                }
+            }
+            drop(state);
+            shared.wake.notify_one();
+        });
+    }
+
+    /// Every contact changed since `from` (every contact when `None`) becomes a change.
+    async fn catch_up(&self, from: Option<Timestamp>, snapshot: bool) -> Result<(), String> {
+        let api = (self.client)().ok_or("the connection is not ready")?;
+        let filters = from
+            .map(|from| {
+                vec![SearchFilter::condition(
+                    "dateUpdated",
+                    FilterOperator::Range,
+                    Some(json!({"gte": from.to_string()})),
+                )]
+            })
+            .unwrap_or_default();
+        let search = ContactSearch {
+            page_limit: 500,
+            filters,
+            sort: vec![SearchSort {
+                field: "dateUpdated".into(),
+                direction: SortDirection::Asc,
+            }],
+            ..ContactSearch::default()
+        };
+        let trigger = if snapshot { "Snapshot" } else { "CatchUp" };
+        let mut pages = search_all(api.as_ref(), search);
+        while let Some(contact) = pages.try_next().await.map_err(|e| e.to_string())? {
+            self.change(&contact.id, trigger, false);
+        }
+        Ok(())
+    }
+}
+
+/// The feed's task: catch-ups when due, deliveries as they fall due.
+async fn run(shared: Arc<Shared>) {
+    loop {
+        shared.settle_marks();
+        shared.maybe_catch_up();
+        if shared.has_due() {
+            shared.deliver_round().await;
+            continue;
+        }
+        let wake = tokio::time::Instant::from_std(shared.next_wake());
+        tokio::select! {
+            _ = shared.wake.notified() => {},
+            _ = tokio::time::sleep_until(wake) => {},
+        }
+    }
+}
+
+/// A contact as GHL holds it now, with its parts; `contact: None` when it is gone.
+struct Found {
+    contact: Option<Value>,
+    tasks: Option<Value>,
+    notes: Option<Value>,
+    appointments: Option<Value>,
+    time: Timestamp,
+}
+
+impl Found {
+    fn for_sink(&self, location: &str, contact: &str, sink: &SinkConfig, due: &Due) -> Snapshot {
+        let part = |p: ExportPart, value: &Option<Value>| {
+            if self.contact.is_some() && sink.include.contains(&p) {
+                value.clone()
+            } else {
+                None
+            }
+        };
+        Snapshot {
+            location_id: location.to_owned(),
+            contact_id: contact.to_owned(),
+            contact: self.contact.clone(),
+            tasks: part(ExportPart::Tasks, &self.tasks),
+            notes: part(ExportPart::Notes, &self.notes),
+            appointments: part(ExportPart::Appointments, &self.appointments),
+            triggers: due.triggers.clone(),
+            time: self.time,
+        }
+    }
+}
+
+/// Reads the contact and `parts` (GHL trouble is an error: the delivery retries).
+async fn fetch(api: &dyn GhlApi, id: &str, parts: &BTreeSet<ExportPart>) -> Result<Found, String> {
+    let reason = |e: GhlError| format!("reading the contact from GHL: {}", e.category());
+    let contact = match api.get_contact(id).await {
+        Ok(contact) => contact,
+        Err(e) if e.class() == ErrorClass::NotFound => {
+            return Ok(Found {
+                contact: None,
+                tasks: None,
+                notes: None,
+                appointments: None,
+                time: Timestamp::now(),
+            });
+        }
+        Err(e) => return Err(reason(e)),
+    };
+    let time = contact
+        .date_updated
+        .as_deref()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(Timestamp::now);
+    let value = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
+    let tasks = if parts.contains(&ExportPart::Tasks) {
+        Some(value(serde_json::to_value(
+            api.list_tasks(id).await.map_err(reason)?,
+        )))
+    } else {
+        None
+    };
+    let notes = if parts.contains(&ExportPart::Notes) {
+        Some(value(serde_json::to_value(
+            api.list_notes(id).await.map_err(reason)?,
+        )))
+    } else {
+        None
+    };
+    let appointments = if parts.contains(&ExportPart::Appointments) {
+        Some(value(serde_json::to_value(
+            api.list_appointments(id).await.map_err(reason)?,
+        )))
+    } else {
+        None
+    };
+    Ok(Found {
+        contact: Some(value(serde_json::to_value(&contact))),
+        tasks,
+        notes,
+        appointments,
+        time,
+    })
+}

@@ -1,0 +1,371 @@
+//! One sink's pending deliveries, by contact: a new change to a contact already pending merges
+//! into it (the delivery fetches the latest state, so the newest wins and nothing stale follows
+//! it); failed deliveries wait with exponential backoff (honouring `Retry-After`) for up to 24
+//! hours; a refusal (4xx other than 429) is final. Pure: time comes in as arguments.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+/// The first retry delay.
+pub const RETRY_BASE: Duration = Duration::from_secs(1);
+/// The longest retry delay.
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
+/// How long a change is retried before it is given up.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// Content ids remembered per sink, to skip re-sending what the sink already has.
+const REMEMBERED: usize = 100_000;
+
+/// A contact with a change to deliver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Pending {
+    triggers: BTreeSet<String>,
+    deleted: bool,
+    /// When the oldest undelivered change arrived.
+    since: Instant,
+    /// Bumped by every change; a delivery covers the generation it started with.
+    generation: u64,
+    attempts: u32,
+    next_at: Instant,
+    failing_since: Option<Instant>,
+    in_flight: bool,
+}
+
+/// A delivery to make now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Due {
+    pub contact: String,
+    pub generation: u64,
+    pub triggers: BTreeSet<String>,
+    pub deleted: bool,
+}
+
+/// How one attempt went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// The sink accepted it (`content` is the event id it got).
+    Delivered { content: String },
+    /// Worth another try (5xx, 429, timeout, GHL unavailable), after `after` if the sink said.
+    Retry {
+        after: Option<Duration>,
+        error: String,
+    },
+    /// The sink refused it for good.
+    Refused { error: String },
+}
+
+/// What finishing an attempt did to the contact's entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finished {
+    /// Delivered; `latency` since the oldest change it covers. Nothing newer waits.
+    Delivered {
+        latency: Duration,
+    },
+    /// Delivered, but a newer change arrived meanwhile: it goes out next.
+    Superseded {
+        latency: Duration,
+    },
+    Retrying,
+    /// Given up (refused, or failing for 24 hours).
+    Dropped,
+}
+
+/// Counts and last facts for status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub delivered: u64,
+    pub failed: u64,
+    pub last_delivered_at: Option<jiff::Timestamp>,
+    pub last_error: Option<String>,
+}
+
+/// One sink's queue.
+#[derive(Debug, Default)]
+pub struct Queue {
+    pending: BTreeMap<String, Pending>,
+    /// Contact → the id of the event the sink last accepted for it.
+    delivered: HashMap<String, String>,
+    pub counts: Counts,
+}
+
+/// `RETRY_BASE × 2^(attempts-1)`, capped, times `jitter` (0.5–1: full jitter).
+pub fn backoff(attempts: u32, jitter: f64) -> Duration {
+    let exponent = attempts.saturating_sub(1).min(16);
+    RETRY_BASE
+        .saturating_mul(1u32 << exponent)
+        .min(RETRY_MAX)
+        .mul_f64(jitter.clamp(0.5, 1.0))
+}
+
+impl Queue {
+    /// Notes a change to `contact`; true when the contact was not pending yet.
+    pub fn change(&mut self, contact: &str, trigger: &str, deleted: bool, now: Instant) -> bool {
+        match self.pending.get_mut(contact) {
+            Some(entry) => {
+                entry.triggers.insert(trigger.to_owned());
+                entry.deleted = deleted;
+                entry.generation += 1;
+                if !entry.in_flight {
+                    // Newer news: try now, whatever the backoff said.
+                    entry.next_at = now;
+                }
+                false
+            }
+            None => {
+                self.pending.insert(
+                    contact.to_owned(),
+                    Pending {
+                        triggers: [trigger.to_owned()].into(),
+                        deleted,
+                        since: now,
+                        generation: 0,
+                        attempts: 0,
+                        next_at: now,
+                        failing_since: None,
+                        in_flight: false,
+                    },
+                );
+                true
+            }
+        }
+    }
+
+    /// The deliveries due at `now` (at most `max`), marked in flight.
+    pub fn due(&mut self, now: Instant, max: usize) -> Vec<Due> {
+        let mut out = Vec::new();
+        for (contact, entry) in self.pending.iter_mut() {
+            if out.len() >= max {
+                break;
+            }
+            if entry.in_flight || entry.next_at > now {
+                continue;
+            }
+            entry.in_flight = true;
+            out.push(Due {
+                contact: contact.clone(),
+                generation: entry.generation,
+                triggers: entry.triggers.clone(),
+                deleted: entry.deleted,
+            });
+        }
+        out
+    }
+
+    /// When the next delivery is due, if any is waiting.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.pending
+            .values()
+            .filter(|e| !e.in_flight)
+            .map(|e| e.next_at)
+            .min()
+    }
+
+    /// Whether the sink already has exactly this content for `contact`.
+    pub fn has(&self, contact: &str, content: &str) -> bool {
+        self.delivered.get(contact).is_some_and(|c| c == content)
+    }
+
+    /// Records how the delivery of `due` went.
+    pub fn finish(
+        &mut self,
+        due: &Due,
+        attempt: Attempt,
+        now: Instant,
+        wall: jiff::Timestamp,
+        jitter: f64,
+    ) -> Finished {
+        let Some(entry) = self.pending.get_mut(&due.contact) else {
+            return Finished::Dropped;
+        };
+        entry.in_flight = false;
+        match attempt {
+            Attempt::Delivered { content } => {
+                let latency = now.saturating_duration_since(entry.since);
+                self.counts.delivered += 1;
+                self.counts.last_delivered_at = Some(wall);
+                self.counts.last_error = None;
+                if self.delivered.len() >= REMEMBERED {
+                    self.delivered.clear();
+                }
+                self.delivered.insert(due.contact.clone(), content);
+                if entry.generation > due.generation {
+                    entry.triggers.retain(|t| !due.triggers.contains(t));
+                    entry.since = now;
+                    entry.attempts = 0;
+                    entry.failing_since = None;
+                    entry.next_at = now;
+                    Finished::Superseded { latency }
+                } else {
+                    self.pending.remove(&due.contact);
+                    Finished::Delivered { latency }
+                }
+            }
+            Attempt::Retry { after, error } => {
+                let failing_since = *entry.failing_since.get_or_insert(now);
+                self.counts.last_error = Some(error);
+                if now.saturating_duration_since(failing_since) >= GIVE_UP_AFTER {
+                    self.pending.remove(&due.contact);
+                    self.counts.failed += 1;
+                    return Finished::Dropped;
+                }
+                entry.attempts = entry.attempts.saturating_add(1);
+                let wait = after
+                    .map(|a| a.min(RETRY_MAX))
+                    .unwrap_or_else(|| backoff(entry.attempts, jitter));
+                entry.next_at = now + wait;
+                Finished::Retrying
+            }
+            Attempt::Refused { error } => {
+                self.counts.last_error = Some(error);
+                self.counts.failed += 1;
+                self.pending.remove(&due.contact);
+                Finished::Dropped
+            }
+        }
+    }
+
+    /// Contacts waiting.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Whether a change that arrived at or before `mark` is still waiting.
+    pub fn waits_since(&self, mark: Instant) -> bool {
+        self.pending.values().any(|e| e.since <= mark)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wall() -> jiff::Timestamp {
+        "2030-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn delivered(id: &str) -> Attempt {
+        Attempt::Delivered { content: id.into() }
+    }
+
+    #[test]
+    fn changes_to_one_contact_merge_and_the_newest_goes_out_last() {
+        let t0 = Instant::now();
+        let mut q = Queue::default();
+        assert!(q.change("c1", "ContactUpdate", false, t0));
+        assert!(!q.change("c1", "NoteCreate", false, t0), "merged");
+        let due = q.due(t0, 10);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].triggers.len(), 2);
+        assert!(q.due(t0, 10).is_empty(), "in flight");
+        // A newer change while the delivery is in flight: it goes out once more.
+        q.change("c1", "TaskCreate", false, t0 + Duration::from_millis(5));
+        let finished = q.finish(
+            &due[0],
+            delivered("e1"),
+            t0 + Duration::from_millis(10),
+            wall(),
+            1.0,
+        );
+        assert!(matches!(finished, Finished::Superseded { .. }));
+        let again = q.due(t0 + Duration::from_millis(10), 10);
+        assert_eq!(again[0].triggers, ["TaskCreate".to_owned()].into());
+        let finished = q.finish(
+            &again[0],
+            delivered("e2"),
+            t0 + Duration::from_millis(20),
+            wall(),
+            1.0,
+        );
+        assert_eq!(
+            finished,
+            Finished::Delivered {
+                latency: Duration::from_millis(10)
+            }
+        );
+        assert!(q.is_empty());
+        assert!(q.has("c1", "e2") && !q.has("c1", "e1"));
+        assert_eq!(q.counts.delivered, 2);
+    }
+
+    #[test]
+    fn failures_back_off_honour_retry_after_and_give_up_after_a_day() {
+        let t0 = Instant::now();
+        let mut q = Queue::default();
+        q.change("c1", "ContactUpdate", false, t0);
+        let due = q.due(t0, 1);
+        let retry = |after| Attempt::Retry {
+            after,
+            error: "503".into(),
+        };
+        assert_eq!(
+            q.finish(&due[0], retry(None), t0, wall(), 1.0),
+            Finished::Retrying
+        );
+        assert_eq!(q.next_due(), Some(t0 + RETRY_BASE));
+        assert!(q.due(t0, 1).is_empty(), "not before the backoff");
+        let due = q.due(t0 + RETRY_BASE, 1);
+        q.finish(
+            &due[0],
+            retry(Some(Duration::from_secs(42))),
+            t0 + RETRY_BASE,
+            wall(),
+            1.0,
+        );
+        assert_eq!(
+            q.next_due(),
+            Some(t0 + RETRY_BASE + Duration::from_secs(42))
+        );
+        assert_eq!(q.counts.last_error.as_deref(), Some("503"));
+        // A new change does not wait for the backoff.
+        q.change("c1", "ContactUpdate", false, t0 + Duration::from_secs(2));
+        assert_eq!(q.next_due(), Some(t0 + Duration::from_secs(2)));
+        let later = t0 + GIVE_UP_AFTER + Duration::from_secs(1);
+        let due = q.due(later, 1);
+        assert_eq!(
+            q.finish(&due[0], retry(None), later, wall(), 1.0),
+            Finished::Dropped
+        );
+        assert!(q.is_empty());
+        assert_eq!(q.counts.failed, 1);
+    }
+
+    #[test]
+    fn a_refusal_is_final_and_counted() {
+        let t0 = Instant::now();
+        let mut q = Queue::default();
+        q.change("c1", "ContactDelete", true, t0);
+        let due = q.due(t0, 1);
+        assert!(due[0].deleted);
+        let refused = Attempt::Refused {
+            error: "400".into(),
+        };
+        assert_eq!(
+            q.finish(&due[0], refused, t0, wall(), 1.0),
+            Finished::Dropped
+        );
+        assert_eq!((q.counts.failed, q.len()), (1, 0));
+    }
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        assert_eq!(backoff(1, 1.0), RETRY_BASE);
+        assert_eq!(backoff(3, 1.0), RETRY_BASE * 4);
+        assert_eq!(backoff(40, 1.0), RETRY_MAX);
+        assert_eq!(backoff(3, 0.5), RETRY_BASE * 2);
+        assert_eq!(backoff(3, 7.0), RETRY_BASE * 4, "jitter is clamped");
+    }
+
+    #[test]
+    fn waiting_changes_hold_a_mark() {
+        let t0 = Instant::now();
+        let mut q = Queue::default();
+        q.change("c1", "CatchUp", false, t0);
+        assert!(q.waits_since(t0));
+        let due = q.due(t0, 1);
+        q.finish(&due[0], delivered("e"), t0, wall(), 1.0);
+        assert!(!q.waits_since(t0));
+    }
+}

@@ -1,0 +1,19 @@
+//! GHL → operator: GHL's signed webhooks, received, verified and handed on.
+//!
+//! - [`verify`]: Ed25519 (`X-GHL-Signature`) or RSA (`x-wh-signature`) on the raw bytes, with
+//!   GHL's published keys built in or the installer's (`--webhook-public-key`);
+//! - [`event`]: the event's envelope and which contact (and part of it) changed;
+//! - [`replay`]: `webhookId`s already accepted (bounded);
+//! - [`receiver`]: `POST /webhooks/ghl` — the checks in order, the answers GHL gets, metrics.
+//!
+//! What an accepted event causes (targeted reconciles, the change feed) is the controller's:
+//! see `controller::events`.
+
+pub mod event;
+pub mod receiver;
+pub mod replay;
+pub mod verify;
+
+pub use event::{Change, Event, Part};
+pub use receiver::{Intake, Receiver, WebhookMetrics};
+pub use verify::PublicKeys;

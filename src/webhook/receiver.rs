@@ -1,0 +1,322 @@
+//! `POST /webhooks/ghl`: GHL's webhooks, checked in this order and answered within
+//! milliseconds (the work happens later, behind [`Intake`]):
+//!
+//! | check                                   | answer                                   |
+//! |-----------------------------------------|------------------------------------------|
+//! | body over 1 MiB                          | 413                                      |
+//! | signature missing or wrong (raw bytes)   | 401                                      |
+//! | not a GHL event                          | 400                                      |
+//! | `timestamp` outside ±5 minutes (replay)  | 401                                      |
+//! | `webhookId` seen already                 | 200, not processed again                 |
+//! | no connection serves the location        | 202, counted                             |
+//! | the backlog is full (or not the leader)  | 429 — the only answer GHL retries        |
+//! | accepted                                 | 200                                      |
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use super::event::Event;
+use super::replay::SeenIds;
+use super::verify::PublicKeys;
+
+/// The path GHL posts to.
+pub const PATH: &str = "/webhooks/ghl";
+/// Largest body accepted.
+pub const MAX_BODY: usize = 1024 * 1024;
+/// How far a webhook's `timestamp` may be from now.
+pub const FRESHNESS: Duration = Duration::from_secs(300);
+/// `webhookId`s remembered (several minutes of GHL's traffic for many locations).
+pub const SEEN_CAPACITY: usize = 100_000;
+
+/// Where accepted events go.
+pub trait Intake: Send + Sync {
+    /// Whether a connection the operator serves has this location.
+    fn knows(&self, location: &str) -> bool;
+    /// Takes an event for processing; false when it cannot now (the backlog is full, or this
+    /// process is not the leader), so that GHL retries it.
+    fn admit(&self, event: Event, received: Instant) -> bool;
+}
+
+/// What happened to a webhook (a bounded metric label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    Duplicate,
+    BadSignature,
+    Malformed,
+    Stale,
+    TooLarge,
+    UnknownLocation,
+    Overloaded,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Duplicate => "duplicate",
+            Outcome::BadSignature => "bad_signature",
+            Outcome::Malformed => "malformed",
+            Outcome::Stale => "stale",
+            Outcome::TooLarge => "too_large",
+            Outcome::UnknownLocation => "unknown_location",
+            Outcome::Overloaded => "overloaded",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Outcome::Accepted | Outcome::Duplicate => StatusCode::OK,
+            Outcome::BadSignature | Outcome::Stale => StatusCode::UNAUTHORIZED,
+            Outcome::Malformed => StatusCode::BAD_REQUEST,
+            Outcome::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Outcome::UnknownLocation => StatusCode::ACCEPTED,
+            Outcome::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// `ghl_operator_webhooks_total{result}`.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookMetrics {
+    results: Family<ResultLabel, Counter>,
+}
+
+impl WebhookMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.sub_registry_with_prefix("ghl_operator").register(
+            "webhooks",
+            "GHL webhooks received, by result: accepted, duplicate, bad_signature, malformed, stale, too_large, unknown_location, overloaded",
+            metrics.results.clone(),
+        );
+        metrics
+    }
+
+    fn count(&self, outcome: Outcome) {
+        self.results
+            .get_or_create(&ResultLabel {
+                result: outcome.label(),
+            })
+            .inc();
+    }
+
+    /// How many webhooks had `outcome`.
+    pub fn get(&self, outcome: Outcome) -> u64 {
+        self.results
+            .get_or_create(&ResultLabel {
+                result: outcome.label(),
+            })
+            .get()
+    }
+}
+
+/// The receiver's state.
+pub struct Receiver {
+    keys: PublicKeys,
+    seen: Mutex<SeenIds>,
+    intake: Arc<dyn Intake>,
+    metrics: WebhookMetrics,
+}
+
+impl Receiver {
+    pub fn new(keys: PublicKeys, intake: Arc<dyn Intake>, metrics: WebhookMetrics) -> Self {
+        Self {
+            keys,
+            seen: Mutex::new(SeenIds::new(SEEN_CAPACITY)),
+            intake,
+            metrics,
+        }
+    }
+
+    /// Decides on one webhook (everything but reading the body).
+    pub fn decide(&self, headers: &HeaderMap, body: &[u8], now: jiff::Timestamp) -> Outcome {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        if self
+            .keys
+            .verify(header("x-ghl-signature"), header("x-wh-signature"), body)
+            .is_err()
+        {
+            return Outcome::BadSignature;
+        }
+        let Ok(event) = Event::parse(body) else {
+            return Outcome::Malformed;
+        };
+        if !event.fresh(now, FRESHNESS) {
+            return Outcome::Stale;
+        }
+        // Held while admitting, so that two deliveries of one id are never both processed.
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(&event.webhook_id) {
+            return Outcome::Duplicate;
+        }
+        if !event.location_id.is_empty() && !self.intake.knows(&event.location_id) {
+            return Outcome::UnknownLocation;
+        }
+        let id = event.webhook_id.clone();
+        if !self.intake.admit(event, Instant::now()) {
+            return Outcome::Overloaded;
+        }
+        seen.insert(&id);
+        Outcome::Accepted
+    }
+}
+
+async fn receive(
+    State(receiver): State<Arc<Receiver>>,
+    headers: HeaderMap,
+    body: Body,
+) -> StatusCode {
+    let outcome = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => receiver.decide(&headers, &bytes, jiff::Timestamp::now()),
+        Err(_) => Outcome::TooLarge,
+    };
+    receiver.metrics.count(outcome);
+    if outcome != Outcome::Accepted && outcome != Outcome::Duplicate {
+        tracing::debug!(result = outcome.label(), "webhook not accepted");
+    }
+    outcome.status()
+}
+
+/// The receiver's routes.
+pub fn router(receiver: Arc<Receiver>) -> Router {
+    Router::new()
+        .route(PATH, post(receive))
+        .with_state(receiver)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use axum::http::HeaderValue;
+    use serde_json::json;
+
+    use super::*;
+    use crate::sandbox::webhooks::Keys;
+
+    #[derive(Default)]
+    struct Recorder {
+        admitted: AtomicUsize,
+        full: AtomicBool,
+    }
+
+    impl Intake for Recorder {
+        fn knows(&self, location: &str) -> bool {
+            location == "loc"
+        }
+
+        fn admit(&self, _: Event, _: Instant) -> bool {
+            if self.full.load(Ordering::SeqCst) {
+                return false;
+            }
+            self.admitted.fetch_add(1, Ordering::SeqCst);
+            true
+        }
+    }
+
+    fn signed(value: serde_json::Value) -> (HeaderMap, Vec<u8>) {
+        let body = serde_json::to_vec(&value).unwrap();
+        let (ed, _) = Keys::get().sign(&body);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ghl-signature", HeaderValue::from_str(&ed).unwrap());
+        (headers, body)
+    }
+
+    fn event(id: &str, location: &str, at: &str) -> serde_json::Value {
+        json!({"type": "ContactUpdate", "locationId": location, "webhookId": id,
+               "timestamp": at, "id": "c1"})
+    }
+
+    #[test]
+    fn every_answer_in_order() {
+        let keys = Keys::get();
+        let recorder = Arc::new(Recorder::default());
+        let receiver = Receiver::new(
+            PublicKeys::from_pems(&[&keys.ed25519_public_pem, &keys.rsa_public_pem]).unwrap(),
+            Arc::clone(&recorder) as Arc<dyn Intake>,
+            WebhookMetrics::default(),
+        );
+        let now: jiff::Timestamp = "2030-01-01T00:01:00Z".parse().unwrap();
+        let at = "2030-01-01T00:00:00Z";
+
+        let (headers, body) = signed(event("w1", "loc", at));
+        assert_eq!(receiver.decide(&headers, &body, now), Outcome::Accepted);
+        assert_eq!(receiver.decide(&headers, &body, now), Outcome::Duplicate);
+        assert_eq!(
+            recorder.admitted.load(Ordering::SeqCst),
+            1,
+            "processed once"
+        );
+
+        let (mut forged, body2) = signed(event("w2", "loc", at));
+        assert_eq!(
+            receiver.decide(&forged, b"{\"type\":\"ContactDelete\"}", now),
+            Outcome::BadSignature
+        );
+        forged.remove("x-ghl-signature");
+        assert_eq!(receiver.decide(&forged, &body2, now), Outcome::BadSignature);
+
+        let (headers, body) = signed(event("w3", "loc", "2029-12-31T23:50:00Z"));
+        assert_eq!(receiver.decide(&headers, &body, now), Outcome::Stale);
+
+        let (headers, body) = signed(event("w4", "elsewhere", at));
+        assert_eq!(
+            receiver.decide(&headers, &body, now),
+            Outcome::UnknownLocation
+        );
+
+        let (headers, body) = signed(json!({"hello": "world"}));
+        assert_eq!(receiver.decide(&headers, &body, now), Outcome::Malformed);
+
+        recorder.full.store(true, Ordering::SeqCst);
+        let (headers, body) = signed(event("w5", "loc", at));
+        assert_eq!(receiver.decide(&headers, &body, now), Outcome::Overloaded);
+        recorder.full.store(false, Ordering::SeqCst);
+        assert_eq!(
+            receiver.decide(&headers, &body, now),
+            Outcome::Accepted,
+            "GHL's retry of a 429 is processed"
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_get_413_and_answers_match_outcomes() {
+        use tower::ServiceExt;
+        let keys = Keys::get();
+        let receiver = Arc::new(Receiver::new(
+            PublicKeys::from_pems(&[&keys.ed25519_public_pem]).unwrap(),
+            Arc::new(Recorder::default()),
+            WebhookMetrics::default(),
+        ));
+        let app = router(Arc::clone(&receiver));
+        let big = vec![b'x'; MAX_BODY + 1];
+        let request = axum::http::Request::post(PATH)
+            .body(Body::from(big))
+            .unwrap();
+        let answer = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(receiver.metrics.get(Outcome::TooLarge), 1);
+        let request = axum::http::Request::post(PATH)
+            .body(Body::from("{}"))
+            .unwrap();
+        let answer = app.oneshot(request).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(receiver.metrics.get(Outcome::BadSignature), 1);
+    }
+}
