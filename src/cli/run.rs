@@ -59,8 +59,9 @@ pub struct RunArgs {
     /// Serve `POST /webhooks/ghl` (GHL's signed webhooks) on this address (default: none).
     #[arg(long, env = "GHL_WEBHOOK_ADDR")]
     pub webhook_addr: Option<SocketAddr>,
-    /// A PEM file with a public key (Ed25519 or RSA, SPKI) to verify webhooks with; repeat for
-    /// several. Replaces GHL's published keys (for a key rotation, or the sandbox's keys).
+    /// A PEM file with a public key (Ed25519 or RSA, SPKI) to verify webhooks with, or a folder
+    /// of them (a mounted ConfigMap); repeat for several. Replaces GHL's published keys (for a
+    /// key rotation, or the sandbox's keys).
     #[arg(
         long = "webhook-public-key",
         env = "GHL_WEBHOOK_PUBLIC_KEYS",
@@ -109,13 +110,37 @@ fn webhook_keys(files: &[PathBuf]) -> anyhow::Result<PublicKeys> {
     if files.is_empty() {
         return Ok(PublicKeys::ghl());
     }
-    let texts = files
+    let mut paths = Vec::new();
+    for path in files {
+        if path.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("--webhook-public-key {}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                // A mounted ConfigMap also holds `..data` links and dot entries.
+                .filter(|p| {
+                    p.is_file()
+                        && !p
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                })
+                .collect();
+            inside.sort();
+            paths.extend(inside);
+        } else {
+            paths.push(path.clone());
+        }
+    }
+    let texts = paths
         .iter()
         .map(|f| {
             std::fs::read_to_string(f)
                 .with_context(|| format!("--webhook-public-key {}", f.display()))
         })
         .collect::<anyhow::Result<Vec<String>>>()?;
+    anyhow::ensure!(
+        !texts.is_empty(),
+        "--webhook-public-key: no key files found"
+    );
     let pems: Vec<&str> = texts.iter().map(String::as_str).collect();
     PublicKeys::from_pems(&pems).context("--webhook-public-key")
 }

@@ -309,7 +309,10 @@ impl crate::webhook::Intake for Intake {
         };
         ctx.events.feed(location, contact, &event.kind, deleted);
         let mut queued = 0;
-        for policy in ctx.ownership.concerned(location, contact, email, phone) {
+        for policy in ctx
+            .ownership
+            .concerned(location, contact, part, email, phone)
+        {
             if ctx.targets.add(policy, contact, part, received) {
                 queued += 1;
             }

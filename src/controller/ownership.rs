@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 
 use super::object::{Kind, ObjectKey};
 use crate::engine::ownership::{OwnedIds, PolicyDeclaration, RuleClaim, TagClaims};
+use crate::webhook::Part;
 
 /// A change on a location, by an owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,11 +127,13 @@ impl Ownership {
     }
 
     /// The policies on `location` that declare the contact (by the email or phone GHL shows)
-    /// or hold it in their ledger.
+    /// or hold it in their ledger — for a change to its tasks or notes, only those that
+    /// declare some; appointments concern no policy.
     pub fn concerned(
         &self,
         location: &str,
         contact: &str,
+        part: Part,
         email: Option<&str>,
         phone: Option<&str>,
     ) -> Vec<ObjectKey> {
@@ -141,6 +144,12 @@ impl Ownership {
         };
         l.policies
             .iter()
+            .filter(|(_, declaration)| match part {
+                Part::Contact => true,
+                Part::Tasks => declaration.declares_tasks,
+                Part::Notes => declaration.declares_notes,
+                Part::Appointments => false,
+            })
             .filter(|(key, declaration)| {
                 declaration.declares_contact(email, phone)
                     || owned.get(*key).is_some_and(|ids| ids.contains(contact))

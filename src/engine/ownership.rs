@@ -80,6 +80,10 @@ pub struct PolicyDeclaration {
     records: HashMap<KeyDigest, u32>,
     tag_sets: Vec<TagSet>,
     removing: HashMap<String, BTreeSet<String>>,
+    /// Whether any record declares tasks / notes (a webhook about a contact's tasks or notes
+    /// concerns the policy only then, or when it owns some).
+    pub declares_tasks: bool,
+    pub declares_notes: bool,
     /// Order-independent digest of `records` with their tags, to tell whether a new
     /// declaration changes anything for others.
     digest: u64,
@@ -111,6 +115,8 @@ impl PolicyDeclaration {
             records,
             tag_sets,
             removing: HashMap::new(),
+            declares_tasks: desired.contacts.iter().any(|c| !c.tasks.is_empty()),
+            declares_notes: desired.contacts.iter().any(|c| !c.notes.is_empty()),
             digest,
         }
     }

@@ -62,6 +62,9 @@ async fn get_views(
 }
 
 /// Syncs the contacts of `scope` against `desired` (the policy's whole validated records).
+///
+/// One piece: reading, scoping and planning share the contacts read and the ledger subset,
+/// each step narrowing what the next may touch.
 pub async fn sync_contacts(
     api: &dyn GhlApi,
     store: &dyn StateStore,

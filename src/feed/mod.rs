@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::TryStreamExt;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -31,7 +31,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use rand::RngExt;
 use serde_json::{Value, json};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use self::cloudevent::Snapshot;
 use self::queue::{Attempt, Due, Finished, Queue};
@@ -44,9 +44,7 @@ use crate::ghl::{ErrorClass, GhlApi, GhlError};
 /// How far behind its start a catch-up moves the cursor: GHL's search lags writes by seconds.
 pub const SEARCH_LAG_MARGIN: Duration = Duration::from_secs(30);
 /// Contacts delivered at once per feed.
-const CONCURRENCY: usize = 8;
-/// Deliveries taken from one sink's queue per round.
-const BATCH: usize = 64;
+const CONCURRENCY: usize = 32;
 
 /// A sink, as configured and checked.
 #[derive(Clone, Debug)]
@@ -148,6 +146,8 @@ struct Shared {
     config: Mutex<FeedConfig>,
     state: Mutex<State>,
     wake: Notify,
+    /// One per delivery in flight.
+    permits: Arc<Semaphore>,
     client: Client,
     http: reqwest::Client,
     metrics: FeedMetrics,
@@ -200,6 +200,7 @@ impl Feed {
             config: Mutex::new(config),
             state: Mutex::new(state),
             wake: Notify::new(),
+            permits: Arc::new(Semaphore::new(CONCURRENCY)),
             client,
             http,
             metrics,
@@ -260,11 +261,16 @@ impl Feed {
         state.queues.values().map(Queue::len).sum()
     }
 
-    /// Delivers what is due until nothing is, or `within` passes (a graceful stop).
+    /// Delivers what is due until nothing is due or in flight, or `within` passes (a
+    /// graceful stop).
     pub async fn drain(&self, within: Duration) {
         let deadline = Instant::now() + within;
-        while Instant::now() < deadline && self.shared.has_due() {
-            self.shared.deliver_round().await;
+        while Instant::now() < deadline {
+            self.shared.dispatch();
+            let in_flight = self.shared.permits.available_permits() < CONCURRENCY;
+            if !in_flight && !self.shared.has_due() {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -345,14 +351,19 @@ impl Shared {
         due.map_or(catch_up, |d| d.min(catch_up))
     }
 
-    /// One round: every due delivery, contacts concurrently, each fetched once for all sinks.
-    async fn deliver_round(self: &Arc<Self>) {
+    /// Starts every due delivery there is a permit for, each contact fetched once for all
+    /// its due sinks; a finished delivery wakes the feed for the next.
+    fn dispatch(self: &Arc<Self>) {
+        let available = self.permits.available_permits();
+        if available == 0 {
+            return;
+        }
         let now = Instant::now();
         let mut by_contact: BTreeMap<String, Vec<(String, Due)>> = BTreeMap::new();
         {
             let mut state = self.lock_state();
             for (sink, queue) in state.queues.iter_mut() {
-                for due in queue.due(now, BATCH) {
+                for due in queue.due(now, available) {
                     by_contact
                         .entry(due.contact.clone())
                         .or_default()
@@ -360,15 +371,18 @@ impl Shared {
                 }
             }
         }
-        stream::iter(by_contact)
-            .map(|(contact, dues)| {
-                let shared = Arc::clone(self);
-                async move { shared.deliver(&contact, dues).await }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect::<Vec<()>>()
-            .await;
-        self.settle_marks();
+        for (contact, dues) in by_contact {
+            let shared = Arc::clone(self);
+            let permits = Arc::clone(&self.permits);
+            tokio::spawn(async move {
+                // Entries taken above are in flight: a permit frees up for each in turn.
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
+                shared.deliver(&contact, dues).await;
+                shared.wake.notify_one();
+            });
+        }
     }
 
     /// Fetches `contact` with the parts its due sinks include, and delivers to each.
@@ -553,19 +567,24 @@ impl Shared {
     }
 }
 
-/// The feed's task: catch-ups when due, deliveries as they fall due.
+/// The feed's task: catch-ups when due, deliveries as they fall due (each in its own task,
+/// at most [`CONCURRENCY`] at once).
 async fn run(shared: Arc<Shared>) {
     loop {
         shared.settle_marks();
         shared.maybe_catch_up();
-        if shared.has_due() {
-            shared.deliver_round().await;
-            continue;
-        }
-        let wake = tokio::time::Instant::from_std(shared.next_wake());
+        shared.dispatch();
+        // With every permit taken, only a finished delivery (which wakes us) frees one.
+        let wake = if shared.permits.available_permits() == 0 {
+            Instant::now() + Duration::from_secs(3600)
+        } else {
+            shared
+                .next_wake()
+                .max(Instant::now() + Duration::from_millis(1))
+        };
         tokio::select! {
             _ = shared.wake.notified() => {},
-            _ = tokio::time::sleep_until(wake) => {},
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {},
         }
     }
 }

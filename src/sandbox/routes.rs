@@ -442,8 +442,17 @@ async fn admin_stats(State(app): State<Arc<App>>) -> Json<Value> {
     Json(app.stats.to_json(reuse))
 }
 
-async fn admin_state(State(app): State<Arc<App>>) -> Json<Value> {
-    Json(app.store().dump())
+async fn admin_state(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Json<Value> {
+    let query = query_map(q);
+    let mut state = app.store().dump();
+    // `?parts=contacts` (comma-separated) keeps a poll cheap.
+    if let Some(parts) = query.get("parts")
+        && let Some(object) = state.as_object_mut()
+    {
+        let keep: Vec<&str> = parts.split(',').map(str::trim).collect();
+        object.retain(|key, _| key == "locationId" || keep.contains(&key.as_str()));
+    }
+    Json(state)
 }
 
 async fn admin_reset(State(app): State<Arc<App>>) -> Response {

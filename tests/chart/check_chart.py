@@ -45,6 +45,19 @@ VALUE_SETS = {
             "apiServerPort": 6443,
             "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
         },
+        "webhooks": {
+            "publicKeysConfigMap": "ghl-webhook-keys",
+            "backlog": 500,
+            "ingress": {
+                "enabled": True,
+                "className": "nginx",
+                "host": "hooks.example.com",
+                "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+                "tls": [{"secretName": "hooks-tls", "hosts": ["hooks.example.com"]}],
+            },
+            "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+        },
+        "export": {"allowedSinkUrls": ["https://servis.example.com/hooks/"]},
         "podAnnotations": {"example.com/a": "b"},
         "podLabels": {"team": "crm"},
         "nodeSelector": {"kubernetes.io/os": "linux"},
@@ -52,6 +65,7 @@ VALUE_SETS = {
         "priorityClassName": "high",
     },
     "no-leader-election": {"leaderElection": {"enabled": False}},
+    "no-webhooks": {"webhooks": {"enabled": False}, "networkPolicy": {"enabled": True}},
 }
 
 
@@ -76,7 +90,13 @@ def main():
             kubernetes_validate.validate(crd, K8S_VERSION, strict=True)
 
     # The schema refuses misspelt or mistyped values instead of ignoring them.
-    for bad in ({"operator": {"concurency": 4}}, {"replicaCount": "two"}, {"operator": {"defaultResync": "10 minutes"}}):
+    for bad in (
+        {"operator": {"concurency": 4}},
+        {"replicaCount": "two"},
+        {"operator": {"defaultResync": "10 minutes"}},
+        {"export": {"allowedSinkUrls": ["servis.example.com"]}},
+        {"webhooks": {"port": 70000}},
+    ):
         try:
             chart.render(values=bad, name="ghl-operator", namespace=NAMESPACE)
         except helm_python.HelmValuesError:

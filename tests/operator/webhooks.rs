@@ -317,6 +317,60 @@ async fn new_notes_tasks_and_appointments_reach_the_sink_with_the_contact() {
 }
 
 #[tokio::test]
+async fn the_readmes_python_receiver_verifies_and_receives_the_feed() {
+    let Some((client, ns)) = setup("hook-python").await else {
+        return;
+    };
+    let port = free_port();
+    let sandbox = sandbox(port, FaultSpec::default()).await;
+    let raw = Raw::new(&sandbox);
+    let receiver_port = free_port();
+    let output =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-receiver.out", ns.name));
+    let mut receiver = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/feed-receiver.py"
+        ))
+        .env("PORT", receiver_port.to_string())
+        .env("FEED_SECRET", SECRET)
+        .stdout(std::fs::File::create(&output).unwrap())
+        .spawn()
+        .expect("python3 runs the example receiver");
+    let mut options = OperatorOptions::new(&ns.name, "op-0");
+    options.extra_args = vec![
+        format!("--webhook-addr=127.0.0.1:{port}"),
+        format!("--allowed-sink-url=http://127.0.0.1:{receiver_port}/"),
+    ];
+    for file in key_files() {
+        options
+            .extra_args
+            .push(format!("--webhook-public-key={}", file.display()));
+    }
+    let operator = Operator::start(options);
+    apply(&client, &ns.name, feed_secret()).await;
+    let export = json!({"sinks": [{"name": "python", "url": format!("http://127.0.0.1:{receiver_port}/"),
+        "signingSecretRef": {"name": "feed-secret", "key": "secret"}}]});
+    for doc in connection(&sandbox.url, Some(export)) {
+        apply(&client, &ns.name, doc).await;
+    }
+    wait_ready(&client, &ns.name).await;
+    let id = create_contact(&raw, "python@example.com").await;
+    wait_for("the receiver printed the event", READY, || async {
+        let printed = std::fs::read_to_string(&output).ok()?;
+        printed
+            .lines()
+            .any(|l| l == format!("ai.servis.ghl.contact.changed {id} ContactCreate"))
+            .then_some(())
+    })
+    .await;
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    operator.stop().await;
+    ns.delete().await;
+}
+
+#[tokio::test]
 async fn with_every_webhook_lost_the_catch_up_delivers_everything() {
     let Some((client, ns)) = setup("hook-lost").await else {
         return;

@@ -40,6 +40,8 @@ use crate::engine::state::StateStore;
 use crate::engine::targeted::{Scope, sync_contacts};
 use crate::engine::{SyncError, SyncOptions, SyncOutcome, sync_policy, sync_policy_owning};
 
+/// Contacts read and written at once by a targeted sync.
+const TARGETED_CONCURRENCY: usize = 32;
 /// Failures listed in status (the count is in `counts.failed`).
 const MAX_FAILURES: usize = 20;
 
@@ -264,7 +266,10 @@ pub async fn sync_targeted(ctx: &Context, key: &ObjectKey, scope: Scope) -> &'st
     hold_back(&mut desired, &yielded);
     let store = ledger(ctx, &policy);
     let mut options = SyncOptions::new(policy.spec.mode, Timestamp::now());
-    options.apply.concurrency = ctx.config.apply_concurrency;
+    // A handful of contacts, each a few calls: read and write them all at once (the
+    // connection's budget still paces them).
+    options.observe.concurrency = TARGETED_CONCURRENCY;
+    options.apply.concurrency = TARGETED_CONCURRENCY.max(ctx.config.apply_concurrency);
     let synced = sync_contacts(
         &connection.handle.client,
         &store,
