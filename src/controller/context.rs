@@ -16,12 +16,12 @@ use tokio::sync::broadcast;
 
 use super::backoff::Backoff;
 use super::connections::Registry;
-use super::events::Events;
+use super::feeds::Feeds;
 use super::metrics::Metrics;
 use super::object::{Kind, ObjectKey};
 use super::ownership::Ownership;
 use super::reference::{self, ConnectionState};
-use super::targeted::Targets;
+use super::targets::Targets;
 use super::verdict::Notice;
 use crate::crd::common::ConnectionRef;
 use crate::crd::{ContactSyncPolicy, GhlConnection, TagRule};
@@ -106,8 +106,8 @@ pub struct Context {
     pub ownership: Ownership,
     /// When this process started (owners get a while to declare before others go ahead).
     pub started: Instant,
-    /// Webhooks' effects: the change feeds and the backlog.
-    pub events: Events,
+    /// The change feeds, webhook counts and the backlog of webhook work.
+    pub events: Feeds,
     /// Contacts waiting for targeted syncs.
     pub targets: Targets,
     /// Objects to reconcile now (e.g. the TagRules of a location a webhook named).
@@ -128,7 +128,7 @@ impl Context {
     ) -> Self {
         Self {
             connections: Arc::new(Registry::new(Arc::clone(&metrics.ghl))),
-            events: Events::new(config.webhook_backlog, metrics.feed.clone()),
+            events: Feeds::new(config.webhook_backlog, metrics.feed.clone()),
             client,
             config,
             stores,

@@ -12,8 +12,8 @@
 //! - [`connections`]: one GHL client and budget per GhlConnection, readiness broadcast;
 //! - [`ledger_store`]: policies' and rules' ledgers in Secrets they own;
 //! - [`triggers`]: what else makes an object reconcile;
-//! - [`events`], [`targeted`]: what GHL's webhooks cause — the change feeds, targeted syncs of
-//!   the contacts they name, wake-ups;
+//! - [`events`], [`feeds`], [`targeted`], [`targets`]: what GHL's webhooks cause — the change
+//!   feeds, targeted syncs of the contacts they name, wake-ups;
 //! - [`status`], [`conditions`], [`object`]: writing status and finalizers, the conditions
 //!   contract, typed object keys;
 //! - [`backoff`], [`error`]: per-object backoff and the error policy;
@@ -27,6 +27,7 @@ pub mod connections;
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod feeds;
 pub mod leader;
 pub mod ledger_store;
 pub mod metrics;
@@ -40,6 +41,7 @@ pub mod server;
 pub mod status;
 pub mod tag_rule;
 pub mod targeted;
+pub mod targets;
 pub mod triggers;
 pub mod verdict;
 pub mod wiring;

@@ -3,65 +3,22 @@
 //! just those contacts, plan and apply them — `engine::targeted`), run under the policy's lock
 //! so it never overlaps the policy's full reconcile. Full resyncs remain the safety net.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use futures::{StreamExt, stream};
-use tokio::sync::Notify;
 
 use super::context::Context;
-use super::object::ObjectKey;
-use crate::engine::targeted::Scope;
-use crate::webhook::Part;
 
 /// Policies synced at once.
 const CONCURRENCY: usize = 4;
-
-/// The contacts waiting for one policy.
-#[derive(Clone, Debug, Default)]
-pub struct Batch {
-    pub scope: Scope,
-    /// When the oldest of these changes reached the operator.
-    pub since: Option<Instant>,
-}
-
-/// Contacts waiting for targeted syncs, by policy.
-#[derive(Debug, Default)]
-pub struct Targets {
-    pending: Mutex<HashMap<ObjectKey, Batch>>,
-    wake: Notify,
-}
-
-impl Targets {
-    /// Queues `contact` (changed in `part`) for `policy`; true when it was not waiting yet.
-    pub fn add(&self, policy: ObjectKey, contact: &str, part: Part, received: Instant) -> bool {
-        let added = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            let batch = pending.entry(policy).or_default();
-            batch.since = Some(batch.since.map_or(received, |s| s.min(received)));
-            batch.scope.tasks |= part == Part::Tasks;
-            batch.scope.notes |= part == Part::Notes;
-            batch.scope.ids.insert(contact.to_owned())
-        };
-        self.wake.notify_one();
-        added
-    }
-
-    /// Everything waiting, taken.
-    pub fn take(&self) -> Vec<(ObjectKey, Batch)> {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.drain().collect()
-    }
-}
 
 /// Runs targeted syncs as changes come, until `stop`.
 pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = ctx.targets.wake.notified() => {},
+            _ = ctx.targets.woken() => {},
             _ = &mut stop => return,
         }
         let batches = ctx.targets.take();
@@ -77,28 +34,5 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()>) {
                 }
             })
             .await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::controller::object::Kind;
-
-    #[test]
-    fn changes_to_one_policy_coalesce() {
-        let targets = Targets::default();
-        let policy = ObjectKey::new(Kind::ContactSyncPolicy, "crm", "vip");
-        let t0 = Instant::now();
-        assert!(targets.add(policy.clone(), "c1", Part::Contact, t0));
-        assert!(!targets.add(policy.clone(), "c1", Part::Notes, t0));
-        assert!(targets.add(policy.clone(), "c2", Part::Contact, t0));
-        let taken = targets.take();
-        assert_eq!(taken.len(), 1);
-        let batch = &taken[0].1;
-        assert_eq!(batch.scope.ids.len(), 2);
-        assert!(batch.scope.notes && !batch.scope.tasks);
-        assert_eq!(batch.since, Some(t0));
-        assert!(targets.take().is_empty());
     }
 }

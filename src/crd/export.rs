@@ -93,6 +93,7 @@ pub struct ExportStatus {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SinkStatus {
+    /// The sink (as named in `spec.export.sinks`).
     pub name: String,
     /// Changes the sink accepted.
     #[serde(default)]

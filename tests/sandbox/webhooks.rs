@@ -259,5 +259,8 @@ async fn only_429_is_retried() {
     let got = received.lock().unwrap().clone();
     assert_eq!(got[0].1, got[2].1, "the retried delivery is the same event");
     let stats = raw.admin("GET", "stats", None).await;
-    assert_eq!(stats["webhooks"], json!({"sent": 1, "failed": 1}));
+    assert_eq!(
+        stats["webhooks"],
+        json!({"sent": 1, "failed": 1, "retried": 2, "dropped": 0})
+    );
 }
