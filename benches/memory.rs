@@ -98,6 +98,7 @@ fn main() {
         &[SourceText {
             key: "contacts.csv".into(),
             text: Ok(csv),
+            sensitive: false,
         }],
     )
     .expect("records parse");

@@ -247,6 +247,7 @@ async fn main() {
                 &format!("--webhook-addr=127.0.0.1:{webhook_port}"),
                 &format!("--webhook-public-key={}", dir.display()),
                 &format!("--allowed-sink-url=http://{sink_addr}/"),
+                &format!("--allowed-base-url={}", sandbox.url),
             ])
             .env("KUBECONFIG", &path)
             .env("RUST_LOG", "warn")

@@ -31,6 +31,11 @@ impl AllowList {
         Ok(Self { allowed })
     }
 
+    /// GHL's API only (the default for base URLs).
+    pub fn ghl() -> Self {
+        Self::parse(&[crate::crd::connection::DEFAULT_BASE_URL]).unwrap_or_default()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.allowed.is_empty()
     }
@@ -96,6 +101,13 @@ mod tests {
                 .check("https://anything.example")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn by_default_only_ghl() {
+        let ghl = AllowList::ghl();
+        assert!(ghl.check("https://services.leadconnectorhq.com").is_ok());
+        assert!(ghl.check("http://127.0.0.1:8088").is_err());
     }
 
     #[test]

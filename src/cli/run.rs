@@ -73,6 +73,15 @@ pub struct RunArgs {
     /// the receiver answers 429, which GHL retries.
     #[arg(long, env = "GHL_WEBHOOK_BACKLOG", default_value_t = 10_000)]
     pub webhook_backlog: usize,
+    /// A GHL API base URL connections may use (their `baseUrl` must have its scheme, host and
+    /// port); repeat for several. Default: GHL's API only. The sandbox's URL must be named.
+    #[arg(
+        long = "allowed-base-url",
+        env = "GHL_ALLOWED_BASE_URLS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub allowed_base_urls: Vec<String>,
     /// A URL the change feed may send contact data to (a sink's URL must have its scheme, host
     /// and port, and start with its path); repeat for several. Without any, nothing is sent.
     #[arg(
@@ -171,6 +180,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             connection_check_interval: args.connection_check_interval.parse()?,
             default_resync: args.default_resync.parse()?,
             identity: identity.clone(),
+            allowed_base_urls: if args.allowed_base_urls.is_empty() {
+                AllowList::ghl()
+            } else {
+                AllowList::parse(&args.allowed_base_urls)
+                    .map_err(|e| anyhow::anyhow!("--allowed-base-url: {e}"))?
+            },
             allowed_sinks: AllowList::parse(&args.allowed_sink_urls)
                 .map_err(|e| anyhow::anyhow!("--allowed-sink-url: {e}"))?,
             webhook_backlog: args.webhook_backlog.max(1),

@@ -23,10 +23,14 @@ use super::ownership::Ownership;
 use super::reference::{self, ConnectionState};
 use super::targets::Targets;
 use super::verdict::Notice;
-use crate::crd::common::ConnectionRef;
+use jiff::Timestamp;
+
+use crate::crd::common::{ConnectionRef, Mode};
 use crate::crd::{ContactSyncPolicy, GhlConnection, TagRule};
 use crate::credentials::oauth::OAuthManager;
 use crate::egress::AllowList;
+use crate::engine::SyncOptions;
+use crate::engine::fence::Fence;
 use crate::engine::ownership::{PolicyDeclaration, TagClaims};
 
 /// How long after the process starts owners on a location wait for each other to declare
@@ -48,6 +52,8 @@ pub struct OperatorConfig {
     pub default_resync: Duration,
     /// This process, as named in refresh claims and Events.
     pub identity: String,
+    /// Where the operator may send a connection's token (GHL, or the sandbox).
+    pub allowed_base_urls: AllowList,
     /// Where the change feed may send contact data.
     pub allowed_sinks: AllowList,
     /// Webhook work accepted and not done yet before the receiver answers 429.
@@ -63,6 +69,7 @@ impl Default for OperatorConfig {
             connection_check_interval: Duration::from_secs(300),
             default_resync: Duration::from_secs(600),
             identity: "ghl-operator".to_owned(),
+            allowed_base_urls: AllowList::ghl(),
             allowed_sinks: AllowList::default(),
             webhook_backlog: 10_000,
         }
@@ -112,6 +119,8 @@ pub struct Context {
     pub targets: Targets,
     /// Objects to reconcile now (e.g. the TagRules of a location a webhook named).
     pub wakes: broadcast::Sender<ObjectKey>,
+    /// Open while this process leads: every GHL write and ledger write checks it.
+    pub fence: Fence,
     /// Resyncs per object, to pick the deep ones.
     resyncs: Mutex<HashMap<ObjectKey, u32>>,
     /// One lock per object: its full reconcile and targeted syncs never overlap.
@@ -125,8 +134,10 @@ impl Context {
         stores: Stores,
         recorder: Recorder,
         metrics: Arc<Metrics>,
+        fence: Fence,
     ) -> Self {
         Self {
+            fence,
             connections: Arc::new(Registry::new(Arc::clone(&metrics.ghl))),
             events: Feeds::new(config.webhook_backlog, metrics.feed.clone()),
             client,
@@ -143,6 +154,14 @@ impl Context {
             resyncs: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Sync options for an object in `mode`: the operator's concurrency, this process' fence.
+    pub fn sync_options(&self, mode: Mode) -> SyncOptions {
+        let mut options = SyncOptions::new(mode, Timestamp::now());
+        options.apply.concurrency = self.config.apply_concurrency;
+        options.apply.fence = self.fence.clone();
+        options
     }
 
     /// Where an object in `namespace` stands with the connection `reference` names.

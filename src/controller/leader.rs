@@ -4,7 +4,9 @@
 //! nodes does not matter); the leader renews every `renew_every` and gives up leadership when it
 //! cannot renew within `lease_duration`; a graceful stop releases the Lease so a standby takes
 //! over at once. Every write carries the resourceVersion it read (compare-and-swap), so two
-//! candidates can never both believe they hold it.
+//! candidates can never both believe they hold it. The elector keeps a [`Fence`] that is
+//! open only until the renew deadline after its last successful write, which every GHL and
+//! ledger write of the process checks.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +14,8 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
+
+use crate::engine::fence::Fence;
 
 /// Lease timing and identity.
 #[derive(Clone, Debug)]
@@ -86,6 +90,8 @@ pub struct Elector {
     config: LeaseConfig,
     /// The record last seen and when it was first seen in that form.
     seen: Option<(Record, Instant)>,
+    /// Open while the Lease is known held (until the renew deadline after the last success).
+    fence: Fence,
 }
 
 impl Elector {
@@ -94,7 +100,24 @@ impl Elector {
             api: Api::namespaced(client, &config.namespace),
             config,
             seen: None,
+            fence: Fence::leased(),
         }
+    }
+
+    /// The write fence this elector keeps: open from a successful acquire or renew until the
+    /// renew deadline after it, closed when leadership is lost or released.
+    pub fn fence(&self) -> Fence {
+        self.fence.clone()
+    }
+
+    /// Leadership proven by a write that started at `attempted`: writes may go on until the
+    /// renew deadline after it (before any other candidate may take the Lease).
+    fn held_since(&self, attempted: Instant) {
+        self.fence.extend(attempted + self.renew_deadline());
+    }
+
+    fn renew_deadline(&self) -> Duration {
+        self.config.lease_duration * 2 / 3
     }
 
     pub fn config(&self) -> &LeaseConfig {
@@ -128,6 +151,7 @@ impl Elector {
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(created) => {
                     self.seen = Some((record_of(&created), now));
+                    self.held_since(now);
                     Ok(Attempt::Held)
                 }
                 Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::HeldByOther),
@@ -154,7 +178,7 @@ impl Elector {
         lease.spec = Some(if ours {
             self.spec(record.transitions, spec.acquire_time)
         } else {
-            self.spec(record.transitions + 1, None)
+            self.spec(record.transitions.saturating_add(1), None)
         });
         // `replace` sends the resourceVersion we read: a concurrent writer makes this a 409.
         match self
@@ -164,6 +188,7 @@ impl Elector {
         {
             Ok(updated) => {
                 self.seen = Some((record_of(&updated), Instant::now()));
+                self.held_since(now);
                 Ok(Attempt::Held)
             }
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::HeldByOther),
@@ -186,7 +211,12 @@ impl Elector {
     /// Renews until renewal fails past the renew deadline (two thirds of the Lease duration,
     /// as client-go) or another process took the Lease; returns when leadership is lost.
     pub async fn hold(&mut self) {
-        let deadline = self.config.lease_duration * 2 / 3;
+        self.hold_until_lost().await;
+        self.fence.close();
+    }
+
+    async fn hold_until_lost(&mut self) {
+        let deadline = self.renew_deadline();
         let mut last_renewed = Instant::now();
         loop {
             tokio::time::sleep(self.config.renew_every).await;
@@ -211,6 +241,7 @@ impl Elector {
     /// Releases the Lease if this process holds it (graceful shutdown), so a standby takes
     /// over without waiting for it to expire.
     pub async fn release(&mut self) {
+        self.fence.close();
         let Ok(Some(mut lease)) = self.api.get_opt(&self.config.name).await else {
             return;
         };

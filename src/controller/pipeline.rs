@@ -33,7 +33,7 @@ use super::verdict::{CONNECTION_WAIT, Facts, Notice, Outcome, Requeue, Verdict, 
 use crate::crd::GhlConnection;
 use crate::crd::common::{ConnectionRef, DeletionPolicy, DurationString, Mode, duration_field};
 use crate::crd::vocabulary::{action, reason};
-use crate::engine::apply::{ApplyError, ApplyReport};
+use crate::engine::apply::ApplyError;
 use crate::engine::{SyncError, SyncOutcome};
 use crate::ghl::ErrorClass;
 
@@ -77,14 +77,15 @@ pub trait Synced: Object + Send + Sync + 'static {
         connection: &Usable,
     ) -> Result<(SyncOutcome<Facts>, Self::Detail), SyncError>;
 
-    /// Removes from GHL what the object owns (its deletion with `deletionPolicy: Delete`).
-    /// Records that failed keep the object (and its finalizer) for another try.
+    /// Removes from GHL what the object owns (its deletion with `deletionPolicy: Delete`),
+    /// within its `safety` limits: `Blocked` (a larger plan) and records that failed keep the
+    /// object (and its finalizer) for another try.
     async fn release(
         &self,
         ctx: &Context,
         key: &ObjectKey,
         connection: &Usable,
-    ) -> Result<ApplyReport, SyncError>;
+    ) -> Result<SyncOutcome<()>, SyncError>;
 
     /// The status to write for `verdict` (and the sync's detail, when it ran).
     fn status(
@@ -269,6 +270,9 @@ fn report(ctx: &Context, key: &ObjectKey, outcome: &Outcome, verdict: &Verdict) 
     );
 }
 
+/// How soon a deletion held back by a safety limit looks again (a spec edit wakes it sooner).
+const RELEASE_BLOCKED_WAIT: Duration = Duration::from_secs(300);
+
 /// Deletion: with our finalizer (`deletionPolicy: Delete`), remove what the object owns from
 /// GHL, then let it go. Never hangs on a connection that is gone for good; waits for one that
 /// still exists (it may come back) rather than orphan GHL data silently.
@@ -280,7 +284,20 @@ async fn finalize<K: Synced>(obj: &K, ctx: &Context, key: &ObjectKey) -> Result<
     let reference = obj.object_ref(&());
     match ctx.connection(&key.namespace, obj.connection_ref()) {
         ConnectionState::Usable(usable) => {
-            let report = obj.release(ctx, key, &usable).await.map_err(Error::Sync)?;
+            let released = obj.release(ctx, key, &usable).await.map_err(Error::Sync)?;
+            if let SyncOutcome::Blocked { reason: limit, .. } = &released {
+                let notice = Notice {
+                    warning: true,
+                    reason: reason::SAFETY_LIMIT_EXCEEDED,
+                    action: action::DELETE,
+                    note: format!(
+                        "deletion waits: {limit}; raise the limit, or set deletionPolicy: Orphan"
+                    ),
+                };
+                ctx.event(&reference, &notice).await;
+                return Ok(Action::requeue(RELEASE_BLOCKED_WAIT));
+            }
+            let report = released.report().cloned().unwrap_or_default();
             ctx.metrics.wrote(key.kind, report.writes);
             if !report.failures.is_empty() {
                 return Err(Error::Release(report.failures.len()));

@@ -20,6 +20,7 @@ use super::metrics::Metrics;
 use super::server::{self, Health};
 use super::wiring::{self, Stop, api};
 use crate::crd::GhlConnection;
+use crate::engine::fence::Fence;
 use crate::webhook::{PublicKeys, Receiver};
 
 /// The webhook receiver's settings.
@@ -116,12 +117,18 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
         controller: crate::crd::vocabulary::FIELD_MANAGER.to_owned(),
         instance: Some(options.instance.clone()),
     };
+    let mut elector = options
+        .leader
+        .clone()
+        .map(|config| Elector::new(client.clone(), config));
+    let fence = elector.as_ref().map_or_else(Fence::open, Elector::fence);
     let ctx = Arc::new(Context::new(
         client.clone(),
         options.config.clone(),
         caches.stores(),
         Recorder::new(client.clone(), reporter),
         Arc::clone(&metrics),
+        fence,
     ));
     // Standbys answer webhooks with 429 (GHL retries them) until they lead.
     let webhooks = match &options.webhook {
@@ -142,10 +149,6 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
     };
     health.set_ready(true);
 
-    let mut elector = options
-        .leader
-        .clone()
-        .map(|config| Elector::new(client.clone(), config));
     if let Some(elector) = elector.as_mut() {
         tracing::info!(lease = %elector.config().name, identity = %elector.config().identity, "waiting to become the leader");
         tokio::select! {

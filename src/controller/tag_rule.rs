@@ -22,10 +22,10 @@ use crate::crd::ContactSyncPolicy;
 use crate::crd::common::PlanSummary;
 use crate::crd::tag_rule::{TagRule, TagRuleStatus};
 use crate::crd::vocabulary::reason;
-use crate::engine::apply::ApplyReport;
 use crate::engine::state::{StateError, StateStore};
 use crate::engine::tag_rule::{
-    RulePlan, apply_rule, observe_release, observe_rule, plan_rule, rule_claim, settle_rule,
+    RulePlan, apply_rule, observe_release, observe_rule, plan_rule, rule_block, rule_claim,
+    settle_rule,
 };
 use crate::engine::{SyncError, SyncOutcome};
 
@@ -40,7 +40,11 @@ pub struct Detail {
 }
 
 fn ledger(ctx: &Context, rule: &TagRule) -> SecretLedgerStore {
-    SecretLedgerStore::new(ctx.client.clone(), LedgerOwner::of(Kind::TagRule, rule))
+    SecretLedgerStore::new(
+        ctx.client.clone(),
+        LedgerOwner::of(Kind::TagRule, rule),
+        ctx.fence.clone(),
+    )
 }
 
 /// The contacts a ContactSyncPolicy manages (for `selector.policyRef`).
@@ -58,7 +62,7 @@ async fn policy_contacts(
         return Ok(BTreeSet::new());
     };
     let owner = LedgerOwner::of(Kind::ContactSyncPolicy, &policy);
-    let ledger = SecretLedgerStore::new(ctx.client.clone(), owner)
+    let ledger = SecretLedgerStore::new(ctx.client.clone(), owner, ctx.fence.clone())
         .load()
         .await?;
     Ok(ledger.contacts.into_keys().collect())
@@ -169,7 +173,7 @@ impl Synced for TagRule {
             &self.spec,
             &seen,
             &claims,
-            self.spec.mode,
+            &ctx.sync_options(self.spec.mode),
         )
         .await?;
         let detail = detail(&outcome);
@@ -182,14 +186,18 @@ impl Synced for TagRule {
         ctx: &Context,
         key: &ObjectKey,
         connection: &Usable,
-    ) -> Result<ApplyReport, SyncError> {
+    ) -> Result<SyncOutcome<()>, SyncError> {
         let client = &connection.handle.client;
         let store = ledger(ctx, self);
         let mut ledger = store.load().await?;
         let seen = observe_release(client, &ledger, ctx.config.apply_concurrency).await?;
         let claims = ctx.tag_claims(&connection.location, key);
         let plan = plan_rule(&self.spec, &seen, &ledger, &claims);
-        Ok(apply_rule(client, &store, &mut ledger, &plan).await?)
+        if let Some(reason) = rule_block(&self.spec, &plan) {
+            return Ok(SyncOutcome::Blocked { plan: (), reason });
+        }
+        let report = apply_rule(client, &store, &mut ledger, &plan, &ctx.fence).await?;
+        Ok(SyncOutcome::Applied { plan: (), report })
     }
 
     fn status(&self, verdict: &Verdict, detail: Option<&Detail>, now: Timestamp) -> TagRuleStatus {
@@ -221,6 +229,7 @@ impl Synced for TagRule {
 mod tests {
     use super::*;
     use crate::crd::contact_sync_policy::RecordFailure;
+    use crate::engine::apply::ApplyReport;
 
     fn plan(matched: u32, compliant: u32, pending: u32) -> RulePlan {
         RulePlan {

@@ -263,6 +263,9 @@ pub struct CredentialStatus {
     /// `PrivateIntegrationToken` or `OAuth`.
     #[serde(rename = "type")]
     pub type_: CredentialType,
+    /// A fingerprint (truncated SHA-256) of the token in use — never the token itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     /// Increases by one each time the credential in use changes.
     #[serde(default)]
     pub revision: i64,

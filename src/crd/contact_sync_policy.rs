@@ -115,7 +115,8 @@ pub struct Safety {
     /// Most deletes one run may make. If omitted, 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_deletes: Option<u32>,
-    /// Most writes (creates, updates, tag changes, deletes) one run may make. If omitted, unlimited.
+    /// Most changes one run may make: GHL writes (creates, updates, tag changes, deletes)
+    /// plus contacts the policy stops managing. If omitted, 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_changes: Option<u32>,
 }

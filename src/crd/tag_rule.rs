@@ -64,6 +64,19 @@ pub struct TagRuleSpec {
     /// From `1s` to `30d`; another value stalls the object, naming this field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resync_interval: Option<DurationString>,
+    /// Per-run limits: a larger plan is not applied, and the rule stalls until it is raised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<RuleSafety>,
+}
+
+/// Per-run limits on what a TagRule may change.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleSafety {
+    /// Most changes one run may make: tag writes (one per contact for additions, one for
+    /// removals) plus contacts the rule stops tracking. If omitted, 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_changes: Option<u32>,
 }
 
 /// Selects contacts with GHL search semantics. All filters must match (AND).

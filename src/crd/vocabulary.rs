@@ -28,6 +28,9 @@ pub mod condition {
     pub const AUTHENTICATED: &str = "Authenticated";
     /// GhlConnection: the credential is older than its `maxAge` or scheduled rotation is due.
     pub const ROTATION_DUE: &str = "RotationDue";
+    /// GhlConnection (OAuth): renewal departs from `renewBefore` as written (it is not shorter
+    /// than the token's lifetime, and would refresh in a loop).
+    pub const RENEWAL_ADJUSTED: &str = "RenewalAdjusted";
     /// ContactSyncPolicy / TagRule: GHL matches the declared state.
     pub const SYNCED: &str = "Synced";
     /// ContactSyncPolicy: GHL differs from the declared state (changed outside the operator).
@@ -70,6 +73,16 @@ pub mod reason {
     /// Waiting for the other owners on the location to declare what they want first.
     pub const WAITING_FOR_OWNERS: &str = "WaitingForOtherOwners";
     pub const RECOVERED: &str = "Recovered";
+    /// GhlConnection: its `baseUrl` is not among the URLs the operator may send a token to.
+    pub const BASE_URL_NOT_ALLOWED: &str = "BaseUrlNotAllowed";
+    /// `renewBefore` plus the skew margin is not shorter than the token's lifetime.
+    pub const RENEW_BEFORE_TOO_LONG: &str = "RenewBeforeTooLong";
+    /// Renewal follows the spec as written.
+    pub const AS_DECLARED: &str = "AsDeclared";
+    /// A Secret the operator would write exists and is not the operator's.
+    pub const SECRET_NOT_OWNED: &str = "SecretNotOwned";
+    /// Event: a rollout target does not opt in to restarts by this connection.
+    pub const ROLLOUT_NOT_PERMITTED: &str = "RolloutNotPermitted";
     /// Event: what a policy or rule owned was removed from GHL on its deletion.
     pub const DELETED: &str = "Deleted";
     /// Event: GHL data left in place on deletion (the connection is gone).
@@ -105,6 +118,10 @@ pub mod annotation {
     pub const TOKEN_FINGERPRINT: &str = "ghl.servis.ai/token-fingerprint";
     /// On the operator-managed OAuth token Secret: monotonically increasing revision.
     pub const TOKEN_REVISION: &str = "ghl.servis.ai/token-revision";
+    /// On a Deployment, StatefulSet or DaemonSet: the GhlConnections (comma-separated names in
+    /// the workload's namespace) allowed to restart it when their token rotates. Without it,
+    /// the operator restarts nothing.
+    pub const RESTART_ON_ROTATION: &str = "ghl.servis.ai/restart-on-rotation";
     /// On restarted workloads' pod templates: the credential revision that caused the restart.
     pub const RESTARTED_FOR_REVISION: &str = "ghl.servis.ai/restarted-for-revision";
     /// On restarted workloads' pod templates: when the operator restarted them (RFC 3339).
@@ -127,8 +144,11 @@ pub mod label {
     pub const OWNER_KIND: &str = "ghl.servis.ai/owner-kind";
     /// On ledger shards: the owning object's name.
     pub const OWNER_NAME: &str = "ghl.servis.ai/owner-name";
-    /// On ledger Secrets: `shard` (compacted) or `journal` (changes since).
+    /// On ledger Secrets: `head` (names the live generation), `shard` (compacted) or
+    /// `journal` (changes since).
     pub const LEDGER_ROLE: &str = "ghl.servis.ai/ledger-role";
+    /// On ledger shards and pages: the generation they belong to (absent: 0).
+    pub const LEDGER_GENERATION: &str = "ghl.servis.ai/ledger-generation";
     /// On ledger Secrets: the shard's or page's number.
     pub const LEDGER_INDEX: &str = "ghl.servis.ai/ledger-index";
 }

@@ -25,16 +25,52 @@ use crate::crd::vocabulary::{FIELD_MANAGER, annotation, label};
 /// `minInterval` when the spec names none.
 pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(600);
 
-/// Writes the consumer Secret (key `token`) for `connection`.
+/// Why the consumer Secret was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// It exists and is not the operator's: never overwritten or adopted.
+    #[error(
+        "Secret {0} exists and was not created by the operator for this connection; name another Secret"
+    )]
+    NotOurs(String),
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}
+
+/// Whether `secret` is the operator's consumer Secret for `connection`: labelled as managed by
+/// the operator and owned by the connection.
+pub fn is_ours(secret: &Secret, connection: &GhlConnection) -> bool {
+    let labelled = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(label::MANAGED_BY))
+        .is_some_and(|v| v == label::MANAGED_BY_VALUE);
+    let owned = secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| Some(&o.uid) == connection.metadata.uid.as_ref());
+    labelled && owned
+}
+
+/// Writes the consumer Secret (key `token`) for `connection` — only a Secret the operator
+/// created for it (or none yet).
 pub async fn publish_secret(
     client: &Client,
     connection: &GhlConnection,
     secret_name: &str,
     token: &SecretString,
     fingerprint: &str,
-) -> Result<(), kube::Error> {
+) -> Result<(), PublishError> {
     let namespace = connection.namespace().unwrap_or_default();
     let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    if let Some(existing) = api.get_opt(secret_name).await?
+        && !is_ours(&existing, connection)
+    {
+        return Err(PublishError::NotOurs(secret_name.to_owned()));
+    }
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some(secret_name.to_owned()),
@@ -74,6 +110,7 @@ pub async fn publish_secret(
     )
     .await
     .map(drop)
+    .map_err(PublishError::Kube)
 }
 
 /// What happened to one target.
@@ -88,6 +125,16 @@ pub enum Rollout {
     Deferred(Duration),
     /// The workload does not exist.
     Missing,
+    /// The workload does not opt in to restarts by this connection
+    /// (`ghl.servis.ai/restart-on-rotation`): left alone.
+    NotPermitted,
+}
+
+/// Whether a workload's annotations allow `connection` to restart it.
+pub fn permits(annotations: &std::collections::BTreeMap<String, String>, connection: &str) -> bool {
+    annotations
+        .get(annotation::RESTART_ON_ROTATION)
+        .is_some_and(|names| names.split(',').any(|n| n.trim() == connection))
 }
 
 /// The decision for a target, from its annotations (pure).
@@ -117,6 +164,7 @@ pub fn decide(
 async fn roll<K>(
     api: Api<K>,
     name: &str,
+    connection: &str,
     fingerprint: &str,
     min_interval: Duration,
     now: Timestamp,
@@ -128,6 +176,9 @@ where
         return Ok(Rollout::Missing);
     };
     let annotations = object.annotations();
+    if !permits(annotations, connection) {
+        return Ok(Rollout::NotPermitted);
+    }
     let rolled_for = annotations
         .get(annotation::RESTARTED_FOR_REVISION)
         .map(String::as_str);
@@ -150,10 +201,12 @@ where
     Ok(decision)
 }
 
-/// Rolls `target` if the token changed since its last roll.
+/// Rolls `target` if the token changed since its last roll — when the target opts in to
+/// restarts by `connection`.
 pub async fn rollout(
     client: &Client,
     namespace: &str,
+    connection: &str,
     target: &RolloutTarget,
     fingerprint: &str,
     min_interval: Duration,
@@ -164,6 +217,7 @@ pub async fn rollout(
             roll(
                 Api::<Deployment>::namespaced(client.clone(), namespace),
                 &target.name,
+                connection,
                 fingerprint,
                 min_interval,
                 now,
@@ -174,6 +228,7 @@ pub async fn rollout(
             roll(
                 Api::<StatefulSet>::namespaced(client.clone(), namespace),
                 &target.name,
+                connection,
                 fingerprint,
                 min_interval,
                 now,
@@ -184,6 +239,7 @@ pub async fn rollout(
             roll(
                 Api::<DaemonSet>::namespaced(client.clone(), namespace),
                 &target.name,
+                connection,
                 fingerprint,
                 min_interval,
                 now,

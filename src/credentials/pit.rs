@@ -1,18 +1,18 @@
-//! Private Integration Tokens: read from the user's Secret, fingerprinted, and aged. The
-//! operator records when it first saw each token value (annotations on the Secret), so the age
-//! survives restarts and `RotationDue` can be raised past `maxAge`.
+//! Private Integration Tokens: read from the user's Secret (never written: it is not the
+//! operator's), fingerprinted, and aged. When the operator first saw each value is kept in the
+//! connection's status (`credentials.fingerprint`, `lastRotatedAt`, `revision`), so the age
+//! survives restarts and `RotationDue` can be raised past `maxAge`. (Earlier versions kept it
+//! in annotations on the Secret; those are still read once.)
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use secrecy::SecretString;
-use serde_json::json;
 
 use super::Problem;
 use super::schedule;
 use super::token_secret::fingerprint;
-use crate::crd::connection::PrivateIntegrationTokenAuth;
+use crate::crd::connection::{CredentialStatus, PrivateIntegrationTokenAuth};
 use crate::crd::vocabulary::{annotation, reason};
 
 /// A PIT as the operator sees it.
@@ -38,11 +38,54 @@ fn annotation_of<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// Reads the token and its age; a new value is stamped with `now` (and the next revision).
+/// When a token value was first seen, and as which revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub fingerprint: String,
+    pub at: Timestamp,
+    pub revision: u64,
+}
+
+/// What the connection's status (or, from earlier versions, the Secret's annotations) says
+/// about the token seen last.
+fn last_seen(previous: Option<&CredentialStatus>, secret: &Secret) -> Option<Seen> {
+    if let Some(status) = previous
+        && let (Some(fingerprint), Some(at)) = (&status.fingerprint, &status.last_rotated_at)
+    {
+        return Some(Seen {
+            fingerprint: fingerprint.clone(),
+            at: at.0,
+            revision: u64::try_from(status.revision).unwrap_or(0),
+        });
+    }
+    Some(Seen {
+        fingerprint: annotation_of(secret, annotation::TOKEN_FINGERPRINT)?.to_owned(),
+        at: annotation_of(secret, annotation::TOKEN_OBSERVED_AT)?
+            .parse()
+            .ok()?,
+        revision: annotation_of(secret, annotation::TOKEN_REVISION)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0),
+    })
+}
+
+/// The token's age: the same value keeps when it was first seen; a new one is seen `now`, as
+/// the next revision. Pure.
+pub fn age(fingerprint: &str, last: Option<&Seen>, now: Timestamp) -> (Timestamp, u64) {
+    match last {
+        Some(seen) if seen.fingerprint == fingerprint => (seen.at, seen.revision.max(1)),
+        Some(seen) => (now, seen.revision.saturating_add(1)),
+        None => (now, 1),
+    }
+}
+
+/// Reads the token and its age (see [`age`]), from the Secret and the connection's last
+/// credential status.
 pub async fn observe(
     client: &Client,
     namespace: &str,
     auth: &PrivateIntegrationTokenAuth,
+    previous: Option<&CredentialStatus>,
     now: Timestamp,
 ) -> Result<Pit, Problem> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
@@ -67,38 +110,16 @@ pub async fn observe(
         })?;
     let token = SecretString::from(value);
     let fp = fingerprint(&token);
-    let known = annotation_of(&secret, annotation::TOKEN_FINGERPRINT) == Some(fp.as_str());
-    let previous_revision: u64 = annotation_of(&secret, annotation::TOKEN_REVISION)
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0);
-    let (observed_at, revision) = match annotation_of(&secret, annotation::TOKEN_OBSERVED_AT)
-        .and_then(|t| t.parse().ok())
-    {
-        Some(at) if known => (at, previous_revision.max(1)),
-        _ => {
-            let revision = previous_revision + 1;
-            let patch = json!({"metadata": {"annotations": {
-                annotation::TOKEN_FINGERPRINT: fp,
-                annotation::TOKEN_OBSERVED_AT: now.to_string(),
-                annotation::TOKEN_REVISION: revision.to_string(),
-            }}});
-            // Best effort: without it the age restarts with the next process.
-            if let Err(error) = secrets
-                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                tracing::warn!(secret = %name, %error, "could not record when the token was first seen");
-            }
-            (now, revision)
-        }
-    };
+    let (observed_at, revision) = age(&fp, last_seen(previous, &secret).as_ref(), now);
     let max_age = match &auth.max_age {
-        Some(d) => Some(d.parse().map_err(|e| {
-            Problem::stalled(
-                reason::INVALID_SPEC,
-                format!("spec.auth.privateIntegrationToken.maxAge: {e}"),
+        Some(d) => Some(
+            d.parse_field(
+                "spec.auth.privateIntegrationToken.maxAge",
+                std::time::Duration::from_secs(1),
+                crate::crd::common::MAX_DURATION,
             )
-        })?),
+            .map_err(|e| Problem::stalled(reason::INVALID_SPEC, e))?,
+        ),
         None => None,
     };
     Ok(Pit {
@@ -109,4 +130,28 @@ pub async fn observe(
         due_at: max_age.map(|m| schedule::pit_due_at(observed_at, m)),
         rotation_due: max_age.is_some_and(|m| schedule::pit_rotation_due(observed_at, m, now)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_keeps_its_age_until_its_value_changes() {
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let seen = Seen {
+            fingerprint: "abc".into(),
+            at: t("2030-01-01T00:00:00Z"),
+            revision: 3,
+        };
+        let now = t("2030-03-01T00:00:00Z");
+        assert_eq!(age("abc", Some(&seen), now), (seen.at, 3), "same value");
+        assert_eq!(age("def", Some(&seen), now), (now, 4), "rotated");
+        assert_eq!(age("def", None, now), (now, 1), "first seen");
+        let max = Seen {
+            revision: u64::MAX,
+            ..seen
+        };
+        assert_eq!(age("new", Some(&max), now).1, u64::MAX, "no overflow");
+    }
 }

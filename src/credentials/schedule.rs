@@ -19,6 +19,8 @@ use jiff::tz::TimeZone;
 pub const SKEW_MARGIN: Duration = Duration::from_secs(30);
 /// `renewBefore` when the spec names none.
 pub const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(3600);
+/// Two refreshes are never closer together than this, whatever the policy says.
+pub const MIN_REFRESH_GAP: Duration = Duration::from_secs(5);
 
 /// A rotation schedule (five-field cron, UTC).
 #[derive(Clone, Debug)]
@@ -57,25 +59,73 @@ pub struct RenewalPolicy {
     pub schedule: Option<Schedule>,
 }
 
-/// When the credential should next be refreshed: the earlier of "`renewBefore` (plus the skew
-/// margin) before expiry" and the first schedule occurrence after the last rotation.
+/// How long before expiry to refresh a token that lives `lifetime`: `renewBefore` plus the
+/// skew margin — unless that is not shorter than the lifetime (which would refresh in a
+/// loop), then half the lifetime. The flag says the policy was overridden.
+pub fn lead(policy: &RenewalPolicy, lifetime: Duration) -> (Duration, bool) {
+    let wanted = policy.renew_before.saturating_add(SKEW_MARGIN);
+    if wanted >= lifetime {
+        (lifetime / 2, true)
+    } else {
+        (wanted, false)
+    }
+}
+
+/// The lifetime of a grant rotated at `last_rotated` that expires at `expires_at`.
+fn lifetime(expires_at: Timestamp, last_rotated: Timestamp) -> Duration {
+    Duration::try_from(expires_at.duration_since(last_rotated)).unwrap_or(Duration::ZERO)
+}
+
+fn plus(at: Timestamp, d: Duration) -> Timestamp {
+    at.checked_add(jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX)
+}
+
+fn minus(at: Timestamp, d: Duration) -> Timestamp {
+    at.checked_sub(jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX))
+        .unwrap_or(Timestamp::MIN)
+}
+
+/// When the credential should next be refreshed: the earlier of "the [`lead`] before expiry"
+/// and the first schedule occurrence after the last rotation — never sooner than
+/// [`MIN_REFRESH_GAP`] after the last rotation.
 pub fn next_renewal(
     policy: &RenewalPolicy,
     expires_at: Timestamp,
     last_rotated: Timestamp,
 ) -> Timestamp {
-    let lead = policy.renew_before + SKEW_MARGIN;
-    let before_expiry = expires_at
-        .checked_sub(jiff::SignedDuration::try_from(lead).unwrap_or(jiff::SignedDuration::MAX))
-        .unwrap_or(Timestamp::MIN);
+    let (lead, _) = lead(policy, lifetime(expires_at, last_rotated));
+    let before_expiry = minus(expires_at, lead);
     let scheduled = policy
         .schedule
         .as_ref()
         .and_then(|s| s.next_after(last_rotated));
-    match scheduled {
+    let next = match scheduled {
         Some(at) if at < before_expiry => at,
         _ => before_expiry,
-    }
+    };
+    next.max(plus(last_rotated, MIN_REFRESH_GAP))
+}
+
+/// Why the renewal does not follow `renewBefore` as written, if it does not (for a warning
+/// condition). Pure.
+pub fn renewal_adjusted(
+    policy: &RenewalPolicy,
+    expires_at: Timestamp,
+    last_rotated: Timestamp,
+) -> Option<String> {
+    let life = lifetime(expires_at, last_rotated);
+    let (lead, adjusted) = lead(policy, life);
+    adjusted.then(|| {
+        format!(
+            "renewBefore ({}s) plus the {}s skew margin is not shorter than the token's lifetime \
+             ({}s): refreshing {}s before expiry (half the lifetime) instead",
+            policy.renew_before.as_secs(),
+            SKEW_MARGIN.as_secs(),
+            life.as_secs(),
+            lead.as_secs()
+        )
+    })
 }
 
 /// Whether a refresh is due at `now` (also when everything expired while the operator was down).
@@ -113,9 +163,7 @@ pub fn pit_rotation_due(observed_at: Timestamp, max_age: Duration, now: Timestam
 
 /// When a PIT first seen at `observed_at` becomes due.
 pub fn pit_due_at(observed_at: Timestamp, max_age: Duration) -> Timestamp {
-    observed_at
-        .checked_add(jiff::SignedDuration::try_from(max_age).unwrap_or(jiff::SignedDuration::MAX))
-        .unwrap_or(Timestamp::MAX)
+    plus(observed_at, max_age)
 }
 
 #[cfg(test)]
@@ -188,6 +236,43 @@ mod tests {
         let last = at("2030-01-01T00:00:00Z");
         // Our clock 20 s behind GHL's: still renewed before GHL considers it expired.
         assert!(refresh_due(&p, expires, last, at("2030-01-01T00:00:31Z")));
+    }
+
+    #[test]
+    fn a_renew_before_at_or_past_the_lifetime_refreshes_at_half_the_lifetime() {
+        let last = at("2030-01-01T00:00:00Z");
+        // (renewBefore, token lifetime, next refresh after the rotation, adjusted)
+        let table = [
+            (3600, 86_400, 86_400 - 3630, false),
+            (86_400, 86_400, 43_200, true),
+            (10 * 86_400, 86_400, 43_200, true),
+            (0, 20, 10, true),
+            (1, 40, 9, false),
+            (60, 20, 10, true),
+            // Never sooner than the floor, even for a token that lives no time at all.
+            (0, 0, 5, true),
+        ];
+        for (renew_before, life, after, adjusted) in table {
+            let p = policy(renew_before, None);
+            let expires = last + jiff::SignedDuration::from_secs(life);
+            let next = next_renewal(&p, expires, last);
+            assert_eq!(
+                next.duration_since(last).as_secs(),
+                after,
+                "renewBefore {renew_before}s, lifetime {life}s"
+            );
+            let warning = renewal_adjusted(&p, expires, last);
+            assert_eq!(warning.is_some(), adjusted, "renewBefore {renew_before}s");
+        }
+    }
+
+    #[test]
+    fn a_schedule_never_rotates_faster_than_the_floor() {
+        let every_minute: Schedule = "* * * * *".parse().unwrap();
+        let p = policy(0, Some(&every_minute));
+        let last = at("2030-01-01T00:00:58Z");
+        let expires = at("2030-01-02T00:00:00Z");
+        assert_eq!(next_renewal(&p, expires, last), at("2030-01-01T00:01:03Z"));
     }
 
     #[test]

@@ -66,6 +66,17 @@ impl Claim {
     }
 }
 
+/// Whether the token Secret is the operator's (it created it, or a user handed it over by
+/// labelling it): only such a Secret is ever written.
+pub fn is_ours(secret: &Secret) -> bool {
+    secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(crate::crd::vocabulary::label::MANAGED_BY))
+        .is_some_and(|v| v == crate::crd::vocabulary::label::MANAGED_BY_VALUE)
+}
+
 /// A short, non-reversible fingerprint of a secret value (safe for annotations and status).
 pub fn fingerprint(secret: &SecretString) -> String {
     key_digest(secret.expose_secret())[..12].to_owned()

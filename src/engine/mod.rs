@@ -6,6 +6,7 @@
 //! - [`plan`]: the pure planner and its rendering;
 //! - [`apply`]: executes a plan crash-safely (network + state);
 //! - [`ledger`] and [`state`]: what each owner holds, and where that is kept;
+//! - [`fence`]: whether this process may still write (leadership);
 //! - [`ownership`]: which owner keeps a contact or a tag two of them want (pure);
 //! - [`sync`]: one policy sync end to end, and the outcome both kinds share;
 //! - [`tag_rule`]: the same pipeline for TagRules;
@@ -14,6 +15,7 @@
 pub mod apply;
 pub mod collections;
 pub mod desired;
+pub mod fence;
 pub mod fields;
 pub mod ledger;
 pub mod observe;

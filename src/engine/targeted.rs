@@ -100,6 +100,7 @@ pub async fn sync_contacts(
         failures,
         field_policy,
         held,
+        empty_sources,
     } = desired;
     let scoped = Desired {
         match_by,
@@ -110,6 +111,7 @@ pub async fn sync_contacts(
         failures,
         field_policy,
         held,
+        empty_sources,
     };
     let record_keys: BTreeSet<String> = scoped
         .contacts

@@ -204,7 +204,10 @@ impl RequestBudget {
                             (None, Some(Arc::clone(&state.daily)))
                         } else {
                             // The slot frees when the send `limit` places back leaves the window.
-                            (Some(state.sent[state.sent.len() - limit] + span), None)
+                            (
+                                Some(later(state.sent[state.sent.len() - limit], span)),
+                                None,
+                            )
                         }
                     }
                 }
@@ -262,11 +265,11 @@ impl RequestBudget {
             let our_limit = self.config.window_share(state.server_window_limit) as usize;
             if report.remaining == Some(0) && ours_in_window < our_limit {
                 // Someone else spent this location's window: we cannot know when it resets.
-                let until = now + state.window;
+                let until = later(now, state.window.min(MAX_PAUSE));
                 self.pause(&mut state, until);
             }
             if report.daily_remaining == Some(0) {
-                self.pause(&mut state, now + DAILY_EXHAUSTED_PROBE);
+                self.pause(&mut state, later(now, DAILY_EXHAUSTED_PROBE));
             }
             self.metrics.set_budget_remaining(
                 &self.location,
@@ -275,7 +278,7 @@ impl RequestBudget {
             );
         }
         if rate_limited {
-            let until = now + retry_after.unwrap_or(state.window);
+            let until = later(now, retry_after.unwrap_or(state.window).min(MAX_PAUSE));
             self.pause(&mut state, until);
         }
     }
@@ -307,7 +310,17 @@ impl RequestBudget {
 /// The sliding window plus a margin for network jitter: requests sent exactly one window apart
 /// can arrive less than a window apart.
 fn span(window: Duration) -> Duration {
-    window + (window / 50).max(Duration::from_millis(50))
+    window.saturating_add((window / 50).max(Duration::from_millis(50)))
+}
+
+/// Longest pause a budget takes from one answer (a window, a `Retry-After`): no header value
+/// stops a connection for longer.
+const MAX_PAUSE: Duration = Duration::from_secs(3600);
+
+/// `at + wait` without overflow (an instant that far away is as good as never).
+fn later(at: Instant, wait: Duration) -> Instant {
+    at.checked_add(wait)
+        .unwrap_or_else(|| at + Duration::from_secs(365 * 86_400))
 }
 
 fn daily_limiter(per_day: u32) -> DefaultDirectRateLimiter {

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 
+/// Longest rate-limit window believed (GHL's is 10 s): a larger one is cut to this.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// The `X-RateLimit-*` headers of one answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RateLimitSnapshot {
@@ -34,7 +37,7 @@ impl RateLimitSnapshot {
             remaining: small("x-ratelimit-remaining"),
             interval: number("x-ratelimit-interval-milliseconds")
                 .filter(|ms| *ms > 0)
-                .map(Duration::from_millis),
+                .map(|ms| Duration::from_millis(ms).min(MAX_INTERVAL)),
             daily_limit: small("x-ratelimit-limit-daily"),
             daily_remaining: small("x-ratelimit-daily-remaining"),
         };
@@ -74,5 +77,12 @@ mod tests {
         assert_eq!(RateLimitSnapshot::from_headers(&HeaderMap::new()), None);
         let junk = headers(&[("x-ratelimit-remaining", "lots")]);
         assert_eq!(RateLimitSnapshot::from_headers(&junk), None);
+        let huge = headers(&[
+            ("x-ratelimit-max", "18446744073709551615"),
+            ("x-ratelimit-interval-milliseconds", "18446744073709551615"),
+        ]);
+        let snap = RateLimitSnapshot::from_headers(&huge).unwrap();
+        assert_eq!(snap.max, Some(u32::MAX));
+        assert_eq!(snap.interval, Some(MAX_INTERVAL));
     }
 }

@@ -75,9 +75,16 @@ pub fn search_pages<'a>(
             let next = match answer.contacts.last() {
                 _ if !full_page => SearchCursor::Done,
                 Some(last) if !last.search_after.is_empty() => {
+                    if last.search_after == request.search_after {
+                        // The same cursor again would page forever.
+                        return Err(GhlError::InvalidRequest {
+                            operation: Operation::SearchContacts,
+                            message: "GHL's searchAfter cursor did not advance; stopping".into(),
+                        });
+                    }
                     SearchCursor::After(last.search_after.clone())
                 }
-                _ if page_number > 0 => SearchCursor::Page(page_number + 1),
+                _ if page_number > 0 => SearchCursor::Page(page_number.saturating_add(1)),
                 // A cursor page without a cursor on its last record: nothing to continue from.
                 _ => SearchCursor::Done,
             };
@@ -166,10 +173,14 @@ pub fn location_tasks_all<'a>(
             return Ok(None);
         };
         let tasks = api.search_location_tasks(&request).await?;
-        let following = (tasks.len() >= request.limit as usize).then(|| TaskSearch {
-            skip: request.skip + request.limit,
-            ..request.clone()
-        });
+        // A full page continues, while `skip` can still grow.
+        let following = match request.skip.checked_add(request.limit) {
+            Some(skip) if tasks.len() >= request.limit as usize => Some(TaskSearch {
+                skip,
+                ..request.clone()
+            }),
+            _ => None,
+        };
         Ok(Some((stream::iter(tasks.into_iter().map(Ok)), following)))
     })
     .try_flatten()

@@ -161,14 +161,22 @@ impl Transport for HttpTransport {
             let response = builder.send().await?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
-            let body = response.bytes().await?;
+            let body = read_body(response).await?;
             Ok::<_, reqwest::Error>((status, headers, body))
         }
         .await;
         let took = started.elapsed();
 
         let (status, headers, body) = match outcome {
-            Ok(parts) => parts,
+            Ok((status, _, None)) => {
+                self.metrics.observe_request(operation, Some(status), took);
+                return Err(GhlError::MalformedResponse {
+                    operation,
+                    status,
+                    detail: format!("the answer is larger than {MAX_BODY_BYTES} bytes"),
+                });
+            }
+            Ok((status, headers, Some(body))) => (status, headers, body),
             Err(error) => {
                 self.metrics.observe_request(operation, None, took);
                 tracing::debug!(operation = %operation, took_ms = took.as_millis() as u64, "GHL request failed in transport");
@@ -218,8 +226,32 @@ fn transport_error(operation: super::operation::Operation, error: reqwest::Error
     }
 }
 
-/// `Retry-After` in seconds (GHL does not document it; honoured when present). HTTP dates are
-/// not supported and ignored.
+/// Largest answer read from GHL (a page of 100 contacts is a few hundred KB); a longer one is
+/// refused as malformed rather than held in memory.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Longest `Retry-After` believed: a larger number (or a hostile one) is cut to this.
+pub const MAX_RETRY_AFTER_HEADER: Duration = Duration::from_secs(3600);
+
+/// The body, or `None` when it is longer than [`MAX_BODY_BYTES`] (declared or as read).
+async fn read_body(mut response: reqwest::Response) -> reqwest::Result<Option<bytes::Bytes>> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Ok(None);
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len().saturating_add(chunk.len()) > MAX_BODY_BYTES {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.freeze()))
+}
+
+/// `Retry-After` in seconds (GHL does not document it; honoured when present), at most
+/// [`MAX_RETRY_AFTER_HEADER`]. HTTP dates are not supported and ignored.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     headers
         .get(RETRY_AFTER)?
@@ -228,7 +260,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .trim()
         .parse::<u64>()
         .ok()
-        .map(Duration::from_secs)
+        .map(|seconds| Duration::from_secs(seconds).min(MAX_RETRY_AFTER_HEADER))
 }
 
 /// Spends the location's request budget for every request that counts against it, and feeds

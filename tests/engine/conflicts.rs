@@ -108,7 +108,7 @@ async fn a_rule_leaves_a_tag_a_policy_declares_and_reports_the_conflict() {
             &rule,
             &seen,
             &claims,
-            Mode::Apply,
+            &SyncOptions::new(Mode::Apply, now()),
         )
         .await
         .unwrap();

@@ -220,12 +220,14 @@ async fn the_operator_does_its_whole_job_with_only_the_charts_rbac() {
         args.iter().any(|a| a.starts_with("--lease-name=")),
         "the chart enables leader election: {args:?}"
     );
+    let sandbox = start_default().await;
     let mut options = OperatorOptions::new(&ns.name, "chart-pod");
     options.kubeconfig = kubeconfig;
+    let mut args = args;
+    args.push(format!("--allowed-base-url={}", sandbox.url));
     options.args = Some(args);
     let operator = Operator::start(options);
 
-    let sandbox = start_default().await;
     for doc in examples(&sandbox.url) {
         apply(&client, &ns.name, doc).await;
     }

@@ -64,7 +64,10 @@ fn oauth_objects(sandbox: &RunningSandbox, code: &str, renew_before: &str) -> Ve
         }
     }
     let worker = json!({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "servis-worker"},
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        // The worker opts in to restarts by this connection (nothing else is restarted).
+        "metadata": {"name": "servis-worker",
+                     "annotations": {"ghl.servis.ai/restart-on-rotation": "acme-oauth"}},
         "spec": {"selector": {"matchLabels": {"app": "w"}},
                  "template": {"metadata": {"labels": {"app": "w"}},
                               "spec": {"containers": [{"name": "w", "image": "busybox"}]}}}
@@ -140,7 +143,7 @@ async fn oauth_bootstraps_from_a_code_and_refreshes_on_time_without_a_401() {
     let sandbox = sandbox(40).await;
     let raw = Raw::new(&sandbox);
     let code = mint_code(&raw, "Location").await;
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
     for doc in oauth_objects(&sandbox, &code, "1s") {
         apply(&client, &ns.name, doc).await;
     }
@@ -293,7 +296,7 @@ async fn a_used_code_gives_a_clear_condition_and_a_new_code_recovers() {
         .await
         .unwrap();
     assert!(used.status().is_success());
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
     for doc in oauth_objects(&sandbox, &code, "10m") {
         apply(&client, &ns.name, doc).await;
     }
@@ -328,7 +331,7 @@ async fn an_agency_grant_mints_location_tokens() {
     let sandbox = sandbox(3600).await;
     let raw = Raw::new(&sandbox);
     let code = mint_code(&raw, "Company").await;
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
     for mut doc in oauth_objects(&sandbox, &code, "10m") {
         if doc["kind"] == "GhlConnection" {
             doc["spec"]["auth"]["oauth"]["userType"] = json!("Company");
@@ -371,8 +374,8 @@ async fn an_agency_grant_mints_location_tokens() {
 }
 
 /// Runs the operator with `GHL_CRASH_POINT=point` until it aborts there (or `within` passes).
-async fn crash_at(ns: &str, point: &str, within: Duration) -> bool {
-    let mut options = OperatorOptions::new(ns, "op-0");
+async fn crash_at(ns: &str, sandbox: &str, point: &str, within: Duration) -> bool {
+    let mut options = OperatorOptions::new(ns, "op-0").allowing(sandbox);
     options.env = vec![("GHL_CRASH_POINT".into(), point.into())];
     let mut operator = Operator::start(options);
     let exited = operator.wait_exit(within).await;
@@ -397,7 +400,7 @@ async fn crashes_at_any_step_of_a_refresh_never_lose_the_connection_or_reuse_a_t
     let mut crashes = 0;
     for round in 0..9 {
         let point = points[round % points.len()];
-        if crash_at(&ns.name, point, Duration::from_secs(20)).await {
+        if crash_at(&ns.name, &sandbox.url, point, Duration::from_secs(20)).await {
             crashes += 1;
         }
         let stats = raw.admin("GET", "stats", None).await;
@@ -412,7 +415,7 @@ async fn crashes_at_any_step_of_a_refresh_never_lose_the_connection_or_reuse_a_t
     );
     // A normal process carries on with the stored pair.
     let before = revision(&client, &ns.name).await.unwrap_or(0);
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
     let api = connections(&client, &ns.name);
     wait_object(&api, "acme-oauth", "Ready after the crashes", READY, |c| {
         is_true(c, "Ready")
@@ -446,10 +449,16 @@ async fn a_refresh_interrupted_after_spending_is_never_repeated_and_asks_for_a_n
     // Bootstrap, then die between GHL's answer and storing it: GHL has rotated the pair and
     // the answer is gone — the one window single-use refresh tokens leave open.
     assert!(
-        crash_at(&ns.name, "after-spend", Duration::from_secs(30)).await,
+        crash_at(
+            &ns.name,
+            &sandbox.url,
+            "after-spend",
+            Duration::from_secs(30)
+        )
+        .await,
         "bootstrap exchange crash"
     );
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
     let api = connections(&client, &ns.name);
     wait_object(&api, "acme-oauth", "ReauthorizationRequired", READY, |c| {
         condition(c, "Authenticated")
@@ -482,8 +491,8 @@ async fn two_active_processes_never_spend_the_same_refresh_token() {
     }
     // No leader election: both reconcile the same connection at once (a split brain).
     let start = |identity: &str| {
-        let mut options = OperatorOptions::new(&ns.name, identity);
-        options.extra_args = vec!["--no-leader-election".into()];
+        let mut options = OperatorOptions::new(&ns.name, identity).allowing(&sandbox.url);
+        options.extra_args.push("--no-leader-election".into());
         Operator::start(options)
     };
     let a = start("op-a");
@@ -519,7 +528,7 @@ async fn a_pit_change_is_picked_up_at_once_and_its_age_raises_rotation_due() {
         return;
     };
     let sandbox = crate::support::sandbox::start_default().await;
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
     for mut doc in examples(&sandbox.url) {
         if doc["kind"] == "GhlConnection" {
             doc["spec"]["auth"]["privateIntegrationToken"]["maxAge"] = json!("4s");
@@ -537,21 +546,28 @@ async fn a_pit_change_is_picked_up_at_once_and_its_age_raises_rotation_due() {
         condition(c, "RotationDue").is_some_and(|(s, r)| s == "True" && r == "MaxAgeExceeded")
     })
     .await;
-    // The age is recorded on the Secret (it survives restarts), as a fingerprint, not the value.
+    // The age is recorded in the connection's status (it survives restarts), as a
+    // fingerprint, not the value; the user's Secret is never written.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
-    let annotations = secrets
-        .get("acme-pit")
+    let pit = secrets.get("acme-pit").await.unwrap();
+    assert!(
+        pit.metadata
+            .annotations
+            .unwrap_or_default()
+            .keys()
+            .all(|k| !k.starts_with("ghl.servis.ai/")),
+        "the operator wrote to the user's Secret"
+    );
+    let credentials = api
+        .get("acme")
         .await
         .unwrap()
-        .metadata
-        .annotations
+        .status
+        .unwrap()
+        .credentials
         .unwrap();
-    assert!(annotations.contains_key("ghl.servis.ai/token-observed-at"));
-    assert!(
-        !annotations
-            .values()
-            .any(|v| v.contains("pit-sandbox-token"))
-    );
+    let fingerprint = credentials.fingerprint.expect("a fingerprint");
+    assert!(!fingerprint.contains("pit-sandbox-token") && credentials.last_rotated_at.is_some());
 
     // A new value (refused by GHL) is picked up at once: new revision, not ready, with the reason.
     apply(

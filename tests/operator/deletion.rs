@@ -43,7 +43,7 @@ async fn orphan_keeps_ghl_data_and_delete_removes_exactly_what_the_policy_owns()
     // A contact the operator does not own, holding the same tag.
     raw.call("POST", "/contacts/", Some(json!({"locationId": sandbox.location_id, "email": "other@example.org", "tags": ["managed"]})))
         .await;
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
     for doc in connection(&sandbox.url, "acme") {
         apply(&client, &ns.name, doc).await;
     }
@@ -130,7 +130,7 @@ async fn deleting_a_policy_whose_connection_is_gone_does_not_hang() {
         return;
     };
     let sandbox = start_default().await;
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
     for doc in connection(&sandbox.url, "acme") {
         apply(&client, &ns.name, doc).await;
     }

@@ -330,6 +330,13 @@ pub struct OperatorOptions {
 }
 
 impl OperatorOptions {
+    /// Lets the operator send the connection's token to `base_url` (the sandbox).
+    pub fn allowing(mut self, base_url: &str) -> Self {
+        self.extra_args
+            .push(format!("--allowed-base-url={base_url}"));
+        self
+    }
+
     pub fn new(namespace: &str, identity: &str) -> Self {
         Self {
             kubeconfig: kubeconfig_path(),

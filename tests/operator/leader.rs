@@ -26,8 +26,8 @@ async fn one_of_two_processes_leads_and_the_other_takes_over_when_it_dies() {
     };
     let sandbox = start_default().await;
     let raw = Raw::new(&sandbox);
-    let a = Operator::start(OperatorOptions::new(&ns.name, "op-a"));
-    let b = Operator::start(OperatorOptions::new(&ns.name, "op-b"));
+    let a = Operator::start(OperatorOptions::new(&ns.name, "op-a").allowing(&sandbox.url));
+    let b = Operator::start(OperatorOptions::new(&ns.name, "op-b").allowing(&sandbox.url));
     let first = wait_for("exactly one leader", READY, || async {
         let flags = leaders(&[&a, &b]).await?;
         (flags.iter().filter(|l| **l).count() == 1).then_some(flags)

@@ -4,11 +4,16 @@
 use std::time::Instant;
 
 use ghl_operator::controller::ledger_store::{LedgerOwner, SecretLedgerStore};
+use ghl_operator::controller::object::Kind;
+use ghl_operator::crd::vocabulary::{LEDGER_SECRET_TYPE, label};
+use ghl_operator::engine::fence::Fence;
 use ghl_operator::engine::ledger::{Change, ItemKind, Ledger, key_digest};
 use ghl_operator::engine::state::StateStore;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
-use kube::{Api, Resource, ResourceExt};
+use kube::api::PostParams;
+use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::harness::*;
@@ -48,26 +53,25 @@ fn big_ledger(n: usize) -> Ledger {
     ledger
 }
 
+/// A ContactSyncPolicy that owns a ledger (the owner must exist, or the garbage collector
+/// removes its Secrets).
+async fn policy_owner(client: &Client, namespace: &str, name: &str) -> LedgerOwner {
+    apply(client, namespace, json!({
+        "apiVersion": "ghl.servis.ai/v1alpha1", "kind": "ContactSyncPolicy", "metadata": {"name": name},
+        "spec": {"connectionRef": {"name": "none"}, "mode": "Plan"}
+    }))
+    .await;
+    let policy = policies(client, namespace).get(name).await.unwrap();
+    LedgerOwner::of(Kind::ContactSyncPolicy, &policy)
+}
+
 #[tokio::test]
 async fn a_ledger_of_100000_contacts_round_trips_through_sharded_secrets() {
     let Some((client, ns)) = setup("ledger").await else {
         return;
     };
-    // The owner must exist, or the garbage collector removes its Secrets.
-    apply(&client, &ns.name, json!({
-        "apiVersion": "ghl.servis.ai/v1alpha1", "kind": "ContactSyncPolicy", "metadata": {"name": "big"},
-        "spec": {"connectionRef": {"name": "none"}, "mode": "Plan"}
-    }))
-    .await;
-    let policy = policies(&client, &ns.name).get("big").await.unwrap();
-    let owner = LedgerOwner {
-        kind: ghl_operator::controller::object::Kind::ContactSyncPolicy,
-        namespace: ns.name.clone(),
-        name: "big".into(),
-        uid: policy.uid().unwrap(),
-        api_version: ghl_operator::crd::ContactSyncPolicy::api_version(&()).into_owned(),
-    };
-    let store = SecretLedgerStore::new(client.clone(), owner.clone());
+    let owner = policy_owner(&client, &ns.name, "big").await;
+    let store = SecretLedgerStore::new(client.clone(), owner.clone(), Fence::open());
     let mut ledger = big_ledger(100_000);
     let started = Instant::now();
     store.compact(&ledger).await.expect("compacts");
@@ -110,7 +114,7 @@ async fn a_ledger_of_100000_contacts_round_trips_through_sharded_secrets() {
     );
 
     // A fresh store (another process) loads exactly the same ledger.
-    let loaded = SecretLedgerStore::new(client.clone(), owner)
+    let loaded = SecretLedgerStore::new(client.clone(), owner, Fence::open())
         .load()
         .await
         .unwrap();
@@ -124,6 +128,146 @@ async fn a_ledger_of_100000_contacts_round_trips_through_sharded_secrets() {
             .by_key(&key_digest("p42@example.com"))
             .map(|(id, _)| id.as_str()),
         Some("c0000000000000000042")
+    );
+    ns.delete().await;
+}
+
+fn bound(email: &str, id: &str) -> Change {
+    Change::ContactBound {
+        key: key_digest(email),
+        id: id.into(),
+        created: true,
+    }
+}
+
+/// A Secret that looks like a journal page of `owner`'s ledger claiming it created `id`.
+fn lookalike(owner: &LedgerOwner, name: &str, type_: &str, owned: bool, generation: u64) -> Secret {
+    let line = serde_json::to_string(&bound("forged@example.com", "c-forged")).unwrap();
+    let mut secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {
+            label::MANAGED_BY: label::MANAGED_BY_VALUE,
+            label::OWNER_KIND: "ContactSyncPolicy",
+            label::OWNER_NAME: owner.name,
+            label::LEDGER_ROLE: "journal",
+            label::LEDGER_INDEX: "9",
+            label::LEDGER_GENERATION: generation.to_string(),
+        }},
+        "type": type_,
+    }))
+    .unwrap();
+    secret.data = Some(
+        [(
+            "ledger".to_owned(),
+            ByteString(format!("{line}\n").into_bytes()),
+        )]
+        .into(),
+    );
+    if owned {
+        secret.metadata.owner_references = Some(vec![
+            serde_json::from_value(json!({
+                "apiVersion": owner.api_version, "kind": "ContactSyncPolicy",
+                "name": owner.name, "uid": owner.uid,
+            }))
+            .unwrap(),
+        ]);
+    }
+    secret
+}
+
+async fn ledger_objects(client: &Client, namespace: &str, owner: &str) -> Vec<String> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut names: Vec<String> = secrets
+        .list(&ListParams::default().labels(&format!("ghl.servis.ai/owner-name={owner}")))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|s| s.name_any())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Writers that lost a race fail instead of erasing commits, lookalike Secrets are never
+/// read (nor deleted), a closed fence writes nothing, and a compaction that did not finish
+/// is invisible.
+#[tokio::test]
+async fn the_ledger_cannot_be_overwritten_forged_or_half_compacted() {
+    let Some((client, ns)) = setup("ledger-trust").await else {
+        return;
+    };
+    let owner = policy_owner(&client, &ns.name, "guarded").await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let store = || SecretLedgerStore::new(client.clone(), owner.clone(), Fence::open());
+
+    // Two processes load the same ledger; the second commits first.
+    let (a, b) = (store(), store());
+    a.load().await.unwrap();
+    a.commit(&[bound("a@example.com", "c-a")]).await.unwrap();
+    b.load().await.unwrap();
+    a.commit(&[bound("a2@example.com", "c-a2")]).await.unwrap();
+    b.commit(&[bound("b@example.com", "c-b")])
+        .await
+        .expect_err("b read the page before a's second commit: its write must conflict");
+    let loaded = store().load().await.unwrap();
+    let ids: Vec<&str> = loaded.contacts.keys().map(String::as_str).collect();
+    assert_eq!(ids, ["c-a", "c-a2"], "nothing erased, nothing half-written");
+
+    // Lookalikes: the ledger's labels, but not its type or not owned by the policy; and an
+    // owned page of a generation the head does not name (an unfinished compaction).
+    for (name, type_, owned, generation) in [
+        ("forged-opaque", "Opaque", true, 0),
+        ("forged-unowned", LEDGER_SECRET_TYPE, false, 0),
+        (
+            "ghl-ledger-contactsyncpolicy-guarded-g1-journal-9",
+            LEDGER_SECRET_TYPE,
+            true,
+            1,
+        ),
+    ] {
+        secrets
+            .create(
+                &PostParams::default(),
+                &lookalike(&owner, name, type_, owned, generation),
+            )
+            .await
+            .unwrap();
+    }
+    let loaded = store().load().await.unwrap();
+    assert!(
+        !loaded.contacts.contains_key("c-forged"),
+        "a lookalike never becomes ownership (and so never a GHL delete)"
+    );
+
+    // A process whose fence closed (Lease lost) writes nothing.
+    let fenced = || SecretLedgerStore::new(client.clone(), owner.clone(), Fence::leased());
+    let before = ledger_objects(&client, &ns.name, "guarded").await;
+    let late = fenced();
+    late.load().await.unwrap();
+    let refused = late.commit(&[bound("late@example.com", "c-late")]).await;
+    assert!(refused.unwrap_err().to_string().contains("leader Lease"));
+    // (A store that never loaded always compacts.)
+    let refused = fenced().compact(&loaded).await;
+    assert!(refused.unwrap_err().to_string().contains("leader Lease"));
+    assert_eq!(ledger_objects(&client, &ns.name, "guarded").await, before);
+
+    // Compaction switches to a new generation at once and removes only the old one.
+    store().compact(&loaded).await.unwrap();
+    let after = ledger_objects(&client, &ns.name, "guarded").await;
+    assert_eq!(
+        after,
+        [
+            "forged-opaque",
+            "forged-unowned",
+            "ghl-ledger-contactsyncpolicy-guarded-g1-shard-0",
+            "ghl-ledger-contactsyncpolicy-guarded-head",
+        ],
+        "the unfinished generation's page was replaced, lookalikes left alone"
+    );
+    let reloaded = store().load().await.unwrap();
+    assert!(
+        reloaded == loaded,
+        "the compacted ledger equals the journal it replaced"
     );
     ns.delete().await;
 }

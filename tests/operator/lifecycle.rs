@@ -42,7 +42,7 @@ async fn the_examples_become_ready_and_ghl_holds_what_they_declare() {
     };
     let sandbox = sandbox().await;
     let raw = Raw::new(&sandbox);
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
     for doc in examples(&sandbox.url) {
         apply(&client, &ns.name, doc).await;
     }
@@ -177,7 +177,7 @@ async fn an_edited_policy_is_applied_and_observed_generation_follows() {
     };
     let sandbox = sandbox().await;
     let raw = Raw::new(&sandbox);
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
     for doc in examples(&sandbox.url) {
         apply(&client, &ns.name, doc).await;
     }
@@ -239,7 +239,7 @@ async fn drift_made_in_ghl_is_detected_and_repaired_on_the_next_resync() {
     };
     let sandbox = sandbox().await;
     let raw = Raw::new(&sandbox);
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
     for mut doc in examples(&sandbox.url) {
         if doc["kind"] == "ContactSyncPolicy" {
             doc["spec"]["resyncInterval"] = json!("3s");
@@ -307,7 +307,7 @@ async fn mode_plan_shows_the_plan_and_writes_nothing() {
     };
     let sandbox = sandbox().await;
     let raw = Raw::new(&sandbox);
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
     for mut doc in examples(&sandbox.url) {
         if doc["kind"] == "ContactSyncPolicy" || doc["kind"] == "TagRule" {
             doc["spec"]["mode"] = json!("Plan");

@@ -54,7 +54,7 @@ async fn a_tag_rule_leaves_a_tag_a_policy_declares_and_reports_the_conflict() {
     };
     let sandbox = start_default().await;
     let raw = Raw::new(&sandbox);
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
     for doc in connection(&sandbox.url) {
         apply(&client, &ns.name, doc).await;
     }
@@ -117,7 +117,7 @@ async fn a_tag_rule_leaves_a_tag_a_policy_declares_and_reports_the_conflict() {
     // A restarted operator reconciles the rule and the policy at once: the rule waits for the
     // policy to declare first, so still nothing is flipped.
     operator.stop().await;
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-1"));
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-1").allowing(&sandbox.url));
     tokio::time::sleep(THREE_RESYNCS).await;
     assert_eq!(
         tags(&sandbox_contacts(&raw).await["ada@example.com"]),
@@ -138,7 +138,7 @@ async fn of_two_policies_declaring_a_contact_the_older_keeps_it() {
     };
     let sandbox = start_default().await;
     let raw = Raw::new(&sandbox);
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
     for doc in connection(&sandbox.url) {
         apply(&client, &ns.name, doc).await;
     }

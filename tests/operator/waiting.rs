@@ -17,7 +17,7 @@ async fn a_refused_token_stops_the_connection_and_its_policy_waits_until_the_sec
     };
     let sandbox = start_default().await;
     let raw = Raw::new(&sandbox);
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
     for mut doc in examples(&sandbox.url) {
         if doc["kind"] == "Secret" {
             doc["stringData"]["token"] = json!("pit-wrong-token");

@@ -41,11 +41,12 @@ fn key_files() -> Vec<PathBuf> {
 fn operator(
     namespace: &str,
     identity: &str,
+    sandbox: &RunningSandbox,
     port: u16,
     sink: Option<&Sink>,
     extra: &[&str],
 ) -> Operator {
-    let mut options = OperatorOptions::new(namespace, identity);
+    let mut options = OperatorOptions::new(namespace, identity).allowing(&sandbox.url);
     options
         .extra_args
         .push(format!("--webhook-addr=127.0.0.1:{port}"));
@@ -148,7 +149,7 @@ async fn an_edit_in_ghl_is_repaired_within_two_seconds() {
     let port = free_port();
     let sandbox = sandbox(port, FaultSpec::default()).await;
     let raw = Raw::new(&sandbox);
-    let operator = operator(&ns.name, "op-0", port, None, &[]);
+    let operator = operator(&ns.name, "op-0", &sandbox, port, None, &[]);
     for doc in connection(&sandbox.url, None) {
         apply(&client, &ns.name, doc).await;
     }
@@ -215,7 +216,7 @@ async fn new_notes_tasks_and_appointments_reach_the_sink_with_the_contact() {
     let sandbox = sandbox(port, FaultSpec::default()).await;
     let raw = Raw::new(&sandbox);
     let sink = Sink::start().await;
-    let operator = operator(&ns.name, "op-0", port, Some(&sink), &[]);
+    let operator = operator(&ns.name, "op-0", &sandbox, port, Some(&sink), &[]);
     apply(&client, &ns.name, feed_secret()).await;
     for doc in connection(&sandbox.url, Some(export(&sink, "5m"))) {
         apply(&client, &ns.name, doc).await;
@@ -337,11 +338,11 @@ async fn the_readmes_python_receiver_verifies_and_receives_the_feed() {
         .stdout(std::fs::File::create(&output).unwrap())
         .spawn()
         .expect("python3 runs the example receiver");
-    let mut options = OperatorOptions::new(&ns.name, "op-0");
-    options.extra_args = vec![
+    let mut options = OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url);
+    options.extra_args.extend([
         format!("--webhook-addr=127.0.0.1:{port}"),
         format!("--allowed-sink-url=http://127.0.0.1:{receiver_port}/"),
-    ];
+    ]);
     for file in key_files() {
         options
             .extra_args
@@ -380,7 +381,7 @@ async fn with_every_webhook_lost_the_catch_up_delivers_everything() {
     let sandbox = sandbox(port, faults).await;
     let raw = Raw::new(&sandbox);
     let sink = Sink::start().await;
-    let operator = operator(&ns.name, "op-0", port, Some(&sink), &[]);
+    let operator = operator(&ns.name, "op-0", &sandbox, port, Some(&sink), &[]);
     apply(&client, &ns.name, feed_secret()).await;
     for doc in connection(&sandbox.url, Some(export(&sink, "10s"))) {
         apply(&client, &ns.name, doc).await;
@@ -426,7 +427,7 @@ async fn killing_the_operator_mid_stream_loses_nothing() {
     let raw = Raw::new(&sandbox);
     let sink = Sink::start().await;
     sink.set_delay(Duration::from_millis(300));
-    let mut first = operator(&ns.name, "op-0", port, Some(&sink), &[]);
+    let mut first = operator(&ns.name, "op-0", &sandbox, port, Some(&sink), &[]);
     apply(&client, &ns.name, feed_secret()).await;
     for doc in connection(&sandbox.url, Some(export(&sink, "10s"))) {
         apply(&client, &ns.name, doc).await;
@@ -457,7 +458,7 @@ async fn killing_the_operator_mid_stream_loses_nothing() {
         ids.iter().filter(|id| sink.latest(id).is_some()).count() < ids.len(),
         "the kill happened mid-stream"
     );
-    let second = operator(&ns.name, "op-1", port, Some(&sink), &[]);
+    let second = operator(&ns.name, "op-1", &sandbox, port, Some(&sink), &[]);
     sink.set_delay(Duration::ZERO);
     wait_for(
         "every contact delivered after the restart",
@@ -476,7 +477,7 @@ async fn forged_replayed_stale_and_oversized_webhooks_are_refused_and_counted() 
     };
     let port = free_port();
     let sandbox = sandbox(port, FaultSpec::default()).await;
-    let operator = operator(&ns.name, "op-0", port, None, &[]);
+    let operator = operator(&ns.name, "op-0", &sandbox, port, None, &[]);
     for doc in connection(&sandbox.url, None) {
         apply(&client, &ns.name, doc).await;
     }
@@ -560,6 +561,7 @@ async fn under_overload_ghls_retry_of_a_429_is_accepted_later() {
     let operator = operator(
         &ns.name,
         "op-0",
+        &sandbox,
         port,
         Some(&sink),
         &["--webhook-backlog=2"],

@@ -242,6 +242,7 @@ impl Workspace {
                 SourceText {
                     key: key.clone(),
                     text,
+                    sensitive: kind == "Secret",
                 }
             })
             .collect()

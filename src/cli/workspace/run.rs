@@ -258,7 +258,7 @@ impl Workspace {
             &rule.rule.spec,
             &rule.seen,
             claims,
-            effective(mode, rule.rule.spec.mode),
+            &SyncOptions::new(effective(mode, rule.rule.spec.mode), jiff::Timestamp::now()),
         )
         .await;
         let outcome = match outcome {

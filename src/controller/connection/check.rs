@@ -11,6 +11,8 @@ use crate::controller::context::Context;
 use crate::controller::events::{CATCH_UP_BOUNDS, CATCH_UP_DEFAULT};
 use crate::crd::GhlConnection;
 use crate::crd::common::duration_field;
+use crate::crd::vocabulary::reason;
+use crate::credentials::Problem;
 use crate::ghl::budget::BudgetConfig;
 use crate::ghl::models::ListContactsQuery;
 use crate::ghl::{ErrorClass, GhlApi};
@@ -41,6 +43,7 @@ pub async fn check(
         finding,
         next_look: ctx.config.connection_check_interval,
         rotation_due: None,
+        renewal_adjusted: None,
     };
     let budget = match BudgetConfig::from_spec(obj.spec.rate_limit.as_ref())
         .and_then(|budget| credential::min_interval(obj).map(|_| budget))
@@ -49,6 +52,18 @@ pub async fn check(
         Ok(budget) => budget,
         Err(message) => return (plain(Finding::InvalidSpec(message)), None),
     };
+    // The token goes only where the installer allows: nothing is read or sent otherwise.
+    if let Err(why) = ctx.config.allowed_base_urls.check(obj.spec.base_url()) {
+        let problem = Problem::stalled(
+            reason::BASE_URL_NOT_ALLOWED,
+            format!("spec.baseUrl: {why} (--allowed-base-url); no credential is sent there"),
+        );
+        if let Some(handle) = ctx.connections.get(key) {
+            handle.token.mark_unusable(problem.message.clone());
+        }
+        ctx.connections.remove(key);
+        return (plain(Finding::Credential(problem)), None);
+    }
     let resolved = match credential::resolve(ctx, obj, now).await {
         Ok(resolved) => resolved,
         Err(problem) => {
@@ -87,6 +102,7 @@ pub async fn check(
         finding,
         next_look: resolved.requeue,
         rotation_due: resolved.rotation_due.clone(),
+        renewal_adjusted: resolved.renewal_adjusted.clone(),
     };
     (check, Some(resolved))
 }

@@ -40,6 +40,8 @@ pub struct Resolved {
     pub rotated: bool,
     /// PIT with `maxAge`: (due, message).
     pub rotation_due: Option<(bool, String)>,
+    /// OAuth: whether renewal had to depart from `renewBefore`, and why.
+    pub renewal_adjusted: Option<(bool, String)>,
     pub scopes: Vec<String>,
     /// When to look again at the latest.
     pub requeue: Duration,
@@ -88,7 +90,8 @@ async fn resolve_pit(
     let namespace = obj.namespace().unwrap_or_default();
     let cap = ctx.config.connection_check_interval;
     {
-        let pit = pit::observe(&ctx.client, &namespace, pit_auth, now).await?;
+        let previous = obj.status.as_ref().and_then(|s| s.credentials.as_ref());
+        let pit = pit::observe(&ctx.client, &namespace, pit_auth, previous, now).await?;
         let rotation_due = pit.due_at.map(|due| {
             if pit.rotation_due {
                 (
@@ -116,6 +119,7 @@ async fn resolve_pit(
             last_rotated_at: Some(pit.observed_at),
             rotated: false,
             rotation_due,
+            renewal_adjusted: None,
             scopes: Vec::new(),
             requeue,
             unconfirmed: false,
@@ -150,6 +154,7 @@ async fn resolve_oauth(
         spec: &obj.spec,
         auth: oauth_auth,
         identity: &ctx.config.identity,
+        fence: &ctx.fence,
         now,
     };
     let usable = ctx.oauth.ensure(&inputs).await?;
@@ -168,6 +173,13 @@ async fn resolve_oauth(
         last_rotated_at: Some(grant.refreshed_at),
         rotated: usable.rotated,
         rotation_due: None,
+        renewal_adjusted: Some(match &usable.renewal_adjusted {
+            Some(why) => (true, why.clone()),
+            None => (
+                false,
+                "renewing renewBefore ahead of expiry, as declared".into(),
+            ),
+        }),
         scopes: grant
             .scope
             .as_deref()
@@ -215,8 +227,8 @@ pub async fn after_ready(
     ctx.metrics
         .credential_times(&key, resolved.expires_at, resolved.renewal_time);
     let consumers = obj.spec.consumers.as_ref()?;
-    if let Some(secret_name) = &consumers.secret_name
-        && let Err(error) = consumers::publish_secret(
+    if let Some(secret_name) = &consumers.secret_name {
+        match consumers::publish_secret(
             &ctx.client,
             obj,
             secret_name,
@@ -224,8 +236,21 @@ pub async fn after_ready(
             &resolved.fingerprint,
         )
         .await
-    {
-        tracing::warn!(%error, secret = %secret_name, "could not publish the access token to the consumer Secret");
+        {
+            Ok(()) => {}
+            Err(error @ consumers::PublishError::NotOurs(_)) => {
+                let notice = Notice {
+                    warning: true,
+                    reason: reason::SECRET_NOT_OWNED,
+                    action: action::ROTATE,
+                    note: error.to_string(),
+                };
+                ctx.event(&reference, &notice).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, secret = %secret_name, "could not publish the access token to the consumer Secret");
+            }
+        }
     }
     // Checked with the rest of the spec before the credential was resolved.
     let min_interval = min_interval(obj).unwrap_or(consumers::DEFAULT_MIN_INTERVAL);
@@ -252,6 +277,7 @@ async fn roll(
     let rolled = consumers::rollout(
         &ctx.client,
         &namespace,
+        &obj.name_any(),
         target,
         &resolved.fingerprint,
         min_interval,
@@ -279,6 +305,21 @@ async fn roll(
             None
         }
         Ok(Rollout::Current | Rollout::Adopted) => None,
+        Ok(Rollout::NotPermitted) => {
+            let notice = Notice {
+                warning: true,
+                reason: reason::ROLLOUT_NOT_PERMITTED,
+                action: action::RESTART,
+                note: format!(
+                    "{:?} {} is not restarted: it does not name this connection in its {} annotation",
+                    target.kind,
+                    target.name,
+                    crate::crd::vocabulary::annotation::RESTART_ON_ROTATION
+                ),
+            };
+            ctx.event(&obj.object_ref(&()), &notice).await;
+            None
+        }
         Err(error) => {
             tracing::warn!(%error, kind = ?target.kind, name = %target.name, "could not restart a rollout target");
             None

@@ -136,6 +136,7 @@ fn status(
     let credentials = match facts.credentials {
         Some(r) => Some(CredentialStatus {
             type_: r.type_,
+            fingerprint: Some(r.fingerprint.clone()),
             revision: r.revision,
             expires_at: r.expires_at.map(Time),
             renewal_time: r.renewal_time.map(Time),

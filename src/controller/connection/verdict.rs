@@ -42,6 +42,8 @@ pub struct Check {
     pub next_look: Duration,
     /// PIT with `maxAge`: whether rotation is due, and why.
     pub rotation_due: Option<(bool, String)>,
+    /// OAuth: whether renewal departs from `renewBefore` (it would refresh in a loop), and why.
+    pub renewal_adjusted: Option<(bool, String)>,
 }
 
 /// What the connection check concluded: the verdict, and the longest wait whatever the
@@ -90,8 +92,29 @@ pub fn verdict(check: &Check, previous: &[Condition], interval: Duration) -> Con
         };
         conditions.push(Desired::new(condition::ROTATION_DUE, *due, r, why_due));
     }
-    let was_authenticated = is_true(previous, condition::AUTHENTICATED);
     let mut events = Vec::new();
+    if let Some((adjusted, why_adjusted)) = &check.renewal_adjusted {
+        let r = if *adjusted {
+            reason::RENEW_BEFORE_TOO_LONG
+        } else {
+            reason::AS_DECLARED
+        };
+        conditions.push(Desired::new(
+            condition::RENEWAL_ADJUSTED,
+            *adjusted,
+            r,
+            why_adjusted,
+        ));
+        if *adjusted && !is_true(previous, condition::RENEWAL_ADJUSTED) {
+            events.push(Notice {
+                warning: true,
+                reason: r,
+                action: action::ROTATE,
+                note: why_adjusted.clone(),
+            });
+        }
+    }
+    let was_authenticated = is_true(previous, condition::AUTHENTICATED);
     match authenticated {
         Some(false) if was_authenticated || previous.is_empty() => events.push(Notice {
             warning: true,
@@ -204,6 +227,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     use super::*;
+    use crate::controller::conditions;
 
     const INTERVAL: Duration = Duration::from_secs(300);
 
@@ -212,6 +236,7 @@ mod tests {
             finding,
             next_look: Duration::from_secs(120),
             rotation_due: None,
+            renewal_adjusted: None,
         }
     }
 
@@ -365,5 +390,40 @@ mod tests {
         let rotation = of(&v, condition::ROTATION_DUE).unwrap();
         assert!(rotation.status && rotation.reason == reason::MAX_AGE_EXCEEDED);
         assert!(v.ready(), "a due rotation does not stop the connection");
+    }
+
+    #[test]
+    fn an_adjusted_renewal_warns_once_and_keeps_the_connection_ready() {
+        let mut adjusted = check(Finding::Accepted {
+            location: "loc".into(),
+        });
+        adjusted.renewal_adjusted = Some((true, "renewBefore (86400s) ...".into()));
+        let first = verdict(&adjusted, &[], INTERVAL);
+        let condition = of(&first, condition::RENEWAL_ADJUSTED).unwrap();
+        assert!(condition.status && condition.reason == reason::RENEW_BEFORE_TOO_LONG);
+        assert!(first.ready());
+        let warnings: Vec<&str> = first
+            .verdict
+            .events
+            .iter()
+            .filter(|e| e.warning)
+            .map(|e| e.reason)
+            .collect();
+        assert_eq!(warnings, [reason::RENEW_BEFORE_TOO_LONG]);
+        // Still adjusted at the next check: no second Event.
+        let previous =
+            conditions::merge(&[], &first.verdict.conditions, None, jiff::Timestamp::now());
+        let again = verdict(&adjusted, &previous, INTERVAL);
+        assert!(
+            again
+                .verdict
+                .events
+                .iter()
+                .all(|e| e.reason != reason::RENEW_BEFORE_TOO_LONG)
+        );
+        // Fixed spec: the condition turns False.
+        adjusted.renewal_adjusted = Some((false, "as declared".into()));
+        let fixed = verdict(&adjusted, &previous, INTERVAL);
+        assert!(!of(&fixed, condition::RENEWAL_ADJUSTED).unwrap().status);
     }
 }

@@ -29,7 +29,6 @@ use crate::crd::contact_sync_policy::{
     ContactSyncPolicy, ContactSyncPolicyStatus, RecordFailure, SyncCounts,
 };
 use crate::crd::vocabulary::reason;
-use crate::engine::apply::ApplyReport;
 use crate::engine::desired::{Desired, build};
 use crate::engine::ownership::{
     PolicyDeclaration, Seniority, Yielded, hold_back, removals, yield_messages, yielded_to_seniors,
@@ -38,7 +37,7 @@ use crate::engine::plan::PlanOptions;
 use crate::engine::plan::render::summary_line;
 use crate::engine::state::StateStore;
 use crate::engine::targeted::{Scope, sync_contacts};
-use crate::engine::{SyncError, SyncOptions, SyncOutcome, sync_policy, sync_policy_owning};
+use crate::engine::{SyncError, SyncOutcome, sync_policy, sync_policy_owning};
 
 /// Contacts read and written at once by a targeted sync.
 const TARGETED_CONCURRENCY: usize = 32;
@@ -63,6 +62,7 @@ fn ledger(ctx: &Context, policy: &ContactSyncPolicy) -> SecretLedgerStore {
     SecretLedgerStore::new(
         ctx.client.clone(),
         LedgerOwner::of(Kind::ContactSyncPolicy, policy),
+        ctx.fence.clone(),
     )
 }
 
@@ -128,9 +128,8 @@ impl Synced for ContactSyncPolicy {
         connection: &Usable,
     ) -> Result<(SyncOutcome<Facts>, Detail), SyncError> {
         let store = ledger(ctx, self);
-        let mut options = SyncOptions::new(self.spec.mode, Timestamp::now());
+        let mut options = ctx.sync_options(self.spec.mode);
         options.observe.deep = ctx.deep_resync(key);
-        options.apply.concurrency = ctx.config.apply_concurrency;
         let deep = options.observe.deep;
         let (outcome, owned) = sync_policy_owning(
             &connection.handle.client,
@@ -185,7 +184,7 @@ impl Synced for ContactSyncPolicy {
         ctx: &Context,
         key: &ObjectKey,
         connection: &Usable,
-    ) -> Result<ApplyReport, SyncError> {
+    ) -> Result<SyncOutcome<()>, SyncError> {
         let store = ledger(ctx, self);
         // Contacts another policy on the location declares stay (only forgotten with us).
         let others = ctx.declarations(&connection.location, key);
@@ -202,23 +201,20 @@ impl Synced for ContactSyncPolicy {
             held,
             ..Desired::default()
         };
+        // Deleting everything it created is still bounded by `safety`: a larger plan waits.
         let plan_options = PlanOptions {
             prune: true,
-            max_deletes: u32::MAX,
-            max_changes: None,
-            omit_in_sync: true,
+            ..PlanOptions::for_spec(&self.spec)
         };
-        let mut options = SyncOptions::new(Mode::Apply, Timestamp::now());
-        options.apply.concurrency = ctx.config.apply_concurrency;
         let outcome = sync_policy(
             &connection.handle.client,
             &store,
             nothing,
             plan_options,
-            options,
+            ctx.sync_options(Mode::Apply),
         )
         .await?;
-        Ok(outcome.report().cloned().unwrap_or_default())
+        Ok(outcome.map(drop))
     }
 
     fn status(
@@ -265,7 +261,7 @@ pub async fn sync_targeted(ctx: &Context, key: &ObjectKey, scope: Scope) -> &'st
     );
     hold_back(&mut desired, &yielded);
     let store = ledger(ctx, &policy);
-    let mut options = SyncOptions::new(policy.spec.mode, Timestamp::now());
+    let mut options = ctx.sync_options(policy.spec.mode);
     // A handful of contacts, each a few calls: read and write them all at once (the
     // connection's budget still paces them).
     options.observe.concurrency = TARGETED_CONCURRENCY;

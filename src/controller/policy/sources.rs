@@ -20,6 +20,7 @@ pub async fn read(
         out.push(SourceText {
             key: key_of(source).to_owned(),
             text: text_of(&config_maps, &secrets, source).await,
+            sensitive: source.secret_ref.is_some(),
         });
     }
     out

@@ -6,7 +6,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
-use super::fence::{persist, read_secret};
+use super::fence::{Guard, Stored, persist, read_secret};
+use super::spend::superseded;
 use super::{Inputs, Pending, Usable};
 use crate::crd::connection::UserType;
 use crate::crd::vocabulary::reason;
@@ -44,11 +45,24 @@ pub(super) async fn finish(
                 _ => true,
             };
         if needs_location {
+            if !input.fence.is_open() {
+                return Err(Problem::retry(
+                    reason::PROGRESSING,
+                    "this process no longer holds the leader Lease; not minting tokens".into(),
+                    Duration::from_secs(5),
+                ));
+            }
+            // Stored only over the grant it was minted from: a refresh by another process
+            // meanwhile wins, and the location token is minted again from its grant.
+            let guard = Guard::Revision(usable.grant.revision);
             let grant = mint_location_token(input, &usable, !usable.rotated).await?;
-            pending.unpersisted = Some(grant.clone());
+            pending.unpersisted = Some((grant.clone(), guard.clone()));
             let current = read_secret(secrets, name).await?;
-            persist(secrets, name, current, &grant).await?;
+            let stored = persist(secrets, name, current, &grant, &guard).await?;
             pending.unpersisted = None;
+            if let Stored::Superseded = stored {
+                return Err(superseded(name));
+            }
             usable.grant = grant;
             usable.rotated = true;
         }
@@ -68,6 +82,8 @@ pub(super) async fn finish(
         ));
     }
     usable.next_renewal = next;
+    usable.renewal_adjusted =
+        schedule::renewal_adjusted(renewal, usable.grant.expires_at, usable.grant.refreshed_at);
     usable.token = if is_company {
         usable
             .grant
@@ -119,7 +135,7 @@ async fn mint_location_token(
     grant.location_access_token = Some(minted.access_token);
     grant.location_expires_at = Some(schedule::expiry_of(input.now, minted.expires_in));
     if bump {
-        grant.revision += 1;
+        grant.revision = grant.revision.saturating_add(1);
     }
     Ok(grant)
 }

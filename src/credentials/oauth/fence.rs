@@ -1,6 +1,6 @@
 //! Writes to the token Secret, each fenced by compare-and-swap on its resourceVersion: the
-//! claim before a single-use token is spent, the new grant over the claim, the claim's release
-//! after a spend GHL certainly did not process.
+//! claim before a single-use token is spent, the new grant over the claim (only while the
+//! claim is still there), the claim's release after a spend GHL certainly did not process.
 
 use std::time::Duration;
 
@@ -90,24 +90,67 @@ pub(super) async fn claim(
     Ok(claimed)
 }
 
+/// What must still hold on the token Secret for a grant to be written over it: a write never
+/// replaces a grant newer than the one it was derived from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Guard {
+    /// A spend happened under this claim: the claim must still be there (then the grant in
+    /// hand is the only valid one, and must be stored).
+    Claim(Claim),
+    /// A location token was added to the grant at this revision: the Secret must still hold
+    /// that revision, unclaimed.
+    Revision(u64),
+}
+
+impl Guard {
+    /// Whether `secret` (read after a conflict) may be overwritten. Pure.
+    pub(super) fn holds(&self, secret: &Secret) -> bool {
+        let claim = token_secret::claim_of(secret);
+        match self {
+            Guard::Claim(ours) => claim.as_ref() == Some(ours),
+            Guard::Revision(revision) => {
+                claim.is_none()
+                    && token_secret::read(secret).is_some_and(|g| g.revision == *revision)
+            }
+        }
+    }
+}
+
+/// How storing a grant ended, short of an error.
+#[derive(Debug)]
+pub(super) enum Stored {
+    Written,
+    /// The Secret moved on (a newer grant, another claim): ours was not written.
+    Superseded,
+}
+
 /// Stores `grant` over `base` (compare-and-swap on its version), clearing any claim. On a
-/// conflict the Secret is read again and the write repeated: the grant in hand is the newest
-/// valid one (its predecessor was spent under our claim), so it must win.
+/// conflict the Secret is read again, and the write repeated only while `guard` holds.
 pub(super) async fn persist(
     secrets: &Api<Secret>,
     name: &str,
     base: Option<Secret>,
     grant: &StoredGrant,
-) -> Result<Secret, Problem> {
+    guard: &Guard,
+) -> Result<Stored, Problem> {
     let mut base = base;
     let mut delay = Duration::from_millis(200);
     for _ in 0..8 {
+        if let Some(current) = &base
+            && !guard.holds(current)
+        {
+            tracing::warn!(
+                secret = name,
+                "the token Secret moved on (a newer grant or another claim); not overwriting it"
+            );
+            return Ok(Stored::Superseded);
+        }
         let result = put(secrets, name, base.clone(), |s| {
             token_secret::with_grant(s, grant)
         })
         .await;
         match result {
-            Ok(stored) => return Ok(stored),
+            Ok(_) => return Ok(Stored::Written),
             Err(error) => {
                 tracing::warn!(secret = name, %error, "could not store the new tokens; retrying from memory");
                 tokio::time::sleep(delay).await;
@@ -164,5 +207,61 @@ pub async fn confirm(client: &Client, namespace: &str, auth: &OAuthAuth) {
         .await
     {
         tracing::debug!(%error, "could not drop the previous access token yet");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::Timestamp;
+    use secrecy::SecretString;
+
+    use super::*;
+
+    fn claim(holder: &str) -> Claim {
+        Claim {
+            what: "refresh".into(),
+            digest: "abc".into(),
+            holder: holder.into(),
+            at: "2030-01-01T00:00:00Z".into(),
+        }
+    }
+
+    fn secret(revision: u64, claimed: Option<&Claim>) -> Secret {
+        let grant = StoredGrant {
+            access_token: SecretString::from("at"),
+            refresh_token: Some(SecretString::from("rt")),
+            expires_at: Timestamp::UNIX_EPOCH,
+            scope: None,
+            user_type: None,
+            revision,
+            refreshed_at: Timestamp::UNIX_EPOCH,
+            code_digest: None,
+            previous_access_token: None,
+            location_access_token: None,
+            location_expires_at: None,
+        };
+        let stored = token_secret::with_grant(Secret::default(), &grant);
+        match claimed {
+            Some(c) => token_secret::with_claim(stored, c),
+            None => stored,
+        }
+    }
+
+    #[test]
+    fn a_grant_is_written_only_over_what_it_was_derived_from() {
+        let ours = claim("op-0");
+        let theirs = claim("op-1");
+        // (guard, Secret found after a conflict, may overwrite)
+        let table = [
+            (Guard::Claim(ours.clone()), secret(4, Some(&ours)), true),
+            (Guard::Claim(ours.clone()), secret(4, Some(&theirs)), false),
+            (Guard::Claim(ours.clone()), secret(5, None), false),
+            (Guard::Revision(4), secret(4, None), true),
+            (Guard::Revision(4), secret(5, None), false),
+            (Guard::Revision(4), secret(4, Some(&theirs)), false),
+        ];
+        for (n, (guard, found, expected)) in table.into_iter().enumerate() {
+            assert_eq!(guard.holds(&found), expected, "case {n}: {guard:?}");
+        }
     }
 }

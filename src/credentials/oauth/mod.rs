@@ -10,9 +10,11 @@
 //!    claim; a failed write is retried from memory and the pair is never dropped;
 //! 4. **install**: only now do clients use the new access token.
 //!
-//! A claim left behind by a crash means the token may already be spent: it is never spent
-//! again (GHL would count a reuse); the connection reports `ReauthorizationRequired` and
-//! recovers as soon as a new authorization code is supplied.
+//! A claim left behind by a crash — or by a spend that got no clear answer (5xx, timeout) —
+//! means the token may already be spent: it is never spent again (GHL would count a reuse);
+//! the connection reports `ReauthorizationRequired` and recovers as soon as a new
+//! authorization code is supplied. Grants are written only over what they were derived from
+//! (see [`fence::Guard`]), and nothing is spent by a process that no longer leads.
 
 mod agency;
 mod fence;
@@ -20,7 +22,7 @@ mod spend;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -35,10 +37,11 @@ use super::token_secret::{self, Claim, StoredGrant, fingerprint};
 use crate::crd::common::MAX_DURATION;
 use crate::crd::connection::{GhlConnectionSpec, OAuthAuth, UserType};
 use crate::crd::vocabulary::reason;
+use crate::engine::fence::Fence;
 use crate::ghl::models::UserTypeParam;
 use crate::ghl::oauth::{ClientCredentials, OAuthClient};
 use agency::finish;
-use fence::{persist, read_secret};
+use fence::{Guard, persist, read_secret};
 use spend::{exchange, refresh};
 
 /// A claim younger than this, held by another process, is a refresh in progress.
@@ -53,6 +56,8 @@ pub struct Usable {
     pub next_renewal: Timestamp,
     /// A refresh or exchange happened in this call.
     pub rotated: bool,
+    /// Why renewal does not follow `renewBefore` as written, if it does not.
+    pub renewal_adjusted: Option<String>,
 }
 
 /// Per-process OAuth state: one refresh in flight per connection, and what must not be lost.
@@ -68,8 +73,12 @@ type ConnectionKey = (String, String);
 
 #[derive(Default)]
 pub(super) struct Pending {
-    /// A grant GHL issued that is not stored yet (write failed): retried before anything else.
-    pub(super) unpersisted: Option<StoredGrant>,
+    /// A grant GHL issued that is not stored yet (write failed): retried before anything
+    /// else, while its guard holds.
+    unpersisted: Option<(StoredGrant, Guard)>,
+    /// Another process' claim as first seen by this one, on this process' clock: its age is
+    /// measured from here, never by comparing two nodes' clocks.
+    claim_seen: Option<(Claim, Instant)>,
     /// Codes GHL refused (by digest), so a bad code is not tried on every reconcile.
     pub(super) rejected_codes: HashSet<String>,
 }
@@ -84,6 +93,8 @@ pub struct Inputs<'a> {
     pub auth: &'a OAuthAuth,
     /// This process (written into claims).
     pub identity: &'a str,
+    /// Open while this process leads: nothing is spent otherwise.
+    pub fence: &'a Fence,
     pub now: Timestamp,
 }
 
@@ -142,7 +153,8 @@ impl OAuthManager {
             }
             // Failed renewals count; a spec or Secret waiting to be fixed does not.
             Err(problem) if !problem.stalled || problem.refused => {
-                *failures.entry(key).or_default() += 1
+                let count = failures.entry(key).or_default();
+                *count = count.saturating_add(1);
             }
             Err(_) => {}
         }
@@ -157,16 +169,27 @@ impl OAuthManager {
         let secrets: Api<Secret> = Api::namespaced(input.client.clone(), input.namespace);
         let token_name = &input.auth.token_secret_ref.name;
 
-        // A grant GHL issued but we could not store yet comes first.
-        if let Some(grant) = pending.unpersisted.clone() {
+        // A grant GHL issued but we could not store yet comes first (unless the Secret
+        // moved on to a newer one meanwhile).
+        if let Some((grant, guard)) = pending.unpersisted.clone() {
             let current = read_secret(&secrets, token_name).await?;
-            persist(&secrets, token_name, current, &grant).await?;
+            persist(&secrets, token_name, current, &grant, &guard).await?;
             pending.unpersisted = None;
         }
 
         let app = client_credentials(&secrets, input.auth).await?;
         let renewal = renewal_policy(input.auth)?;
         let current = read_secret(&secrets, token_name).await?;
+        if let Some(secret) = &current
+            && !token_secret::is_ours(secret)
+        {
+            return Err(Problem::stalled(
+                reason::SECRET_NOT_OWNED,
+                format!(
+                    "Secret {token_name} exists and was not created by the operator (it lacks the label app.kubernetes.io/managed-by=ghl-operator): name a new Secret in tokenSecretRef, or label this one to hand it over"
+                ),
+            ));
+        }
         let code = match &input.auth.authorization_code_secret_ref {
             Some(r) => read_secret(&secrets, &r.name)
                 .await?
@@ -237,7 +260,7 @@ impl OAuthManager {
         if let Some(claim) = &claim {
             let current_digest = grant.refresh_token.as_ref().map(fingerprint);
             if claim.what == "refresh" && Some(&claim.digest) == current_digest.as_ref() {
-                if claim.holder != input.identity && claim_is_young(claim, input.now) {
+                if claim.holder != input.identity && claim_is_young(&mut pending, claim) {
                     return Err(Problem::retry(
                         reason::PROGRESSING,
                         format!(
@@ -256,6 +279,7 @@ impl OAuthManager {
             next_renewal: schedule::next_renewal(&renewal, grant.expires_at, grant.refreshed_at),
             grant,
             rotated: false,
+            renewal_adjusted: None,
         };
         let usable = if schedule::refresh_due(
             &renewal,
@@ -297,13 +321,19 @@ impl OAuthManager {
     }
 }
 
-fn claim_is_young(claim: &Claim, now: Timestamp) -> bool {
-    claim
-        .at
-        .parse::<Timestamp>()
-        .ok()
-        .and_then(|at| Duration::try_from(now.duration_since(at)).ok())
-        .is_some_and(|age| age < CLAIM_PATIENCE)
+/// Whether another process' claim is recent enough to be a refresh in progress: measured from
+/// when this process first saw it (its own monotonic clock), as leader election measures a
+/// Lease — the `at` a claim carries comes from another node's clock and is only shown.
+fn claim_is_young(pending: &mut Pending, claim: &Claim) -> bool {
+    let first_seen = match &pending.claim_seen {
+        Some((seen, at)) if seen == claim => *at,
+        _ => {
+            let now = Instant::now();
+            pending.claim_seen = Some((claim.clone(), now));
+            now
+        }
+    };
+    first_seen.elapsed() < CLAIM_PATIENCE
 }
 
 fn renewal_policy(auth: &OAuthAuth) -> Result<RenewalPolicy, Problem> {

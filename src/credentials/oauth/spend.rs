@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use secrecy::SecretString;
 
-use super::fence::{claim, persist, release};
+use super::fence::{Guard, Stored, claim, persist, release};
 use super::{Inputs, Pending, Usable, user_type};
 use crate::crd::vocabulary::reason;
 use crate::credentials::Problem;
@@ -18,13 +18,41 @@ use crate::credentials::token_secret::{Claim, StoredGrant, fingerprint};
 use crate::ghl::oauth::ClientCredentials;
 use crate::ghl::{ErrorClass, GhlError};
 
-/// Whether an error means GHL certainly did not process the spend (safe to try again).
-fn not_processed(error: &GhlError) -> bool {
+/// What a failed spend tells about the single-use token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spent {
+    /// GHL certainly did not process it (never sent, or refused before processing: 429):
+    /// the same token may be tried again.
+    No,
+    /// No clear answer (5xx, timeout, a broken or garbled answer): a 502 or 504 can arrive
+    /// after GHL already rotated the token, so it is treated as spent — like a crash.
+    Maybe,
+    /// GHL refused it (4xx): it is dead.
+    Refused,
+}
+
+fn spent(error: &GhlError) -> Spent {
     match error {
-        GhlError::Api { status, .. } => *status == 429 || (500..=599).contains(status),
-        GhlError::Connection { source, .. } => source.is_connect(),
-        GhlError::Token { .. } | GhlError::InvalidRequest { .. } => true,
-        GhlError::Timeout { .. } | GhlError::MalformedResponse { .. } => false,
+        GhlError::Api { status: 429, .. } => Spent::No,
+        GhlError::Api { status, .. } if (500..=599).contains(status) => Spent::Maybe,
+        GhlError::Api { .. } => Spent::Refused,
+        GhlError::Connection { source, .. } if source.is_connect() => Spent::No,
+        GhlError::Token { .. } | GhlError::InvalidRequest { .. } => Spent::No,
+        GhlError::Connection { .. } | GhlError::Timeout { .. } => Spent::Maybe,
+        GhlError::MalformedResponse { .. } => Spent::Maybe,
+    }
+}
+
+/// Refuses to spend when this process no longer leads.
+fn check_fence(input: &Inputs<'_>) -> Result<(), Problem> {
+    if input.fence.is_open() {
+        Ok(())
+    } else {
+        Err(Problem::retry(
+            reason::PROGRESSING,
+            "this process no longer holds the leader Lease; not spending tokens".into(),
+            Duration::from_secs(5),
+        ))
     }
 }
 
@@ -46,7 +74,7 @@ fn grant_from(
         user_type: response
             .user_type
             .or_else(|| previous.and_then(|p| p.user_type.clone())),
-        revision: previous.map_or(0, |p| p.revision) + 1,
+        revision: previous.map_or(0, |p| p.revision).saturating_add(1),
         refreshed_at: now,
         code_digest: code_digest.or_else(|| previous.and_then(|p| p.code_digest.clone())),
         previous_access_token: previous.map(|p| p.access_token.clone()),
@@ -73,6 +101,7 @@ pub(super) async fn exchange(
         holder: input.identity.to_owned(),
         at: input.now.to_string(),
     };
+    check_fence(input)?;
     let claimed = claim(secrets, name, current, &mark).await?;
     let answer = input
         .oauth
@@ -88,7 +117,8 @@ pub(super) async fn exchange(
         Err(error) => {
             // A code is worth nothing once tried: clear the claim either way.
             release(secrets, name, claimed).await;
-            if not_processed(&error) {
+            let outcome = spent(&error);
+            if outcome == Spent::No {
                 return Err(Problem::retry(
                     reason::GHL_UNAVAILABLE,
                     format!("exchanging the authorization code: {error}"),
@@ -98,15 +128,21 @@ pub(super) async fn exchange(
             pending.rejected_codes.insert(digest.to_owned());
             return Err(Problem::refused(
                 reason::AUTHORIZATION_CODE_INVALID,
-                format!(
-                    "GHL refused the authorization code (used, expired or for another app): {error}"
-                ),
+                if outcome == Spent::Maybe {
+                    format!(
+                        "GHL gave no clear answer to the code exchange ({error}); the code may be used up, so it is not tried again: put a new one"
+                    )
+                } else {
+                    format!(
+                        "GHL refused the authorization code (used, expired or for another app): {error}"
+                    )
+                },
             ));
         }
     };
     crash_point("after-spend");
     let grant = grant_from(response, previous, Some(digest.to_owned()), input.now);
-    store_new(secrets, name, claimed, grant, pending, input.now).await
+    store_new(secrets, name, claimed, grant, mark, pending, input.now).await
 }
 
 /// Stores a grant GHL just issued over our claim — kept in memory until stored — and hands it
@@ -116,18 +152,24 @@ async fn store_new(
     name: &str,
     claimed: Secret,
     grant: StoredGrant,
+    mark: Claim,
     pending: &mut Pending,
     now: Timestamp,
 ) -> Result<Usable, Problem> {
-    pending.unpersisted = Some(grant.clone());
-    persist(secrets, name, Some(claimed), &grant).await?;
+    let guard = Guard::Claim(mark);
+    pending.unpersisted = Some((grant.clone(), guard.clone()));
+    let stored = persist(secrets, name, Some(claimed), &grant, &guard).await?;
     pending.unpersisted = None;
+    if let Stored::Superseded = stored {
+        return Err(superseded(name));
+    }
     crash_point("after-persist");
     Ok(Usable {
         token: grant.access_token.clone(),
         next_renewal: now,
         grant,
         rotated: true,
+        renewal_adjusted: None,
     })
 }
 
@@ -147,6 +189,7 @@ pub(super) async fn refresh(
                 next_renewal: grant.expires_at,
                 grant,
                 rotated: false,
+                renewal_adjusted: None,
             });
         }
         return Err(Problem::refused(
@@ -160,6 +203,7 @@ pub(super) async fn refresh(
         holder: input.identity.to_owned(),
         at: input.now.to_string(),
     };
+    check_fence(input)?;
     let claimed = claim(secrets, name, Some(current), &mark).await?;
     let answer = input
         .oauth
@@ -167,7 +211,7 @@ pub(super) async fn refresh(
         .await;
     let response = match answer {
         Ok(response) => response,
-        Err(error) if not_processed(&error) => {
+        Err(error) if spent(&error) == Spent::No => {
             release(secrets, name, claimed).await;
             let why = if error.class() == ErrorClass::RateLimited {
                 reason::RATE_LIMITED
@@ -181,17 +225,76 @@ pub(super) async fn refresh(
             ));
         }
         Err(error) => {
-            // Refused, or the answer was lost: the refresh token is spent or dead. The claim
-            // stays, so no process ever spends it again.
+            // Refused, or no clear answer: the refresh token is dead or may be spent. The
+            // claim stays, so no process ever presents it again.
+            let why = match spent(&error) {
+                Spent::Maybe => {
+                    "GHL gave no clear answer to the refresh, and may have rotated the token"
+                }
+                _ => "GHL did not renew the grant",
+            };
             return Err(Problem::refused(
                 reason::REAUTHORIZATION_REQUIRED,
-                format!(
-                    "GHL did not renew the grant ({error}); a new authorization code is needed"
-                ),
+                format!("{why} ({error}); a new authorization code is needed"),
             ));
         }
     };
     crash_point("after-spend");
     let new = grant_from(response, Some(&grant), None, input.now);
-    store_new(secrets, name, claimed, new, pending, input.now).await
+    store_new(secrets, name, claimed, new, mark, pending, input.now).await
+}
+
+/// The Secret got a newer grant (or another claim) while ours was being stored.
+pub(super) fn superseded(name: &str) -> Problem {
+    Problem::retry(
+        reason::PROGRESSING,
+        format!("Secret {name} got a newer grant while this one was being stored; using that"),
+        Duration::from_secs(1),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ghl::Operation;
+
+    fn api(status: u16) -> GhlError {
+        GhlError::Api {
+            operation: Operation::OAuthToken,
+            status,
+            message: String::new(),
+            retry_after: None,
+            rate_limit: None,
+        }
+    }
+
+    #[test]
+    fn only_a_certain_non_spend_lets_a_token_be_presented_again() {
+        let table = [
+            (api(429), Spent::No),
+            (api(500), Spent::Maybe),
+            (api(502), Spent::Maybe),
+            (api(504), Spent::Maybe),
+            (api(400), Spent::Refused),
+            (api(401), Spent::Refused),
+            (
+                GhlError::MalformedResponse {
+                    operation: Operation::OAuthToken,
+                    status: 200,
+                    detail: String::new(),
+                },
+                Spent::Maybe,
+            ),
+            (
+                GhlError::InvalidRequest {
+                    operation: Operation::OAuthToken,
+                    message: String::new(),
+                },
+                Spent::No,
+            ),
+        ];
+        for (error, expected) in table {
+            assert_eq!(spent(&error), expected, "{error}");
+        }
+    }
 }

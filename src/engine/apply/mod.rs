@@ -20,6 +20,7 @@ use jiff::Timestamp;
 use tokio::sync::Mutex;
 
 use crate::crd::contact_sync_policy::{MatchBy, RecordFailure};
+use crate::engine::fence::Fence;
 use crate::engine::ledger::{Change, Ledger};
 use crate::engine::observed::Observed;
 use crate::engine::state::{StateError, StateStore};
@@ -40,6 +41,8 @@ pub struct ApplyOptions {
     pub crash_after_writes: Option<usize>,
     /// Called with the number of GHL writes made, after each contact.
     pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    /// Checked before every GHL write: a closed fence (leadership lost) stops the run.
+    pub fence: Fence,
 }
 
 impl ApplyOptions {
@@ -49,6 +52,7 @@ impl ApplyOptions {
             now,
             crash_after_writes: None,
             progress: None,
+            fence: Fence::open(),
         }
     }
 }
@@ -73,6 +77,9 @@ pub enum ApplyError {
     /// Injected crash (tests).
     #[error("stopped by the injected crash after {0} writes")]
     Crashed(usize),
+    /// This process lost its leadership: another one may be writing now.
+    #[error("stopped: this process no longer holds the leader Lease")]
+    Fenced,
 }
 
 /// Shared state of one apply.
@@ -85,6 +92,7 @@ pub(super) struct Run<'a> {
     writes: AtomicUsize,
     crash_after: Option<usize>,
     stopped: AtomicBool,
+    fence: Fence,
 }
 
 /// A failed step: a per-record failure, or a reason to stop the whole run.
@@ -130,6 +138,9 @@ impl Run<'_> {
         call: impl std::future::Future<Output = Result<T, GhlError>>,
     ) -> Step<Result<T, GhlError>> {
         self.check_stopped()?;
+        if !self.fence.is_open() {
+            return Err(StepError::Fatal(ApplyError::Fenced));
+        }
         let result = call.await;
         let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
         if self.crash_after == Some(n) {
@@ -205,6 +216,7 @@ pub async fn apply(
         writes: AtomicUsize::new(0),
         crash_after: options.crash_after_writes,
         stopped: AtomicBool::new(false),
+        fence: options.fence.clone(),
     };
     let progress = options.progress.clone();
     let run_ref = &run;

@@ -25,6 +25,28 @@ use records::{RecordError, format_for, parse};
 pub struct SourceText {
     pub key: String,
     pub text: Result<String, String>,
+    /// Read from a Secret: what it holds is never repeated in a failure (status is readable
+    /// by more people than the Secret).
+    pub sensitive: bool,
+}
+
+/// A failure of a Secret-backed record, with nothing of the Secret's content: the reason,
+/// the field only when it is a contact field's name, a generic message.
+fn scrubbed(failure: RecordFailure) -> RecordFailure {
+    let field = failure
+        .field
+        .filter(|f| f == "tags" || f == "email" || f == "phone" || Field::from_name(f).is_some());
+    let message = match failure.reason.as_str() {
+        "InvalidSource" | "UnknownColumn" | "UnknownField" | "InvalidRecord" => {
+            "the Secret's content is not readable as records of contact fields (details withheld: the source is a Secret)".to_owned()
+        }
+        _ => failure.message,
+    };
+    RecordFailure {
+        field,
+        message,
+        ..failure
+    }
 }
 
 /// A declared task.
@@ -92,6 +114,9 @@ pub struct Desired {
     /// Ledger keys of records declared but left to another owner (see
     /// [`crate::engine::ownership`]): neither planned nor released.
     pub held: BTreeSet<String>,
+    /// `contactsFrom` entries that were read but hold no records (an empty key, a header-only
+    /// CSV, `[]`): never taken to mean "release everything" (see the planner).
+    pub empty_sources: Vec<String>,
 }
 
 /// A problem with the spec as a whole (not one record): the policy stalls until it changes.
@@ -144,6 +169,7 @@ pub fn build(spec: &ContactSyncPolicySpec, sources: &[SourceText]) -> Result<Des
         let Some(loaded) = sources.get(i) else {
             return Err(SpecError(format!("{label} was not loaded")));
         };
+        let failures_before = desired.failures.len();
         let records = match &loaded.text {
             Err(why) => Err(RecordError::new(None, "SourceUnavailable", why.clone())),
             Ok(text) => match format_for(source.format, &loaded.key) {
@@ -166,10 +192,17 @@ pub fn build(spec: &ContactSyncPolicySpec, sources: &[SourceText]) -> Result<Des
                 message: e.message,
             }),
             Ok(records) => {
+                if records.is_empty() {
+                    desired.empty_sources.push(label.clone());
+                }
                 for (n, record) in records.into_iter().enumerate() {
                     accept(format!("{label}[{n}]"), record, &mut desired);
                 }
             }
+        }
+        if loaded.sensitive {
+            let tail = desired.failures.split_off(failures_before);
+            desired.failures.extend(tail.into_iter().map(scrubbed));
         }
     }
     Ok(desired)
@@ -501,14 +534,17 @@ mod tests {
             SourceText {
                 key: "c.csv".into(),
                 text: Ok("email,tags\na@b.co,x;y\nbad,z\n".into()),
+                sensitive: false,
             },
             SourceText {
                 key: "gone.csv".into(),
                 text: Err("ConfigMap b not found".into()),
+                sensitive: false,
             },
             SourceText {
                 key: "data".into(),
                 text: Ok("[]".into()),
+                sensitive: false,
             },
         ];
         let d = build(&s, &sources).unwrap();
@@ -527,6 +563,42 @@ mod tests {
                 ("contactsFrom[2]", "UnknownFormat"),
             ]
         );
+    }
+
+    #[test]
+    fn a_secret_source_never_echoes_its_content() {
+        let s = spec(json!({"contactsFrom": [
+            {"secretRef": {"name": "db", "key": "password.csv"}},
+            {"secretRef": {"name": "db", "key": "other.json"}}]}));
+        let sources = [
+            SourceText {
+                key: "password.csv".into(),
+                text: Ok("hunter2-db-password\n".into()),
+                sensitive: true,
+            },
+            SourceText {
+                key: "other.json".into(),
+                text: Ok("[{\"email\": 42, \"s3cr3t\": \"x\"}, {\"email\": [\"tok-123\"]}]".into()),
+                sensitive: true,
+            },
+        ];
+        let d = build(&s, &sources).unwrap();
+        assert_eq!(d.failures.len(), 3);
+        for failure in &d.failures {
+            let text = format!("{failure:?}");
+            for secret in ["hunter2", "s3cr3t", "tok-123"] {
+                assert!(!text.contains(secret), "{text}");
+            }
+        }
+        // The same content from a ConfigMap is reported in full.
+        let open = [SourceText {
+            sensitive: false,
+            ..sources[0].clone()
+        }];
+        let s =
+            spec(json!({"contactsFrom": [{"configMapRef": {"name": "c", "key": "password.csv"}}]}));
+        let d = build(&s, &open).unwrap();
+        assert!(d.failures[0].message.contains("hunter2"));
     }
 
     #[test]

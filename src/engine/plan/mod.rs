@@ -28,13 +28,15 @@ pub use contact::plan_contact;
 
 /// Default `safety.maxDeletes`.
 pub const DEFAULT_MAX_DELETES: u32 = 10;
+/// Default `safety.maxChanges` (policies and TagRules).
+pub const DEFAULT_MAX_CHANGES: u32 = 1000;
 
 /// Planner options from the spec.
 #[derive(Clone, Copy, Debug)]
 pub struct PlanOptions {
     pub prune: bool,
     pub max_deletes: u32,
-    pub max_changes: Option<u32>,
+    pub max_changes: u32,
     /// Count contacts that are fully in sync (nothing to write, nothing to record) instead of
     /// listing them: a resync of 100,000 contacts then holds a plan of what changed only.
     pub omit_in_sync: bool,
@@ -47,7 +49,7 @@ impl PlanOptions {
         Self {
             prune: spec.prune,
             max_deletes: safety.max_deletes.unwrap_or(DEFAULT_MAX_DELETES),
-            max_changes: safety.max_changes,
+            max_changes: safety.max_changes.unwrap_or(DEFAULT_MAX_CHANGES),
             omit_in_sync: true,
         }
     }
@@ -58,7 +60,7 @@ impl Default for PlanOptions {
         Self {
             prune: false,
             max_deletes: DEFAULT_MAX_DELETES,
-            max_changes: None,
+            max_changes: DEFAULT_MAX_CHANGES,
             omit_in_sync: false,
         }
     }
@@ -329,6 +331,17 @@ impl Plan {
             + self.releases.iter().map(Release::writes).sum::<usize>()
     }
 
+    /// What `safety.maxChanges` counts: GHL writes, plus contacts released without a write
+    /// (no longer managed; a contact already gone from GHL does not count).
+    pub fn changes(&self) -> usize {
+        let released: usize = self
+            .releases
+            .iter()
+            .map(|r| if r.gone { 0 } else { r.writes().max(1) })
+            .sum();
+        self.contacts.iter().map(ContactPlan::writes).sum::<usize>() + released
+    }
+
     /// Total deletes (contacts, tasks, notes).
     pub fn deletes(&self) -> usize {
         let items: usize = self
@@ -466,7 +479,25 @@ pub fn plan(desired: &Desired, observed: &Observed, ledger: &Ledger, options: Pl
                 && !claimed.contains(*id)
         })
         .collect();
-    if !desired.failures.is_empty() && !undeclared.is_empty() {
+    if !desired.empty_sources.is_empty() && !undeclared.is_empty() {
+        for source in &desired.empty_sources {
+            plan.failures.push(RecordFailure {
+                record: source.clone(),
+                field: None,
+                reason: "EmptySource".into(),
+                message: format!(
+                    "holds no records while {} managed contact(s) are no longer declared; \
+                     they are not released: fill the source again, or remove it from \
+                     contactsFrom (or delete the policy) to release them on purpose",
+                    undeclared.len()
+                ),
+            });
+        }
+        plan.releases_deferred = Some(format!(
+            "{} holds no records; releasing waits (see status.failures)",
+            desired.empty_sources.join(", ")
+        ));
+    } else if !desired.failures.is_empty() && !undeclared.is_empty() {
         plan.releases_deferred = Some(format!(
             "{} managed contact(s) are no longer declared, but {} record(s) failed validation; \
              releasing or pruning waits until every record is valid",
@@ -479,21 +510,27 @@ pub fn plan(desired: &Desired, observed: &Observed, ledger: &Ledger, options: Pl
                 .push(release(id, owned, observed, options.prune));
         }
     }
+    plan.blocked = safety_block(&plan, options);
+    plan
+}
+
+/// Why `plan` exceeds the safety limits, if it does (deletes first: they cannot be undone).
+fn safety_block(plan: &Plan, options: PlanOptions) -> Option<String> {
     let deletes = plan.deletes();
-    let writes = plan.writes();
+    let changes = plan.changes();
     if deletes > options.max_deletes as usize {
-        plan.blocked = Some(format!(
+        Some(format!(
             "the plan deletes {deletes} objects, more than safety.maxDeletes ({})",
             options.max_deletes
-        ));
-    } else if let Some(max) = options.max_changes
-        && writes > max as usize
-    {
-        plan.blocked = Some(format!(
-            "the plan makes {writes} changes, more than safety.maxChanges ({max})"
-        ));
+        ))
+    } else if changes > options.max_changes as usize {
+        Some(format!(
+            "the plan makes {changes} changes, more than safety.maxChanges ({})",
+            options.max_changes
+        ))
+    } else {
+        None
     }
-    plan
 }
 
 fn is_zero(n: &u32) -> bool {

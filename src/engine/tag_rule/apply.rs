@@ -4,17 +4,19 @@
 
 use super::RulePlan;
 use crate::engine::apply::{ApplyError, ApplyReport, record_failure};
+use crate::engine::fence::Fence;
 use crate::engine::ledger::{Change, Ledger};
 use crate::engine::state::StateStore;
 use crate::ghl::{ErrorClass, GhlApi, GhlError};
 
-/// Applies a rule plan; per-contact failures are reported, a refused credential or a broken
-/// state store stops the run.
+/// Applies a rule plan; per-contact failures are reported, a refused credential, a broken
+/// state store or a closed fence stops the run.
 pub async fn apply_rule(
     api: &dyn GhlApi,
     store: &dyn StateStore,
     ledger: &mut Ledger,
     plan: &RulePlan,
+    fence: &Fence,
 ) -> Result<ApplyReport, ApplyError> {
     let mut report = ApplyReport::default();
     let fail = |report: &mut ApplyReport, id: &str, e: GhlError| -> Result<(), ApplyError> {
@@ -27,6 +29,9 @@ pub async fn apply_rule(
         Ok(())
     };
     for change in &plan.changes {
+        if !fence.is_open() {
+            return Err(ApplyError::Fenced);
+        }
         let mut intents = Vec::new();
         if !ledger.contacts.contains_key(&change.id) && !change.add.is_empty() {
             intents.push(Change::ContactBound {

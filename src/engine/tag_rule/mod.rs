@@ -22,15 +22,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 pub use apply::apply_rule;
+
 pub use observe::{observe_release, observe_rule};
 pub use plan::{plan_rule, rule_claim, search_filters};
 
-use crate::crd::common::{Mode, PlanSummary};
+use crate::crd::common::PlanSummary;
 use crate::crd::tag_rule::TagRuleSpec;
 use crate::engine::ledger::Ledger;
 use crate::engine::ownership::{SeenContact, TagClaims};
+use crate::engine::plan::DEFAULT_MAX_CHANGES;
 use crate::engine::state::StateStore;
-use crate::engine::sync::{Decision, SyncError, SyncOutcome, decide};
+use crate::engine::sync::{Decision, SyncError, SyncOptions, SyncOutcome, decide};
 use crate::ghl::GhlApi;
 
 /// What a rule sees.
@@ -57,6 +59,24 @@ pub struct TagChange {
     pub forget: bool,
 }
 
+impl TagChange {
+    fn writes(&self) -> usize {
+        usize::from(!self.add.is_empty()) + usize::from(!self.remove.is_empty())
+    }
+}
+
+/// Why `plan` exceeds the rule's `safety`, if it does.
+pub fn rule_block(spec: &TagRuleSpec, plan: &RulePlan) -> Option<String> {
+    let max = spec
+        .safety
+        .as_ref()
+        .and_then(|s| s.max_changes)
+        .unwrap_or(DEFAULT_MAX_CHANGES);
+    let changes = plan.changes();
+    (changes > max as usize)
+        .then(|| format!("the plan makes {changes} changes, more than safety.maxChanges ({max})"))
+}
+
 /// The plan of a rule.
 #[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -76,9 +96,14 @@ pub struct RulePlan {
 
 impl RulePlan {
     pub fn writes(&self) -> usize {
+        self.changes.iter().map(TagChange::writes).sum()
+    }
+
+    /// What `safety.maxChanges` counts: tag writes, plus contacts forgotten without a write.
+    pub fn changes(&self) -> usize {
         self.changes
             .iter()
-            .map(|c| usize::from(!c.add.is_empty()) + usize::from(!c.remove.is_empty()))
+            .map(|c| c.writes().max(usize::from(c.forget)))
             .sum()
     }
 
@@ -115,17 +140,21 @@ pub async fn settle_rule(
     spec: &TagRuleSpec,
     seen: &RuleObservation,
     claims: &TagClaims,
-    mode: Mode,
+    options: &SyncOptions,
 ) -> Result<SyncOutcome<RulePlan>, SyncError> {
     let plan = plan_rule(spec, seen, &ledger, claims);
-    Ok(match decide(mode, plan.is_empty(), None) {
-        Decision::InSync => SyncOutcome::InSync { plan },
-        Decision::Report => SyncOutcome::Planned { plan },
-        Decision::Block(reason) => SyncOutcome::Blocked { plan, reason },
-        Decision::Apply => {
-            let report = apply_rule(api, store, &mut ledger, &plan).await?;
-            store.compact(&ledger).await?;
-            SyncOutcome::Applied { plan, report }
-        }
-    })
+    let blocked = rule_block(spec, &plan);
+    Ok(
+        match decide(options.mode, plan.is_empty(), blocked.as_deref()) {
+            Decision::InSync => SyncOutcome::InSync { plan },
+            Decision::Report => SyncOutcome::Planned { plan },
+            Decision::Block(reason) => SyncOutcome::Blocked { plan, reason },
+            Decision::Apply => {
+                let report =
+                    apply_rule(api, store, &mut ledger, &plan, &options.apply.fence).await?;
+                store.compact(&ledger).await?;
+                SyncOutcome::Applied { plan, report }
+            }
+        },
+    )
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use crate::crd::contact_sync_policy::ContactSyncPolicySpec;
-use crate::engine::desired::build;
+use crate::engine::desired::{SourceText, build};
 use crate::engine::ledger::{Change, ItemKind, Ledger, key_digest};
 use crate::engine::observed::{ContactView, Observed};
 use crate::engine::plan::{ItemOp, Plan, PlanOptions, Target, plan};
@@ -15,6 +15,8 @@ use crate::ghl::models::{Contact, Note, Task};
 /// A test scenario, built up fluently.
 struct Case {
     spec: Value,
+    /// What each `contactsFrom` entry yielded.
+    sources: Vec<SourceText>,
     observed: Observed,
     ledger: Ledger,
     options: PlanOptions,
@@ -24,6 +26,7 @@ impl Case {
     fn declaring(contacts: Value) -> Self {
         Self {
             spec: json!({"connectionRef": {"name": "acme"}, "contacts": contacts}),
+            sources: Vec::new(),
             observed: Observed::default(),
             ledger: Ledger::default(),
             options: PlanOptions::default(),
@@ -65,6 +68,20 @@ impl Case {
         self
     }
 
+    /// Adds a `contactsFrom` ConfigMap key holding `text`.
+    fn source(mut self, key: &str, text: &str) -> Self {
+        let entry = json!({"configMapRef": {"name": "list", "key": key}});
+        let spec = self.spec.as_object_mut().unwrap();
+        let from = spec.entry("contactsFrom").or_insert_with(|| json!([]));
+        from.as_array_mut().unwrap().push(entry);
+        self.sources.push(SourceText {
+            key: key.to_owned(),
+            text: Ok(text.to_owned()),
+            sensitive: false,
+        });
+        self
+    }
+
     fn ledger(mut self, changes: Vec<Change>) -> Self {
         for change in &changes {
             self.ledger.apply(change);
@@ -91,7 +108,7 @@ impl Case {
 
     fn plan(&self) -> Plan {
         let spec: ContactSyncPolicySpec = serde_json::from_value(self.spec.clone()).unwrap();
-        let desired = build(&spec, &[]).unwrap();
+        let desired = build(&spec, &self.sources).unwrap();
         plan(&desired, &self.observed, &self.ledger, self.options)
     }
 }
@@ -309,39 +326,89 @@ fn undeclared_contacts_are_released_or_pruned() {
     }
 }
 
-#[test]
-fn safety_limits_block_large_plans() {
-    let mut case = Case::declaring(json!([])).options(PlanOptions {
-        prune: true,
-        max_deletes: 2,
-        max_changes: None,
-        omit_in_sync: false,
-    });
-    for i in 0..3 {
+/// A case with `n` contacts owned by the ledger and no longer declared (created by the
+/// policy or adopted), and `declared` new contacts.
+fn undeclared(n: usize, created: bool, declared: usize) -> Case {
+    let records: Vec<_> = (0..declared)
+        .map(|i| json!({"email": format!("new{i}@b.co")}))
+        .collect();
+    let mut case = Case::declaring(json!(records));
+    for i in 0..n {
         let id = format!("c{i}");
         case = case
             .ghl(json!({"id": id, "email": format!("p{i}@b.co")}), false)
-            .ledger(vec![bound(&format!("p{i}@b.co"), &id, true)]);
+            .ledger(vec![bound(&format!("p{i}@b.co"), &id, created)]);
     }
-    let plan = case.plan();
-    assert_eq!(plan.deletes(), 3);
-    assert!(plan.blocked.as_deref().unwrap().contains("maxDeletes (2)"));
+    case
+}
 
-    let changes = Case::declaring(json!([{"email": "a@b.co"}, {"email": "b@b.co"}]))
-        .options(PlanOptions {
-            prune: false,
-            max_deletes: 10,
-            max_changes: Some(1),
-            omit_in_sync: false,
-        })
-        .plan();
-    assert!(
-        changes
-            .blocked
-            .as_deref()
-            .unwrap()
-            .contains("maxChanges (1)")
-    );
+#[test]
+fn safety_limits_block_large_plans() {
+    // (case, owned contacts no longer declared, created by us, new records, prune,
+    //  maxDeletes, maxChanges, expected block)
+    let table = [
+        (
+            "deletes over the limit",
+            3,
+            true,
+            0,
+            true,
+            2,
+            100,
+            Some("deletes 3 objects, more than safety.maxDeletes (2)"),
+        ),
+        ("deletes at the limit", 2, true, 0, true, 2, 100, None),
+        (
+            "creates over the limit",
+            0,
+            false,
+            2,
+            false,
+            10,
+            1,
+            Some("makes 2 changes, more than safety.maxChanges (1)"),
+        ),
+        ("creates at the limit", 0, false, 2, false, 10, 2, None),
+        (
+            "forgets count as changes",
+            3,
+            false,
+            0,
+            false,
+            10,
+            2,
+            Some("makes 3 changes, more than safety.maxChanges (2)"),
+        ),
+        ("forgets at the limit", 3, false, 0, false, 10, 3, None),
+        (
+            "deletes are named first",
+            3,
+            true,
+            5,
+            true,
+            2,
+            1,
+            Some("safety.maxDeletes (2)"),
+        ),
+    ];
+    for (name, owned, created, declared, prune, max_deletes, max_changes, expected) in table {
+        let plan = undeclared(owned, created, declared)
+            .options(PlanOptions {
+                prune,
+                max_deletes,
+                max_changes,
+                omit_in_sync: false,
+            })
+            .plan();
+        match expected {
+            None => assert_eq!(plan.blocked, None, "{name}"),
+            Some(text) => assert!(
+                plan.blocked.as_deref().is_some_and(|b| b.contains(text)),
+                "{name}: {:?}",
+                plan.blocked
+            ),
+        }
+    }
 }
 
 #[test]
@@ -617,4 +684,38 @@ fn in_sync_contacts_are_counted_not_listed_when_asked() {
     assert_eq!(plan.in_sync_omitted, 1);
     let counts = plan.counts();
     assert_eq!((counts.desired, counts.in_sync), (2, 1));
+}
+
+#[test]
+fn a_source_that_empties_never_releases_what_the_policy_manages() {
+    // (case, what the source holds, contacts the ledger owns, expect the release held back)
+    let table = [
+        ("header-only CSV", "email,firstName\n", 2, true),
+        ("empty key", "", 2, true),
+        ("empty JSON list", "[]", 2, true),
+        ("empty, nothing managed yet", "[]", 0, false),
+        ("one record left", "[{\"email\": \"p0@b.co\"}]", 2, false),
+    ];
+    for (name, text, owned, held) in table {
+        let key = if text.starts_with('[') {
+            "list.json"
+        } else {
+            "list.csv"
+        };
+        let plan = undeclared(owned, true, 0).source(key, text).plan();
+        let empty = plan.failures.iter().find(|f| f.reason == "EmptySource");
+        if held {
+            assert!(plan.releases.is_empty(), "{name}: {:?}", plan.releases);
+            let failure = empty.unwrap_or_else(|| panic!("{name}: {:?}", plan.failures));
+            assert_eq!(failure.record, "contactsFrom[0]", "{name}");
+            assert!(plan.releases_deferred.is_some(), "{name}");
+        } else {
+            assert!(empty.is_none(), "{name}: {:?}", plan.failures);
+            assert_eq!(
+                plan.releases.len(),
+                owned.saturating_sub(1).min(owned),
+                "{name}"
+            );
+        }
+    }
 }
