@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use crate::controller::context::OperatorConfig;
 use crate::controller::leader::LeaseConfig;
 use crate::controller::run::WebhookOptions;
+use crate::controller::scope::Scope;
 use crate::controller::{self, RunOptions};
 use crate::crd::DurationString;
 use crate::egress::AllowList;
@@ -20,9 +21,15 @@ pub struct RunArgs {
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, env = "GHL_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "GHL_WATCH_NAMESPACE")]
-    pub watch_namespace: Option<String>,
+    /// Watch only this namespace; repeat (or separate with commas) for several. Default: all
+    /// namespaces (which needs cluster-wide RBAC).
+    #[arg(
+        long = "watch-namespace",
+        env = "GHL_WATCH_NAMESPACE",
+        value_delimiter = ',',
+        value_name = "NAMESPACE"
+    )]
+    pub watch_namespaces: Vec<String>,
     /// Let policies and rules use GhlConnections in other namespaces.
     #[arg(long, env = "GHL_ALLOW_CROSS_NAMESPACE_REFS")]
     pub allow_cross_namespace_refs: bool,
@@ -163,7 +170,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .lease_namespace
             .clone()
             .or_else(own_namespace)
-            .or_else(|| args.watch_namespace.clone())
+            .or_else(|| args.watch_namespaces.first().cloned())
             .context("set --lease-namespace (not running in a pod, so the namespace is unknown)")?;
         let mut lease = LeaseConfig::new(namespace, args.lease_name.clone(), identity.clone());
         lease.lease_duration = args.lease_duration.parse()?;
@@ -197,7 +204,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }),
             None => None,
         },
-        watch_namespace: args.watch_namespace,
+        scope: Scope::of(&args.watch_namespaces),
         concurrency: args.concurrency.max(1),
         metrics_addr: args.metrics_addr,
         leader,

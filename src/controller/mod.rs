@@ -17,8 +17,9 @@
 //! - [`status`], [`conditions`], [`object`]: writing status and finalizers, the conditions
 //!   contract, typed object keys;
 //! - [`backoff`], [`error`]: per-object backoff and the error policy;
-//! - [`run`], [`wiring`], [`leader`], [`server`], [`metrics`]: the process, the controllers'
-//!   wiring, Lease election, `/metrics` `/healthz` `/readyz`.
+//! - [`run`], [`wiring`], [`scope`], [`leader`], [`server`], [`metrics`]: the process, the
+//!   controllers' wiring and the namespaces they watch, Lease election, `/metrics` `/healthz`
+//!   `/readyz`.
 
 pub mod backoff;
 pub mod conditions;
@@ -37,6 +38,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod reference;
 pub mod run;
+pub mod scope;
 pub mod server;
 pub mod status;
 pub mod tag_rule;

@@ -68,6 +68,10 @@ pub trait Synced: Object + Send + Sync + 'static {
         location: Option<&str>,
     ) -> Result<Self::Prepared, Outcome>;
 
+    /// The object cannot act (its spec is invalid): tells the other owners on `location` it
+    /// wants nothing, so that none of them waits for it.
+    fn stand_down(&self, _ctx: &Context, _key: &ObjectKey, _location: Option<&str>) {}
+
     /// Observes, plans and (per `mode`) applies.
     async fn sync(
         &self,
@@ -152,7 +156,10 @@ pub async fn reconcile<K: Synced>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Acti
     );
     let connection = ctx.connection(&key.namespace, obj.connection_ref());
     let (outcome, detail) = match &resync {
-        Err(message) => (Outcome::InvalidSpec(message.clone()), None),
+        Err(message) => {
+            obj.stand_down(&ctx, &key, connection.location());
+            (Outcome::InvalidSpec(message.clone()), None)
+        }
         Ok(_) => run(obj.as_ref(), &ctx, &key, &connection).await,
     };
     if let (Outcome::CredentialsRefused { .. }, ConnectionState::Usable(usable)) =

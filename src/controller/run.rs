@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use kube::Client;
 use kube::api::ListParams;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::{Api, Client};
 use prometheus_client::registry::Registry as MetricsRegistry;
 use tokio::sync::watch;
 
@@ -17,8 +17,9 @@ use super::context::{Context, OperatorConfig};
 use super::events::Intake;
 use super::leader::{Elector, LeaseConfig};
 use super::metrics::Metrics;
+use super::scope::Scope;
 use super::server::{self, Health};
-use super::wiring::{self, Stop, api};
+use super::wiring::{self, Stop};
 use crate::crd::GhlConnection;
 use crate::engine::fence::Fence;
 use crate::webhook::{PublicKeys, Receiver};
@@ -36,7 +37,8 @@ pub struct WebhookOptions {
 pub struct RunOptions {
     pub config: OperatorConfig,
     /// Watch one namespace only (default: all).
-    pub watch_namespace: Option<String>,
+    /// The namespaces watched.
+    pub scope: Scope,
     /// Objects of one kind reconciled at once.
     pub concurrency: u16,
     pub metrics_addr: SocketAddr,
@@ -68,25 +70,57 @@ async fn termination() {
     }
 }
 
-/// Fails fast with a clear message when the API server is unreachable or the CRDs are missing.
-async fn preflight(client: &Client, namespace: Option<&str>) -> anyhow::Result<()> {
+/// Fails fast with a clear message when the API server is unreachable, the CRDs are missing,
+/// or a watched namespace cannot be read.
+async fn preflight(client: &Client, scope: &Scope) -> anyhow::Result<()> {
     let version = client
         .apiserver_version()
         .await
         .context("cannot reach the Kubernetes API server")?;
     tracing::info!(version = %version.git_version, "connected to the Kubernetes API server");
-    let connections: Api<GhlConnection> = api(client, namespace);
-    match connections.list(&ListParams::default().limit(1)).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => anyhow::bail!(
-            "the GhlConnection CRD is not installed: install the chart, or `ghl-operator crds | kubectl apply -f -`"
-        ),
-        Err(e) => Err(e).context("cannot list GhlConnections (check the operator's RBAC)"),
+    for connections in scope.apis::<GhlConnection>(client) {
+        let within = connections
+            .namespace()
+            .unwrap_or("all namespaces")
+            .to_owned();
+        match connections.list(&ListParams::default().limit(1)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => anyhow::bail!(
+                "the GhlConnection CRD is not installed: install the chart, or `ghl-operator crds | kubectl apply -f -`"
+            ),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot list GhlConnections in {within} (check the operator's RBAC)")
+                });
+            }
+        }
     }
+    Ok(())
+}
+
+/// The webhook receiver. Standbys answer webhooks with 429 (GHL retries them) until they lead.
+async fn serve_webhooks(
+    webhook: &WebhookOptions,
+    ctx: &Arc<Context>,
+    metrics: &Metrics,
+    stop: &Stop,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let receiver = Receiver::new(
+        webhook.keys.clone(),
+        Arc::new(Intake(Arc::clone(ctx))),
+        metrics.webhooks.clone(),
+    );
+    let app = crate::webhook::receiver::router(Arc::new(receiver));
+    server::serve_router(webhook.addr, app, "POST /webhooks/ghl", stop.stopped())
+        .await
+        .with_context(|| format!("cannot listen on {}", webhook.addr))
 }
 
 /// Runs the controllers until SIGTERM / Ctrl-C (graceful: in-flight reconciles finish and
 /// the Lease is released) or until leadership is lost (an error: the process should restart).
+///
+/// One piece: the process' life in order — serve, wait to lead, reconcile, drain, release —
+/// with the shutdown paths of each step next to it.
 pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
     let mut registry = MetricsRegistry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
@@ -110,8 +144,7 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
         }
     });
 
-    let namespace = options.watch_namespace.as_deref();
-    preflight(&client, namespace).await?;
+    preflight(&client, &options.scope).await?;
     let caches = wiring::Caches::new();
     let reporter = Reporter {
         controller: crate::crd::vocabulary::FIELD_MANAGER.to_owned(),
@@ -130,21 +163,8 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
         Arc::clone(&metrics),
         fence,
     ));
-    // Standbys answer webhooks with 429 (GHL retries them) until they lead.
     let webhooks = match &options.webhook {
-        Some(webhook) => {
-            let receiver = Receiver::new(
-                webhook.keys.clone(),
-                Arc::new(Intake(Arc::clone(&ctx))),
-                metrics.webhooks.clone(),
-            );
-            let app = crate::webhook::receiver::router(Arc::new(receiver));
-            Some(
-                server::serve_router(webhook.addr, app, "POST /webhooks/ghl", stop.stopped())
-                    .await
-                    .with_context(|| format!("cannot listen on {}", webhook.addr))?,
-            )
-        }
+        Some(webhook) => Some(serve_webhooks(webhook, &ctx, &metrics, &stop).await?),
         None => None,
     };
     health.set_ready(true);
@@ -187,7 +207,7 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
         &client,
         &ctx,
         caches,
-        options.watch_namespace.as_deref(),
+        &options.scope,
         options.concurrency,
         &stop,
     )

@@ -10,14 +10,11 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::core::NamespaceResourceScope;
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::{self, watcher};
+use kube::runtime::watcher;
 use kube::runtime::{Predicate, WatchStreamExt, predicates};
-use kube::{Api, Client, Resource};
-use serde::de::DeserializeOwned;
+use kube::{Client, Resource};
 use tokio::sync::watch;
 
 use super::connection;
@@ -26,6 +23,7 @@ use super::error::error_policy;
 use super::events;
 use super::object::{Kind, ObjectKey};
 use super::pipeline::{self, Synced};
+use super::scope::{self, Scope, Watched};
 use super::targeted;
 use super::triggers::{self, SourceKind, UsesConnection};
 use crate::crd::{ContactSyncPolicy, GhlConnection, TagRule};
@@ -47,33 +45,16 @@ impl Stop {
     }
 }
 
-/// The API of kind `K` in `namespace`, or in all namespaces.
-pub fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
 /// A kind's object stream: its own spec changes (status-only updates are ignored, so writing
 /// status does not reconcile again), deletions marked by the API server, and annotation edits
 /// (a user's way to ask for a reconcile now). `gone` hears of every object deleted for good.
-fn objects<K>(
-    api: Api<K>,
-    writer: reflector::store::Writer<K>,
+fn objects<K: Watched>(
+    client: &Client,
+    scope: &Scope,
+    (reader, writer): (Store<K>, reflector::store::Writer<K>),
     gone: impl Fn(&K) + Send + 'static,
-) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    reflector::reflector(writer, scope::objects(client, scope, reader))
         .inspect_ok(move |event| {
             if let watcher::Event::Delete(obj) = event {
                 gone(obj);
@@ -84,18 +65,6 @@ where
             predicates::generation.combine(predicates::annotations),
             Default::default(),
         )
-}
-
-/// A metadata-only watch: a change is all that matters, the reconciler reads the content.
-fn metadata<K>(
-    api: Api<PartialObjectMeta<K>>,
-) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    watcher(api, watcher::Config::default())
-        .default_backoff()
-        .touched_objects()
 }
 
 /// Forgets an object of `kind` once it is deleted.
@@ -128,7 +97,7 @@ where
 /// whenever its connection's readiness changes.
 fn synced<K>(
     client: &Client,
-    namespace: Option<&str>,
+    scope: &Scope,
     store: (Store<K>, reflector::store::Writer<K>),
     ctx: &Arc<Context>,
     config: &ControllerConfig,
@@ -136,14 +105,10 @@ fn synced<K>(
 where
     K: Synced + UsesConnection + Debug + Send + Sync,
 {
-    let (reader, writer) = store;
+    let reader = store.0.clone();
     let readiness = triggers::on_connection_change(ctx.connections.subscribe(), reader.clone());
     Controller::for_stream(
-        objects(
-            api::<K>(client, namespace),
-            writer,
-            forgetting(ctx, K::KIND),
-        ),
+        objects(client, scope, store, forgetting(ctx, K::KIND)),
         reader,
     )
     .with_config(config.clone())
@@ -189,7 +154,7 @@ impl Caches {
 /// What the three controllers share.
 struct Shared<'a> {
     client: &'a Client,
-    namespace: Option<&'a str>,
+    scope: &'a Scope,
     ctx: Arc<Context>,
     config: ControllerConfig,
     stop: &'a Stop,
@@ -200,24 +165,21 @@ pub async fn run_controllers(
     client: &Client,
     ctx: &Arc<Context>,
     caches: Caches,
-    namespace: Option<&str>,
+    scope: &Scope,
     concurrency: u16,
     stop: &Stop,
 ) {
     let stores = caches.stores();
     let shared = Shared {
         client,
-        namespace,
+        scope,
         ctx: Arc::clone(ctx),
         config: ControllerConfig::default()
             .concurrency(concurrency)
             .debounce(Duration::from_millis(500)),
         stop,
     };
-    tracing::info!(
-        namespace = namespace.unwrap_or("(all)"),
-        "controllers started"
-    );
+    tracing::info!(namespace = %scope.describe(), "controllers started");
     futures::join!(
         run_connections(&shared, caches.connections),
         run_policies(&shared, caches.policies, &stores),
@@ -237,20 +199,21 @@ async fn run_connections(
     ),
 ) {
     let ctx = &shared.ctx;
-    let secrets: Api<PartialObjectMeta<Secret>> = api(shared.client, shared.namespace);
     let store = reader.clone();
     let results = Controller::for_stream(
         objects(
-            api::<GhlConnection>(shared.client, shared.namespace),
-            writer,
+            shared.client,
+            shared.scope,
+            (reader.clone(), writer),
             forgetting(ctx, Kind::GhlConnection),
         ),
         reader,
     )
     .with_config(shared.config.clone())
-    .watches_stream(metadata(secrets), move |secret| {
-        triggers::connections_reading(&store, &secret)
-    })
+    .watches_stream(
+        scope::metadata::<Secret>(shared.client, shared.scope),
+        move |secret| triggers::connections_reading(&store, &secret),
+    )
     .graceful_shutdown_on(shared.stop.stopped())
     .run(
         connection::reconcile,
@@ -277,19 +240,19 @@ async fn run_policies(
     stores: &Stores,
 ) {
     let ctx = &shared.ctx;
-    let secrets: Api<PartialObjectMeta<Secret>> = api(shared.client, shared.namespace);
-    let config_maps: Api<PartialObjectMeta<ConfigMap>> = api(shared.client, shared.namespace);
     let (by_config_map, by_secret) = (store.0.clone(), store.0.clone());
     let (juniors, homes) = (store.0.clone(), stores.connections.clone());
     let owners = triggers::on_broadcast(ctx.ownership.subscribe(), move |change| {
         triggers::policies_after(change, &juniors, &homes)
     });
     let woken = triggers::woken::<ContactSyncPolicy>(ctx.wakes.subscribe());
-    let results = synced(shared.client, shared.namespace, store, ctx, &shared.config)
-        .watches_stream(metadata(config_maps), move |cm| {
+    let config_maps = scope::metadata::<ConfigMap>(shared.client, shared.scope);
+    let secrets = scope::metadata::<Secret>(shared.client, shared.scope);
+    let results = synced(shared.client, shared.scope, store, ctx, &shared.config)
+        .watches_stream(config_maps, move |cm| {
             triggers::policies_reading(&by_config_map, SourceKind::ConfigMap, &cm)
         })
-        .watches_stream(metadata(secrets), move |secret| {
+        .watches_stream(secrets, move |secret| {
             triggers::policies_reading(&by_secret, SourceKind::Secret, &secret)
         })
         .reconcile_on(owners)
@@ -321,7 +284,7 @@ async fn run_rules(
         triggers::rules_after(change, &others, &homes)
     });
     let woken = triggers::woken::<TagRule>(ctx.wakes.subscribe());
-    let results = synced(shared.client, shared.namespace, store, ctx, &shared.config)
+    let results = synced(shared.client, shared.scope, store, ctx, &shared.config)
         .reconcile_on(owners)
         .reconcile_on(woken)
         .graceful_shutdown_on(shared.stop.stopped())

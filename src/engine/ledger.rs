@@ -166,7 +166,8 @@ impl Ledger {
     pub fn apply(&mut self, change: &Change) {
         match change {
             Change::CreateStarted { key, at } => {
-                self.pending.insert(key.clone(), *at);
+                // The earliest unresolved intent: a create may have happened since then.
+                self.pending.entry(key.clone()).or_insert(*at);
             }
             Change::CreateAbandoned { key } => {
                 self.pending.remove(key);

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use jiff::Timestamp;
 use serde_json::Value;
 
 use crate::crd::contact_sync_policy::MatchBy;
@@ -31,9 +32,17 @@ pub struct ContactView {
     pub complete: bool,
     pub custom: SmallMap<String, Value>,
     pub tags: TagSet,
+    /// When GHL says the contact was added (`dateAdded`), if it said.
+    pub added: Option<Timestamp>,
 }
 
 impl ContactView {
+    /// Whether GHL added the contact at or after `at` (on GHL's clock: a contact added just
+    /// before, seen through clock skew, counts as not — the safe side for ownership).
+    pub fn added_since(&self, at: Timestamp) -> bool {
+        self.added.is_some_and(|added| added >= at)
+    }
+
     pub fn from_contact(contact: &Contact, complete: bool) -> Self {
         let fields = Field::ALL
             .into_iter()
@@ -52,6 +61,10 @@ impl ContactView {
             complete,
             custom,
             tags: contact.tags.iter().map(|t| normalize_tag(t)).collect(),
+            added: contact
+                .date_added
+                .as_deref()
+                .and_then(|d| d.parse::<Timestamp>().ok()),
         }
     }
 

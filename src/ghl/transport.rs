@@ -185,22 +185,32 @@ impl Transport for HttpTransport {
         };
         self.metrics.observe_request(operation, Some(status), took);
         tracing::debug!(operation = %operation, status, took_ms = took.as_millis() as u64, "GHL request");
-        let rate_limit = RateLimitSnapshot::from_headers(&headers);
-        if (200..300).contains(&status) {
-            Ok(ApiResponse {
-                status,
-                body,
-                rate_limit,
-            })
-        } else {
-            Err(GhlError::from_status(
-                operation,
-                status,
-                &body,
-                retry_after(&headers),
-                rate_limit,
-            ))
-        }
+        answer(operation, status, &headers, body)
+    }
+}
+
+/// A complete answer: the 2xx response, or the error its status and body describe.
+fn answer(
+    operation: super::operation::Operation,
+    status: u16,
+    headers: &HeaderMap,
+    body: bytes::Bytes,
+) -> Result<ApiResponse> {
+    let rate_limit = RateLimitSnapshot::from_headers(headers);
+    if (200..300).contains(&status) {
+        Ok(ApiResponse {
+            status,
+            body,
+            rate_limit,
+        })
+    } else {
+        Err(GhlError::from_status(
+            operation,
+            status,
+            &body,
+            retry_after(headers),
+            rate_limit,
+        ))
     }
 }
 

@@ -107,7 +107,8 @@ impl FromStr for RateLimit {
 /// `(seed, n)`, so a given seed and request order always fail the same way.
 ///
 /// Written as `seed=42,5xx=0.05,slow=0.02,slow-delay=2s,timeout=0.01,drop=0.01,422-created=0.1`
-/// (requests) and `webhook-drop=0.5` (webhooks).
+/// (requests) and `webhook-drop=0.5` (webhooks); `on=oauth.token` limits request faults to
+/// operations whose name starts with that (e.g. only the token endpoint).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct FaultSpec {
     pub seed: u64,
@@ -125,6 +126,8 @@ pub struct FaultSpec {
     /// Share of webhooks silently never delivered (as GHL loses any it cannot deliver at once
     /// and is not answered 429 for).
     pub webhook_drop: f64,
+    /// Only operations whose name starts with this get request faults (all when empty).
+    pub only: String,
 }
 
 impl FaultSpec {
@@ -173,9 +176,10 @@ impl FromStr for FaultSpec {
                 "drop" => spec.drop = share()?,
                 "422-created" => spec.created_but_422 = share()?,
                 "webhook-drop" => spec.webhook_drop = share()?,
+                "on" => spec.only = value.to_owned(),
                 other => {
                     return Err(format!(
-                        "unknown fault {other:?} (known: seed, 5xx, slow, slow-delay, timeout, drop, 422-created, webhook-drop)"
+                        "unknown fault {other:?} (known: seed, 5xx, slow, slow-delay, timeout, drop, 422-created, webhook-drop, on)"
                     ));
                 }
             }

@@ -26,7 +26,7 @@ pub enum Fault {
 
 /// Decides the fault for request number `index`, an operation named `operation`.
 pub fn decide(spec: &FaultSpec, index: u64, operation: &str) -> Fault {
-    if spec.is_off() {
+    if spec.is_off() || !operation.starts_with(&spec.only) {
         return Fault::None;
     }
     let mut rng = StdRng::seed_from_u64(spec.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -103,6 +103,16 @@ mod tests {
             .count() as f64
             / n as f64;
         assert!((quirky - 0.5).abs() < 0.03);
+    }
+
+    #[test]
+    fn faults_can_be_limited_to_some_operations() {
+        let spec: FaultSpec = "seed=1,5xx=1,on=oauth.".parse().unwrap();
+        assert!(matches!(
+            decide(&spec, 0, "oauth.token"),
+            Fault::ServerError(_)
+        ));
+        assert_eq!(decide(&spec, 1, "contacts.get"), Fault::None);
     }
 
     #[test]

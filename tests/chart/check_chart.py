@@ -6,9 +6,9 @@ strictly, renders it, validates every manifest against the Kubernetes schemas
 (kubernetes-validate, strict: unknown fields are errors) and writes the rendered objects as
 JSON for the Rust tests, which apply them to a real API server (dry-run, and the RBAC test).
 
-Usage: check_chart.py CHART_DIR OUT_DIR [NAMESPACE]
-With NAMESPACE, also renders `namespaced.json`: a release in NAMESPACE watching only it (the
-least-privilege install the RBAC test runs the operator with).
+Usage: check_chart.py CHART_DIR OUT_DIR [NAMESPACE...]
+With namespaces, also renders `namespaced.json`: a release in the first watching only those
+(the least-privilege install the RBAC test runs the operator with: a Role in each).
 """
 import json
 import pathlib
@@ -27,7 +27,8 @@ VALUE_SETS = {
     "default": {},
     "all-features": {
         "replicaCount": 2,
-        "watchNamespace": "crm",
+        "watchNamespaces": ["crm", "sales"],
+        "allowedBaseUrls": ["https://services.leadconnectorhq.com", "https://ghl-proxy.internal:8443/ghl/"],
         "image": {"digest": "sha256:" + "a" * 64},
         "imagePullSecrets": [{"name": "registry"}],
         "serviceAccount": {"annotations": {"example.com/role": "operator"}},
@@ -79,9 +80,9 @@ def main():
     value_sets = dict(VALUE_SETS)
     namespace = {name: NAMESPACE for name in value_sets}
     if len(sys.argv) > 3:
-        ns = sys.argv[3]
-        value_sets["namespaced"] = {"watchNamespace": ns, "fullnameOverride": f"ghl-operator-{ns}"}
-        namespace["namespaced"] = ns
+        watched = sys.argv[3:]
+        value_sets["namespaced"] = {"watchNamespaces": watched, "fullnameOverride": f"ghl-operator-{watched[0]}"}
+        namespace["namespaced"] = watched[0]
     out_dir.mkdir(parents=True, exist_ok=True)
     chart = helm_python.Chart.load(str(chart_dir))
 
@@ -95,6 +96,8 @@ def main():
         {"replicaCount": "two"},
         {"operator": {"defaultResync": "10 minutes"}},
         {"export": {"allowedSinkUrls": ["servis.example.com"]}},
+        {"allowedBaseUrls": ["services.leadconnectorhq.com"]},
+        {"watchNamespaces": ["Not A Namespace"]},
         {"webhooks": {"port": 70000}},
     ):
         try:

@@ -23,13 +23,14 @@ fn repo() -> &'static Path {
 }
 
 /// Runs the chart checks; returns the rendered value sets by name.
-fn render(namespace: &str) -> std::collections::BTreeMap<String, Vec<Value>> {
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("chart-{namespace}"));
+/// Renders every values set; `namespaced` is a release in `namespaces[0]` watching them all.
+fn render(namespaces: &[&str]) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("chart-{}", namespaces[0]));
     let status = Command::new("python3")
         .arg(repo().join("tests/chart/check_chart.py"))
         .arg(repo().join("charts/ghl-operator"))
         .arg(&out)
-        .arg(namespace)
+        .args(namespaces)
         .status()
         .expect("python3 runs");
     assert!(status.success(), "chart checks failed (see stderr)");
@@ -71,7 +72,26 @@ fn rules_of<'a>(objects: &'a [Value], kind: &str, name_suffix: &str) -> &'a Valu
 async fn the_chart_renders_lints_validates_and_is_accepted_by_the_api_server() {
     let Some(client) = client().await else { return };
     let ns = TestNamespace::create(&client, "chart").await;
-    let sets = render(&ns.name);
+    let sets = render(&[&ns.name]);
+
+    // watchNamespaces: a Role and a RoleBinding in each namespace, nothing cluster-wide.
+    let namespaced = &sets["all-features"];
+    for watched in ["crm", "sales"] {
+        for kind in ["Role", "RoleBinding"] {
+            assert!(
+                namespaced
+                    .iter()
+                    .any(|o| o["kind"] == kind && o["metadata"]["namespace"] == watched),
+                "a {kind} in {watched}"
+            );
+        }
+    }
+    assert!(
+        !namespaced
+            .iter()
+            .any(|o| o["kind"] == "ClusterRole" || o["kind"] == "ClusterRoleBinding"),
+        "nothing cluster-wide when namespaces are listed"
+    );
 
     // Least privilege: no wildcards anywhere, and the namespaced Role grants exactly what the
     // ClusterRole does.
@@ -167,7 +187,11 @@ async fn the_operator_does_its_whole_job_with_only_the_charts_rbac() {
     let Some((client, ns)) = setup("rbac").await else {
         return;
     };
-    let rendered = render(&ns.name).remove("namespaced").unwrap();
+    // The release watches its own namespace and a second one, with a Role in each.
+    let other = TestNamespace::create(&client, "rbac-b").await;
+    let rendered = render(&[&ns.name, &other.name])
+        .remove("namespaced")
+        .unwrap();
 
     // Install the chart's ServiceAccount and RBAC (the Deployment cannot run here: no kubelet).
     for object in rendered.iter().filter(|o| {
@@ -180,8 +204,15 @@ async fn the_operator_does_its_whole_job_with_only_the_charts_rbac() {
         ]
         .contains(&o["kind"].as_str().unwrap())
     }) {
-        apply(&client, &ns.name, object.clone()).await;
+        let within = object["metadata"]["namespace"].as_str().unwrap_or(&ns.name);
+        apply(&client, within, object.clone()).await;
     }
+    assert!(
+        rendered
+            .iter()
+            .any(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == other.name.as_str()),
+        "a Role in the second namespace"
+    );
     let deployment = rendered.iter().find(|o| o["kind"] == "Deployment").unwrap();
     let pod = &deployment["spec"]["template"]["spec"];
     let account = pod["serviceAccountName"].as_str().unwrap();
@@ -211,7 +242,6 @@ async fn the_operator_does_its_whole_job_with_only_the_charts_rbac() {
         // ConfigMap mount only a pod has.
         .filter(|a| {
             !a.starts_with("--metrics-addr")
-                && !a.starts_with("--watch-namespace")
                 && !a.starts_with("--webhook-addr")
                 && !a.starts_with("--webhook-public-key")
         })
@@ -255,7 +285,28 @@ async fn the_operator_does_its_whole_job_with_only_the_charts_rbac() {
         |r| is_true(r, "Ready"),
     )
     .await;
-    assert_eq!(sandbox_contacts(&Raw::new(&sandbox)).await.len(), 3);
+    // The second namespace is watched too: its own connection and policy converge.
+    for doc in examples(&sandbox.url)
+        .into_iter()
+        .filter(|d| d["kind"] == "Secret" || d["kind"] == "GhlConnection")
+    {
+        apply(&client, &other.name, doc).await;
+    }
+    apply(&client, &other.name, json!({
+        "apiVersion": "ghl.servis.ai/v1alpha1", "kind": "ContactSyncPolicy",
+        "metadata": {"name": "second"},
+        "spec": {"connectionRef": {"name": "acme"}, "contacts": [{"email": "second@example.com"}]}
+    }))
+    .await;
+    wait_object(
+        &policies(&client, &other.name),
+        "second",
+        "Synced in the second namespace",
+        READY,
+        |p| is_true(p, "Synced"),
+    )
+    .await;
+    assert_eq!(sandbox_contacts(&Raw::new(&sandbox)).await.len(), 4);
     let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
     wait_for("Events recorded with the chart's RBAC", READY, || async {
         let list = events.list(&ListParams::default()).await.ok()?;
@@ -273,4 +324,5 @@ async fn the_operator_does_its_whole_job_with_only_the_charts_rbac() {
     );
     operator.stop().await;
     ns.delete().await;
+    other.delete().await;
 }

@@ -596,3 +596,73 @@ async fn a_pit_change_is_picked_up_at_once_and_its_age_raises_rotation_due() {
     operator.stop().await;
     ns.delete().await;
 }
+
+/// `renewBefore` past the token's lifetime (20 s tokens, `renewBefore: 1m`) would refresh in
+/// a loop; the operator refreshes at half the lifetime instead and says so. With 5xx answers
+/// and broken connections injected at the token endpoint (some after GHL rotated the pair), a
+/// refresh token is never presented twice: an unclear answer asks for a new code instead.
+#[tokio::test]
+async fn a_renew_before_past_the_lifetime_refreshes_at_half_of_it_and_never_reuses_a_token() {
+    let Some((client, ns)) = setup("loop").await else {
+        return;
+    };
+    let sandbox = start(SandboxConfig {
+        search_lag: Duration::ZERO,
+        access_token_ttl: Duration::from_secs(20),
+        faults: "seed=11,on=oauth.token,5xx=0.15,drop=0.1".parse().unwrap(),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let raw = Raw::new(&sandbox);
+    let code = mint_code(&raw, "Location").await;
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
+    for doc in oauth_objects(&sandbox, &code, "1m") {
+        apply(&client, &ns.name, doc).await;
+    }
+    let api = connections(&client, &ns.name);
+    let window = Duration::from_secs(60);
+    let started = std::time::Instant::now();
+    let mut codes = 1;
+    let mut adjusted = false;
+    while started.elapsed() < window {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Ok(connection) = api.get("acme-oauth").await else {
+            continue;
+        };
+        adjusted |= condition(&connection, "RenewalAdjusted")
+            .is_some_and(|(s, r)| s == "True" && r == "RenewBeforeTooLong");
+        // An unclear answer from the token endpoint: a person supplies a new code.
+        let stuck = condition(&connection, "Authenticated").is_some_and(|(s, r)| {
+            s == "False" && (r == "ReauthorizationRequired" || r == "AuthorizationCodeInvalid")
+        });
+        if stuck {
+            let fresh = mint_code(&raw, "Location").await;
+            apply(
+                &client,
+                &ns.name,
+                json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "acme-oauth-code"}, "stringData": {"code": fresh}}),
+            )
+            .await;
+            codes += 1;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    let stats = raw.admin("GET", "stats", None).await;
+    assert_eq!(
+        stats["refreshTokenReuse"], 0,
+        "a refresh token was presented twice: {stats}"
+    );
+    assert!(adjusted, "the RenewalAdjusted warning condition was shown");
+    // At most one refresh per half lifetime (10 s), plus one exchange per code supplied.
+    let token_calls = stats["byOperation"]["oauth.token"].as_u64().unwrap_or(0);
+    let bound = window.as_secs() / 10 + 1 + codes;
+    assert!(
+        token_calls <= bound,
+        "{token_calls} token calls in {window:?} (bound {bound}, {codes} codes): {stats}"
+    );
+    assert!(token_calls >= 3, "the connection kept refreshing: {stats}");
+    eprintln!("{token_calls} token calls in {window:?}, {codes} code(s) supplied");
+    operator.stop().await;
+    ns.delete().await;
+}

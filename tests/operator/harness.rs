@@ -438,6 +438,11 @@ impl Operator {
         None
     }
 
+    /// Whether the process is still there (not killed, not seen exiting).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// SIGKILL (a crash).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -4,10 +4,12 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod chaos;
 mod chart;
 mod credentials;
 mod deletion;
 mod harness;
+mod hostile;
 mod leader;
 mod ledger;
 mod lifecycle;

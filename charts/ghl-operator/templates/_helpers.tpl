@@ -44,3 +44,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The namespaces watched, as a JSON list: watchNamespaces plus the older single watchNamespace.
+Empty: all namespaces.
+*/}}
+{{- define "ghl-operator.watchNamespaces" -}}
+{{- $list := .Values.watchNamespaces | default list -}}
+{{- if .Values.watchNamespace -}}
+{{- $list = append $list .Values.watchNamespace -}}
+{{- end -}}
+{{- $list | uniq | toJson -}}
+{{- end -}}

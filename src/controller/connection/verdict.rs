@@ -93,26 +93,10 @@ pub fn verdict(check: &Check, previous: &[Condition], interval: Duration) -> Con
         conditions.push(Desired::new(condition::ROTATION_DUE, *due, r, why_due));
     }
     let mut events = Vec::new();
-    if let Some((adjusted, why_adjusted)) = &check.renewal_adjusted {
-        let r = if *adjusted {
-            reason::RENEW_BEFORE_TOO_LONG
-        } else {
-            reason::AS_DECLARED
-        };
-        conditions.push(Desired::new(
-            condition::RENEWAL_ADJUSTED,
-            *adjusted,
-            r,
-            why_adjusted,
-        ));
-        if *adjusted && !is_true(previous, condition::RENEWAL_ADJUSTED) {
-            events.push(Notice {
-                warning: true,
-                reason: r,
-                action: action::ROTATE,
-                note: why_adjusted.clone(),
-            });
-        }
+    if let Some((adjusted, why)) = &check.renewal_adjusted {
+        let (condition, warning) = renewal_adjusted(*adjusted, why, previous);
+        conditions.push(condition);
+        events.extend(warning);
     }
     let was_authenticated = is_true(previous, condition::AUTHENTICATED);
     match authenticated {
@@ -151,6 +135,29 @@ pub fn verdict(check: &Check, previous: &[Condition], interval: Duration) -> Con
             _ => interval,
         },
     }
+}
+
+/// `RenewalAdjusted`, and the Warning Event when it turns true.
+fn renewal_adjusted(
+    adjusted: bool,
+    why: &str,
+    previous: &[Condition],
+) -> (Desired, Option<Notice>) {
+    let r = if adjusted {
+        reason::RENEW_BEFORE_TOO_LONG
+    } else {
+        reason::AS_DECLARED
+    };
+    let warning = (adjusted && !is_true(previous, condition::RENEWAL_ADJUSTED)).then(|| Notice {
+        warning: true,
+        reason: r,
+        action: action::ROTATE,
+        note: why.to_owned(),
+    });
+    (
+        Desired::new(condition::RENEWAL_ADJUSTED, adjusted, r, why),
+        warning,
+    )
 }
 
 /// Where the connection stands after a check.

@@ -75,6 +75,17 @@ impl Synced for ContactSyncPolicy {
 
     crate::synced_spec_accessors!();
 
+    fn stand_down(&self, ctx: &Context, key: &ObjectKey, location: Option<&str>) {
+        if let Some(location) = location {
+            let nothing = Desired {
+                match_by: self.spec.match_by,
+                ..Desired::default()
+            };
+            let declaration = PolicyDeclaration::new(key.owner(), Seniority::of(self), &nothing);
+            ctx.ownership.declare(location, key, declaration);
+        }
+    }
+
     async fn prepare(
         &self,
         ctx: &Context,
@@ -92,11 +103,7 @@ impl Synced for ContactSyncPolicy {
         let mut desired = match build(&self.spec, &texts) {
             Ok(desired) => desired,
             Err(e) => {
-                // Declaring nothing: no other owner waits for this policy.
-                declare(&Desired {
-                    match_by: self.spec.match_by,
-                    ..Desired::default()
-                });
+                self.stand_down(ctx, key, location);
                 return Err(Outcome::InvalidSpec(e.to_string()));
             }
         };

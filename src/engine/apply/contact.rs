@@ -37,7 +37,7 @@ pub(super) async fn apply_contact(
                 run.commit(vec![Change::ContactBound {
                     key: plan.ledger_key.clone(),
                     id: id.clone(),
-                    created: false,
+                    created: plan.recovered,
                 }])
                 .await?;
             }
@@ -154,6 +154,8 @@ async fn create_contact(
     body: &CreateContact,
     resolve: bool,
 ) -> Step<(String, ContactView)> {
+    // A create of an earlier run (crash, lost answer) may have made the contact since then.
+    let mut since = run.pending_since(&plan.ledger_key).await;
     run.commit(vec![Change::CreateStarted {
         key: plan.ledger_key.clone(),
         at: run.now,
@@ -185,6 +187,10 @@ async fn create_contact(
                     category = e.category(),
                     "create answer lost or refused as duplicate; resolving by upsert"
                 );
+                if ambiguous(&e) {
+                    // This attempt may have made it.
+                    since = Some(since.map_or(run.now, |earlier| earlier.min(run.now)));
+                }
             }
             Err(e) => {
                 if e.class() == ErrorClass::Terminal {
@@ -210,13 +216,16 @@ async fn create_contact(
         .await?
         .map_err(StepError::Record)?;
     let id = outcome.contact.id.clone();
+    let mut view = ContactView::from_contact(&outcome.contact, true);
+    // Created by the upsert, or by one of our creates whose answer was lost: GHL added it
+    // after the intent. (Refused as a duplicate, with no earlier intent: someone else's.)
+    let created = outcome.new || since.is_some_and(|at| view.added_since(at));
     run.commit(vec![Change::ContactBound {
         key: plan.ledger_key.clone(),
         id: id.clone(),
-        created: outcome.new,
+        created,
     }])
     .await?;
-    let mut view = ContactView::from_contact(&outcome.contact, true);
     // Only the tags added here are recorded as ours: a contact found (not created) by the
     // upsert may carry the declared tags from before, and releasing those later would remove
     // what someone else put there. (After a lost create answer this errs on keeping tags.)

@@ -122,6 +122,11 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// When the earliest unresolved create intent for `key` was recorded, if there is one.
+    pub(super) async fn pending_since(&self, key: &str) -> Option<Timestamp> {
+        self.ledger.lock().await.pending.get(key).copied()
+    }
+
     pub(super) fn check_stopped(&self) -> Step<()> {
         if self.stopped.load(Ordering::SeqCst) {
             Err(StepError::Fatal(ApplyError::Crashed(

@@ -170,21 +170,7 @@ pub fn build(spec: &ContactSyncPolicySpec, sources: &[SourceText]) -> Result<Des
             return Err(SpecError(format!("{label} was not loaded")));
         };
         let failures_before = desired.failures.len();
-        let records = match &loaded.text {
-            Err(why) => Err(RecordError::new(None, "SourceUnavailable", why.clone())),
-            Ok(text) => match format_for(source.format, &loaded.key) {
-                None => Err(RecordError::new(
-                    None,
-                    "UnknownFormat",
-                    format!(
-                        "cannot tell the format of key {:?}: set format to csv, json or yaml",
-                        loaded.key
-                    ),
-                )),
-                Some(format) => parse(format, text),
-            },
-        };
-        match records {
+        match records_of(source.format, loaded) {
             Err(e) => desired.failures.push(RecordFailure {
                 record: label,
                 field: e.field,
@@ -206,6 +192,28 @@ pub fn build(spec: &ContactSyncPolicySpec, sources: &[SourceText]) -> Result<Des
         }
     }
     Ok(desired)
+}
+
+/// The records a loaded source holds, or why it cannot be read as records.
+fn records_of(
+    declared: Option<crate::crd::contact_sync_policy::RecordFormat>,
+    loaded: &SourceText,
+) -> Result<Vec<records::ParsedRecord>, RecordError> {
+    let text = loaded
+        .text
+        .as_ref()
+        .map_err(|why| RecordError::new(None, "SourceUnavailable", why.clone()))?;
+    let format = format_for(declared, &loaded.key).ok_or_else(|| {
+        RecordError::new(
+            None,
+            "UnknownFormat",
+            format!(
+                "cannot tell the format of key {:?}: set format to csv, json or yaml",
+                loaded.key
+            ),
+        )
+    })?;
+    parse(format, text)
 }
 
 fn match_field(match_by: MatchBy) -> &'static str {

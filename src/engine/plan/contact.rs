@@ -60,6 +60,7 @@ pub fn plan_contact(
         items: Vec::new(),
         observed_drift: Vec::new(),
         drifted: false,
+        recovered: false,
     };
 
     let Some(id) = candidate else {
@@ -80,6 +81,7 @@ pub fn plan_contact(
         id: id.clone(),
         adopt: owned.is_none(),
     };
+    plan.recovered = owned.is_none() && made_by_lost_create(ledger, &contact.ledger_key, view);
     plan.drifted = owned
         .and_then(|o| o.fingerprint)
         .is_some_and(|fp| fp != view.fingerprint());
@@ -204,3 +206,12 @@ fn diff_tags(
 
 #[cfg(test)]
 mod tests;
+
+/// Whether a create of ours whose answer was lost (crash, timeout) made this contact: there
+/// is an intent for its key, and GHL added it after the intent.
+fn made_by_lost_create(ledger: &Ledger, key: &str, view: &ContactView) -> bool {
+    ledger
+        .pending
+        .get(key)
+        .is_some_and(|intent| view.added_since(*intent))
+}

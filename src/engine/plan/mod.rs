@@ -233,6 +233,10 @@ pub struct ContactPlan {
     pub observed_drift: Vec<String>,
     /// GHL changed the contact since our last write or check.
     pub drifted: bool,
+    /// Adopting the contact an earlier create of ours made (its answer was lost): it is
+    /// recorded as created by this owner.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub recovered: bool,
 }
 
 impl ContactPlan {

@@ -285,6 +285,42 @@ fn an_interrupted_create_is_resolved_before_creating() {
     ));
 }
 
+/// A create whose answer was lost left an intent; the contact then shows up in search. GHL
+/// added it after the intent: ours (created). Before: someone else's (adopted).
+#[test]
+fn a_contact_found_after_a_lost_create_is_ours_only_if_added_after_the_intent() {
+    for (added, recovered) in [
+        ("2030-01-01T00:00:01Z", true),
+        ("2030-01-01T00:00:00Z", true),
+        ("2029-12-31T23:59:59Z", false),
+    ] {
+        let plan = Case::declaring(json!([{"email": "a@b.co"}]))
+            .ghl(
+                json!({"id": "c1", "email": "a@b.co", "dateAdded": added}),
+                false,
+            )
+            .ledger(vec![Change::CreateStarted {
+                key: key_digest("a@b.co"),
+                at: "2030-01-01T00:00:00Z".parse().unwrap(),
+            }])
+            .plan();
+        let c = &plan.contacts[0];
+        assert!(
+            matches!(c.target, Target::Existing { adopt: true, .. }),
+            "{added}"
+        );
+        assert_eq!(c.recovered, recovered, "added {added}");
+    }
+    // With no intent, a found contact is never taken as ours.
+    let plan = Case::declaring(json!([{"email": "a@b.co"}]))
+        .ghl(
+            json!({"id": "c1", "email": "a@b.co", "dateAdded": "2030-01-01T00:00:01Z"}),
+            false,
+        )
+        .plan();
+    assert!(!plan.contacts[0].recovered);
+}
+
 /// (prune, created by us) → (delete contact, remove our tags)
 #[test]
 fn undeclared_contacts_are_released_or_pruned() {
