@@ -9,9 +9,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ghl_operator::crd::contact_sync_policy::{ContactSyncPolicySpec, MatchBy};
+use ghl_operator::crd::contact_sync_policy::ContactSyncPolicySpec;
 use ghl_operator::engine::desired::{SourceText, build};
-use ghl_operator::engine::ledger::{Change, Ledger, key_digest};
+use ghl_operator::engine::ledger::{Change, KeyDigest, Ledger};
+use ghl_operator::engine::observe::Keeper;
 use ghl_operator::engine::observed::{ContactView, Observed};
 use ghl_operator::engine::plan::{PlanOptions, plan};
 use ghl_operator::ghl::models::Contact;
@@ -64,8 +65,9 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     let base = rss_mib();
-    let mut last_live = live_mib();
-    let mut report = |stage: &str| {
+    let before_text = live_mib();
+    // `since`: the heap figure the stage's growth is measured from.
+    let report = |stage: &str, last_live: f64| {
         let (rss, live) = (rss_mib(), live_mib());
         println!(
             "{stage:<46} {:>7.1} MiB resident {:>7.1} MiB heap (+{:>5.0} B/contact)",
@@ -73,7 +75,7 @@ fn main() {
             live,
             (live - last_live) * 1024.0 * 1024.0 / n as f64
         );
-        last_live = live;
+        live
     };
     println!("engine memory for {n} managed contacts (resident above the baseline; live heap)");
 
@@ -86,7 +88,7 @@ fn main() {
             i % 10
         ));
     }
-    report("source text (CSV)");
+    report("source text (CSV)", before_text);
 
     let spec: ContactSyncPolicySpec = serde_json::from_value(json!({
         "connectionRef": {"name": "bench"},
@@ -103,26 +105,16 @@ fn main() {
     )
     .expect("records parse");
     assert_eq!(desired.contacts.len(), n);
-    report("desired state (text dropped)");
+    // The text is dropped once parsed: the desired state's growth is counted from before it.
+    let mut last_live = report("desired state (text dropped)", before_text);
 
-    let mut observed = Observed::default();
-    for i in 0..n {
-        let contact: Contact = serde_json::from_value(json!({
-            "id": format!("c{i:019}"), "locationId": "ve9EPM428h8vShlRW1KT",
-            "email": format!("p{i:06}@bench.example"), "firstName": format!("First{i}"),
-            "lastName": format!("Last{i}"), "companyName": format!("Company {}", i % 1000),
-            "tags": ["vip", format!("cohort-{}", i % 10)], "dateAdded": "2030-01-01T00:00:00.000Z"
-        }))
-        .unwrap();
-        observed.insert(ContactView::from_contact(&contact, false), MatchBy::Email);
-    }
-    report("observed state (search results)");
-
+    // The ledger a previous run left: every contact bound, its tags owned, its baseline.
     let mut ledger = Ledger::default();
     for i in 0..n {
-        let id = format!("c{i:019}");
+        let view = ContactView::from_contact(&search_result(i), false);
+        let id = view.id.to_string();
         ledger.apply(&Change::ContactBound {
-            key: key_digest(&format!("p{i:06}@bench.example")),
+            key: KeyDigest::of(&format!("p{i:06}@bench.example")),
             id: id.clone(),
             created: true,
         });
@@ -130,23 +122,34 @@ fn main() {
             id: id.clone(),
             tags: ["vip".to_owned(), format!("cohort-{}", i % 10)].into(),
         });
-        // The baseline a previous run recorded.
-        let fingerprint = observed.contacts[&id].fingerprint();
         ledger.apply(&Change::ContactObserved {
             id,
-            fingerprint,
+            fingerprint: view.fingerprint(),
             written_at: None,
             hidden: Default::default(),
         });
     }
-    report("ledger (ids, digests, owned tags, baselines)");
+    last_live = report("ledger (ids, digests, owned tags, baselines)", last_live);
+
+    // A routine resync's search results, page by page, kept as the observe step keeps them:
+    // only contacts the plan can concern, and in-sync bound contacts settled to their id.
+    let mut observed = Observed::default();
+    let keeper = Keeper::new(&desired, &ledger, true);
+    for i in 0..n {
+        keeper.keep(
+            &mut observed,
+            ContactView::from_contact(&search_result(i), false),
+        );
+    }
+    drop(keeper);
+    last_live = report("observed state (search results)", last_live);
 
     let options = PlanOptions {
         omit_in_sync: true,
         ..PlanOptions::default()
     };
     let planned = plan(&desired, &observed, &ledger, options);
-    report("plan");
+    report("plan", last_live);
     println!();
     println!(
         "peak (VmHWM) {:>8.1} MiB for {n} contacts; the plan lists {} and counts {} in sync",
@@ -155,4 +158,15 @@ fn main() {
         planned.in_sync_omitted
     );
     drop((planned, observed, ledger, desired));
+}
+
+/// Contact `i` as GHL's search returns it.
+fn search_result(i: usize) -> Contact {
+    serde_json::from_value(json!({
+        "id": format!("c{i:019}"), "locationId": "ve9EPM428h8vShlRW1KT",
+        "email": format!("p{i:06}@bench.example"), "firstName": format!("First{i}"),
+        "lastName": format!("Last{i}"), "companyName": format!("Company {}", i % 1000),
+        "tags": ["vip", format!("cohort-{}", i % 10)], "dateAdded": "2030-01-01T00:00:00.000Z"
+    }))
+    .unwrap()
 }

@@ -65,7 +65,11 @@ async fn policy_contacts(
     let ledger = SecretLedgerStore::new(ctx.client.clone(), owner, ctx.fence.clone())
         .load()
         .await?;
-    Ok(ledger.contacts.into_keys().collect())
+    Ok(ledger
+        .contacts
+        .into_keys()
+        .map(|id| id.to_string())
+        .collect())
 }
 
 /// Where the rule stands after `outcome`: after an apply, what did not fail is compliant.

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::engine::collections::{SmallMap, TagSet};
+use crate::engine::collections::{SmallMap, TagSet, Text};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -19,13 +19,13 @@ use crate::engine::fields::Field;
 pub struct Ledger {
     /// Owned or adopted contacts by GHL id.
     #[serde(default)]
-    pub contacts: BTreeMap<String, OwnedContact>,
+    pub contacts: BTreeMap<Text, OwnedContact>,
     /// Contact creates started but not confirmed, by match key digest.
     #[serde(default)]
-    pub pending: BTreeMap<String, Timestamp>,
+    pub pending: BTreeMap<KeyDigest, Timestamp>,
     /// Match key → GHL id, kept in step with `contacts` (not stored).
     #[serde(skip)]
-    keys: HashMap<String, String>,
+    keys: HashMap<KeyDigest, Text>,
 }
 
 /// The stored form of a ledger (without the derived index).
@@ -33,9 +33,9 @@ pub struct Ledger {
 #[serde(rename_all = "camelCase")]
 struct LedgerData {
     #[serde(default)]
-    contacts: BTreeMap<String, OwnedContact>,
+    contacts: BTreeMap<Text, OwnedContact>,
     #[serde(default)]
-    pending: BTreeMap<String, Timestamp>,
+    pending: BTreeMap<KeyDigest, Timestamp>,
 }
 
 impl From<LedgerData> for Ledger {
@@ -43,7 +43,7 @@ impl From<LedgerData> for Ledger {
         let keys = data
             .contacts
             .iter()
-            .map(|(id, c)| (c.key.clone(), id.clone()))
+            .map(|(id, c)| (c.key, id.clone()))
             .collect();
         Ledger {
             contacts: data.contacts,
@@ -53,32 +53,97 @@ impl From<LedgerData> for Ledger {
     }
 }
 
-/// A contact under management.
+/// A contact under management. What few contacts carry (tasks, notes, hidden-field digests,
+/// the time of our last write) lives apart, so a plain managed contact stays small (a ledger
+/// can hold 100,000).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(from = "OwnedContactData", into = "OwnedContactData")]
 pub struct OwnedContact {
-    /// Digest of the match key it was declared with ([`key_digest`]).
-    pub key: String,
+    /// Digest of the match key it was declared with.
+    pub key: KeyDigest,
     /// True when this owner created it (only then may `prune` delete it).
-    #[serde(default)]
     pub created: bool,
     /// Tags this owner added (the only tags it will ever remove).
-    #[serde(default)]
     pub tags: TagSet,
-    #[serde(default)]
-    pub tasks: SmallMap<String, OwnedItem>,
-    #[serde(default)]
-    pub notes: SmallMap<String, OwnedItem>,
     /// Fingerprint of the contact's searchable data after our last write or check; a search
     /// result that differs means GHL changed it (or search has not caught up yet).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<u64>,
+    /// Everything else; `None` when all of it is empty.
+    more: Option<Box<OwnedMore>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct OwnedMore {
+    tasks: SmallMap<String, OwnedItem>,
+    notes: SmallMap<String, OwnedItem>,
     /// When we last wrote the contact (search lags writes for a while).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub written_at: Option<Timestamp>,
+    written_at: Option<Timestamp>,
     /// Digests ([`key_digest`]) of the values GHL last held for fields search does not return.
+    hidden: SmallMap<String, String>,
+}
+
+impl OwnedMore {
+    fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+            && self.notes.is_empty()
+            && self.written_at.is_none()
+            && self.hidden.is_empty()
+    }
+}
+
+/// The stored form of an owned contact (the same JSON as before the split).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OwnedContactData {
+    key: KeyDigest,
+    #[serde(default)]
+    created: bool,
+    #[serde(default)]
+    tags: TagSet,
+    #[serde(default)]
+    tasks: SmallMap<String, OwnedItem>,
+    #[serde(default)]
+    notes: SmallMap<String, OwnedItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    written_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
-    pub hidden: SmallMap<String, String>,
+    hidden: SmallMap<String, String>,
+}
+
+impl From<OwnedContactData> for OwnedContact {
+    fn from(data: OwnedContactData) -> Self {
+        let more = OwnedMore {
+            tasks: data.tasks,
+            notes: data.notes,
+            written_at: data.written_at,
+            hidden: data.hidden,
+        };
+        OwnedContact {
+            key: data.key,
+            created: data.created,
+            tags: data.tags,
+            fingerprint: data.fingerprint,
+            more: (!more.is_empty()).then(|| Box::new(more)),
+        }
+    }
+}
+
+impl From<OwnedContact> for OwnedContactData {
+    fn from(contact: OwnedContact) -> Self {
+        let more = contact.more.map(|m| *m).unwrap_or_default();
+        OwnedContactData {
+            key: contact.key,
+            created: contact.created,
+            tags: contact.tags,
+            tasks: more.tasks,
+            notes: more.notes,
+            fingerprint: contact.fingerprint,
+            written_at: more.written_at,
+            hidden: more.hidden,
+        }
+    }
 }
 
 /// An owned task or note. `id: None` means its create is in flight.
@@ -106,14 +171,14 @@ pub enum ItemKind {
 pub enum Change {
     /// About to create the contact with this match key.
     #[serde(rename_all = "camelCase")]
-    CreateStarted { key: String, at: Timestamp },
+    CreateStarted { key: KeyDigest, at: Timestamp },
     /// The create started for this key definitely did not happen (GHL refused it).
     #[serde(rename_all = "camelCase")]
-    CreateAbandoned { key: String },
+    CreateAbandoned { key: KeyDigest },
     /// The contact with this key is `id` (created by us, or adopted).
     #[serde(rename_all = "camelCase")]
     ContactBound {
-        key: String,
+        key: KeyDigest,
         id: String,
         created: bool,
     },
@@ -167,22 +232,22 @@ impl Ledger {
         match change {
             Change::CreateStarted { key, at } => {
                 // The earliest unresolved intent: a create may have happened since then.
-                self.pending.entry(key.clone()).or_insert(*at);
+                self.pending.entry(*key).or_insert(*at);
             }
             Change::CreateAbandoned { key } => {
                 self.pending.remove(key);
             }
             Change::ContactBound { key, id, created } => {
                 self.pending.remove(key);
-                let entry = self.contacts.entry(id.clone()).or_default();
+                let entry = self.contacts.entry(Text::from(id.as_str())).or_default();
                 if entry.key != *key {
-                    let old = std::mem::replace(&mut entry.key, key.clone());
-                    if self.keys.get(&old) == Some(id) {
+                    let old = std::mem::replace(&mut entry.key, *key);
+                    if self.keys.get(&old).is_some_and(|known| known == id) {
                         self.keys.remove(&old);
                     }
                 }
                 entry.created |= *created;
-                self.keys.insert(key.clone(), id.clone());
+                self.keys.insert(*key, Text::from(id.as_str()));
             }
             Change::ContactObserved {
                 id,
@@ -190,35 +255,38 @@ impl Ledger {
                 written_at,
                 hidden,
             } => {
-                if let Some(c) = self.contacts.get_mut(id) {
+                if let Some(c) = self.contacts.get_mut(id.as_str()) {
                     c.fingerprint = Some(*fingerprint);
-                    if written_at.is_some() {
-                        c.written_at = *written_at;
-                    }
-                    for (field, value) in hidden {
-                        c.hidden.insert(field.clone(), value.clone());
+                    if written_at.is_some() || !hidden.is_empty() {
+                        let more = c.more_mut();
+                        if written_at.is_some() {
+                            more.written_at = *written_at;
+                        }
+                        for (field, value) in hidden {
+                            more.hidden.insert(field.clone(), value.clone());
+                        }
                     }
                 }
             }
             Change::ContactForgotten { id } => {
-                if let Some(gone) = self.contacts.remove(id)
-                    && self.keys.get(&gone.key) == Some(id)
+                if let Some(gone) = self.contacts.remove(id.as_str())
+                    && self.keys.get(&gone.key).is_some_and(|known| known == id)
                 {
                     self.keys.remove(&gone.key);
                 }
             }
             Change::TagsAdded { id, tags } => {
-                if let Some(c) = self.contacts.get_mut(id) {
-                    c.tags.extend(tags.iter().cloned());
+                if let Some(c) = self.contacts.get_mut(id.as_str()) {
+                    c.tags.extend(tags.iter().map(String::as_str));
                 }
             }
             Change::TagsReleased { id, tags } => {
-                if let Some(c) = self.contacts.get_mut(id) {
+                if let Some(c) = self.contacts.get_mut(id.as_str()) {
                     c.tags.retain(|t| !tags.contains(t));
                 }
             }
             Change::ItemStarted { id, kind, key } => {
-                if let Some(c) = self.contacts.get_mut(id) {
+                if let Some(c) = self.contacts.get_mut(id.as_str()) {
                     c.items_mut(*kind).entry(key.clone()).or_default();
                 }
             }
@@ -229,7 +297,7 @@ impl Ledger {
                 item_id,
                 fingerprint,
             } => {
-                if let Some(c) = self.contacts.get_mut(id) {
+                if let Some(c) = self.contacts.get_mut(id.as_str()) {
                     c.items_mut(*kind).insert(
                         key.clone(),
                         OwnedItem {
@@ -240,8 +308,9 @@ impl Ledger {
                 }
             }
             Change::ItemForgotten { id, kind, key } => {
-                if let Some(c) = self.contacts.get_mut(id) {
+                if let Some(c) = self.contacts.get_mut(id.as_str()) {
                     c.items_mut(*kind).remove(key);
+                    c.tidy();
                 }
             }
         }
@@ -250,7 +319,7 @@ impl Ledger {
     /// Adds another part of the same ledger (shards are disjoint by contact id).
     pub fn merge(&mut self, other: Ledger) {
         for (id, contact) in other.contacts {
-            self.keys.insert(contact.key.clone(), id.clone());
+            self.keys.insert(contact.key, id.clone());
             self.contacts.insert(id, contact);
         }
         self.pending.extend(other.pending);
@@ -263,7 +332,7 @@ impl Ledger {
         let mut out: Vec<Ledger> = (0..parts).map(|_| Ledger::default()).collect();
         for (id, contact) in &self.contacts {
             let part = (fingerprint([id.as_str()]) % parts as u64) as usize;
-            out[part].keys.insert(contact.key.clone(), id.clone());
+            out[part].keys.insert(contact.key, id.clone());
             out[part].contacts.insert(id.clone(), contact.clone());
         }
         out[0].pending = self.pending.clone();
@@ -275,12 +344,12 @@ impl Ledger {
     pub fn subset(
         &self,
         ids: &std::collections::BTreeSet<String>,
-        keys: &std::collections::BTreeSet<String>,
+        keys: &std::collections::BTreeSet<KeyDigest>,
     ) -> Ledger {
         let mut out = Ledger::default();
         for id in ids {
-            if let Some(contact) = self.contacts.get(id) {
-                out.keys.insert(contact.key.clone(), id.clone());
+            if let Some((id, contact)) = self.contacts.get_key_value(id.as_str()) {
+                out.keys.insert(contact.key, id.clone());
                 out.contacts.insert(id.clone(), contact.clone());
             }
         }
@@ -288,36 +357,63 @@ impl Ledger {
             .pending
             .iter()
             .filter(|(key, _)| keys.contains(*key))
-            .map(|(key, at)| (key.clone(), *at))
+            .map(|(key, at)| (*key, *at))
             .collect();
         out
     }
 
     /// The owned contact declared with `key`, if any.
-    pub fn by_key(&self, key: &str) -> Option<(&String, &OwnedContact)> {
+    pub fn by_key(&self, key: &KeyDigest) -> Option<(&Text, &OwnedContact)> {
         let id = self.keys.get(key)?;
         self.contacts.get_key_value(id)
     }
 }
 
+static NO_ITEMS: SmallMap<String, OwnedItem> = SmallMap::new();
+static NO_HIDDEN: SmallMap<String, String> = SmallMap::new();
+
 impl OwnedContact {
+    /// The owned tasks or notes, by key.
     pub fn items(&self, kind: ItemKind) -> &SmallMap<String, OwnedItem> {
-        match kind {
-            ItemKind::Task => &self.tasks,
-            ItemKind::Note => &self.notes,
+        match (&self.more, kind) {
+            (None, _) => &NO_ITEMS,
+            (Some(more), ItemKind::Task) => &more.tasks,
+            (Some(more), ItemKind::Note) => &more.notes,
+        }
+    }
+
+    fn more_mut(&mut self) -> &mut OwnedMore {
+        self.more.get_or_insert_with(Box::default)
+    }
+
+    /// Back to no extra part when it holds nothing.
+    fn tidy(&mut self) {
+        if self.more.as_ref().is_some_and(|m| m.is_empty()) {
+            self.more = None;
         }
     }
 
     fn items_mut(&mut self, kind: ItemKind) -> &mut SmallMap<String, OwnedItem> {
+        let more = self.more_mut();
         match kind {
-            ItemKind::Task => &mut self.tasks,
-            ItemKind::Note => &mut self.notes,
+            ItemKind::Task => &mut more.tasks,
+            ItemKind::Note => &mut more.notes,
         }
+    }
+
+    /// When we last wrote the contact.
+    pub fn written_at(&self) -> Option<Timestamp> {
+        self.more.as_ref().and_then(|m| m.written_at)
+    }
+
+    /// Digests of the hidden fields' values last written or confirmed, by field name.
+    pub fn hidden_values(&self) -> &SmallMap<String, String> {
+        self.more.as_ref().map_or(&NO_HIDDEN, |m| &m.hidden)
     }
 
     /// Digest of the hidden field's value last written or confirmed ([`key_digest`]).
     pub fn hidden(&self, field: Field) -> Option<&str> {
-        self.hidden.get(field.name()).map(String::as_str)
+        self.hidden_values().get(field.name()).map(String::as_str)
     }
 }
 
@@ -328,7 +424,7 @@ pub fn key_digest(key: &str) -> String {
 }
 
 /// A match key's digest as a number: the 128 bits [`key_digest`] writes as hex, in 16 bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyDigest(pub u128);
 
 impl KeyDigest {
@@ -346,6 +442,21 @@ impl KeyDigest {
             .then(|| u128::from_str_radix(text, 16).ok())
             .flatten()
             .map(Self)
+    }
+}
+
+impl Serialize for KeyDigest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // A key written by an older version that is not a digest (a TagRule's ledger keyed its
+        // contacts by id) reads as its digest, as the current version writes it.
+        let text = compact_str::CompactString::deserialize(deserializer)?;
+        Ok(Self::from_hex(&text).unwrap_or_else(|| Self::of(&text)))
     }
 }
 
@@ -379,21 +490,21 @@ mod tests {
     fn a_create_goes_from_intent_to_binding() {
         let mut ledger = Ledger::default();
         ledger.apply(&Change::CreateStarted {
-            key: "a@b.co".into(),
+            key: KeyDigest::of("a@b.co"),
             at: now(),
         });
-        assert!(ledger.pending.contains_key("a@b.co"));
+        assert!(ledger.pending.contains_key(&KeyDigest::of("a@b.co")));
         ledger.apply(&Change::ContactBound {
-            key: "a@b.co".into(),
+            key: KeyDigest::of("a@b.co"),
             id: "c1".into(),
             created: true,
         });
         assert!(ledger.pending.is_empty());
         assert!(ledger.contacts["c1"].created);
-        assert_eq!(ledger.by_key("a@b.co").unwrap().0, "c1");
+        assert_eq!(ledger.by_key(&KeyDigest::of("a@b.co")).unwrap().0, "c1");
         // Adopting later never downgrades ownership.
         ledger.apply(&Change::ContactBound {
-            key: "a@b.co".into(),
+            key: KeyDigest::of("a@b.co"),
             id: "c1".into(),
             created: false,
         });
@@ -404,7 +515,7 @@ mod tests {
     fn tags_and_items_track_what_we_own() {
         let mut ledger = Ledger::default();
         ledger.apply(&Change::ContactBound {
-            key: "k".into(),
+            key: KeyDigest::of("k"),
             id: "c1".into(),
             created: false,
         });
@@ -426,7 +537,11 @@ mod tests {
             key: "t".into(),
         });
         assert_eq!(
-            ledger.contacts["c1"].tasks.get("t").unwrap().id,
+            ledger.contacts["c1"]
+                .items(ItemKind::Task)
+                .get("t")
+                .unwrap()
+                .id,
             None,
             "in flight"
         );
@@ -438,7 +553,12 @@ mod tests {
             fingerprint: 7,
         });
         assert_eq!(
-            ledger.contacts["c1"].tasks.get("t").unwrap().id.as_deref(),
+            ledger.contacts["c1"]
+                .items(ItemKind::Task)
+                .get("t")
+                .unwrap()
+                .id
+                .as_deref(),
             Some("t1")
         );
         ledger.apply(&Change::ItemForgotten {
@@ -446,7 +566,7 @@ mod tests {
             kind: ItemKind::Task,
             key: "t".into(),
         });
-        assert!(ledger.contacts["c1"].tasks.is_empty());
+        assert!(ledger.contacts["c1"].items(ItemKind::Task).is_empty());
         ledger.apply(&Change::ContactForgotten { id: "c1".into() });
         assert!(ledger.contacts.is_empty());
     }
@@ -470,13 +590,13 @@ mod tests {
         let mut ledger = Ledger::default();
         for i in 0..50 {
             ledger.apply(&Change::ContactBound {
-                key: format!("k{i}"),
+                key: KeyDigest::of(&format!("k{i}")),
                 id: format!("c{i}"),
                 created: i % 2 == 0,
             });
         }
         ledger.apply(&Change::CreateStarted {
-            key: "pending".into(),
+            key: KeyDigest::of("pending"),
             at: now(),
         });
         let parts = ledger.partition(4);
@@ -490,7 +610,7 @@ mod tests {
             merged.merge(part);
         }
         assert_eq!(merged, ledger);
-        assert_eq!(merged.by_key("k7").unwrap().0, "c7");
+        assert_eq!(merged.by_key(&KeyDigest::of("k7")).unwrap().0, "c7");
     }
 
     #[test]

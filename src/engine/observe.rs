@@ -64,7 +64,6 @@ pub async fn observe(
     options: ObserveOptions,
 ) -> Result<Observed, GhlError> {
     let match_by = desired.match_by;
-    let wanted_keys: BTreeSet<&str> = desired.contacts.iter().map(|c| c.key.as_str()).collect();
     let mut observed = Observed::default();
 
     // 1. One pass over the location's contacts.
@@ -72,32 +71,30 @@ pub async fn observe(
         page_limit: 500,
         ..ContactSearch::default()
     };
+    let keeper = Keeper::new(desired, ledger, !options.deep);
     let mut pages = search_all(api, search);
     while let Some(contact) = pages.try_next().await? {
-        let view = ContactView::from_contact(&contact, false);
-        let relevant = ledger.contacts.contains_key(&view.id)
-            || view
-                .key(match_by)
-                .is_some_and(|k| wanted_keys.contains(k.as_str()));
-        if relevant {
-            observed.insert(view, match_by);
-        }
+        keeper.keep(&mut observed, ContactView::from_contact(&contact, false));
     }
+    drop(keeper);
 
     // 2. GET what search cannot be trusted for.
     let lag = jiff::SignedDuration::try_from(options.lag_tolerance).unwrap_or_default();
     let mut to_get: BTreeSet<String> = BTreeSet::new();
     for (id, owned) in &ledger.contacts {
-        match observed.contacts.get(id) {
+        if observed.settled.contains(id.as_str()) {
+            continue;
+        }
+        match observed.contacts.get(id.as_str()) {
             None => {
-                to_get.insert(id.clone());
+                to_get.insert(id.to_string());
             }
             Some(view) => {
                 let recently_written = owned
-                    .written_at
+                    .written_at()
                     .is_some_and(|at| options.now.duration_since(at) < lag);
                 if recently_written && owned.fingerprint != Some(view.fingerprint()) {
-                    to_get.insert(id.clone());
+                    to_get.insert(id.to_string());
                 }
             }
         }
@@ -128,7 +125,7 @@ pub async fn observe(
         match result? {
             Some(view) => observed.insert(view, match_by),
             None => {
-                observed.contacts.remove(&id);
+                observed.contacts.remove(id.as_str());
                 observed.gone.insert(id);
             }
         }
@@ -144,7 +141,7 @@ pub async fn observe(
         }
         if !contact.notes.is_empty() {
             for id in &ids {
-                let owned = ledger.contacts.get(id);
+                let owned = ledger.contacts.get(id.as_str());
                 let all_bound = contact.notes.iter().all(|n| {
                     owned
                         .and_then(|o| o.items(ItemKind::Note).get(&n.key))
@@ -157,18 +154,69 @@ pub async fn observe(
         }
     }
     for (id, owned) in &ledger.contacts {
-        if !owned.tasks.is_empty() {
-            task_contacts.insert(id.clone());
+        if !owned.items(ItemKind::Task).is_empty() {
+            task_contacts.insert(id.to_string());
         }
-        if owned.notes.values().any(|n| n.id.is_none()) {
-            note_contacts.insert(id.clone());
+        if owned.items(ItemKind::Note).values().any(|n| n.id.is_none()) {
+            note_contacts.insert(id.to_string());
         }
     }
-    task_contacts.retain(|id| observed.contacts.contains_key(id));
-    note_contacts.retain(|id| observed.contacts.contains_key(id));
+    task_contacts.retain(|id| observed.contacts.contains_key(id.as_str()));
+    note_contacts.retain(|id| observed.contacts.contains_key(id.as_str()));
     read_tasks(api, &task_contacts, &mut observed, options.concurrency).await?;
     read_notes(api, &note_contacts, &mut observed, options.concurrency).await?;
     Ok(observed)
+}
+
+/// What observation keeps of each search result: nothing for contacts no record or ledger
+/// entry refers to; only the fact of being in sync for contacts bound to their record with
+/// nothing to change (their views are dropped at once, so a resync of 100,000 contacts holds
+/// almost nothing); the view otherwise.
+pub struct Keeper<'a> {
+    desired: &'a Desired,
+    ledger: &'a Ledger,
+    /// Declared records by match key.
+    records: std::collections::HashMap<&'a str, &'a DesiredContact>,
+    /// Whether in-sync contacts may be settled (not on a deep resync, which reads more).
+    settle: bool,
+}
+
+impl<'a> Keeper<'a> {
+    pub fn new(desired: &'a Desired, ledger: &'a Ledger, settle: bool) -> Self {
+        let records = desired
+            .contacts
+            .iter()
+            .map(|c| (c.key.as_str(), c))
+            .collect();
+        Self {
+            desired,
+            ledger,
+            records,
+            settle,
+        }
+    }
+
+    /// Takes one search result into `observed`.
+    pub fn keep(&self, observed: &mut Observed, view: ContactView) {
+        let match_by = self.desired.match_by;
+        let record = view
+            .key(match_by)
+            .and_then(|k| self.records.get(k.as_str()).copied());
+        let owned = self.ledger.contacts.get(view.id.as_str());
+        if record.is_none() && owned.is_none() {
+            return;
+        }
+        let id = view.id.clone();
+        observed.insert(view, match_by);
+        // Settled only when the record is bound to this very contact.
+        let bound = record.and_then(|r| self.ledger.by_key(&r.ledger_key));
+        if let (true, Some(record), Some(_)) = (self.settle, record, owned)
+            && bound.is_some_and(|(bound, _)| *bound == id)
+            && crate::engine::plan::settles(record, self.desired, observed, self.ledger)
+        {
+            observed.settle(&id, match_by);
+        }
+    }
 }
 
 /// Ids a declared contact may be: its ledger binding and any contact with its key.
@@ -176,12 +224,12 @@ fn contact_ids(observed: &Observed, ledger: &Ledger, contact: &DesiredContact) -
     let key = contact.key.as_str();
     let mut ids: Vec<String> = ledger
         .by_key(&contact.ledger_key)
-        .map(|(id, _)| id.clone())
+        .map(|(id, _)| id.to_string())
         .into_iter()
         .collect();
     for id in observed.by_key.get(key).into_iter().flatten() {
-        if !ids.contains(id) {
-            ids.push(id.clone());
+        if !ids.iter().any(|known| known == id) {
+            ids.push(id.to_string());
         }
     }
     ids.retain(|id| !observed.gone.contains(id));

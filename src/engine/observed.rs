@@ -2,13 +2,13 @@
 //! (only fields, custom fields and tags), their tasks and notes where read, and the managed
 //! contacts GHL no longer has. Pure data.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use jiff::Timestamp;
 use serde_json::Value;
 
 use crate::crd::contact_sync_policy::MatchBy;
-use crate::engine::collections::{SmallMap, TagSet};
+use crate::engine::collections::{SmallMap, TagSet, Text};
 use crate::engine::fields::{Field, normalize_custom_value, normalize_phone, normalize_tag};
 use crate::engine::ledger::fingerprint;
 use crate::ghl::models::{Contact, Note, Task};
@@ -25,8 +25,8 @@ pub const HIDDEN_FROM_SEARCH: [Field; 4] = [
 /// A contact reduced to what can be managed.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ContactView {
-    pub id: String,
-    pub fields: SmallMap<Field, String>,
+    pub id: Text,
+    pub fields: SmallMap<Field, Text>,
     /// True when read through GET/create/update (every field known); false for search
     /// results, where [`HIDDEN_FROM_SEARCH`] fields are unknown.
     pub complete: bool,
@@ -47,7 +47,7 @@ impl ContactView {
         let fields = Field::ALL
             .into_iter()
             .filter(|f| complete || !HIDDEN_FROM_SEARCH.contains(f))
-            .filter_map(|f| f.read(contact).map(|v| (f, v)))
+            .filter_map(|f| f.read(contact).map(|v| (f, Text::from(v))))
             .collect();
         let custom = contact
             .custom_fields
@@ -56,7 +56,7 @@ impl ContactView {
             .map(|c| (c.id.clone(), c.value.clone()))
             .collect();
         Self {
-            id: contact.id.clone(),
+            id: Text::from(contact.id.as_str()),
             fields,
             complete,
             custom,
@@ -73,7 +73,7 @@ impl ContactView {
         if !self.complete && HIDDEN_FROM_SEARCH.contains(&field) {
             None
         } else {
-            Some(self.fields.get(&field).map(String::as_str))
+            Some(self.fields.get(&field).map(Text::as_str))
         }
     }
 
@@ -109,7 +109,7 @@ impl ContactView {
             parts.push(normalize_custom_value(value));
         }
         parts.push("tags".into());
-        parts.extend(self.tags.iter().cloned());
+        parts.extend(self.tags.iter().map(str::to_owned));
         fingerprint(parts.iter().map(String::as_str))
     }
 
@@ -142,8 +142,8 @@ pub fn baseline_change(
 ) -> Option<crate::engine::ledger::Change> {
     let fingerprint = view.fingerprint();
     let hidden = view.hidden_values();
-    let stale =
-        owned.fingerprint != Some(fingerprint) || (!hidden.is_empty() && hidden != owned.hidden);
+    let stale = owned.fingerprint != Some(fingerprint)
+        || (!hidden.is_empty() && hidden != *owned.hidden_values());
     stale.then(|| crate::engine::ledger::Change::ContactObserved {
         id: id.to_owned(),
         fingerprint,
@@ -155,26 +155,49 @@ pub fn baseline_change(
 /// The observed state for one plan.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
-    pub contacts: HashMap<String, ContactView>,
+    pub contacts: HashMap<Text, ContactView>,
     /// Match key → ids of contacts with it (several when the location allows duplicates).
-    pub by_key: HashMap<String, Vec<String>>,
+    pub by_key: HashMap<Text, Vec<Text>>,
     /// Managed contacts GHL answered 404 for.
     pub gone: BTreeSet<String>,
     /// Tasks by contact id, for contacts whose tasks were read.
     pub tasks: HashMap<String, Vec<Task>>,
     /// Notes by contact id, for contacts whose notes were read.
     pub notes: HashMap<String, Vec<Note>>,
+    /// Contacts seen fully in sync with their record (their views are not kept: at 100,000
+    /// contacts a routine resync holds only this set).
+    pub settled: HashSet<Text>,
 }
 
 impl Observed {
     /// Adds (or replaces) a contact view, indexing it under `match_by`.
     pub fn insert(&mut self, view: ContactView, match_by: MatchBy) {
         if let Some(key) = view.key(match_by) {
-            let ids = self.by_key.entry(key).or_default();
+            let ids = self.by_key.entry(Text::from(key)).or_default();
             if !ids.contains(&view.id) {
                 ids.push(view.id.clone());
             }
         }
         self.contacts.insert(view.id.clone(), view);
+    }
+
+    /// Drops the view of `id`, known to be in sync, keeping only that fact.
+    pub fn settle(&mut self, id: &str, match_by: MatchBy) {
+        if let Some(view) = self.contacts.remove(id) {
+            if let Some(key) = view.key(match_by)
+                && let Some(ids) = self.by_key.get_mut(key.as_str())
+            {
+                ids.retain(|known| known != id);
+                if ids.is_empty() {
+                    self.by_key.remove(key.as_str());
+                }
+            }
+            self.settled.insert(view.id);
+        }
+    }
+
+    /// Whether `id` is present in GHL: seen (with its view) or settled.
+    pub fn has(&self, id: &str) -> bool {
+        self.contacts.contains_key(id) || self.settled.contains(id)
     }
 }

@@ -96,15 +96,13 @@ impl PolicyDeclaration {
         let mut records = HashMap::with_capacity(desired.contacts.len() + desired.held.len());
         let mut digest = 0u64;
         for contact in &desired.contacts {
-            let Some(key) = KeyDigest::from_hex(&contact.ledger_key) else {
-                continue;
-            };
+            let key = contact.ledger_key;
             let index = *interned.entry(&contact.tags).or_insert_with(|| {
                 tag_sets.push(contact.tags.clone());
                 (tag_sets.len() - 1) as u32
             });
             records.insert(key, index);
-            let tags = crate::engine::ledger::fingerprint(contact.tags.iter().map(String::as_str));
+            let tags = crate::engine::ledger::fingerprint(contact.tags.iter());
             digest =
                 digest.wrapping_add((key.0 as u64 ^ (key.0 >> 64) as u64).wrapping_mul(31) ^ tags);
         }
@@ -141,8 +139,8 @@ impl PolicyDeclaration {
     }
 
     /// Whether the policy declares the record with this ledger key.
-    pub fn declares_ledger_key(&self, ledger_key: &str) -> bool {
-        KeyDigest::from_hex(ledger_key).is_some_and(|key| self.declares(key))
+    pub fn declares_ledger_key(&self, ledger_key: &KeyDigest) -> bool {
+        self.declares(*ledger_key)
     }
 
     /// Declared records.
@@ -240,7 +238,7 @@ impl OwnedIds {
 pub struct Yielded {
     /// Where it was declared (`contacts[3]`).
     pub record: String,
-    pub ledger_key: String,
+    pub ledger_key: KeyDigest,
     /// The senior owner keeping it.
     pub senior: String,
 }
@@ -266,11 +264,10 @@ pub fn yielded_to_seniors(
         .contacts
         .iter()
         .filter_map(|contact| {
-            let key = KeyDigest::from_hex(&contact.ledger_key)?;
-            let senior = seniors.iter().find(|s| s.declares(key))?;
+            let senior = seniors.iter().find(|s| s.declares(contact.ledger_key))?;
             Some(Yielded {
-                record: contact.source.clone(),
-                ledger_key: contact.ledger_key.clone(),
+                record: contact.source.to_string(),
+                ledger_key: contact.ledger_key,
                 senior: senior.owner.clone(),
             })
         })
@@ -283,11 +280,9 @@ pub fn hold_back(desired: &mut Desired, yielded: &[Yielded]) {
     if yielded.is_empty() {
         return;
     }
-    let keys: BTreeSet<&str> = yielded.iter().map(|y| y.ledger_key.as_str()).collect();
-    desired
-        .contacts
-        .retain(|c| !keys.contains(c.ledger_key.as_str()));
-    desired.held.extend(keys.into_iter().map(str::to_owned));
+    let keys: BTreeSet<KeyDigest> = yielded.iter().map(|y| y.ledger_key).collect();
+    desired.contacts.retain(|c| !keys.contains(&c.ledger_key));
+    desired.held.extend(keys);
 }
 
 /// One line per senior owner: `N record(s) declared first by <owner> are left to it

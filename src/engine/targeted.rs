@@ -10,7 +10,7 @@ use futures::{StreamExt, stream};
 
 use crate::engine::apply::apply;
 use crate::engine::desired::Desired;
-use crate::engine::ledger::{Ledger, key_digest};
+use crate::engine::ledger::{KeyDigest, Ledger};
 use crate::engine::observe::{read_notes, read_tasks};
 use crate::engine::observed::{ContactView, Observed};
 use crate::engine::ownership::OwnedIds;
@@ -80,19 +80,19 @@ pub async fn sync_contacts(
 
     // A record can be bound to another contact than the one that changed (a duplicate made
     // in GHL): read the contacts our ledger binds to the same keys too.
-    let keys: BTreeSet<String> = observed.by_key.keys().map(|k| key_digest(k)).collect();
+    let keys: BTreeSet<KeyDigest> = observed.by_key.keys().map(|k| KeyDigest::of(k)).collect();
     let bound: BTreeSet<String> = keys
         .iter()
-        .filter_map(|k| ledger.by_key(k).map(|(id, _)| id.clone()))
+        .filter_map(|k| ledger.by_key(k).map(|(id, _)| id.to_string()))
         .filter(|id| !scope.ids.contains(id))
         .collect();
     get_views(api, &bound, &mut observed, &desired, concurrency).await?;
     let ids: BTreeSet<String> = scope.ids.union(&bound).cloned().collect();
 
     // The records these contacts concern: by key, or by the ledger's binding.
-    let bound_keys: BTreeSet<String> = ids
+    let bound_keys: BTreeSet<KeyDigest> = ids
         .iter()
-        .filter_map(|id| ledger.contacts.get(id).map(|c| c.key.clone()))
+        .filter_map(|id| ledger.contacts.get(id.as_str()).map(|c| c.key))
         .collect();
     let Desired {
         match_by,
@@ -113,11 +113,7 @@ pub async fn sync_contacts(
         held,
         empty_sources,
     };
-    let record_keys: BTreeSet<String> = scoped
-        .contacts
-        .iter()
-        .map(|c| c.ledger_key.clone())
-        .collect();
+    let record_keys: BTreeSet<KeyDigest> = scoped.contacts.iter().map(|c| c.ledger_key).collect();
     let mut scoped_ledger: Ledger = ledger.subset(&ids, &record_keys);
     drop(ledger);
 
@@ -128,15 +124,15 @@ pub async fn sync_contacts(
     for contact in &scoped.contacts {
         let id = scoped_ledger
             .by_key(&contact.ledger_key)
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| id.to_string())
             .or_else(|| {
                 observed
                     .by_key
-                    .get(&contact.key)
-                    .and_then(|ids| ids.first().cloned())
+                    .get(contact.key.as_str())
+                    .and_then(|ids| ids.first().map(|id| id.to_string()))
             });
         let Some(id) = id else { continue };
-        let owned = scoped_ledger.contacts.get(&id);
+        let owned = scoped_ledger.contacts.get(id.as_str());
         let unbound = |kind, keys: Vec<&String>| {
             keys.iter().any(|key| {
                 owned
@@ -162,8 +158,8 @@ pub async fn sync_contacts(
             note_contacts.insert(id);
         }
     }
-    task_contacts.retain(|id| observed.contacts.contains_key(id));
-    note_contacts.retain(|id| observed.contacts.contains_key(id));
+    task_contacts.retain(|id| observed.contacts.contains_key(id.as_str()));
+    note_contacts.retain(|id| observed.contacts.contains_key(id.as_str()));
     read_tasks(api, &task_contacts, &mut observed, concurrency).await?;
     read_notes(api, &note_contacts, &mut observed, concurrency).await?;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ghl_operator::controller::ledger_store::{LedgerOwner, SecretLedgerStore};
 use ghl_operator::controller::object::Kind;
 use ghl_operator::engine::fence::Fence;
-use ghl_operator::engine::ledger::key_digest;
+use ghl_operator::engine::ledger::KeyDigest;
 use ghl_operator::engine::state::StateStore;
 use ghl_operator::sandbox::SandboxConfig;
 use ghl_operator::sandbox::config::RateLimit;
@@ -236,7 +236,7 @@ async fn chaos_never_duplicates_loses_or_forges_ownership() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let ledger = loop {
         let ledger = store.load().await.unwrap();
-        let owned: BTreeSet<String> = ledger.contacts.keys().cloned().collect();
+        let owned: BTreeSet<String> = ledger.contacts.keys().map(|id| id.to_string()).collect();
         if owned == expected {
             break ledger;
         }
@@ -254,10 +254,10 @@ async fn chaos_never_duplicates_loses_or_forges_ownership() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     for e in &declared {
-        let entry = &ledger.contacts[&id_of[e]];
+        let entry = &ledger.contacts[id_of[e].as_str()];
         let i: usize = e[1..5].parse().unwrap();
         assert_eq!(entry.created, !ADOPTED.contains(&i), "{e}: created flag");
-        assert_eq!(entry.key, key_digest(e));
+        assert_eq!(entry.key, KeyDigest::of(e));
     }
     assert!(ledger.pending.is_empty(), "no create left unresolved");
 

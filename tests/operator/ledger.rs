@@ -7,7 +7,7 @@ use ghl_operator::controller::ledger_store::{LedgerOwner, SecretLedgerStore};
 use ghl_operator::controller::object::Kind;
 use ghl_operator::crd::vocabulary::{LEDGER_SECRET_TYPE, label};
 use ghl_operator::engine::fence::Fence;
-use ghl_operator::engine::ledger::{Change, ItemKind, Ledger, key_digest};
+use ghl_operator::engine::ledger::{Change, ItemKind, KeyDigest, Ledger};
 use ghl_operator::engine::state::StateStore;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -24,7 +24,7 @@ fn big_ledger(n: usize) -> Ledger {
         let id = format!("c{i:019}");
         for change in [
             Change::ContactBound {
-                key: key_digest(&format!("p{i}@example.com")),
+                key: KeyDigest::of(&format!("p{i}@example.com")),
                 id: id.clone(),
                 created: true,
             },
@@ -125,7 +125,7 @@ async fn a_ledger_of_100000_contacts_round_trips_through_sharded_secrets() {
     );
     assert_eq!(
         loaded
-            .by_key(&key_digest("p42@example.com"))
+            .by_key(&KeyDigest::of("p42@example.com"))
             .map(|(id, _)| id.as_str()),
         Some("c0000000000000000042")
     );
@@ -134,7 +134,7 @@ async fn a_ledger_of_100000_contacts_round_trips_through_sharded_secrets() {
 
 fn bound(email: &str, id: &str) -> Change {
     Change::ContactBound {
-        key: key_digest(email),
+        key: KeyDigest::of(email),
         id: id.into(),
         created: true,
     }
@@ -210,7 +210,7 @@ async fn the_ledger_cannot_be_overwritten_forged_or_half_compacted() {
         .await
         .expect_err("b read the page before a's second commit: its write must conflict");
     let loaded = store().load().await.unwrap();
-    let ids: Vec<&str> = loaded.contacts.keys().map(String::as_str).collect();
+    let ids: Vec<&str> = loaded.contacts.keys().map(|id| id.as_str()).collect();
     assert_eq!(ids, ["c-a", "c-a2"], "nothing erased, nothing half-written");
 
     // Lookalikes: the ledger's labels, but not its type or not owned by the policy; and an

@@ -13,7 +13,7 @@ use ghl_operator::credentials::schedule::{
 };
 use ghl_operator::egress::AllowList;
 use ghl_operator::engine::desired::{SourceText, build};
-use ghl_operator::engine::ledger::{Change, ItemKind, KeyDigest, Ledger, key_digest};
+use ghl_operator::engine::ledger::{Change, ItemKind, KeyDigest, Ledger};
 use ghl_operator::engine::observed::{ContactView, Observed};
 use ghl_operator::engine::ownership::{SeenContact, TagClaims};
 use ghl_operator::engine::plan::{PlanOptions, plan};
@@ -32,7 +32,7 @@ const EMAILS: &[&str] = &["a@example.com", "b@example.com", "", "A@EXAMPLE.COM"]
 /// Ledger changes over a few ids and keys (so they collide).
 fn change() -> impl Strategy<Value = Change> {
     let id = || prop::sample::select(IDS).prop_map(str::to_owned);
-    let key = || prop::sample::select(EMAILS).prop_map(key_digest);
+    let key = || prop::sample::select(EMAILS).prop_map(KeyDigest::of);
     let tags = || prop::collection::btree_set("[a-z]{0,3}", 0..3);
     let kind = || prop_oneof![Just(ItemKind::Task), Just(ItemKind::Note)];
     prop_oneof![

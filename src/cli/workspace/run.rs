@@ -145,7 +145,10 @@ impl Workspace {
                 Err(e) => return report.failed(e.to_string()),
             };
         let ledger = store.load().await.unwrap_or_default();
-        policy_contacts.insert(key, ledger.contacts.keys().cloned().collect());
+        policy_contacts.insert(
+            key,
+            ledger.contacts.keys().map(|id| id.to_string()).collect(),
+        );
         let plan = outcome.plan();
         let mut declaration = PolicyDeclaration::clone(&declared[i].declaration);
         declaration.set_removing(removals(plan));

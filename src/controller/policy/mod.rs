@@ -30,6 +30,7 @@ use crate::crd::contact_sync_policy::{
 };
 use crate::crd::vocabulary::reason;
 use crate::engine::desired::{Desired, build};
+use crate::engine::ledger::KeyDigest;
 use crate::engine::ownership::{
     PolicyDeclaration, Seniority, Yielded, hold_back, removals, yield_messages, yielded_to_seniors,
 };
@@ -195,12 +196,12 @@ impl Synced for ContactSyncPolicy {
         let store = ledger(ctx, self);
         // Contacts another policy on the location declares stay (only forgotten with us).
         let others = ctx.declarations(&connection.location, key);
-        let held: BTreeSet<String> = store
+        let held: BTreeSet<KeyDigest> = store
             .load()
             .await?
             .contacts
             .values()
-            .map(|owned| owned.key.clone())
+            .map(|owned| owned.key)
             .filter(|k| others.iter().any(|o| o.declares_ledger_key(k)))
             .collect();
         let nothing = Desired {

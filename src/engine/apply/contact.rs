@@ -35,7 +35,7 @@ pub(super) async fn apply_contact(
         Target::Existing { id, adopt } => {
             if *adopt {
                 run.commit(vec![Change::ContactBound {
-                    key: plan.ledger_key.clone(),
+                    key: plan.ledger_key,
                     id: id.clone(),
                     created: plan.recovered,
                 }])
@@ -43,7 +43,11 @@ pub(super) async fn apply_contact(
             }
             (
                 id.clone(),
-                observed.contacts.get(id).cloned().unwrap_or_default(),
+                observed
+                    .contacts
+                    .get(id.as_str())
+                    .cloned()
+                    .unwrap_or_default(),
             )
         }
     };
@@ -157,7 +161,7 @@ async fn create_contact(
     // A create of an earlier run (crash, lost answer) may have made the contact since then.
     let mut since = run.pending_since(&plan.ledger_key).await;
     run.commit(vec![Change::CreateStarted {
-        key: plan.ledger_key.clone(),
+        key: plan.ledger_key,
         at: run.now,
     }])
     .await?;
@@ -166,7 +170,7 @@ async fn create_contact(
             Ok(contact) => {
                 // The tags it was created with are ours (removed when no longer declared).
                 let mut changes = vec![Change::ContactBound {
-                    key: plan.ledger_key.clone(),
+                    key: plan.ledger_key,
                     id: contact.id.clone(),
                     created: true,
                 }];
@@ -195,7 +199,7 @@ async fn create_contact(
             Err(e) => {
                 if e.class() == ErrorClass::Terminal {
                     run.commit(vec![Change::CreateAbandoned {
-                        key: plan.ledger_key.clone(),
+                        key: plan.ledger_key,
                     }])
                     .await?;
                 }
@@ -221,7 +225,7 @@ async fn create_contact(
     // after the intent. (Refused as a duplicate, with no earlier intent: someone else's.)
     let created = outcome.new || since.is_some_and(|at| view.added_since(at));
     run.commit(vec![Change::ContactBound {
-        key: plan.ledger_key.clone(),
+        key: plan.ledger_key,
         id: id.clone(),
         created,
     }])

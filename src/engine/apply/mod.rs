@@ -21,7 +21,7 @@ use tokio::sync::Mutex;
 
 use crate::crd::contact_sync_policy::{MatchBy, RecordFailure};
 use crate::engine::fence::Fence;
-use crate::engine::ledger::{Change, Ledger};
+use crate::engine::ledger::{Change, KeyDigest, Ledger};
 use crate::engine::observed::Observed;
 use crate::engine::state::{StateError, StateStore};
 use crate::ghl::{ErrorClass, GhlApi, GhlError};
@@ -123,7 +123,7 @@ impl Run<'_> {
     }
 
     /// When the earliest unresolved create intent for `key` was recorded, if there is one.
-    pub(super) async fn pending_since(&self, key: &str) -> Option<Timestamp> {
+    pub(super) async fn pending_since(&self, key: &KeyDigest) -> Option<Timestamp> {
         self.ledger.lock().await.pending.get(key).copied()
     }
 

@@ -13,11 +13,11 @@ use serde_json::Value;
 use crate::crd::contact_sync_policy::{
     ContactRecord, ContactSyncPolicySpec, FieldPolicy, MatchBy, RecordFailure,
 };
-use crate::engine::collections::{SmallMap, TagSet};
+use crate::engine::collections::{SmallMap, TagSet, Text};
 use crate::engine::fields::{Field, normalize_phone, normalize_tag};
-use crate::engine::ledger::key_digest;
+use crate::engine::ledger::KeyDigest;
 
-use records::{RecordError, format_for, parse};
+use records::{RecordError, format_for};
 
 /// What `contactsFrom[i]` yielded: the key name it was read from and its text, or why it
 /// could not be read (missing ConfigMap, missing key, ...).
@@ -71,12 +71,12 @@ pub struct DesiredNote {
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesiredContact {
     /// Where it was declared: `contacts[3]`, `contactsFrom[0][17]`.
-    pub source: String,
+    pub source: Text,
     /// The normalized match key (email or phone, per `matchBy`).
-    pub key: String,
-    /// The key as the ledger knows it ([`key_digest`]).
-    pub ledger_key: String,
-    pub fields: SmallMap<Field, String>,
+    pub key: Text,
+    /// The key as the ledger knows it (a digest).
+    pub ledger_key: KeyDigest,
+    pub fields: SmallMap<Field, Text>,
     pub custom_fields: SmallMap<String, Value>,
     pub tags: TagSet,
     pub tasks: Vec<DesiredTask>,
@@ -113,7 +113,7 @@ pub struct Desired {
     pub field_policy: FieldPolicies,
     /// Ledger keys of records declared but left to another owner (see
     /// [`crate::engine::ownership`]): neither planned nor released.
-    pub held: BTreeSet<String>,
+    pub held: BTreeSet<KeyDigest>,
     /// `contactsFrom` entries that were read but hold no records (an empty key, a header-only
     /// CSV, `[]`): never taken to mean "release everything" (see the planner).
     pub empty_sources: Vec<String>,
@@ -138,7 +138,7 @@ pub fn build(spec: &ContactSyncPolicySpec, sources: &[SourceText]) -> Result<Des
             let result = parsed.and_then(|record| validate(&record, spec.match_by, &source));
             match result {
                 Ok(contact) => {
-                    if let Some(first) = seen.get(&contact.key) {
+                    if let Some(first) = seen.get(contact.key.as_str()) {
                         desired.failures.push(RecordFailure {
                             record: source,
                             field: Some(match_field(spec.match_by).into()),
@@ -149,7 +149,7 @@ pub fn build(spec: &ContactSyncPolicySpec, sources: &[SourceText]) -> Result<Des
                             ),
                         });
                     } else {
-                        seen.insert(contact.key.clone(), source);
+                        seen.insert(contact.key.to_string(), source);
                         desired.contacts.push(contact);
                     }
                 }
@@ -170,35 +170,37 @@ pub fn build(spec: &ContactSyncPolicySpec, sources: &[SourceText]) -> Result<Des
             return Err(SpecError(format!("{label} was not loaded")));
         };
         let failures_before = desired.failures.len();
-        match records_of(source.format, loaded) {
+        let mut n = 0;
+        let read = records_of(source.format, loaded, &mut |record| {
+            accept(format!("{label}[{n}]"), record, &mut desired);
+            n += 1;
+        });
+        match read {
             Err(e) => desired.failures.push(RecordFailure {
                 record: label,
                 field: e.field,
                 reason: e.reason.into(),
                 message: e.message,
             }),
-            Ok(records) => {
-                if records.is_empty() {
-                    desired.empty_sources.push(label.clone());
-                }
-                for (n, record) in records.into_iter().enumerate() {
-                    accept(format!("{label}[{n}]"), record, &mut desired);
-                }
-            }
+            Ok(0) => desired.empty_sources.push(label),
+            Ok(_) => {}
         }
         if loaded.sensitive {
             let tail = desired.failures.split_off(failures_before);
             desired.failures.extend(tail.into_iter().map(scrubbed));
         }
     }
+    desired.contacts.shrink_to_fit();
     Ok(desired)
 }
 
-/// The records a loaded source holds, or why it cannot be read as records.
+/// Hands each record a loaded source holds to `each`; how many there were, or why the source
+/// cannot be read as records.
 fn records_of(
     declared: Option<crate::crd::contact_sync_policy::RecordFormat>,
     loaded: &SourceText,
-) -> Result<Vec<records::ParsedRecord>, RecordError> {
+    each: &mut dyn FnMut(records::ParsedRecord),
+) -> Result<usize, RecordError> {
     let text = loaded
         .text
         .as_ref()
@@ -213,7 +215,7 @@ fn records_of(
             ),
         )
     })?;
-    parse(format, text)
+    records::for_each(format, text, each)
 }
 
 fn match_field(match_by: MatchBy) -> &'static str {
@@ -398,10 +400,13 @@ fn validate(
         });
     }
     Ok(DesiredContact {
-        source: source.to_owned(),
-        ledger_key: key_digest(&key),
-        key,
-        fields,
+        source: Text::from(source),
+        ledger_key: KeyDigest::of(&key),
+        key: Text::from(key),
+        fields: fields
+            .into_iter()
+            .map(|(f, v)| (f, Text::from(v)))
+            .collect(),
         custom_fields,
         tags,
         tasks,

@@ -46,28 +46,72 @@ pub fn format_for(declared: Option<RecordFormat>, key: &str) -> Option<RecordFor
 
 /// Parses a source's text into records. `Err` when the source as a whole is unreadable.
 pub fn parse(format: RecordFormat, text: &str) -> Result<Vec<ParsedRecord>, RecordError> {
+    let mut out = Vec::new();
+    for_each(format, text, &mut |record| out.push(record))?;
+    Ok(out)
+}
+
+/// Hands each record of a source to `each` as it is read (a source of 100,000 records is never
+/// held as records all at once); returns how many there were. `Err` when the source as a whole
+/// is unreadable (records before the problem may have been handed out).
+pub fn for_each(
+    format: RecordFormat,
+    text: &str,
+    each: &mut dyn FnMut(ParsedRecord),
+) -> Result<usize, RecordError> {
+    let unreadable = |what: &str, e: &dyn std::fmt::Display| {
+        RecordError::new(
+            None,
+            "InvalidSource",
+            format!("not a {what} of records: {}", redact(&e.to_string())),
+        )
+    };
     match format {
         RecordFormat::Json => {
-            let values: Vec<Value> = serde_json::from_str(text).map_err(|e| {
-                RecordError::new(
-                    None,
-                    "InvalidSource",
-                    format!("not a JSON array of records: {}", redact(&e.to_string())),
-                )
-            })?;
-            Ok(values.into_iter().map(record_from_value).collect())
+            use serde::de::DeserializeSeed;
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            let count = Records(each)
+                .deserialize(&mut deserializer)
+                .and_then(|count| deserializer.end().map(|()| count))
+                .map_err(|e| unreadable("JSON array", &e))?;
+            Ok(count)
         }
         RecordFormat::Yaml => {
-            let values: Vec<Value> = serde_saphyr::from_str(text).map_err(|e| {
-                RecordError::new(
-                    None,
-                    "InvalidSource",
-                    format!("not a YAML list of records: {}", redact(&e.to_string())),
-                )
-            })?;
-            Ok(values.into_iter().map(record_from_value).collect())
+            let values: Vec<Value> =
+                serde_saphyr::from_str(text).map_err(|e| unreadable("YAML list", &e))?;
+            let count = values.len();
+            values.into_iter().for_each(|v| each(record_from_value(v)));
+            Ok(count)
         }
-        RecordFormat::Csv => parse_csv(text),
+        RecordFormat::Csv => csv_records(text, each),
+    }
+}
+
+/// A JSON array read element by element, each handed out as a record.
+struct Records<'a>(&'a mut dyn FnMut(ParsedRecord));
+
+impl<'de> serde::de::DeserializeSeed<'de> for Records<'_> {
+    type Value = usize;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<usize, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Records<'_> {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of records")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let mut count = 0;
+        while let Some(value) = seq.next_element::<Value>()? {
+            (self.0)(record_from_value(value));
+            count += 1;
+        }
+        Ok(count)
     }
 }
 
@@ -96,7 +140,7 @@ fn record_from_value(value: Value) -> ParsedRecord {
 
 /// CSV: a header row of field names (`email`, `firstName`, ..., `tags` with `;` between tags,
 /// `customFields.<id>`, `dnd` as true/false); tasks and notes need JSON or YAML.
-fn parse_csv(text: &str) -> Result<Vec<ParsedRecord>, RecordError> {
+fn csv_records(text: &str, out: &mut dyn FnMut(ParsedRecord)) -> Result<usize, RecordError> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(false)
@@ -121,12 +165,13 @@ fn parse_csv(text: &str) -> Result<Vec<ParsedRecord>, RecordError> {
             ));
         }
     }
-    let mut out = Vec::new();
+    let mut count = 0;
     for row in reader.records() {
+        count += 1;
         let row = match row {
             Ok(row) => row,
             Err(_) => {
-                out.push(Err(RecordError::new(
+                out(Err(RecordError::new(
                     None,
                     "InvalidRecord",
                     "the row has the wrong number of columns",
@@ -155,7 +200,7 @@ fn parse_csv(text: &str) -> Result<Vec<ParsedRecord>, RecordError> {
                     "true" | "yes" | "1" => object.insert("dnd".into(), Value::Bool(true)),
                     "false" | "no" | "0" => object.insert("dnd".into(), Value::Bool(false)),
                     _ => {
-                        out.push(Err(RecordError::new(
+                        out(Err(RecordError::new(
                             Some("dnd"),
                             "InvalidValue",
                             "dnd must be true or false",
@@ -170,9 +215,9 @@ fn parse_csv(text: &str) -> Result<Vec<ParsedRecord>, RecordError> {
         if !custom.is_empty() {
             object.insert("customFields".into(), Value::Object(custom));
         }
-        out.push(record_from_value(Value::Object(object)));
+        out(record_from_value(Value::Object(object)));
     }
-    Ok(out)
+    Ok(count)
 }
 
 #[cfg(test)]

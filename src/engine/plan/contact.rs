@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::crd::contact_sync_policy::FieldPolicy;
 use crate::engine::desired::{Desired, DesiredContact};
 use crate::engine::fields::normalize_custom_value;
-use crate::engine::ledger::{Ledger, OwnedContact, key_digest};
+use crate::engine::ledger::{KeyDigest, Ledger, OwnedContact, key_digest};
 use crate::engine::observed::{ContactView, Observed};
 use crate::ghl::models::{CreateContact, CustomFieldInput};
 
@@ -28,26 +28,27 @@ pub fn plan_contact(
         .map(|(id, _)| id.as_str())
         .filter(|id| observed.contacts.contains_key(*id));
     let replaces = binding
-        .map(|(id, _)| id.clone())
-        .filter(|id| observed.gone.contains(id) || !observed.contacts.contains_key(id));
+        .map(|(id, _)| id.to_string())
+        .filter(|id| observed.gone.contains(id) || !observed.contacts.contains_key(id.as_str()));
     let candidate = bound_id.map(str::to_owned).or_else(|| {
-        let mut ids: Vec<&String> = observed
+        let mut ids: Vec<&str> = observed
             .by_key
-            .get(&contact.key)
+            .get(contact.key.as_str())
             .into_iter()
             .flatten()
+            .map(|id| id.as_str())
             .filter(|id| !claimed.contains(*id) && !observed.gone.contains(*id))
             .collect();
         // Prefer a contact this owner already manages, then the lowest id (stable choice
         // when the location holds duplicates).
-        ids.sort_by_key(|id| (!ledger.contacts.contains_key(*id), (*id).clone()));
-        ids.first().map(|id| (*id).clone())
+        ids.sort_by_key(|id| (!ledger.contacts.contains_key(*id), *id));
+        ids.first().map(|id| (*id).to_owned())
     });
 
     let mut plan = ContactPlan {
-        source: contact.source.clone(),
-        key: contact.key.clone(),
-        ledger_key: contact.ledger_key.clone(),
+        source: contact.source.to_string(),
+        key: contact.key.to_string(),
+        ledger_key: contact.ledger_key,
         target: Target::Existing {
             id: String::new(),
             adopt: false,
@@ -75,8 +76,8 @@ pub fn plan_contact(
         return plan;
     };
 
-    let view = &observed.contacts[&id];
-    let owned = ledger.contacts.get(&id);
+    let view = &observed.contacts[id.as_str()];
+    let owned = ledger.contacts.get(id.as_str());
     plan.target = Target::Existing {
         id: id.clone(),
         adopt: owned.is_none(),
@@ -110,7 +111,7 @@ fn create_body(contact: &DesiredContact, desired: &Desired) -> CreateContact {
         })
         .collect();
     if policies.tags() != FieldPolicy::Observe {
-        body.tags = contact.tags.iter().cloned().collect();
+        body.tags = contact.tags.iter().map(str::to_owned).collect();
     }
     body
 }
@@ -145,7 +146,7 @@ fn diff_fields(
                 let change = FieldChange {
                     attribute: Attribute::Field(*field),
                     from: view.known(*field).flatten().map(str::to_owned),
-                    to: serde_json::Value::String(wanted.clone()),
+                    to: serde_json::Value::String(wanted.to_string()),
                 };
                 if field.updatable_by_put() {
                     plan.changes.push(change);
@@ -179,13 +180,17 @@ fn diff_tags(
     owned: Option<&OwnedContact>,
     plan: &mut ContactPlan,
 ) {
-    let missing: BTreeSet<String> = contact.tags.difference(&view.tags).cloned().collect();
+    let missing: BTreeSet<String> = contact
+        .tags
+        .difference(&view.tags)
+        .map(str::to_owned)
+        .collect();
     let ours_undeclared: BTreeSet<String> = owned
         .map(|o| {
             o.tags
                 .iter()
                 .filter(|t| !contact.tags.contains(t) && view.tags.contains(t))
-                .cloned()
+                .map(str::to_owned)
                 .collect()
         })
         .unwrap_or_default();
@@ -209,7 +214,7 @@ mod tests;
 
 /// Whether a create of ours whose answer was lost (crash, timeout) made this contact: there
 /// is an intent for its key, and GHL added it after the intent.
-fn made_by_lost_create(ledger: &Ledger, key: &str, view: &ContactView) -> bool {
+fn made_by_lost_create(ledger: &Ledger, key: &KeyDigest, view: &ContactView) -> bool {
     ledger
         .pending
         .get(key)

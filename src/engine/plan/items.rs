@@ -84,7 +84,7 @@ fn plan_tasks(
     observed: Option<&Vec<Task>>,
     ops: &mut Vec<ItemOp>,
 ) {
-    let owned_items = owned.map(|o| &o.tasks);
+    let owned_items = owned.map(|o| o.items(ItemKind::Task));
     let owned_ids: BTreeSet<&str> = owned_items
         .into_iter()
         .flatten()
@@ -232,7 +232,7 @@ fn plan_notes(
     observed: Option<&Vec<Note>>,
     ops: &mut Vec<ItemOp>,
 ) {
-    let owned_items = owned.map(|o| &o.notes);
+    let owned_items = owned.map(|o| o.items(ItemKind::Note));
     let owned_ids: BTreeSet<&str> = owned_items
         .into_iter()
         .flatten()

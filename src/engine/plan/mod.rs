@@ -18,9 +18,10 @@ use serde::Serialize;
 
 use crate::crd::common::PlanSummary;
 use crate::crd::contact_sync_policy::{ContactSyncPolicySpec, RecordFailure, SyncCounts};
-use crate::engine::desired::Desired;
+use crate::engine::collections::Text;
+use crate::engine::desired::{Desired, DesiredContact};
 use crate::engine::fields::Field;
-use crate::engine::ledger::{ItemKind, Ledger};
+use crate::engine::ledger::{ItemKind, KeyDigest, Ledger};
 use crate::engine::observed::Observed;
 use crate::ghl::models::{CreateContact, CreateNote, CreateTask, UpdateNote, UpdateTask};
 
@@ -218,7 +219,7 @@ pub struct ContactPlan {
     pub key: String,
     /// The key as the ledger knows it.
     #[serde(skip)]
-    pub ledger_key: String,
+    pub ledger_key: KeyDigest,
     pub target: Target,
     /// The owned id GHL no longer has (the contact is re-created).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -240,6 +241,28 @@ pub struct ContactPlan {
 }
 
 impl ContactPlan {
+    /// The plan of a contact settled as in sync during observation: nothing to do.
+    fn unchanged(contact: &DesiredContact, id: &str) -> Self {
+        ContactPlan {
+            source: contact.source.to_string(),
+            key: contact.key.to_string(),
+            ledger_key: contact.ledger_key,
+            target: Target::Existing {
+                id: id.to_owned(),
+                adopt: false,
+            },
+            replaces: None,
+            changes: Vec::new(),
+            upsert_changes: Vec::new(),
+            add_tags: BTreeSet::new(),
+            remove_tags: BTreeSet::new(),
+            items: Vec::new(),
+            observed_drift: Vec::new(),
+            drifted: false,
+            recovered: false,
+        }
+    }
+
     /// Number of GHL writes this plan makes.
     pub fn writes(&self) -> usize {
         let contact = match &self.target {
@@ -458,6 +481,18 @@ pub fn plan(desired: &Desired, observed: &Observed, ledger: &Ledger, options: Pl
     };
     let mut claimed: BTreeSet<String> = BTreeSet::new();
     for contact in &desired.contacts {
+        // Settled during observation: in sync, nothing kept to plan from.
+        if let Some((id, _)) = ledger.by_key(&contact.ledger_key)
+            && observed.settled.contains(id.as_str())
+        {
+            claimed.insert(id.to_string());
+            if options.omit_in_sync {
+                plan.in_sync_omitted += 1;
+            } else {
+                plan.contacts.push(ContactPlan::unchanged(contact, id));
+            }
+            continue;
+        }
         let contact_plan =
             plan_contact(contact, desired, observed, ledger, &claimed, options.prune);
         if let Some(id) = contact_plan.id() {
@@ -469,18 +504,14 @@ pub fn plan(desired: &Desired, observed: &Observed, ledger: &Ledger, options: Pl
         }
         plan.contacts.push(contact_plan);
     }
-    let declared: BTreeSet<&str> = desired
-        .contacts
-        .iter()
-        .map(|c| c.ledger_key.as_str())
-        .collect();
-    let undeclared: Vec<(&String, &crate::engine::ledger::OwnedContact)> = ledger
+    let declared: BTreeSet<KeyDigest> = desired.contacts.iter().map(|c| c.ledger_key).collect();
+    let undeclared: Vec<(&Text, &crate::engine::ledger::OwnedContact)> = ledger
         .contacts
         .iter()
         .filter(|(id, owned)| {
-            !declared.contains(owned.key.as_str())
+            !declared.contains(&owned.key)
                 && !desired.held.contains(&owned.key)
-                && !claimed.contains(*id)
+                && !claimed.contains(id.as_str())
         })
         .collect();
     if !desired.empty_sources.is_empty() && !undeclared.is_empty() {
@@ -541,6 +572,19 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// Whether the contact `view` (just observed, bound in the ledger to `contact`) is fully in
+/// sync: planning it would change nothing, report nothing and record nothing. Observation
+/// keeps only that fact for such contacts.
+pub fn settles(
+    contact: &DesiredContact,
+    desired: &Desired,
+    observed: &Observed,
+    ledger: &Ledger,
+) -> bool {
+    let plan = plan_contact(contact, desired, observed, ledger, &BTreeSet::new(), false);
+    in_sync(&plan, observed, ledger)
+}
+
 /// Nothing to write, no drift to report, and the ledger's baseline is current.
 fn in_sync(contact: &ContactPlan, observed: &Observed, ledger: &Ledger) -> bool {
     if !contact.is_noop() || contact.drifted || !contact.observed_drift.is_empty() {
@@ -549,7 +593,10 @@ fn in_sync(contact: &ContactPlan, observed: &Observed, ledger: &Ledger) -> bool 
     let Target::Existing { id, adopt: false } = &contact.target else {
         return false;
     };
-    match (observed.contacts.get(id), ledger.contacts.get(id)) {
+    match (
+        observed.contacts.get(id.as_str()),
+        ledger.contacts.get(id.as_str()),
+    ) {
         (Some(view), Some(owned)) => {
             crate::engine::observed::baseline_change(id, view, owned).is_none()
         }
@@ -566,14 +613,14 @@ fn release(
     let gone = observed.gone.contains(id) || !observed.contacts.contains_key(id);
     let current_tags = observed.contacts.get(id).map(|v| &v.tags);
     let remove_tags = match current_tags {
-        Some(tags) => owned.tags.intersection(tags).cloned().collect(),
+        Some(tags) => owned.tags.intersection(tags).map(str::to_owned).collect(),
         None => BTreeSet::new(),
     };
     let mut delete_items = Vec::new();
     if prune {
         for (kind, items) in [
-            (ItemKind::Task, &owned.tasks),
-            (ItemKind::Note, &owned.notes),
+            (ItemKind::Task, owned.items(ItemKind::Task)),
+            (ItemKind::Note, owned.items(ItemKind::Note)),
         ] {
             for (key, item) in items {
                 if let Some(item_id) = &item.id {

@@ -175,6 +175,7 @@ impl StateStore for FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ledger::KeyDigest;
 
     #[tokio::test]
     async fn commits_survive_a_reopen_without_compaction() {
@@ -185,7 +186,7 @@ mod tests {
             let store = file.owner("crm/ContactSyncPolicy/vip");
             store
                 .commit(&[Change::ContactBound {
-                    key: "a@b.co".into(),
+                    key: KeyDigest::of("a@b.co"),
                     id: "c1".into(),
                     created: true,
                 }])
@@ -218,7 +219,7 @@ mod tests {
         let store = file.owner("o");
         store
             .commit(&[Change::ContactBound {
-                key: "k".into(),
+                key: KeyDigest::of("k"),
                 id: "c1".into(),
                 created: false,
             }])

@@ -5,7 +5,7 @@
 use super::RulePlan;
 use crate::engine::apply::{ApplyError, ApplyReport, record_failure};
 use crate::engine::fence::Fence;
-use crate::engine::ledger::{Change, Ledger};
+use crate::engine::ledger::{Change, KeyDigest, Ledger};
 use crate::engine::state::StateStore;
 use crate::ghl::{ErrorClass, GhlApi, GhlError};
 
@@ -33,9 +33,10 @@ pub async fn apply_rule(
             return Err(ApplyError::Fenced);
         }
         let mut intents = Vec::new();
-        if !ledger.contacts.contains_key(&change.id) && !change.add.is_empty() {
+        if !ledger.contacts.contains_key(change.id.as_str()) && !change.add.is_empty() {
             intents.push(Change::ContactBound {
-                key: change.id.clone(),
+                // A rule's contacts are its by id: the key is the id's digest.
+                key: KeyDigest::of(&change.id),
                 id: change.id.clone(),
                 created: false,
             });

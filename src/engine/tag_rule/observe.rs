@@ -74,8 +74,8 @@ pub async fn observe_rule(
     let outside: Vec<String> = ledger
         .contacts
         .keys()
-        .filter(|id| !candidates.contains_key(*id))
-        .cloned()
+        .filter(|id| !candidates.contains_key(id.as_str()))
+        .map(|id| id.to_string())
         .collect();
     Ok(RuleObservation {
         matched: candidates,
@@ -89,7 +89,7 @@ pub async fn observe_release(
     ledger: &Ledger,
     concurrency: usize,
 ) -> Result<RuleObservation, GhlError> {
-    let ids = ledger.contacts.keys().cloned().collect();
+    let ids = ledger.contacts.keys().map(|id| id.to_string()).collect();
     Ok(RuleObservation {
         matched: BTreeMap::new(),
         others: get_all(api, ids, concurrency).await?,

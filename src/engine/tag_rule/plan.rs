@@ -113,15 +113,15 @@ pub fn plan_rule(
         }
         // Tags we added earlier that the rule no longer adds: removed, unless another owner
         // wants them (then they stay, no longer ours).
-        let owned = ledger.contacts.get(id).map(|c| &c.tags);
-        for tag in owned.into_iter().flatten() {
+        let owned = ledger.contacts.get(id.as_str()).map(|c| &c.tags);
+        for tag in owned.into_iter().flat_map(|t| t.iter()) {
             if add.contains(tag) {
                 continue;
             }
             if contact.tags.contains(tag) && claims.wanting(id, contact, tag).is_none() {
-                change.remove.insert(tag.clone());
+                change.remove.insert(tag.to_owned());
             }
-            change.release.insert(tag.clone());
+            change.release.insert(tag.to_owned());
         }
         let writes = !change.add.is_empty() || !change.remove.is_empty();
         if writes {
@@ -150,19 +150,19 @@ fn release_departed(
     plan: &mut RulePlan,
 ) {
     for (id, contact) in &observed.others {
-        let Some(owned) = ledger.contacts.get(id) else {
+        let Some(owned) = ledger.contacts.get(id.as_str()) else {
             continue;
         };
         let mut change = TagChange {
             id: id.clone(),
             forget: true,
-            release: owned.tags.iter().cloned().collect(),
+            release: owned.tags.iter().map(str::to_owned).collect(),
             ..TagChange::default()
         };
         if let Some(contact) = contact {
             for tag in owned.tags.iter().filter(|t| contact.tags.contains(*t)) {
                 if claims.wanting(id, contact, tag).is_none() {
-                    change.remove.insert(tag.clone());
+                    change.remove.insert(tag.to_owned());
                 }
             }
         }
@@ -212,7 +212,7 @@ mod tests {
         let mut ledger = Ledger::default();
         for (id, owned) in entries {
             ledger.apply(&Change::ContactBound {
-                key: (*id).into(),
+                key: KeyDigest::of(id),
                 id: (*id).into(),
                 created: false,
             });

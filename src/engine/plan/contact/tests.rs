@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::crd::contact_sync_policy::ContactSyncPolicySpec;
 use crate::engine::desired::{SourceText, build};
-use crate::engine::ledger::{Change, ItemKind, Ledger, key_digest};
+use crate::engine::ledger::{Change, ItemKind, KeyDigest, Ledger, key_digest};
 use crate::engine::observed::{ContactView, Observed};
 use crate::engine::plan::{ItemOp, Plan, PlanOptions, Target, plan};
 use crate::ghl::models::{Contact, Note, Task};
@@ -116,7 +116,7 @@ impl Case {
 /// A ledger binding of the declared record with match key `key` (stored as its digest).
 fn bound(key: &str, id: &str, created: bool) -> Change {
     Change::ContactBound {
-        key: key_digest(key),
+        key: KeyDigest::of(key),
         id: id.into(),
         created,
     }
@@ -275,7 +275,7 @@ fn a_managed_contact_deleted_in_ghl_is_recreated_as_drift() {
 fn an_interrupted_create_is_resolved_before_creating() {
     let plan = Case::declaring(json!([{"email": "a@b.co"}]))
         .ledger(vec![Change::CreateStarted {
-            key: key_digest("a@b.co"),
+            key: KeyDigest::of("a@b.co"),
             at: "2030-01-01T00:00:00Z".parse().unwrap(),
         }])
         .plan();
@@ -300,7 +300,7 @@ fn a_contact_found_after_a_lost_create_is_ours_only_if_added_after_the_intent() 
                 false,
             )
             .ledger(vec![Change::CreateStarted {
-                key: key_digest("a@b.co"),
+                key: KeyDigest::of("a@b.co"),
                 at: "2030-01-01T00:00:00Z".parse().unwrap(),
             }])
             .plan();
