@@ -50,6 +50,9 @@ pub struct RunOptions {
     pub webhook: Option<WebhookOptions>,
 }
 
+/// How long in-flight reconciles may run on after a stop (the chart gives the pod 30 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
 /// SIGTERM or Ctrl-C.
 async fn termination() {
     #[cfg(unix)]
@@ -203,15 +206,26 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
     });
 
     ctx.events.set_leading(true);
-    wiring::run_controllers(
+    let controllers = wiring::run_controllers(
         &client,
         &ctx,
         caches,
         &options.scope,
         options.concurrency,
         &stop,
-    )
-    .await;
+    );
+    // In-flight reconciles get a grace period after the stop, then are dropped mid-step:
+    // every step is safe to repeat, and the kubelet's SIGKILL would come anyway.
+    tokio::select! {
+        () = controllers => tracing::debug!("controllers stopped"),
+        () = async {
+            stop.stopped().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => tracing::warn!(
+            grace = ?SHUTDOWN_GRACE,
+            "in-flight reconciles did not finish within the grace period; leaving them"
+        ),
+    }
     ctx.events.set_leading(false);
     // Changes already taken from GHL go out before the process does, if they can.
     ctx.events.drain(Duration::from_secs(10)).await;

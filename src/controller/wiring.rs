@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -186,7 +186,13 @@ pub async fn run_controllers(
         run_rules(&shared, caches.rules, &stores),
         targeted::run(Arc::clone(ctx), stop.stopped()),
         events::write_statuses(Arc::clone(ctx), stop.stopped()),
-        wait_synced(&stores).map(|_| tracing::info!("caches synced")),
+        // Raced with the stop: a stop before the caches fill ends the streams that fill them.
+        async {
+            tokio::select! {
+                () = wait_synced(&stores) => tracing::info!("caches synced"),
+                _ = stop.stopped() => {}
+            }
+        },
     );
 }
 
