@@ -11,7 +11,12 @@
 //! - corrects itself from the headers: a different `X-RateLimit-Max` / interval / daily limit
 //!   replaces the seeded ones, and "nothing remaining" while our own window has room means
 //!   another client spends the same location's budget, so we wait a full window;
-//! - stops on a 429 until `Retry-After` (or one window) has passed.
+//! - stops on a 429 until `Retry-After` (or one window) has passed;
+//! - starts cautiously: a new budget sends one request and waits for its answer before any
+//!   other, and every answer's `X-RateLimit-Remaining` tells it how much of the window others
+//!   (another replica, the CLI, another integration) have spent: those requests count as
+//!   sends in our window until a full window has passed, so concurrency grows only into room
+//!   the server has reported.
 //!
 //! `governor` alone cannot do this: GCRA lets up to twice the limit through in one window and
 //! has no notion of a server-reported remainder.
@@ -127,7 +132,20 @@ pub struct RequestBudget {
     /// arrival order and none starves.
     queue: tokio::sync::Mutex<()>,
     state: Mutex<State>,
+    /// Signalled on every answer (what the probe waits for).
+    answered: tokio::sync::Notify,
     metrics: Arc<GhlMetrics>,
+}
+
+/// Where the first request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    /// Nothing sent yet: the next request goes alone.
+    Unsent,
+    /// The probe left at this instant; others wait for its answer (at most one window).
+    InFlight(Instant),
+    /// An answer has taught the budget what the server has left.
+    Answered,
 }
 
 struct State {
@@ -137,6 +155,11 @@ struct State {
     server_daily_limit: u32,
     /// Our sends within the last window (+ margin), oldest first.
     sent: VecDeque<Instant>,
+    /// Sends by others that GHL reported (its count less ours), in batches stamped when we
+    /// learned of them: they fill our window until a full window has passed. One entry per
+    /// report, however large the reported number.
+    foreign: VecDeque<(Instant, usize)>,
+    probe: Probe,
     daily: Arc<DefaultDirectRateLimiter>,
     paused_until: Option<Instant>,
     last_reported: Option<RateLimitSnapshot>,
@@ -162,6 +185,8 @@ impl RequestBudget {
             window: config.window.max(Duration::from_millis(1)),
             server_daily_limit: config.daily_limit.max(1),
             sent: VecDeque::new(),
+            foreign: VecDeque::new(),
+            probe: Probe::Unsent,
             daily: Arc::new(daily_limiter(config.share(config.daily_limit))),
             paused_until: None,
             last_reported: None,
@@ -171,6 +196,7 @@ impl RequestBudget {
             config,
             queue: tokio::sync::Mutex::new(()),
             state: Mutex::new(state),
+            answered: tokio::sync::Notify::new(),
             metrics,
         }
     }
@@ -187,27 +213,24 @@ impl RequestBudget {
             let now = Instant::now();
             let (wake_at, daily) = {
                 let mut state = self.lock();
-                match state.paused_until {
-                    Some(until) if until > now => (Some(until), None),
+                let span = span(state.window);
+                match (state.paused_until, state.probe) {
+                    (Some(until), _) if until > now => (Some(until), None),
+                    (_, Probe::InFlight(at)) if now < later(at, span) => {
+                        (Some(later(at, span)), None)
+                    }
                     _ => {
                         state.paused_until = None;
                         let limit = self.config.window_share(state.server_window_limit) as usize;
-                        let span = span(state.window);
-                        while state
-                            .sent
-                            .front()
-                            .is_some_and(|sent| now.duration_since(*sent) >= span)
-                        {
-                            state.sent.pop_front();
-                        }
-                        if state.sent.len() < limit {
+                        expire(&mut state.sent, now, span);
+                        let window = state.window;
+                        expire_batches(&mut state.foreign, now, window);
+                        let used = state.sent.len().saturating_add(foreign(&state));
+                        if used < limit {
                             (None, Some(Arc::clone(&state.daily)))
                         } else {
-                            // The slot frees when the send `limit` places back leaves the window.
-                            (
-                                Some(later(state.sent[state.sent.len() - limit], span)),
-                                None,
-                            )
+                            // A slot frees when the send `limit` places back leaves the window.
+                            (Some(oldest_to_leave(&state, used - limit)), None)
                         }
                     }
                 }
@@ -221,11 +244,19 @@ impl RequestBudget {
                 {
                     continue; // a 429 arrived while we waited for the daily quota
                 }
-                state.sent.push_back(Instant::now());
+                let now = Instant::now();
+                state.sent.push_back(now);
+                if state.probe == Probe::Unsent {
+                    state.probe = Probe::InFlight(now);
+                }
                 break;
             }
             if let Some(wake_at) = wake_at {
-                tokio::time::sleep_until(wake_at).await;
+                // An answer may end the wait early (the probe's, or one that lifts a pause).
+                tokio::select! {
+                    () = tokio::time::sleep_until(wake_at) => {}
+                    () = self.answered.notified() => {}
+                }
             }
         }
         let waited = started.elapsed();
@@ -248,7 +279,8 @@ impl RequestBudget {
                 state.server_window_limit = max;
             }
             if let Some(interval) = report.interval {
-                state.window = interval;
+                // A window longer than an hour is taken as an hour (no header stops us longer).
+                state.window = interval.clamp(Duration::from_millis(1), MAX_PAUSE);
             }
             if let Some(daily) = report.daily_limit.filter(|d| *d > 0)
                 && daily != state.server_daily_limit
@@ -257,16 +289,18 @@ impl RequestBudget {
                 state.daily = Arc::new(daily_limiter(self.config.share(daily)));
             }
             let span = span(state.window);
-            let ours_in_window = state
-                .sent
-                .iter()
-                .filter(|sent| now.duration_since(**sent) < span)
-                .count();
-            let our_limit = self.config.window_share(state.server_window_limit) as usize;
-            if report.remaining == Some(0) && ours_in_window < our_limit {
-                // Someone else spent this location's window: we cannot know when it resets.
-                let until = later(now, state.window.min(MAX_PAUSE));
-                self.pause(&mut state, until);
+            expire(&mut state.sent, now, span);
+            let window = state.window;
+            expire_batches(&mut state.foreign, now, window);
+            if let Some(remaining) = report.remaining {
+                // What the server counted in its window beyond our own sends was spent by
+                // someone else; those sends stay in our window for a full window.
+                let used = state.server_window_limit.saturating_sub(remaining) as usize;
+                let theirs = used.saturating_sub(state.sent.len());
+                let known = foreign(&state);
+                if theirs > known {
+                    state.foreign.push_back((now, theirs - known));
+                }
             }
             if report.daily_remaining == Some(0) {
                 self.pause(&mut state, later(now, DAILY_EXHAUSTED_PROBE));
@@ -281,6 +315,9 @@ impl RequestBudget {
             let until = later(now, retry_after.unwrap_or(state.window).min(MAX_PAUSE));
             self.pause(&mut state, until);
         }
+        state.probe = Probe::Answered;
+        drop(state);
+        self.answered.notify_one();
     }
 
     /// The current limits and the last report, for status.
@@ -311,6 +348,68 @@ impl RequestBudget {
 /// can arrive less than a window apart.
 fn span(window: Duration) -> Duration {
     window.saturating_add((window / 50).max(Duration::from_millis(50)))
+}
+
+/// Drops the sends that have left the window.
+fn expire(sends: &mut VecDeque<Instant>, now: Instant, span: Duration) {
+    while sends
+        .front()
+        .is_some_and(|sent| now.duration_since(*sent) >= span)
+    {
+        sends.pop_front();
+    }
+}
+
+fn expire_batches(batches: &mut VecDeque<(Instant, usize)>, now: Instant, span: Duration) {
+    while batches
+        .front()
+        .is_some_and(|(at, _)| now.duration_since(*at) >= span)
+    {
+        batches.pop_front();
+    }
+}
+
+/// Sends by others in the window.
+fn foreign(state: &State) -> usize {
+    state
+        .foreign
+        .iter()
+        .fold(0usize, |sum, (_, n)| sum.saturating_add(*n))
+}
+
+/// When the send (ours or reported) that is `index`-th to leave the window leaves it: ours
+/// after the window and a jitter margin, theirs (stamped when we learned of them, so already
+/// late) after the window.
+fn oldest_to_leave(state: &State, index: usize) -> Instant {
+    let span = span(state.window);
+    let mut ours = state.sent.iter().map(|at| later(*at, span)).peekable();
+    let mut theirs = state
+        .foreign
+        .iter()
+        .map(|(at, n)| (later(*at, state.window), *n))
+        .peekable();
+    let mut left = index;
+    loop {
+        let (leaves, count) = match (ours.peek().copied(), theirs.peek().copied()) {
+            (Some(a), Some((b, n))) if b < a => {
+                theirs.next();
+                (b, n)
+            }
+            (Some(a), _) => {
+                ours.next();
+                (a, 1)
+            }
+            (None, Some((b, n))) => {
+                theirs.next();
+                (b, n)
+            }
+            (None, None) => return Instant::now(),
+        };
+        if left < count {
+            return leaves;
+        }
+        left -= count;
+    }
 }
 
 /// Longest pause a budget takes from one answer (a window, a `Retry-After`): no header value
@@ -405,6 +504,7 @@ mod tests {
         let mut sends = Vec::new();
         for _ in 0..16 {
             b.acquire().await;
+            b.observe(None, false, None); // as the transport does with each answer
             sends.push(Instant::now() - start);
         }
         for (i, first) in sends.iter().enumerate() {
@@ -446,11 +546,16 @@ mod tests {
         assert_eq!(view.window_limit, 2, "3, less the one-request reserve");
         assert_eq!(view.window, Duration::from_secs(2));
         assert_eq!(view.daily_limit, 1000);
+        // GHL counted one request we did not send: it fills our window too.
         let start = Instant::now();
-        for _ in 0..4 {
+        b.acquire().await;
+        b.observe(None, false, None);
+        assert_eq!(Instant::now(), start, "one slot was left");
+        for _ in 0..3 {
             b.acquire().await;
+            b.observe(None, false, None);
         }
-        assert!(Instant::now() - start >= Duration::from_secs(2));
+        assert!(Instant::now() - start >= Duration::from_secs(4));
     }
 
     #[tokio::test(start_paused = true)]
@@ -475,6 +580,7 @@ mod tests {
         };
         let b = budget(config);
         b.acquire().await;
+        b.observe(None, false, None);
         b.acquire().await;
         let report = RateLimitSnapshot {
             remaining: Some(0),
@@ -483,5 +589,63 @@ mod tests {
         b.observe(Some(&report), false, None);
         let waited = b.acquire().await;
         assert!(waited < Duration::from_millis(1100), "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_budget_sends_one_request_until_its_answer() {
+        let b = Arc::new(budget(BudgetConfig::default()));
+        let start = Instant::now();
+        b.acquire().await;
+        let second = tokio::spawn({
+            let b = Arc::clone(&b);
+            async move {
+                b.acquire().await;
+                Instant::now()
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!second.is_finished(), "the probe's answer has not come");
+        b.observe(None, false, None);
+        let sent = second.await.unwrap();
+        assert_eq!(sent - start, Duration::from_millis(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_probe_holds_the_others_for_one_window_at_most() {
+        let config = BudgetConfig {
+            window: Duration::from_secs(1),
+            ..BudgetConfig::default()
+        };
+        let b = budget(config);
+        b.acquire().await;
+        let waited = b.acquire().await;
+        assert!(waited >= Duration::from_secs(1), "{waited:?}");
+        assert!(waited < Duration::from_millis(1100), "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_others_spent_fill_our_window() {
+        // 100 per 10 s; after our probe GHL has 10 left: 89 were spent by someone else.
+        let b = budget(BudgetConfig::default());
+        b.acquire().await;
+        let report = RateLimitSnapshot {
+            max: Some(100),
+            remaining: Some(10),
+            ..RateLimitSnapshot::default()
+        };
+        b.observe(Some(&report), false, None);
+        let start = Instant::now();
+        let mut immediate = 0;
+        loop {
+            b.acquire().await;
+            b.observe(None, false, None);
+            if Instant::now() > start {
+                break;
+            }
+            immediate += 1;
+        }
+        // Our window holds 95 (5 kept in reserve): 1 probe + 89 theirs + 5 more.
+        assert_eq!(immediate, 5);
+        assert!(Instant::now() - start >= GHL_WINDOW);
     }
 }
