@@ -208,16 +208,18 @@ impl SearchRequest {
                 (sort_value(c, &field), id, c)
             })
             .collect();
-        matched.sort_by(|a, b| {
-            let primary = a.0.cmp(&b.0);
+        let order = |a: &SortValue, a_id: &str, b: &SortValue, b_id: &str| {
+            let primary = a.cmp(b);
             let primary = if ascending {
                 primary
             } else {
                 primary.reverse()
             };
-            primary.then_with(|| a.1.cmp(&b.1))
-        });
+            primary.then_with(|| a_id.cmp(b_id))
+        };
         let total = matched.len() as u64;
+        // Only the page is sorted: the records after the cursor (or before the page's end)
+        // are selected in linear time, so a page costs O(n), not O(n log n), at any depth.
         let start = match (&self.search_after, self.page) {
             (Some(after), _) => {
                 let cursor = (
@@ -225,21 +227,20 @@ impl SearchRequest {
                     after[1].as_str().unwrap_or_default().to_owned(),
                 );
                 matched
-                    .iter()
-                    .position(|(v, id, _)| {
-                        let primary = v.cmp(&cursor.0);
-                        let primary = if ascending {
-                            primary
-                        } else {
-                            primary.reverse()
-                        };
-                        primary.then_with(|| id.as_str().cmp(cursor.1.as_str()))
-                            == Ordering::Greater
-                    })
-                    .unwrap_or(matched.len())
+                    .retain(|(v, id, _)| order(v, id, &cursor.0, &cursor.1) == Ordering::Greater);
+                0
             }
             (None, page) => ((page.unwrap_or(1) - 1) * self.page_limit) as usize,
         };
+        let end = start.saturating_add(self.page_limit as usize);
+        let by_order = |a: &(SortValue, String, &Value), b: &(SortValue, String, &Value)| {
+            order(&a.0, &a.1, &b.0, &b.1)
+        };
+        if matched.len() > end {
+            matched.select_nth_unstable_by(end, by_order);
+            matched.truncate(end);
+        }
+        matched.sort_by(by_order);
         let page = matched
             .into_iter()
             .skip(start)

@@ -58,6 +58,7 @@ impl Store {
 
     /// Records a contact's new state for search and the webhook of `kind`.
     pub(super) fn changed(&mut self, id: &str, kind: &'static str) {
+        self.file_keys(id);
         let snapshot = self.contacts.get(id).map(|c| self.contact_json(c));
         self.index.record(id, snapshot.clone());
         if let Some(Value::Object(contact)) = snapshot {
@@ -66,6 +67,19 @@ impl Store {
                 payload: contact_event_payload(contact),
             });
         }
+    }
+
+    /// Files the contact under its current match keys (or unfiles it when gone).
+    pub(super) fn file_keys(&mut self, id: &str) {
+        let attribute = |name: &str| {
+            self.contacts
+                .get(id)
+                .and_then(|c| c.attributes.get(name))
+                .and_then(Value::as_str)
+        };
+        let (email, phone) = (attribute("email"), attribute("phone"));
+        let (email, phone) = (email.map(str::to_owned), phone.map(str::to_owned));
+        self.keys.file(id, email.as_deref(), phone.as_deref());
     }
 
     pub(super) fn check_location(&self, body: &Map<String, Value>) -> ApiResult<()> {
@@ -85,29 +99,15 @@ impl Store {
         if self.allow_duplicates {
             return None;
         }
-        if let Some(email) = body.get("email").and_then(Value::as_str) {
-            let email = email.to_lowercase();
-            if let Some(c) = self.contacts.values().find(|c| {
-                c.attributes
-                    .get("email")
-                    .and_then(Value::as_str)
-                    .is_some_and(|e| e.to_lowercase() == email)
-            }) {
-                return Some((c.id.clone(), "email"));
-            }
+        if let Some(email) = body.get("email").and_then(Value::as_str)
+            && let Some(id) = self.keys.email(email)
+        {
+            return Some((id.to_owned(), "email"));
         }
-        if let Some(phone) = body.get("phone").and_then(Value::as_str) {
-            let digits = phone_digits(phone);
-            if !digits.is_empty()
-                && let Some(c) = self.contacts.values().find(|c| {
-                    c.attributes
-                        .get("phone")
-                        .and_then(Value::as_str)
-                        .is_some_and(|p| phone_digits(p) == digits)
-                })
-            {
-                return Some((c.id.clone(), "phone"));
-            }
+        if let Some(phone) = body.get("phone").and_then(Value::as_str)
+            && let Some(id) = self.keys.phone(&phone_digits(phone))
+        {
+            return Some((id.to_owned(), "phone"));
         }
         None
     }
@@ -183,6 +183,7 @@ impl Store {
         self.appointments
             .retain(|_, a| a.get("contactId").and_then(Value::as_str) != Some(id));
         self.index.record(id, None);
+        self.file_keys(id);
         if let Value::Object(contact) = payload {
             self.events.push(Event {
                 kind: "ContactDelete",

@@ -8,6 +8,7 @@
 mod admin;
 mod contacts;
 mod items;
+mod keys;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -127,6 +128,7 @@ pub struct Store {
     notes: BTreeMap<String, Note>,
     appointments: BTreeMap<String, Map<String, Value>>,
     index: SearchIndex,
+    keys: keys::MatchKeys,
     ids: Arc<IdGen>,
     clock: Arc<Clock>,
     events: Vec<Event>,
@@ -171,6 +173,7 @@ impl Store {
             notes: BTreeMap::new(),
             appointments: BTreeMap::new(),
             index: SearchIndex::new(search_lag),
+            keys: keys::MatchKeys::default(),
             ids,
             clock,
             events: Vec::new(),
@@ -188,6 +191,7 @@ impl Store {
         self.notes.clear();
         self.appointments.clear();
         self.index.clear();
+        self.keys.clear();
         self.events.clear();
         self.allow_duplicates = seed
             .allow_duplicate_contact
@@ -199,6 +203,7 @@ impl Store {
             .map(|c| (c.id.clone(), self.contact_json(c)))
             .collect();
         for (id, snapshot) in snapshots {
+            self.file_keys(&id);
             self.index.insert_now(id, snapshot);
         }
         result
