@@ -20,10 +20,18 @@ pub struct SandboxArgs {
     /// Address to serve on.
     #[arg(long, env = "GHL_SANDBOX_LISTEN", default_value = "127.0.0.1:8088")]
     pub listen: SocketAddr,
-    /// The sub-account (location) the sandbox holds.
-    #[arg(long, env = "GHL_SANDBOX_LOCATION_ID", default_value = DEFAULT_LOCATION_ID)]
-    pub location_id: String,
-    /// A Private Integration Token the sandbox accepts for the location.
+    /// A sub-account (location) the sandbox holds; repeat (or separate with commas) for
+    /// several locations of one agency, each with its own data, rate limit and token. The
+    /// seed fills the first.
+    #[arg(
+        long = "location-id",
+        env = "GHL_SANDBOX_LOCATION_ID",
+        value_delimiter = ',',
+        default_value = DEFAULT_LOCATION_ID
+    )]
+    pub location_ids: Vec<String>,
+    /// The Private Integration Token of the first location (`<token>.<locationId>` for the
+    /// others).
     #[arg(long, env = "GHL_SANDBOX_TOKEN", default_value = DEFAULT_TOKEN)]
     pub token: String,
     /// Client id of the sandbox's OAuth app.
@@ -68,7 +76,8 @@ impl SandboxArgs {
             None => Default::default(),
         };
         Ok(SandboxConfig {
-            location_id: self.location_id.clone(),
+            location_id: self.location_ids.first().cloned().unwrap_or_default(),
+            other_locations: self.location_ids.iter().skip(1).cloned().collect(),
             token: self.token.clone(),
             oauth_client_id: self.oauth_client_id.clone(),
             oauth_client_secret: self.oauth_client_secret.clone(),
@@ -93,8 +102,9 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| anyhow!(e))?;
     println!("GHL sandbox listening on {}", running.url);
-    println!("  location id: {}", running.location_id);
-    println!("  token:       {}", running.token);
+    for (location, token) in &running.locations {
+        println!("  location id: {location}  token: {token}");
+    }
     println!(
         "  OAuth app:   {} (mint codes with POST {}/__sandbox/oauth/code)",
         args.oauth_client_id, running.url

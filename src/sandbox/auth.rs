@@ -96,8 +96,10 @@ pub struct OAuthApp {
 
 /// All issued credentials.
 pub struct Tokens {
-    pit: String,
-    pit_principal: Principal,
+    /// Private Integration Tokens, one per location.
+    pits: HashMap<String, Principal>,
+    /// The agency's locations (what its tokens may mint location tokens for).
+    locations: Vec<String>,
     app: OAuthApp,
     access_ttl: Duration,
     access: HashMap<String, AccessToken>,
@@ -109,17 +111,17 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    /// `pits`: each location's Private Integration Token, as `(token, location)`.
     pub fn new(
-        pit: String,
-        location_id: &str,
+        pits: &[(String, String)],
         company_id: &str,
         app: OAuthApp,
         access_ttl: Duration,
         ids: Arc<IdGen>,
     ) -> Self {
-        let pit_principal = Principal {
+        let principal = |location: &str| Principal {
             user_type: UserType::Location,
-            location_id: Some(location_id.to_owned()),
+            location_id: Some(location.to_owned()),
             company_id: company_id.to_owned(),
             scopes: ALL_SCOPES
                 .iter()
@@ -128,8 +130,11 @@ impl Tokens {
                 .collect(),
         };
         Self {
-            pit,
-            pit_principal,
+            pits: pits
+                .iter()
+                .map(|(token, location)| (token.clone(), principal(location)))
+                .collect(),
+            locations: pits.iter().map(|(_, location)| location.clone()).collect(),
             app,
             access_ttl,
             access: HashMap::new(),
@@ -147,8 +152,8 @@ impl Tokens {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("Invalid JWT"))?;
-        if token == self.pit {
-            return Ok(self.pit_principal.clone());
+        if let Some(principal) = self.pits.get(token) {
+            return Ok(principal.clone());
         }
         match self.access.get(token) {
             Some(access) if access.expires_at > now => Ok(access.principal.clone()),
@@ -262,7 +267,6 @@ impl Tokens {
         &mut self,
         caller: &Principal,
         form: &HashMap<String, String>,
-        location_id: &str,
         now: Timestamp,
     ) -> ApiResult<Value> {
         if caller.user_type != UserType::Company {
@@ -278,7 +282,7 @@ impl Tokens {
                 "companyId and locationId should not be empty".into(),
             ]));
         };
-        if company != caller.company_id || location != location_id {
+        if company != caller.company_id || !self.locations.iter().any(|l| l == location) {
             return Err(ApiError::bad_request("Location not found for this company"));
         }
         let principal = Principal {
@@ -349,8 +353,7 @@ mod tests {
 
     fn tokens() -> Tokens {
         Tokens::new(
-            "pit".into(),
-            "loc",
+            &[("pit".into(), "loc".into())],
             "co",
             OAuthApp {
                 client_id: "id".into(),

@@ -21,7 +21,11 @@ pub const DEFAULT_COMPANY_ID: &str = "sandboxCompany000001";
 /// Everything that shapes a sandbox.
 #[derive(Clone, Debug)]
 pub struct SandboxConfig {
+    /// The first location (the seed fills it; `token` is its Private Integration Token).
     pub location_id: String,
+    /// Further locations of the same agency: each with its own data, rate limit and
+    /// Private Integration Token ([`SandboxConfig::token_for`]).
+    pub other_locations: Vec<String>,
     /// A pre-issued Private Integration Token for the location (all contact scopes).
     pub token: String,
     pub oauth_client_id: String,
@@ -46,6 +50,7 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
             location_id: DEFAULT_LOCATION_ID.into(),
+            other_locations: Vec::new(),
             token: DEFAULT_TOKEN.into(),
             oauth_client_id: DEFAULT_CLIENT_ID.into(),
             oauth_client_secret: DEFAULT_CLIENT_SECRET.into(),
@@ -59,6 +64,38 @@ impl Default for SandboxConfig {
             webhook_url: None,
             allow_duplicate_contact: false,
             webhook_retry_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// Every location, the first first (an empty `location_id` is the default one).
+    pub fn locations(&self) -> Vec<String> {
+        let first = if self.location_id.is_empty() {
+            DEFAULT_LOCATION_ID.to_owned()
+        } else {
+            self.location_id.clone()
+        };
+        let mut all = vec![first];
+        for location in &self.other_locations {
+            if !all.contains(location) {
+                all.push(location.clone());
+            }
+        }
+        all
+    }
+
+    /// A location's Private Integration Token: `token` for the first, `token.<locationId>`
+    /// for the others.
+    pub fn token_for(&self, location: &str) -> String {
+        if self
+            .locations()
+            .first()
+            .is_some_and(|first| first == location)
+        {
+            self.token.clone()
+        } else {
+            format!("{}.{location}", self.token)
         }
     }
 }

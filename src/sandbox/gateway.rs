@@ -59,9 +59,10 @@ pub async fn gateway(State(app): State<Arc<App>>, request: Request, next: Next) 
     let operation = operation_name(request.method(), &route);
     let index = app.stats.next_index();
 
-    let (response, outcome) = handle(&app, operation, index, request, next).await;
+    let mut location = None;
+    let (response, outcome) = handle(&app, operation, index, request, next, &mut location).await;
     if let Some(outcome) = outcome {
-        app.stats.record(operation, &outcome);
+        app.stats.record(operation, &outcome, location.as_deref());
     }
     response
 }
@@ -72,6 +73,7 @@ async fn handle(
     index: u64,
     mut request: Request,
     next: Next,
+    location: &mut Option<String>,
 ) -> (Response, Option<String>) {
     let reject = |e: ApiError| {
         let status = e.status.to_string();
@@ -105,6 +107,7 @@ async fn handle(
             .clone()
             .unwrap_or_else(|| principal.company_id.clone());
         let verdict = app.rate_limiter.check(&bucket);
+        *location = Some(bucket);
         if !verdict.allowed {
             let mut response = ApiError::too_many_requests().into_response();
             response.headers_mut().extend(verdict.headers);
@@ -130,7 +133,7 @@ async fn handle(
         }
         Fault::Timeout => {
             // Carried out, never answered: the client gives up first.
-            app.stats.record(operation, "timeout");
+            app.stats.record(operation, "timeout", location.as_deref());
             tokio::time::sleep(Duration::from_secs(3600)).await;
             (response, None)
         }

@@ -6,8 +6,10 @@
 //! header, bearer tokens and scopes, per-location rate limits with `X-RateLimit-*` headers,
 //! expiring access tokens and single-use refresh tokens, search that lags writes, duplicate
 //! rules on create and upsert, and signed webhooks. Faults can be injected deterministically.
+//! It can hold several locations of one agency, each with its own data, rate limit and token.
 //!
-//! Admin routes under `/__sandbox/` (not GHL's): `GET stats`, `GET state`, `POST reset`,
+//! Admin routes under `/__sandbox/` (not GHL's; those about data take `?locationId=`, default
+//! the first location): `GET stats` (also per location), `GET state`, `POST reset`,
 //! `POST oauth/code`, `POST clock`, `GET webhook-keys`, `PATCH|DELETE contacts/{id}` (edits as a
 //! person in GHL's UI would make them: not counted, webhooks sent), `POST contacts/{id}/appointments`
 //! and `PATCH appointments/{id}` (a booking made or moved in GHL: `AppointmentCreate` /
@@ -55,6 +57,7 @@ mod store;
 mod validate;
 pub mod webhooks;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -66,7 +69,6 @@ pub use seed::{Seed, SeedContact};
 
 use auth::{OAuthApp, Tokens};
 use clock::Clock;
-use config::DEFAULT_LOCATION_ID;
 use ids::IdGen;
 use rate_limit::RateLimiter;
 use stats::Stats;
@@ -79,7 +81,10 @@ pub(crate) struct App {
     company_id: String,
     seed: Seed,
     allow_duplicates: bool,
-    store: Mutex<Store>,
+    /// One store per location, the first first.
+    stores: Vec<Mutex<Store>>,
+    /// Position in `stores` by location id.
+    store_index: HashMap<String, usize>,
     tokens: Mutex<Tokens>,
     rate_limiter: RateLimiter,
     faults: FaultSpec,
@@ -89,8 +94,16 @@ pub(crate) struct App {
 }
 
 impl App {
+    /// The first location's store.
     fn store(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.stores[0])
+    }
+
+    /// A location's store, if the sandbox holds the location.
+    fn store_of(&self, location: &str) -> Option<MutexGuard<'_, Store>> {
+        self.store_index
+            .get(location)
+            .map(|at| lock(&self.stores[*at]))
     }
 
     fn tokens(&self) -> MutexGuard<'_, Tokens> {
@@ -98,8 +111,12 @@ impl App {
     }
 
     /// Back to the seeded state: data, rate limits and counters (issued tokens stay valid).
+    /// The seed fills the first location; the others start empty.
     fn reset(&self) -> Result<(), String> {
         self.store().reset(&self.seed, self.allow_duplicates)?;
+        for store in &self.stores[1..] {
+            lock(store).reset(&Seed::default(), self.allow_duplicates)?;
+        }
         self.rate_limiter.reset();
         self.stats.reset();
         self.tokens().refresh_token_reuse = 0;
@@ -107,13 +124,20 @@ impl App {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A sandbox serving on a local port.
 pub struct RunningSandbox {
     /// Base URL, e.g. `http://127.0.0.1:41234`.
     pub url: String,
     pub addr: SocketAddr,
+    /// The first location and its token.
     pub location_id: String,
     pub token: String,
+    /// Every location with its Private Integration Token, the first first.
+    pub locations: Vec<(String, String)>,
     server: JoinHandle<()>,
 }
 
@@ -146,22 +170,30 @@ pub async fn serve(config: SandboxConfig, listener: TcpListener) -> Result<Runni
     let ids = Arc::new(IdGen::new(config.faults.seed));
     let clock = Arc::new(Clock::default());
     let stats = Arc::new(Stats::default());
-    let location_id = if config.location_id.is_empty() {
-        DEFAULT_LOCATION_ID.to_owned()
-    } else {
-        config.location_id.clone()
-    };
-    let mut store = Store::new(
-        location_id.clone(),
-        config.allow_duplicate_contact,
-        config.search_lag,
-        Arc::clone(&ids),
-        Arc::clone(&clock),
-    );
-    store.reset(&config.seed, config.allow_duplicate_contact)?;
+    let locations = config.locations();
+    let mut stores = Vec::with_capacity(locations.len());
+    for (n, location) in locations.iter().enumerate() {
+        let mut store = Store::new(
+            location.clone(),
+            config.allow_duplicate_contact,
+            config.search_lag,
+            Arc::clone(&ids),
+            Arc::clone(&clock),
+        );
+        let seed = if n == 0 {
+            config.seed.clone()
+        } else {
+            Seed::default()
+        };
+        store.reset(&seed, config.allow_duplicate_contact)?;
+        stores.push(Mutex::new(store));
+    }
+    let pits: Vec<(String, String)> = locations
+        .iter()
+        .map(|location| (config.token_for(location), location.clone()))
+        .collect();
     let tokens = Tokens::new(
-        config.token.clone(),
-        &location_id,
+        &pits,
         &config.company_id,
         OAuthApp {
             client_id: config.oauth_client_id.clone(),
@@ -172,7 +204,6 @@ pub async fn serve(config: SandboxConfig, listener: TcpListener) -> Result<Runni
     );
     let webhooks = Webhooks::start(
         config.webhook_url.clone(),
-        location_id.clone(),
         webhooks::Delivery {
             retry_delay: config.webhook_retry_delay,
             drop: config.faults.webhook_drop,
@@ -187,7 +218,12 @@ pub async fn serve(config: SandboxConfig, listener: TcpListener) -> Result<Runni
         company_id: config.company_id.clone(),
         seed: config.seed.clone(),
         allow_duplicates: config.allow_duplicate_contact,
-        store: Mutex::new(store),
+        stores,
+        store_index: locations
+            .iter()
+            .enumerate()
+            .map(|(at, location)| (location.clone(), at))
+            .collect(),
         tokens: Mutex::new(tokens),
         rate_limiter: RateLimiter::new(config.rate_limit, config.daily_limit),
         faults: config.faults.clone(),
@@ -204,8 +240,12 @@ pub async fn serve(config: SandboxConfig, listener: TcpListener) -> Result<Runni
     Ok(RunningSandbox {
         url: format!("http://{addr}"),
         addr,
-        location_id,
+        location_id: locations[0].clone(),
         token: config.token,
+        locations: pits
+            .into_iter()
+            .map(|(token, location)| (location, token))
+            .collect(),
         server,
     })
 }

@@ -159,14 +159,13 @@ fn with_store(
 ) -> Response {
     let result = principal.require(scope).and_then(|()| {
         let location = principal.location()?;
-        let mut store = app.store();
-        if location != store.location_id() {
-            return Err(ApiError::forbidden_location());
-        }
+        let mut store = app
+            .store_of(location)
+            .ok_or_else(ApiError::forbidden_location)?;
         let answer = work(&mut store);
         let events = store.take_events();
         drop(store);
-        app.webhooks.send(events);
+        app.webhooks.send(location, events);
         answer
     });
     match result {
@@ -428,8 +427,7 @@ async fn location_token(
     FormBody(form): FormBody,
 ) -> Response {
     let now = app.clock.now();
-    let location = app.store().location_id().to_owned();
-    match app.tokens().location_token(&p, &form, &location, now) {
+    match app.tokens().location_token(&p, &form, now) {
         Ok(grant) => Json(grant).into_response(),
         Err(e) => e.into_response(),
     }
@@ -442,9 +440,12 @@ async fn admin_stats(State(app): State<Arc<App>>) -> Json<Value> {
     Json(app.stats.to_json(reuse))
 }
 
-async fn admin_state(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Json<Value> {
+async fn admin_state(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
     let query = query_map(q);
-    let mut state = app.store().dump();
+    let mut state = match admin_store(&app, &query) {
+        Ok(store) => store.dump(),
+        Err(e) => return e.into_response(),
+    };
     // `?parts=contacts` (comma-separated) keeps a poll cheap.
     if let Some(parts) = query.get("parts")
         && let Some(object) = state.as_object_mut()
@@ -452,7 +453,20 @@ async fn admin_state(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Json
         let keep: Vec<&str> = parts.split(',').map(str::trim).collect();
         object.retain(|key, _| key == "locationId" || keep.contains(&key.as_str()));
     }
-    Json(state)
+    Json(state).into_response()
+}
+
+/// The store an admin route acts on: `?locationId=` (default: the first location).
+fn admin_store<'a>(
+    app: &'a App,
+    query: &BTreeMap<String, String>,
+) -> ApiResult<std::sync::MutexGuard<'a, Store>> {
+    match query.get("locationId") {
+        None => Ok(app.store()),
+        Some(location) => app
+            .store_of(location)
+            .ok_or_else(|| ApiError::not_found("Location")),
+    }
 }
 
 async fn admin_reset(State(app): State<Arc<App>>) -> Response {
@@ -480,7 +494,11 @@ async fn admin_oauth_code(State(app): State<Arc<App>>, JsonBody(body): JsonBody)
             .map(str::to_owned)
             .collect()
     });
-    let location = app.store().location_id().to_owned();
+    let location = match body.get("locationId").and_then(Value::as_str) {
+        None => app.store().location_id().to_owned(),
+        Some(location) if app.store_of(location).is_some() => location.to_owned(),
+        Some(_) => return ApiError::not_found("Location").into_response(),
+    };
     let now = app.clock.now();
     let code = app
         .tokens()
@@ -506,59 +524,63 @@ async fn admin_webhook_keys() -> Json<Value> {
 async fn admin_edit_contact(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    RawQuery(q): RawQuery,
     JsonBody(patch): JsonBody,
 ) -> Response {
-    let mut store = app.store();
-    let result = store.edit_contact(&id, &patch);
-    let events = store.take_events();
-    drop(store);
-    app.webhooks.send(events);
-    match result {
-        Ok(contact) => Json(json!({"contact": contact})).into_response(),
-        Err(e) => e.into_response(),
-    }
+    admin_change(&app, &query_map(q), |store| {
+        store
+            .edit_contact(&id, &patch)
+            .map(|contact| json!({"contact": contact}))
+    })
 }
 
 async fn admin_create_appointment(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    RawQuery(q): RawQuery,
     JsonBody(body): JsonBody,
 ) -> Response {
-    admin_change(&app, |store| store.create_appointment(&id, &body))
+    admin_change(&app, &query_map(q), |store| {
+        store.create_appointment(&id, &body)
+    })
 }
 
 async fn admin_update_appointment(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    RawQuery(q): RawQuery,
     JsonBody(patch): JsonBody,
 ) -> Response {
-    admin_change(&app, |store| store.update_appointment(&id, &patch))
+    admin_change(&app, &query_map(q), |store| {
+        store.update_appointment(&id, &patch)
+    })
 }
 
-/// Runs an admin change on the store and sends the webhooks it causes.
+/// Runs an admin change on a location's store (`?locationId=`, default the first) and sends
+/// the webhooks it causes.
 fn admin_change(
     app: &App,
-    change: impl FnOnce(&mut super::store::Store) -> super::errors::ApiResult<Value>,
+    query: &BTreeMap<String, String>,
+    change: impl FnOnce(&mut Store) -> ApiResult<Value>,
 ) -> Response {
-    let mut store = app.store();
-    let result = change(&mut store);
-    let events = store.take_events();
-    drop(store);
-    app.webhooks.send(events);
+    let result = admin_store(app, query).and_then(|mut store| {
+        let result = change(&mut store);
+        let events = store.take_events();
+        let location = store.location_id().to_owned();
+        drop(store);
+        app.webhooks.send(&location, events);
+        result
+    });
     match result {
         Ok(body) => Json(body).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn admin_delete_contact(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    let mut store = app.store();
-    let result = store.delete_contact(&id);
-    let events = store.take_events();
-    drop(store);
-    app.webhooks.send(events);
-    match result {
-        Ok(body) => Json(body).into_response(),
-        Err(e) => e.into_response(),
-    }
+async fn admin_delete_contact(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    admin_change(&app, &query_map(q), |store| store.delete_contact(&id))
 }

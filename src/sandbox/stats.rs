@@ -25,6 +25,16 @@ struct Counts {
     by_operation: BTreeMap<String, u64>,
     by_status: BTreeMap<String, u64>,
     by_operation_status: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Per location (or agency, for Company tokens): the same counts.
+    by_location: BTreeMap<String, LocationCounts>,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LocationCounts {
+    total_requests: u64,
+    by_operation: BTreeMap<String, u64>,
+    rate_limited: u64,
 }
 
 impl Stats {
@@ -33,8 +43,9 @@ impl Stats {
         self.next_index.fetch_add(1, Ordering::SeqCst)
     }
 
-    /// Counts one answered request; `outcome` is the status code or `timeout` / `dropped`.
-    pub fn record(&self, operation: &str, outcome: &str) {
+    /// Counts one answered request; `outcome` is the status code or `timeout` / `dropped`;
+    /// `location` the location (or agency) whose budget it spent, once authenticated.
+    pub fn record(&self, operation: &str, outcome: &str, location: Option<&str>) {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         c.total += 1;
         *c.by_operation.entry(operation.to_owned()).or_default() += 1;
@@ -44,6 +55,14 @@ impl Stats {
             .or_default()
             .entry(outcome.to_owned())
             .or_default() += 1;
+        if let Some(location) = location {
+            let counts = c.by_location.entry(location.to_owned()).or_default();
+            counts.total_requests += 1;
+            *counts.by_operation.entry(operation.to_owned()).or_default() += 1;
+            if outcome == "429" {
+                counts.rate_limited += 1;
+            }
+        }
     }
 
     pub fn reset(&self) {
@@ -61,6 +80,7 @@ impl Stats {
             "byOperation": c.by_operation,
             "byStatus": c.by_status,
             "byOperationAndStatus": c.by_operation_status,
+            "byLocation": c.by_location,
             "rateLimited": c.by_status.get("429").copied().unwrap_or(0),
             "refreshTokenReuse": refresh_token_reuse,
             "webhooks": {

@@ -74,7 +74,6 @@ impl Keys {
 #[derive(Clone)]
 pub struct Webhooks {
     sender: Option<mpsc::UnboundedSender<Bytes>>,
-    location_id: String,
     ids: Arc<IdGen>,
     clock: Arc<Clock>,
 }
@@ -83,7 +82,6 @@ impl Webhooks {
     /// Starts the delivery task when `url` is set; without it, events are discarded.
     pub fn start(
         url: Option<String>,
-        location_id: String,
         delivery: Delivery,
         ids: Arc<IdGen>,
         clock: Arc<Clock>,
@@ -94,23 +92,18 @@ impl Webhooks {
             tokio::spawn(deliver(url, rx, delivery, stats));
             tx
         });
-        Self {
-            sender,
-            location_id,
-            ids,
-            clock,
-        }
+        Self { sender, ids, clock }
     }
 
-    /// Sends events in order (the location id and envelope are added here).
-    pub fn send(&self, events: Vec<Event>) {
+    /// Sends a location's events in order (the location id and envelope are added here).
+    pub fn send(&self, location_id: &str, events: Vec<Event>) {
         let Some(sender) = &self.sender else {
             return;
         };
         for event in events {
             let mut payload = event.payload;
             payload.insert("type".into(), json!(event.kind));
-            payload.insert("locationId".into(), json!(self.location_id));
+            payload.insert("locationId".into(), json!(location_id));
             payload.insert("timestamp".into(), json!(iso(self.clock.now())));
             payload.insert("webhookId".into(), json!(self.ids.id()));
             let body = serde_json::to_vec(&Value::Object(payload)).unwrap_or_default();

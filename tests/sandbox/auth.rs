@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::support::sandbox::{Raw, start, start_default};
 
-async fn token_call(raw: &Raw, form: &[(&str, &str)]) -> crate::support::sandbox::Answer {
+pub async fn token_call(raw: &Raw, form: &[(&str, &str)]) -> crate::support::sandbox::Answer {
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form)
         .finish();
@@ -26,7 +26,7 @@ const CLIENT: [(&str, &str); 2] = [
     ("client_secret", "sandbox-client-secret"),
 ];
 
-async fn grant_from_code(raw: &Raw, code_body: Value) -> Value {
+pub async fn grant_from_code(raw: &Raw, code_body: Value) -> Value {
     let code = raw.admin("POST", "oauth/code", Some(code_body)).await["code"]
         .as_str()
         .unwrap()

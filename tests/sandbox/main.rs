@@ -8,4 +8,5 @@ mod conformance;
 mod contacts;
 mod faults;
 mod limits;
+mod locations;
 mod webhooks;
