@@ -276,9 +276,16 @@ fn cel_auth_is_exactly_one_of() {
     both["spec"]["auth"]["oauth"] = oauth.clone();
     let err = cel("GhlConnection", &both, None).unwrap_err();
     assert!(
-        err.contains("exactly one of privateIntegrationToken or oauth"),
+        err.contains("exactly one of privateIntegrationToken, oauth or agencyGrant"),
         "{err}"
     );
+    let agency = json!({"connectionRef": {"name": "agency"}, "tokenSecretRef": {"name": "t"}});
+    let mut pit_and_agency = example_connection();
+    pit_and_agency["spec"]["auth"]["agencyGrant"] = agency.clone();
+    assert!(cel("GhlConnection", &pit_and_agency, None).is_err());
+    let mut only_agency = example_connection();
+    only_agency["spec"]["auth"] = json!({"agencyGrant": agency});
+    assert_eq!(cel("GhlConnection", &only_agency, None), Ok(()));
 
     let mut neither = example_connection();
     neither["spec"]["auth"] = json!({});

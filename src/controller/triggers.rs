@@ -30,6 +30,9 @@ fn secrets_of(connection: &GhlConnection) -> Vec<&str> {
             names.push(code.name.as_str());
         }
     }
+    if let Some(agency) = &auth.agency_grant {
+        names.push(agency.token_secret_ref.name.as_str());
+    }
     if let Some(export) = &connection.spec.export {
         names.extend(
             export

@@ -75,7 +75,7 @@ pub struct GhlConnectionSpec {
 /// Credentials for GHL. Exactly one member must be set.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.privateIntegrationToken) != has(self.oauth)").message("set exactly one of privateIntegrationToken or oauth"))]
+#[x_kube(validation = Rule::new("[has(self.privateIntegrationToken), has(self.oauth), has(self.agencyGrant)].filter(x, x).size() == 1").message("set exactly one of privateIntegrationToken, oauth or agencyGrant"))]
 pub struct ConnectionAuth {
     /// A Private Integration Token (static; rotated by a human in GHL and then in the Secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +84,37 @@ pub struct ConnectionAuth {
     /// A Marketplace app's OAuth 2.0 grant; the operator refreshes and stores the tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth: Option<OAuthAuth>,
+
+    /// A location token minted from another GhlConnection's agency grant (`oauth` with
+    /// `userType: Company`): one consent serves every sub-account of the agency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agency_grant: Option<AgencyGrantAuth>,
+}
+
+/// A location token minted from an agency grant held by another GhlConnection.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgencyGrantAuth {
+    /// The GhlConnection (same namespace) whose `auth.oauth` is the agency (`userType:
+    /// Company`) grant. Only that connection refreshes the agency token; this one only reads
+    /// it, from the token Secret the operator wrote, and only for the same `baseUrl`.
+    pub connection_ref: AgencyConnectionRef,
+
+    /// Secret the operator creates and owns for this location's token. Do not edit it.
+    pub token_secret_ref: SecretRef,
+
+    /// Mint a new location token this long before the current one expires. If omitted, `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_before: Option<DurationString>,
+}
+
+/// A GhlConnection in the referring connection's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgencyConnectionRef {
+    /// Name of the GhlConnection holding the agency grant.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 /// A Private Integration Token kept in a Secret.

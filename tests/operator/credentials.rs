@@ -29,7 +29,7 @@ async fn sandbox(ttl_s: u64) -> RunningSandbox {
     .await
 }
 
-async fn mint_code(raw: &Raw, user_type: &str) -> String {
+pub async fn mint_code(raw: &Raw, user_type: &str) -> String {
     raw.admin("POST", "oauth/code", Some(json!({"userType": user_type})))
         .await["code"]
         .as_str()
@@ -39,7 +39,7 @@ async fn mint_code(raw: &Raw, user_type: &str) -> String {
 
 /// `examples/11-connection-oauth.yaml` pointed at the sandbox with `code`, renewing
 /// `renew_before` before expiry, plus the example policy on it.
-fn oauth_objects(sandbox: &RunningSandbox, code: &str, renew_before: &str) -> Vec<Value> {
+pub fn oauth_objects(sandbox: &RunningSandbox, code: &str, renew_before: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/11-connection-oauth.yaml"),
     )

@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod agency;
 mod chaos;
 mod chart;
 mod credentials;

@@ -275,6 +275,11 @@ fn token_from_manifests(
             oauth.token_secret_ref.name.clone(),
             "access_token".to_owned(),
         )
+    } else if let Some(agency) = &auth.agency_grant {
+        (
+            agency.token_secret_ref.name.clone(),
+            "access_token".to_owned(),
+        )
     } else {
         return Err("no auth configured".into());
     };

@@ -14,7 +14,8 @@ use crate::controller::context::Context;
 use crate::controller::verdict::Notice;
 use crate::crd::common::{MAX_DURATION, duration_field};
 use crate::crd::connection::{
-    CredentialType, GhlConnection, OAuthAuth, PrivateIntegrationTokenAuth, RolloutTarget,
+    AgencyGrantAuth, CredentialType, GhlConnection, OAuthAuth, PrivateIntegrationTokenAuth,
+    RolloutTarget,
 };
 use crate::crd::vocabulary::{action, reason};
 use crate::credentials::Problem;
@@ -70,12 +71,18 @@ pub async fn resolve(
     now: Timestamp,
 ) -> Result<Resolved, Problem> {
     let auth = &obj.spec.auth;
-    match (&auth.private_integration_token, &auth.oauth) {
-        (Some(pit), _) => resolve_pit(ctx, obj, pit, now).await,
-        (None, Some(oauth)) => resolve_oauth(ctx, obj, oauth, now).await,
-        (None, None) => Err(Problem::stalled(
+    match (
+        &auth.private_integration_token,
+        &auth.oauth,
+        &auth.agency_grant,
+    ) {
+        (Some(pit), None, None) => resolve_pit(ctx, obj, pit, now).await,
+        (None, Some(oauth), None) => resolve_oauth(ctx, obj, oauth, now).await,
+        (None, None, Some(agency)) => resolve_borrowed(ctx, obj, agency, now).await,
+        _ => Err(Problem::stalled(
             reason::INVALID_SPEC,
-            "set auth.privateIntegrationToken or auth.oauth".into(),
+            "set exactly one of auth.privateIntegrationToken, auth.oauth or auth.agencyGrant"
+                .into(),
         )),
     }
 }
@@ -137,14 +144,7 @@ async fn resolve_oauth(
 ) -> Result<Resolved, Problem> {
     let namespace = obj.namespace().unwrap_or_default();
     let cap = ctx.config.connection_check_interval;
-    let client = OAuthClient::new(
-        obj.spec.base_url(),
-        obj.spec.api_version(),
-        HttpTimeouts::default(),
-        RetryPolicy::default(),
-        std::sync::Arc::clone(&ctx.metrics.ghl),
-    )
-    .map_err(|e| Problem::stalled(reason::INVALID_SPEC, e.to_string()))?;
+    let client = oauth_client(ctx, obj)?;
     let name = obj.name_any();
     let inputs = Inputs {
         client: &ctx.client,
@@ -158,8 +158,24 @@ async fn resolve_oauth(
         now,
     };
     let usable = ctx.oauth.ensure(&inputs).await?;
+    Ok(resolved_oauth(usable, now, cap))
+}
+
+fn oauth_client(ctx: &Context, obj: &GhlConnection) -> Result<OAuthClient, Problem> {
+    OAuthClient::new(
+        obj.spec.base_url(),
+        obj.spec.api_version(),
+        HttpTimeouts::default(),
+        RetryPolicy::default(),
+        std::sync::Arc::clone(&ctx.metrics.ghl),
+    )
+    .map_err(|e| Problem::stalled(reason::INVALID_SPEC, e.to_string()))
+}
+
+/// The facts of an OAuth credential (own or borrowed), for status. Pure.
+fn resolved_oauth(usable: oauth::Usable, now: Timestamp, cap: Duration) -> Resolved {
     let grant = &usable.grant;
-    Ok(Resolved {
+    Resolved {
         type_: CredentialType::OAuth,
         fingerprint: fingerprint(&usable.token),
         token: usable.token.clone(),
@@ -187,7 +203,39 @@ async fn resolve_oauth(
             .unwrap_or_default(),
         requeue: schedule::requeue_in(usable.next_renewal, now, cap),
         unconfirmed: grant.previous_access_token.is_some(),
+    }
+}
+
+/// A location token minted from another connection's agency grant
+/// ([`crate::credentials::oauth::borrowed`]).
+async fn resolve_borrowed(
+    ctx: &Context,
+    obj: &GhlConnection,
+    auth: &AgencyGrantAuth,
+    now: Timestamp,
+) -> Result<Resolved, Problem> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let client = oauth_client(ctx, obj)?;
+    let reference =
+        kube::runtime::reflector::ObjectRef::<GhlConnection>::new(&auth.connection_ref.name)
+            .within(&namespace);
+    let agency = ctx.stores.connections.get(&reference);
+    let usable = oauth::borrowed::ensure(&oauth::borrowed::BorrowInputs {
+        client: &ctx.client,
+        oauth: &client,
+        namespace: &namespace,
+        spec: &obj.spec,
+        auth,
+        agency: agency.as_ref().map(|a| &a.spec),
+        fence: &ctx.fence,
+        now,
     })
+    .await?;
+    Ok(resolved_oauth(
+        usable,
+        now,
+        ctx.config.connection_check_interval,
+    ))
 }
 
 /// After the credential works: drop the previous OAuth token, publish to consumers, roll

@@ -17,6 +17,7 @@
 //! (see [`fence::Guard`]), and nothing is spent by a process that no longer leads.
 
 mod agency;
+pub mod borrowed;
 mod fence;
 mod spend;
 
