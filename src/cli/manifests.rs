@@ -233,7 +233,7 @@ spec:
     fn the_examples_load() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
         let m = Manifests::load(&[root], "default").unwrap();
-        assert_eq!(m.connections.len(), 2);
+        assert_eq!(m.connections.len(), 4);
         assert_eq!(m.policies.len(), 1);
         assert_eq!(m.rules.len(), 1);
     }

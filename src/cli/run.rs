@@ -33,9 +33,13 @@ pub struct RunArgs {
     /// Let policies and rules use GhlConnections in other namespaces.
     #[arg(long, env = "GHL_ALLOW_CROSS_NAMESPACE_REFS")]
     pub allow_cross_namespace_refs: bool,
-    /// Objects of one kind reconciled at once.
-    #[arg(long, env = "GHL_CONCURRENCY", default_value_t = 4)]
+    /// Objects of one kind reconciled at once, across all connections (each waits on its own
+    /// location's budget, so hundreds of connections proceed side by side).
+    #[arg(long, env = "GHL_CONCURRENCY", default_value_t = 256)]
     pub concurrency: u16,
+    /// Full syncs of one connection's policies and rules at once (they share its budget).
+    #[arg(long, env = "GHL_SYNCS_PER_CONNECTION", default_value_t = 2)]
+    pub syncs_per_connection: usize,
     /// Contacts applied in parallel within one policy.
     #[arg(long, env = "GHL_APPLY_CONCURRENCY", default_value_t = 4)]
     pub apply_concurrency: usize,
@@ -183,6 +187,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         config: OperatorConfig {
             allow_cross_namespace_refs: args.allow_cross_namespace_refs,
             apply_concurrency: args.apply_concurrency.max(1),
+            syncs_per_connection: args.syncs_per_connection.max(1),
             deep_resync_every: args.deep_resync_every.max(1),
             connection_check_interval: args.connection_check_interval.parse()?,
             default_resync: args.default_resync.parse()?,

@@ -33,6 +33,10 @@ pub struct Handle {
     pub client: GhlClient,
     pub budget: Arc<RequestBudget>,
     pub token: SharedToken,
+    /// Full syncs of the connection's users run through this gate, a few at a time: they
+    /// share one location budget, so more at once would only wait there holding memory.
+    /// Connections do not wait for each other.
+    pub gate: Arc<tokio::sync::Semaphore>,
     /// Settings the client was built from (a change rebuilds it).
     settings_id: String,
     readiness: RwLock<Readiness>,
@@ -64,19 +68,29 @@ impl Handle {
     }
 }
 
+/// Full syncs of one connection's users at once, unless configured.
+pub const DEFAULT_SYNCS_PER_CONNECTION: usize = 2;
+
 /// All connections' handles.
 #[derive(Debug)]
 pub struct Registry {
     handles: RwLock<HashMap<ConnectionKey, Arc<Handle>>>,
     metrics: Arc<GhlMetrics>,
+    /// Full syncs of one connection's users at once.
+    syncs_per_connection: usize,
     changes: broadcast::Sender<ConnectionKey>,
 }
 
 impl Registry {
     pub fn new(metrics: Arc<GhlMetrics>) -> Self {
+        Self::with_syncs_per_connection(metrics, DEFAULT_SYNCS_PER_CONNECTION)
+    }
+
+    pub fn with_syncs_per_connection(metrics: Arc<GhlMetrics>, syncs: usize) -> Self {
         Self {
             handles: RwLock::new(HashMap::new()),
             metrics,
+            syncs_per_connection: syncs.max(1),
             changes: broadcast::channel(1024).0,
         }
     }
@@ -110,12 +124,18 @@ impl Registry {
             spec.location_id,
             budget
         );
-        if let Some(existing) = self.get(key)
+        let existing = self.get(key);
+        if let Some(existing) = &existing
             && existing.settings_id == settings_id
         {
             existing.token.set(token);
-            return Ok(existing);
+            return Ok(Arc::clone(existing));
         }
+        // A rebuilt client keeps the gate: syncs running through the old one still count.
+        let gate = existing.map_or_else(
+            || Arc::new(tokio::sync::Semaphore::new(self.syncs_per_connection)),
+            |existing| Arc::clone(&existing.gate),
+        );
         let mut settings = ConnectionSettings::new(spec.base_url(), &spec.location_id);
         settings.api_version = spec.api_version().to_owned();
         settings.budget = budget;
@@ -126,6 +146,7 @@ impl Registry {
             client,
             budget,
             token: shared,
+            gate,
             settings_id,
             key: key.clone(),
             changes: self.changes.clone(),
@@ -211,6 +232,34 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &third), "rebuilt for another location");
         registry.remove(&key);
         assert!(registry.get(&key).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_connections_syncs_take_turns_while_other_connections_do_not_wait() {
+        let registry = Registry::with_syncs_per_connection(Arc::new(GhlMetrics::default()), 2);
+        let upsert = |name: &str, location: &str| {
+            registry
+                .upsert(
+                    &("ns".to_owned(), name.to_owned()),
+                    &spec(location),
+                    BudgetConfig::default(),
+                    "t".to_owned().into(),
+                )
+                .unwrap()
+        };
+        let acme = upsert("acme", "loc1");
+        let (_one, _two) = (
+            acme.gate.try_acquire().unwrap(),
+            acme.gate.try_acquire().unwrap(),
+        );
+        assert!(acme.gate.try_acquire().is_err(), "a third waits its turn");
+        // A rebuilt client keeps the gate: the syncs running through the old one still count.
+        let rebuilt = upsert("acme", "loc2");
+        assert!(!Arc::ptr_eq(&acme, &rebuilt));
+        assert!(rebuilt.gate.try_acquire().is_err());
+        // Another connection has its own.
+        let other = upsert("other", "loc3");
+        assert!(other.gate.try_acquire().is_ok());
     }
 
     #[tokio::test]

@@ -44,6 +44,9 @@ pub struct OperatorConfig {
     pub allow_cross_namespace_refs: bool,
     /// Contacts applied in parallel within one policy.
     pub apply_concurrency: usize,
+    /// Full syncs of one connection's policies and rules at once (connections do not wait
+    /// for each other).
+    pub syncs_per_connection: usize,
     /// Every how many resyncs a policy also re-reads all notes and unsearchable fields.
     pub deep_resync_every: u32,
     /// How often a ready connection re-checks its credentials.
@@ -65,6 +68,7 @@ impl Default for OperatorConfig {
         Self {
             allow_cross_namespace_refs: false,
             apply_concurrency: 4,
+            syncs_per_connection: super::connections::DEFAULT_SYNCS_PER_CONNECTION,
             deep_resync_every: 6,
             connection_check_interval: Duration::from_secs(300),
             default_resync: Duration::from_secs(600),
@@ -138,7 +142,10 @@ impl Context {
     ) -> Self {
         Self {
             fence,
-            connections: Arc::new(Registry::new(Arc::clone(&metrics.ghl))),
+            connections: Arc::new(Registry::with_syncs_per_connection(
+                Arc::clone(&metrics.ghl),
+                config.syncs_per_connection,
+            )),
             events: Feeds::new(config.webhook_backlog, metrics.feed.clone()),
             client,
             config,

@@ -36,8 +36,11 @@ use crate::engine::state::{StateError, StateStore};
 
 /// Largest serialized shard; the API server allows 1 MiB per object.
 const SHARD_BYTES: usize = 700 * 1024;
-/// A journal page is rewritten on every commit, so it stays small.
-const PAGE_BYTES: usize = 64 * 1024;
+/// A journal page is rewritten on every commit, so it stays small: what a sync writes to the
+/// API server grows with commits × half a page. At 64 KiB, 200 locations of 500 contacts
+/// converging at once filled etcd's 2 GB quota within minutes; at 8 KiB a 500-contact sync
+/// writes about 8 MB of pages (and compaction folds them into shards at its end).
+const PAGE_BYTES: usize = 8 * 1024;
 const DATA_KEY: &str = "ledger";
 const GENERATION_KEY: &str = "generation";
 

@@ -222,6 +222,9 @@ async fn run<K: Synced>(
         ),
         (Err(waiting), _) => (waiting, None),
         (Ok(prepared), ConnectionState::Usable(usable)) => {
+            // Waits only behind the same connection's other syncs (a closed gate cannot
+            // happen: it is never closed).
+            let _turn = usable.handle.gate.acquire().await;
             match obj.sync(ctx, key, prepared, usable).await {
                 Ok((outcome, detail)) => (Outcome::Synced(outcome), Some(detail)),
                 Err(error) => (classify(&error, &usable.label()), None),
