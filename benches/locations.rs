@@ -10,17 +10,20 @@
 //! `scripts/k8s-testenv.sh start && cargo bench --bench locations`
 //! (`BENCH_LOCATIONS`, `BENCH_CONTACTS` change the sizes).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ghl_operator::sandbox::{RateLimit, RunningSandbox, SandboxConfig};
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, GroupVersionKind, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config, ResourceExt};
+use kube::{Client, Config};
 use serde_json::{Value, json};
+
+use cluster::{Operator, apply, create_namespace, free_port, install_crds, kubeconfig_path};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -29,68 +32,9 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn kubeconfig_path() -> PathBuf {
-    let run = std::env::var("K8S_RUN").unwrap_or_else(|_| "/tmp/k8s-testenv".into());
-    Path::new(&run).join("kubeconfig")
-}
-
 /// A 20-character location id, like GHL's.
 fn location(i: usize) -> String {
     format!("benchLocation{i:07}")
-}
-
-async fn apply(client: &Client, namespace: &str, mut object: Value) {
-    let api_version = object["apiVersion"].as_str().unwrap().to_owned();
-    let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
-    let gvk = GroupVersionKind::gvk(group, version, object["kind"].as_str().unwrap());
-    let (resource, _) = kube::discovery::pinned_kind(client, &gvk).await.unwrap();
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    object["metadata"]["namespace"] = json!(namespace);
-    let name = object["metadata"]["name"].as_str().unwrap().to_owned();
-    api.patch(
-        &name,
-        &PatchParams::apply("bench").force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .unwrap();
-}
-
-async fn install_crds(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (_, crd) in ghl_operator::crd::all() {
-        let name = crd.name_any();
-        match crds.get_opt(&name).await.unwrap() {
-            None => {
-                let _ = crds.create(&PostParams::default(), &crd).await;
-            }
-            Some(current) => {
-                let mut crd = crd.clone();
-                crd.metadata.resource_version = current.metadata.resource_version;
-                let _ = crds.replace(&name, &PostParams::default(), &crd).await;
-            }
-        }
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-}
-
-async fn create_namespace(client: &Client, name: &str) {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
-        )
-        .await
-        .unwrap();
 }
 
 /// Declares location `i`'s connection and policy of `contacts` contacts in `namespace`.
@@ -174,15 +118,6 @@ fn peak_mib(pid: u32) -> f64 {
         .and_then(|kb| kb.parse::<f64>().ok())
         .unwrap_or(0.0)
         / 1024.0
-}
-
-struct Operator(Child);
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::main]

@@ -11,9 +11,11 @@
 //!
 //! `scripts/k8s-testenv.sh start && cargo bench --bench realtime`
 
+#[path = "support/cluster.rs"]
+mod cluster;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,11 +27,12 @@ use axum::routing::post;
 use ghl_operator::sandbox::webhooks::Keys;
 use ghl_operator::sandbox::{RateLimit, SandboxConfig};
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, GroupVersionKind};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config, ResourceExt};
+use kube::{Client, Config};
 use serde_json::{Value, json};
+
+use cluster::{Operator, apply, create_namespace, free_port, install_crds, kubeconfig_path};
 
 const CONTACTS: usize = 100;
 const CHANGES: usize = 1000;
@@ -77,54 +80,6 @@ async fn sink_receive(State(arrivals): State<Arrivals>, body: Bytes) -> StatusCo
     StatusCode::NO_CONTENT
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn kubeconfig_path() -> PathBuf {
-    let run = std::env::var("K8S_RUN").unwrap_or_else(|_| "/tmp/k8s-testenv".into());
-    Path::new(&run).join("kubeconfig")
-}
-
-async fn apply(client: &Client, namespace: &str, mut object: Value) {
-    let api_version = object["apiVersion"].as_str().unwrap().to_owned();
-    let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
-    let gvk = GroupVersionKind::gvk(group, version, object["kind"].as_str().unwrap());
-    let (resource, _) = kube::discovery::pinned_kind(client, &gvk).await.unwrap();
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    object["metadata"]["namespace"] = json!(namespace);
-    let name = object["metadata"]["name"].as_str().unwrap().to_owned();
-    api.patch(
-        &name,
-        &PatchParams::apply("bench").force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .unwrap();
-}
-
-async fn install_crds(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (_, crd) in ghl_operator::crd::all() {
-        let name = crd.name_any();
-        match crds.get_opt(&name).await.unwrap() {
-            None => {
-                let _ = crds.create(&PostParams::default(), &crd).await;
-            }
-            Some(current) => {
-                let mut crd = crd.clone();
-                crd.metadata.resource_version = current.metadata.resource_version;
-                let _ = crds.replace(&name, &PostParams::default(), &crd).await;
-            }
-        }
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -164,15 +119,6 @@ impl Shows {
     }
 }
 
-struct Operator(Child);
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::main]
 async fn main() {
     ghl_operator::tls::install_default_provider();
@@ -191,14 +137,7 @@ async fn main() {
     let client = Client::try_from(config).unwrap();
     install_crds(&client).await;
     let namespace = format!("bench-rt-{:06x}", rand::random::<u32>() & 0xff_ffff);
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    create_namespace(&client, &namespace).await;
 
     // The sink.
     let arrivals: Arrivals = Arc::default();
@@ -479,7 +418,7 @@ async fn main() {
         "429 answers: {}",
         after["rateLimited"].as_u64().unwrap_or(0) - before["rateLimited"].as_u64().unwrap_or(0)
     );
-    let _ = namespaces
+    let _ = Api::<Namespace>::all(client.clone())
         .delete(&namespace, &kube::api::DeleteParams::default())
         .await;
 }

@@ -90,7 +90,7 @@ impl Registry {
         Self {
             handles: RwLock::new(HashMap::new()),
             metrics,
-            syncs_per_connection: syncs.max(1),
+            syncs_per_connection: syncs.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
             changes: broadcast::channel(1024).0,
         }
     }

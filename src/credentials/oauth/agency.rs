@@ -14,7 +14,11 @@ use crate::crd::vocabulary::reason;
 use crate::credentials::Problem;
 use crate::credentials::failpoint::crash_point;
 use crate::credentials::schedule::{self, RenewalPolicy};
+use crate::engine::fence::Fence;
 use crate::ghl::ErrorClass;
+use crate::ghl::models::LocationTokenGrant;
+use crate::ghl::oauth::OAuthClient;
+use secrecy::SecretString;
 
 /// Agency grants: mint (or reuse) the location token; then the next renewal time.
 pub(super) async fn finish(
@@ -45,13 +49,7 @@ pub(super) async fn finish(
                 _ => true,
             };
         if needs_location {
-            if !input.fence.is_open() {
-                return Err(Problem::retry(
-                    reason::PROGRESSING,
-                    "this process no longer holds the leader Lease; not minting tokens".into(),
-                    Duration::from_secs(5),
-                ));
-            }
+            may_mint(input.fence)?;
             // Stored only over the grant it was minted from: a refresh by another process
             // meanwhile wins, and the location token is minted again from its grant.
             let guard = Guard::Revision(usable.grant.revision);
@@ -109,28 +107,13 @@ async fn mint_location_token(
             "userType Company needs companyId".into(),
         ));
     };
-    let minted = input
-        .oauth
-        .location_token(
-            &usable.grant.access_token,
-            &company,
-            &input.spec.location_id,
-        )
-        .await
-        .map_err(|e| match e.class() {
-            ErrorClass::Auth | ErrorClass::Terminal => Problem::refused(
-                reason::CREDENTIALS_REJECTED,
-                format!(
-                    "GHL refused a location token for {}: {e}",
-                    input.spec.location_id
-                ),
-            ),
-            _ => Problem::retry(
-                reason::GHL_UNAVAILABLE,
-                format!("minting a location token: {e}"),
-                Duration::from_secs(10),
-            ),
-        })?;
+    let minted = mint(
+        input.oauth,
+        &usable.grant.access_token,
+        &company,
+        &input.spec.location_id,
+    )
+    .await?;
     let mut grant = usable.grant.clone();
     grant.location_access_token = Some(minted.access_token);
     grant.location_expires_at = Some(schedule::expiry_of(input.now, minted.expires_in));
@@ -138,4 +121,41 @@ async fn mint_location_token(
         grant.revision = grant.revision.saturating_add(1);
     }
     Ok(grant)
+}
+
+/// Whether this process may mint tokens: only while it leads.
+pub(super) fn may_mint(fence: &Fence) -> Result<(), Problem> {
+    if fence.is_open() {
+        Ok(())
+    } else {
+        Err(Problem::retry(
+            reason::PROGRESSING,
+            "this process no longer holds the leader Lease; not minting tokens".into(),
+            Duration::from_secs(5),
+        ))
+    }
+}
+
+/// A location token minted from `agency_token`: GHL's refusal stops the connection (its
+/// credentials are wrong), anything else is tried again.
+pub(super) async fn mint(
+    oauth: &OAuthClient,
+    agency_token: &SecretString,
+    company: &str,
+    location: &str,
+) -> Result<LocationTokenGrant, Problem> {
+    oauth
+        .location_token(agency_token, company, location)
+        .await
+        .map_err(|e| match e.class() {
+            ErrorClass::Auth | ErrorClass::Terminal => Problem::refused(
+                reason::CREDENTIALS_REJECTED,
+                format!("GHL refused a location token for {location}: {e}"),
+            ),
+            _ => Problem::retry(
+                reason::GHL_UNAVAILABLE,
+                format!("minting a location token: {e}"),
+                Duration::from_secs(10),
+            ),
+        })
 }

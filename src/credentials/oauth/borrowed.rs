@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
 use super::Usable;
+use super::agency::{may_mint, mint};
 use super::fence::{Guard, Stored, persist, read_secret};
 use crate::crd::common::MAX_DURATION;
 use crate::crd::connection::{AgencyGrantAuth, GhlConnectionSpec, OAuthAuth, UserType};
@@ -20,7 +21,6 @@ use crate::credentials::Problem;
 use crate::credentials::schedule::{self, RenewalPolicy};
 use crate::credentials::token_secret::{self, StoredGrant};
 use crate::engine::fence::Fence;
-use crate::ghl::ErrorClass;
 use crate::ghl::oauth::OAuthClient;
 
 /// What borrowing an agency grant needs.
@@ -119,32 +119,15 @@ pub async fn ensure(input: &BorrowInputs<'_>) -> Result<Usable, Problem> {
     {
         return Ok(usable(grant.clone(), &renewal, false));
     }
-    if !input.fence.is_open() {
-        return Err(Problem::retry(
-            reason::PROGRESSING,
-            "this process no longer holds the leader Lease; not minting tokens".into(),
-            Duration::from_secs(5),
-        ));
-    }
+    may_mint(input.fence)?;
     let agency_token = agency_token(&secrets, agency_name, agency_auth, input.now).await?;
-    let minted = input
-        .oauth
-        .location_token(&agency_token, &company, &input.spec.location_id)
-        .await
-        .map_err(|e| match e.class() {
-            ErrorClass::Auth | ErrorClass::Terminal => Problem::refused(
-                reason::CREDENTIALS_REJECTED,
-                format!(
-                    "GHL refused a location token for {} from the agency grant of {agency_name}: {e}",
-                    input.spec.location_id
-                ),
-            ),
-            _ => Problem::retry(
-                reason::GHL_UNAVAILABLE,
-                format!("minting a location token: {e}"),
-                Duration::from_secs(10),
-            ),
-        })?;
+    let minted = mint(
+        input.oauth,
+        &agency_token,
+        &company,
+        &input.spec.location_id,
+    )
+    .await?;
     let grant = StoredGrant {
         access_token: minted.access_token,
         refresh_token: None,

@@ -45,24 +45,13 @@ pub fn plan_contact(
         ids.first().map(|id| (*id).to_owned())
     });
 
-    let mut plan = ContactPlan {
-        source: contact.source.to_string(),
-        key: contact.key.to_string(),
-        ledger_key: contact.ledger_key,
-        target: Target::Existing {
+    let mut plan = ContactPlan::empty(
+        contact,
+        Target::Existing {
             id: String::new(),
             adopt: false,
         },
-        replaces: None,
-        changes: Vec::new(),
-        upsert_changes: Vec::new(),
-        add_tags: BTreeSet::new(),
-        remove_tags: BTreeSet::new(),
-        items: Vec::new(),
-        observed_drift: Vec::new(),
-        drifted: false,
-        recovered: false,
-    };
+    );
 
     let Some(id) = candidate else {
         plan.target = Target::Create {

@@ -243,14 +243,22 @@ pub struct ContactPlan {
 impl ContactPlan {
     /// The plan of a contact settled as in sync during observation: nothing to do.
     fn unchanged(contact: &DesiredContact, id: &str) -> Self {
+        Self::empty(
+            contact,
+            Target::Existing {
+                id: id.to_owned(),
+                adopt: false,
+            },
+        )
+    }
+
+    /// A plan for `contact` at `target` that changes nothing yet.
+    pub(crate) fn empty(contact: &DesiredContact, target: Target) -> Self {
         ContactPlan {
             source: contact.source.to_string(),
             key: contact.key.to_string(),
             ledger_key: contact.ledger_key,
-            target: Target::Existing {
-                id: id.to_owned(),
-                adopt: false,
-            },
+            target,
             replaces: None,
             changes: Vec::new(),
             upsert_changes: Vec::new(),

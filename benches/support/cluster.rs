@@ -1,0 +1,80 @@
+//! What the benchmarks that run the real operator on the test API server share.
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn kubeconfig_path() -> PathBuf {
+    let run = std::env::var("K8S_RUN").unwrap_or_else(|_| "/tmp/k8s-testenv".into());
+    Path::new(&run).join("kubeconfig")
+}
+
+pub async fn apply(client: &Client, namespace: &str, mut object: Value) {
+    let api_version = object["apiVersion"].as_str().unwrap().to_owned();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+    let gvk = GroupVersionKind::gvk(group, version, object["kind"].as_str().unwrap());
+    let (resource, _) = kube::discovery::pinned_kind(client, &gvk).await.unwrap();
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    object["metadata"]["namespace"] = json!(namespace);
+    let name = object["metadata"]["name"].as_str().unwrap().to_owned();
+    api.patch(
+        &name,
+        &PatchParams::apply("bench").force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .unwrap();
+}
+
+pub async fn install_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for (_, crd) in ghl_operator::crd::all() {
+        let name = crd.name_any();
+        match crds.get_opt(&name).await.unwrap() {
+            None => {
+                let _ = crds.create(&PostParams::default(), &crd).await;
+            }
+            Some(current) => {
+                let mut crd = crd.clone();
+                crd.metadata.resource_version = current.metadata.resource_version;
+                let _ = crds.replace(&name, &PostParams::default(), &crd).await;
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+pub async fn create_namespace(client: &Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+/// The operator process, killed when dropped.
+pub struct Operator(pub Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
