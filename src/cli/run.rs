@@ -64,6 +64,11 @@ pub struct RunArgs {
     /// How long a leader that stopped renewing keeps the Lease.
     #[arg(long, env = "GHL_LEASE_DURATION", default_value = "15s")]
     pub lease_duration: DurationString,
+    /// Split the locations (and every connection, policy and rule on them) over this many
+    /// shards, each with its own Lease (`<lease-name>-shard-<i>`); the replicas divide them
+    /// evenly and take over a dead replica's within the Lease duration. 1: one leader.
+    #[arg(long, env = "GHL_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub shards: u32,
     /// This process's identity (default: the pod name, else the host name and process id).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -213,6 +218,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency.max(1),
         metrics_addr: args.metrics_addr,
         leader,
+        shards: args.shards,
         instance: identity,
     };
     let client = kube::Client::try_default()

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
@@ -21,6 +21,7 @@ use super::metrics::Metrics;
 use super::object::{Kind, ObjectKey};
 use super::ownership::Ownership;
 use super::reference::{self, ConnectionState};
+use super::shards::{Shards, Work};
 use super::targets::Targets;
 use super::verdict::Notice;
 use jiff::Timestamp;
@@ -115,16 +116,15 @@ pub struct Context {
     pub oauth: OAuthManager,
     /// What every policy and rule wants, by location.
     pub ownership: Ownership,
-    /// When this process started (owners get a while to declare before others go ahead).
-    pub started: Instant,
     /// The change feeds, webhook counts and the backlog of webhook work.
     pub events: Feeds,
     /// Contacts waiting for targeted syncs.
     pub targets: Targets,
     /// Objects to reconcile now (e.g. the TagRules of a location a webhook named).
     pub wakes: broadcast::Sender<ObjectKey>,
-    /// Open while this process leads: every GHL write and ledger write checks it.
-    pub fence: Fence,
+    /// The shards this process holds: reconciles start only for their objects, and every
+    /// GHL write and ledger write checks the object's shard's fence.
+    pub shards: Arc<Shards>,
     /// Resyncs per object, to pick the deep ones.
     resyncs: Mutex<HashMap<ObjectKey, u32>>,
     /// One lock per object: its full reconcile and targeted syncs never overlap.
@@ -138,10 +138,10 @@ impl Context {
         stores: Stores,
         recorder: Recorder,
         metrics: Arc<Metrics>,
-        fence: Fence,
+        shards: Arc<Shards>,
     ) -> Self {
         Self {
-            fence,
+            shards,
             connections: Arc::new(Registry::with_syncs_per_connection(
                 Arc::clone(&metrics.ghl),
                 config.syncs_per_connection,
@@ -155,7 +155,6 @@ impl Context {
             backoff: Backoff::default(),
             oauth: OAuthManager::default(),
             ownership: Ownership::default(),
-            started: Instant::now(),
             targets: Targets::default(),
             wakes: broadcast::channel(4096).0,
             resyncs: Mutex::new(HashMap::new()),
@@ -163,12 +162,97 @@ impl Context {
         }
     }
 
-    /// Sync options for an object in `mode`: the operator's concurrency, this process' fence.
-    pub fn sync_options(&self, mode: Mode) -> SyncOptions {
+    /// Sync options for `key` in `mode`: the operator's concurrency, its shard's fence.
+    pub fn sync_options(&self, mode: Mode, key: &ObjectKey) -> SyncOptions {
         let mut options = SyncOptions::new(mode, Timestamp::now());
         options.apply.concurrency = self.config.apply_concurrency;
-        options.apply.fence = self.fence.clone();
+        options.apply.fence = self.fence_for(key);
         options
+    }
+
+    /// What decides `key`'s shard: the location of its connection (all connections of a
+    /// location, and every object using them, share a shard); while that is unknown, the
+    /// connection's namespace and name.
+    pub fn shard_key(&self, key: &ObjectKey) -> String {
+        fn at<K: kube::Resource<DynamicType = ()>>(namespace: &str, name: &str) -> ObjectRef<K> {
+            ObjectRef::new(name).within(namespace)
+        }
+        let connection = match key.kind {
+            Kind::GhlConnection => (key.namespace.clone(), key.name.clone()),
+            Kind::ContactSyncPolicy => {
+                match self.stores.policies.get(&at(&key.namespace, &key.name)) {
+                    Some(p) => reference::target(&key.namespace, &p.spec.connection_ref),
+                    None => (key.namespace.clone(), key.name.clone()),
+                }
+            }
+            Kind::TagRule => match self.stores.rules.get(&at(&key.namespace, &key.name)) {
+                Some(r) => reference::target(&key.namespace, &r.spec.connection_ref),
+                None => (key.namespace.clone(), key.name.clone()),
+            },
+        };
+        match self
+            .stores
+            .connections
+            .get(&at::<GhlConnection>(&connection.0, &connection.1))
+        {
+            Some(c) => c.spec.location_id.clone(),
+            None => format!("{}/{}", connection.0, connection.1),
+        }
+    }
+
+    /// The shard `key` belongs to.
+    pub fn shard_of(&self, key: &ObjectKey) -> u32 {
+        if self.shards.count() <= 1 {
+            return 0;
+        }
+        self.shards.of(&self.shard_key(key))
+    }
+
+    /// The fence `key`'s writes check: its shard's.
+    pub fn fence_for(&self, key: &ObjectKey) -> Fence {
+        self.shards.fence(self.shard_of(key))
+    }
+
+    /// Starts a reconcile of `key` if this process holds its shard (`None`: another replica's).
+    pub fn enter(&self, key: &ObjectKey) -> Option<Work> {
+        self.shards.enter(self.shard_of(key))
+    }
+
+    /// Whether this process holds `location`'s shard (it alone takes its webhooks).
+    pub fn holds_location(&self, location: &str) -> bool {
+        self.shards.holds(self.shards.of(location))
+    }
+
+    /// Forgets what was kept about every object of a shard lost or given up (its feeds stop;
+    /// whoever holds it next starts from the cluster's state).
+    pub fn forget_shard(&self, shard: u32) {
+        let mut keys: Vec<ObjectKey> = Vec::new();
+        keys.extend(
+            self.stores
+                .connections
+                .state()
+                .iter()
+                .map(|c| ObjectKey::of(Kind::GhlConnection, c.as_ref())),
+        );
+        keys.extend(
+            self.stores
+                .policies
+                .state()
+                .iter()
+                .map(|p| ObjectKey::of(Kind::ContactSyncPolicy, p.as_ref())),
+        );
+        keys.extend(
+            self.stores
+                .rules
+                .state()
+                .iter()
+                .map(|r| ObjectKey::of(Kind::TagRule, r.as_ref())),
+        );
+        for key in keys {
+            if self.shard_of(&key) == shard {
+                self.forget(&key);
+            }
+        }
     }
 
     /// Where an object in `namespace` stands with the connection `reference` names.
@@ -183,14 +267,16 @@ impl Context {
     }
 
     /// Policies on `location` other than `except` for which `include` holds, that have not
-    /// declared what they want since the process started — while it is young enough to wait.
+    /// declared what they want since this process took the location's shard — while that is
+    /// recent enough to wait.
     pub fn undeclared_policies(
         &self,
         location: &str,
         except: &ObjectKey,
         include: impl Fn(&ContactSyncPolicy) -> bool,
     ) -> Vec<ObjectKey> {
-        if self.started.elapsed() > OWNERS_PATIENCE {
+        let since = self.shards.held_since(self.shards.of(location));
+        if since.is_none_or(|since| since.elapsed() > OWNERS_PATIENCE) {
             return Vec::new();
         }
         self.stores

@@ -146,10 +146,11 @@ impl crate::webhook::Intake for Intake {
 
     fn admit(&self, event: Event, received: Instant) -> bool {
         let ctx = &self.0;
-        if !ctx.events.admits() {
+        let location = event.location_id.as_str();
+        // Another replica's shard: 429, and GHL's retry may reach the replica that holds it.
+        if !ctx.events.admits() || !ctx.holds_location(location) {
             return false;
         }
-        let location = event.location_id.as_str();
         ctx.events.webhook(location, Timestamp::now());
         let (contact, part, email, phone, deleted) = match &event.change {
             Change::Contact {

@@ -136,6 +136,36 @@ impl Elector {
         }
     }
 
+    /// Whether this process holds the Lease or could take it now (free, or its holder stopped
+    /// renewing for the Lease duration), from one read; the read counts as an observation.
+    pub async fn takeable(&mut self) -> Result<bool, kube::Error> {
+        let now = Instant::now();
+        let Some(lease) = self.api.get_opt(&self.config.name).await? else {
+            return Ok(true);
+        };
+        let record = record_of(&lease);
+        let observed = match &self.seen {
+            Some((seen, at)) if *seen == record => *at,
+            _ => now,
+        };
+        self.seen = Some((record.clone(), observed));
+        Ok(may_take(
+            &record,
+            &self.config.identity,
+            observed,
+            now,
+            self.config.lease_duration,
+        ))
+    }
+
+    /// A new fence for a new tenure: the previous one is closed for good, so work left over
+    /// from an earlier tenure can never write again.
+    pub fn fresh_fence(&mut self) -> Fence {
+        self.fence.close();
+        self.fence = Fence::leased();
+        self.fence.clone()
+    }
+
     /// One attempt to take or keep the Lease.
     pub async fn try_acquire_or_renew(&mut self) -> Result<Attempt, kube::Error> {
         let now = Instant::now();

@@ -61,6 +61,7 @@ pub struct Metrics {
     targeted: Family<KindResult, Counter>,
     webhook_to_applied: Histogram,
     pub leader: Gauge,
+    pub shards_held: Gauge,
     pub ghl: Arc<GhlMetrics>,
     pub feed: FeedMetrics,
     pub webhooks: WebhookMetrics,
@@ -87,6 +88,7 @@ impl Metrics {
             targeted: Family::default(),
             webhook_to_applied: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
             leader: Gauge::default(),
+            shards_held: Gauge::default(),
             ghl,
             feed,
             webhooks,
@@ -116,6 +118,11 @@ impl Metrics {
             "leader",
             "1 while this process holds the leader Lease",
             metrics.leader.clone(),
+        );
+        sub.register(
+            "shards_held",
+            "Shards this process holds (--shards; 1 for the leader when not sharded)",
+            metrics.shards_held.clone(),
         );
         sub.register(
             "credential_expiry_timestamp_seconds",

@@ -19,7 +19,8 @@
 //! - [`backoff`], [`error`]: per-object backoff and the error policy;
 //! - [`run`], [`wiring`], [`scope`], [`leader`], [`server`], [`metrics`]: the process, the
 //!   controllers' wiring and the namespaces they watch, Lease election, `/metrics` `/healthz`
-//!   `/readyz`.
+//!   `/readyz`;
+//! - [`shards`]: `--shards`, the locations split over shard Leases the replicas divide.
 
 pub mod backoff;
 pub mod conditions;
@@ -40,6 +41,7 @@ pub mod reference;
 pub mod run;
 pub mod scope;
 pub mod server;
+pub mod shards;
 pub mod status;
 pub mod tag_rule;
 pub mod targeted;

@@ -136,6 +136,11 @@ pub fn jittered(interval: Duration) -> Duration {
 pub async fn reconcile<K: Synced>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let key = ObjectKey::of(K::KIND, obj.as_ref());
+    // Another replica's shard: it reconciles this one (a shard gained reconciles everything).
+    let Some(_work) = ctx.enter(&key) else {
+        return Ok(Action::await_change());
+    };
+    tracing::debug!(kind = K::KIND.as_str(), object = %key, "reconciling");
     // Never alongside a targeted sync of the same object.
     let _lock = ctx.lock(&key).await;
     if obj.meta().deletion_timestamp.is_some() {

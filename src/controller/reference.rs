@@ -57,6 +57,17 @@ impl ConnectionState {
     }
 }
 
+/// The connection `reference` names from an object in `namespace` (its own unless it says).
+pub fn target(namespace: &str, reference: &ConnectionRef) -> ConnectionKey {
+    (
+        reference
+            .namespace
+            .clone()
+            .unwrap_or_else(|| namespace.to_owned()),
+        reference.name.clone(),
+    )
+}
+
 /// The connection `reference` names from an object in `namespace`, and whether it may be used.
 ///
 /// One piece: each early return is one way a connection can be unusable, in the order they
@@ -68,13 +79,7 @@ pub fn resolve(
     namespace: &str,
     reference: &ConnectionRef,
 ) -> ConnectionState {
-    let key: ConnectionKey = (
-        reference
-            .namespace
-            .clone()
-            .unwrap_or_else(|| namespace.to_owned()),
-        reference.name.clone(),
-    );
+    let key = target(namespace, reference);
     let unusable = |phase, reason, message, location| ConnectionState::Unusable {
         key: key.clone(),
         phase,

@@ -19,6 +19,8 @@ use super::leader::{Elector, LeaseConfig};
 use super::metrics::Metrics;
 use super::scope::Scope;
 use super::server::{self, Health};
+use super::shards::Shards;
+use super::shards::manager::Manager;
 use super::wiring::{self, Stop};
 use crate::crd::GhlConnection;
 use crate::engine::fence::Fence;
@@ -44,6 +46,9 @@ pub struct RunOptions {
     pub metrics_addr: SocketAddr,
     /// `None` runs without leader election (one replica only).
     pub leader: Option<LeaseConfig>,
+    /// More than 1: split the locations over this many shards, each with its own Lease
+    /// (named after `leader`'s, which it needs); the replicas divide them.
+    pub shards: u32,
     /// This process's name in Events (usually the pod name).
     pub instance: String,
     /// Serve GHL's webhooks (`POST /webhooks/ghl`).
@@ -153,18 +158,29 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
         controller: crate::crd::vocabulary::FIELD_MANAGER.to_owned(),
         instance: Some(options.instance.clone()),
     };
-    let mut elector = options
-        .leader
-        .clone()
-        .map(|config| Elector::new(client.clone(), config));
-    let fence = elector.as_ref().map_or_else(Fence::open, Elector::fence);
+    let sharding = match (&options.leader, options.shards) {
+        (Some(lease), n) if n > 1 => Some((lease.clone(), n)),
+        (None, n) if n > 1 => anyhow::bail!("--shards needs leader election (its Leases)"),
+        _ => None,
+    };
+    let mut elector = match sharding {
+        Some(_) => None,
+        None => options
+            .leader
+            .clone()
+            .map(|config| Elector::new(client.clone(), config)),
+    };
+    let shards = match &sharding {
+        Some((_, n)) => Shards::leased(*n),
+        None => Shards::single(elector.as_ref().map_or_else(Fence::open, Elector::fence)),
+    };
     let ctx = Arc::new(Context::new(
         client.clone(),
         options.config.clone(),
         caches.stores(),
         Recorder::new(client.clone(), reporter),
         Arc::clone(&metrics),
-        fence,
+        Arc::clone(&shards),
     ));
     let webhooks = match &options.webhook {
         Some(webhook) => Some(serve_webhooks(webhook, &ctx, &metrics, &stop).await?),
@@ -186,7 +202,27 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
         }
         tracing::info!("became the leader");
     }
-    metrics.leader.set(1);
+    // Sharded: the shards come and go while the controllers run.
+    let manager = sharding.map(|(lease, _)| {
+        tracing::info!(shards = shards.count(), identity = %lease.identity, "sharding");
+        let forget = Arc::clone(&ctx);
+        let mut manager = Manager::new(
+            client.clone(),
+            lease,
+            Arc::clone(&shards),
+            metrics.shards_held.clone(),
+            move |shard| forget.forget_shard(shard),
+        );
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            manager.run(stop.stopped()).await;
+            manager
+        })
+    });
+    if manager.is_none() {
+        metrics.leader.set(1);
+        metrics.shards_held.set(1);
+    }
 
     // Leadership lost → stop everything and exit with an error.
     let (lost_tx, mut lost_rx) = watch::channel(false);
@@ -230,6 +266,12 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
     // Changes already taken from GHL go out before the process does, if they can.
     ctx.events.drain(Duration::from_secs(10)).await;
     metrics.leader.set(0);
+    if let Some(manager) = manager
+        && let Ok(mut manager) = manager.await
+    {
+        manager.release_all().await;
+    }
+    metrics.shards_held.set(0);
     let lost = *lost_rx.borrow_and_update();
     if let Some(holder) = holder
         && let Ok(mut elector) = holder.await

@@ -22,6 +22,7 @@ use crate::crd::ContactSyncPolicy;
 use crate::crd::common::PlanSummary;
 use crate::crd::tag_rule::{TagRule, TagRuleStatus};
 use crate::crd::vocabulary::reason;
+use crate::engine::fence::Fence;
 use crate::engine::state::{StateError, StateStore};
 use crate::engine::tag_rule::{
     RulePlan, apply_rule, observe_release, observe_rule, plan_rule, rule_block, rule_claim,
@@ -43,7 +44,7 @@ fn ledger(ctx: &Context, rule: &TagRule) -> SecretLedgerStore {
     SecretLedgerStore::new(
         ctx.client.clone(),
         LedgerOwner::of(Kind::TagRule, rule),
-        ctx.fence.clone(),
+        ctx.fence_for(&ObjectKey::of(Kind::TagRule, rule)),
     )
 }
 
@@ -62,7 +63,8 @@ async fn policy_contacts(
         return Ok(BTreeSet::new());
     };
     let owner = LedgerOwner::of(Kind::ContactSyncPolicy, &policy);
-    let ledger = SecretLedgerStore::new(ctx.client.clone(), owner, ctx.fence.clone())
+    // Read only: a closed fence, as no write may come of it.
+    let ledger = SecretLedgerStore::new(ctx.client.clone(), owner, Fence::leased())
         .load()
         .await?;
     Ok(ledger
@@ -177,7 +179,7 @@ impl Synced for TagRule {
             &self.spec,
             &seen,
             &claims,
-            &ctx.sync_options(self.spec.mode),
+            &ctx.sync_options(self.spec.mode, key),
         )
         .await?;
         let detail = detail(&outcome);
@@ -200,7 +202,7 @@ impl Synced for TagRule {
         if let Some(reason) = rule_block(&self.spec, &plan) {
             return Ok(SyncOutcome::Blocked { plan: (), reason });
         }
-        let report = apply_rule(client, &store, &mut ledger, &plan, &ctx.fence).await?;
+        let report = apply_rule(client, &store, &mut ledger, &plan, &ctx.fence_for(key)).await?;
         Ok(SyncOutcome::Applied { plan: (), report })
     }
 

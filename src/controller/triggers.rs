@@ -226,6 +226,18 @@ pub fn woken<K: Resource<DynamicType = ()> + 'static>(
     })
 }
 
+/// A tick each time this process gains a shard: its objects are to be reconciled (they were
+/// skipped while another replica held it).
+pub fn on_shards_gained(
+    mut gained: tokio::sync::watch::Receiver<u64>,
+) -> impl Stream<Item = ()> + Send + 'static {
+    gained.mark_unchanged();
+    stream::unfold(gained, |mut gained| async move {
+        gained.changed().await.ok()?;
+        Some(((), gained))
+    })
+}
+
 /// The objects to reconcile whenever a connection's readiness changes.
 pub fn on_connection_change<K: UsesConnection + Send + Sync>(
     changes: broadcast::Receiver<ConnectionKey>,

@@ -113,6 +113,7 @@ where
     )
     .with_config(config.clone())
     .reconcile_on(readiness)
+    .reconcile_all_on(triggers::on_shards_gained(ctx.shards.subscribe()))
 }
 
 /// The three caches (reflector stores), made before the controllers run so the
@@ -220,6 +221,7 @@ async fn run_connections(
         scope::metadata::<Secret>(shared.client, shared.scope),
         move |secret| triggers::connections_reading(&store, &secret),
     )
+    .reconcile_all_on(triggers::on_shards_gained(ctx.shards.subscribe()))
     .graceful_shutdown_on(shared.stop.stopped())
     .run(
         connection::reconcile,

@@ -38,7 +38,7 @@ VALUE_SETS = {
             "extraArgs": ["--deep-resync-every=3"],
             "extraEnv": [{"name": "EXTRA", "value": "1"}],
         },
-        "leaderElection": {"enabled": True, "leaseDuration": "20s"},
+        "leaderElection": {"enabled": True, "leaseDuration": "20s", "shards": 4},
         "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
         "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
         "networkPolicy": {
@@ -81,7 +81,12 @@ def main():
     namespace = {name: NAMESPACE for name in value_sets}
     if len(sys.argv) > 3:
         watched = sys.argv[3:]
-        value_sets["namespaced"] = {"watchNamespaces": watched, "fullnameOverride": f"ghl-operator-{watched[0]}"}
+        # Sharded: the RBAC test runs the operator with these flags and only this RBAC.
+        value_sets["namespaced"] = {
+            "watchNamespaces": watched,
+            "fullnameOverride": f"ghl-operator-{watched[0]}",
+            "leaderElection": {"shards": 2},
+        }
         namespace["namespaced"] = watched[0]
     out_dir.mkdir(parents=True, exist_ok=True)
     chart = helm_python.Chart.load(str(chart_dir))
@@ -99,10 +104,12 @@ def main():
         {"allowedBaseUrls": ["services.leadconnectorhq.com"]},
         {"watchNamespaces": ["Not A Namespace"]},
         {"webhooks": {"port": 70000}},
+        {"leaderElection": {"shards": 0}},
+        {"leaderElection": {"enabled": False, "shards": 2}},
     ):
         try:
             chart.render(values=bad, name="ghl-operator", namespace=NAMESPACE)
-        except helm_python.HelmValuesError:
+        except (helm_python.HelmValuesError, helm_python.HelmRenderError):
             continue
         fail(f"values {bad} were accepted")
 

@@ -15,5 +15,6 @@ mod leader;
 mod ledger;
 mod lifecycle;
 mod ownership;
+mod shards;
 mod waiting;
 mod webhooks;

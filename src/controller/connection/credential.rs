@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use secrecy::SecretString;
 
 use crate::controller::context::Context;
+use crate::controller::object::{Kind, ObjectKey};
 use crate::controller::verdict::Notice;
 use crate::crd::common::{MAX_DURATION, duration_field};
 use crate::crd::connection::{
@@ -154,7 +155,7 @@ async fn resolve_oauth(
         spec: &obj.spec,
         auth: oauth_auth,
         identity: &ctx.config.identity,
-        fence: &ctx.fence,
+        fence: &ctx.fence_for(&ObjectKey::of(Kind::GhlConnection, obj)),
         now,
     };
     let usable = ctx.oauth.ensure(&inputs).await?;
@@ -227,7 +228,7 @@ async fn resolve_borrowed(
         spec: &obj.spec,
         auth,
         agency: agency.as_ref().map(|a| &a.spec),
-        fence: &ctx.fence,
+        fence: &ctx.fence_for(&ObjectKey::of(Kind::GhlConnection, obj)),
         now,
     })
     .await?;

@@ -33,6 +33,11 @@ use crate::ghl::budget::BudgetView;
 pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let object = ObjectKey::of(Kind::GhlConnection, obj.as_ref());
+    // Another replica's shard: it reconciles this one (a shard gained reconciles everything).
+    let Some(_work) = ctx.enter(&object) else {
+        return Ok(Action::await_change());
+    };
+    tracing::debug!(kind = "GhlConnection", object = %object, "reconciling");
     if obj.meta().deletion_timestamp.is_some() {
         ctx.forget(&object);
         return Ok(Action::await_change());

@@ -63,7 +63,7 @@ fn ledger(ctx: &Context, policy: &ContactSyncPolicy) -> SecretLedgerStore {
     SecretLedgerStore::new(
         ctx.client.clone(),
         LedgerOwner::of(Kind::ContactSyncPolicy, policy),
-        ctx.fence.clone(),
+        ctx.fence_for(&ObjectKey::of(Kind::ContactSyncPolicy, policy)),
     )
 }
 
@@ -136,7 +136,7 @@ impl Synced for ContactSyncPolicy {
         connection: &Usable,
     ) -> Result<(SyncOutcome<Facts>, Detail), SyncError> {
         let store = ledger(ctx, self);
-        let mut options = ctx.sync_options(self.spec.mode);
+        let mut options = ctx.sync_options(self.spec.mode, key);
         options.observe.deep = ctx.deep_resync(key);
         let deep = options.observe.deep;
         let (outcome, owned) = sync_policy_owning(
@@ -219,7 +219,7 @@ impl Synced for ContactSyncPolicy {
             &store,
             nothing,
             plan_options,
-            ctx.sync_options(Mode::Apply),
+            ctx.sync_options(Mode::Apply, key),
         )
         .await?;
         Ok(outcome.map(drop))
@@ -252,6 +252,10 @@ pub async fn sync_targeted(ctx: &Context, key: &ObjectKey, scope: Scope) -> &'st
     else {
         return "skipped";
     };
+    // Only while this process holds the policy's shard (it may have moved since the webhook).
+    let Some(_work) = ctx.enter(key) else {
+        return "skipped";
+    };
     let _lock = ctx.lock(key).await;
     let ConnectionState::Usable(connection) =
         ctx.connection(&key.namespace, &policy.spec.connection_ref)
@@ -269,7 +273,7 @@ pub async fn sync_targeted(ctx: &Context, key: &ObjectKey, scope: Scope) -> &'st
     );
     hold_back(&mut desired, &yielded);
     let store = ledger(ctx, &policy);
-    let mut options = ctx.sync_options(policy.spec.mode);
+    let mut options = ctx.sync_options(policy.spec.mode, key);
     // A handful of contacts, each a few calls: read and write them all at once (the
     // connection's budget still paces them).
     options.observe.concurrency = TARGETED_CONCURRENCY;
