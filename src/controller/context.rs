@@ -15,6 +15,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::broadcast;
 
 use super::backoff::Backoff;
+use super::connection::installed::Listings;
 use super::connections::Registry;
 use super::feeds::Feeds;
 use super::metrics::Metrics;
@@ -120,6 +121,8 @@ pub struct Context {
     pub events: Feeds,
     /// Contacts waiting for targeted syncs.
     pub targets: Targets,
+    /// When agency connections last listed their installed locations.
+    pub installed: Listings,
     /// Objects to reconcile now (e.g. the TagRules of a location a webhook named).
     pub wakes: broadcast::Sender<ObjectKey>,
     /// The shards this process holds: reconciles start only for their objects, and every
@@ -156,6 +159,7 @@ impl Context {
             oauth: OAuthManager::default(),
             ownership: Ownership::default(),
             targets: Targets::default(),
+            installed: Listings::default(),
             wakes: broadcast::channel(4096).0,
             resyncs: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
@@ -393,6 +397,7 @@ impl Context {
             Kind::GhlConnection => {
                 let connection = (key.namespace.clone(), key.name.clone());
                 self.events.remove(&connection);
+                self.installed.forget(&connection);
                 self.connections.remove(&connection);
                 self.oauth.forget(&connection.0, &connection.1);
                 self.metrics.forget_connection(&connection);

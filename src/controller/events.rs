@@ -24,6 +24,7 @@ use super::context::Context;
 use super::object::{Kind, ObjectKey};
 use crate::crd::GhlConnection;
 use crate::crd::common::duration_field;
+use crate::crd::connection::UserType;
 use crate::crd::vocabulary::{FIELD_MANAGER_EVENTS, annotation};
 use crate::feed::signature::SigningKey;
 use crate::feed::{FeedConfig, SinkConfig};
@@ -144,8 +145,15 @@ impl crate::webhook::Intake for Intake {
             .any(|c| c.spec.location_id == location)
     }
 
+    fn knows_company(&self, company: &str) -> bool {
+        !agency_connections(&self.0, company).is_empty()
+    }
+
     fn admit(&self, event: Event, received: Instant) -> bool {
         let ctx = &self.0;
+        if let Change::Installation { company_id } = &event.change {
+            return installation(ctx, company_id);
+        }
         let location = event.location_id.as_str();
         // Another replica's shard: 429, and GHL's retry may reach the replica that holds it.
         if !ctx.events.admits() || !ctx.holds_location(location) {
@@ -160,7 +168,7 @@ impl crate::webhook::Intake for Intake {
                 phone,
             } => (id, *part, email.as_deref(), phone.as_deref(), false),
             Change::ContactDeleted { id } => (id, Part::Contact, None, None, true),
-            Change::Unattributed | Change::Other => return true,
+            Change::Unattributed | Change::Other | Change::Installation { .. } => return true,
         };
         ctx.events.feed(location, contact, &event.kind, deleted);
         let mut queued = 0;
@@ -178,6 +186,37 @@ impl crate::webhook::Intake for Intake {
         }
         true
     }
+}
+
+/// The agency (`userType: Company`) connections of `company`.
+fn agency_connections(ctx: &Context, company: &str) -> Vec<ObjectKey> {
+    ctx.stores
+        .connections
+        .state()
+        .iter()
+        .filter(|c| {
+            c.spec.auth.oauth.as_ref().is_some_and(|o| {
+                o.user_type == UserType::Company && o.company_id.as_deref() == Some(company)
+            })
+        })
+        .map(|c| ObjectKey::of(Kind::GhlConnection, c.as_ref()))
+        .collect()
+}
+
+/// The app was installed or uninstalled somewhere in `company`: the agency connections this
+/// process holds list their installed locations again (nothing else happens). False when
+/// another replica holds them all (GHL retries; the retry may reach it).
+fn installation(ctx: &Context, company: &str) -> bool {
+    let mut taken = false;
+    for key in agency_connections(ctx, company) {
+        if ctx.shards.holds(ctx.shard_of(&key)) {
+            ctx.installed
+                .invalidate(&(key.namespace.clone(), key.name.clone()));
+            wake(ctx, key);
+            taken = true;
+        }
+    }
+    taken
 }
 
 /// The wake-up for `key`'s controller.

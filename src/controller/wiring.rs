@@ -222,6 +222,8 @@ async fn run_connections(
         move |secret| triggers::connections_reading(&store, &secret),
     )
     .reconcile_all_on(triggers::on_shards_gained(ctx.shards.subscribe()))
+    // An install webhook asks agency connections to list their locations again.
+    .reconcile_on(triggers::woken::<GhlConnection>(ctx.wakes.subscribe()))
     .graceful_shutdown_on(shared.stop.stopped())
     .run(
         connection::reconcile,

@@ -278,6 +278,35 @@ pub struct GhlConnectionStatus {
     /// Where the change feed stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<ExportStatus>,
+
+    /// Agency grants (`userType: Company`): the company's locations where the app is
+    /// installed, and which of them no GhlConnection in this namespace serves yet. Listing
+    /// them creates nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_locations: Option<InstalledLocationsStatus>,
+}
+
+/// The locations of an agency grant's company where the app is installed.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstalledLocationsStatus {
+    /// When GHL was last asked (again at each connection check, and after an install or
+    /// uninstall webhook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<Time>,
+    /// Locations with the app installed, as GHL counts them.
+    #[serde(default)]
+    pub count: u64,
+    /// Of the installed locations read, those a GhlConnection in this namespace serves.
+    #[serde(default)]
+    pub served: u64,
+    /// Installed locations no GhlConnection in this namespace serves yet (ids, at most 100):
+    /// the ones a new connection (e.g. with `auth.agencyGrant`) can serve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub available: Vec<String>,
+    /// Not every installed location was read, or not every available one is listed.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// The kind of credential a connection uses.

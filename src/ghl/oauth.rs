@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::error::{GhlError, Result};
 use super::metrics::GhlMetrics;
-use super::models::{GrantType, LocationTokenGrant, TokenGrant, UserTypeParam};
+use super::models::{GrantType, InstalledLocations, LocationTokenGrant, TokenGrant, UserTypeParam};
 use super::operation::Operation;
 use super::request::{ApiRequest, RequestAuth};
 use super::retry::{RetryPolicy, Retrying};
@@ -88,6 +88,29 @@ impl OAuthClient {
         ];
         let request = ApiRequest::new(operation, Method::POST, "/oauth/locationToken".into())
             .form(form)
+            .auth(RequestAuth::Bearer(agency_token.clone()));
+        self.decode(operation, request).await
+    }
+
+    /// One page of the locations where the app is installed (`isInstalled=true`), read with
+    /// an agency token (`oauth.readonly`).
+    pub async fn installed_locations(
+        &self,
+        agency_token: &SecretString,
+        company_id: &str,
+        app_id: &str,
+        skip: u64,
+        limit: u64,
+    ) -> Result<InstalledLocations> {
+        let operation = Operation::InstalledLocations;
+        let request = ApiRequest::new(operation, Method::GET, "/oauth/installedLocations".into())
+            .query(vec![
+                ("companyId", company_id.to_owned()),
+                ("appId", app_id.to_owned()),
+                ("isInstalled", "true".to_owned()),
+                ("skip", skip.to_string()),
+                ("limit", limit.to_string()),
+            ])
             .auth(RequestAuth::Bearer(agency_token.clone()));
         self.decode(operation, request).await
     }

@@ -30,6 +30,7 @@ pub enum Operation {
     RemoveTags,
     OAuthToken,
     LocationToken,
+    InstalledLocations,
 }
 
 impl Operation {
@@ -61,6 +62,7 @@ impl Operation {
             RemoveTags => "tags.remove",
             OAuthToken => "oauth.token",
             LocationToken => "oauth.location_token",
+            InstalledLocations => "oauth.installed_locations",
         }
     }
 
@@ -77,7 +79,10 @@ impl Operation {
 
     /// Whether the request counts against the location's request budget.
     pub fn uses_location_budget(self) -> bool {
-        !matches!(self, Operation::OAuthToken | Operation::LocationToken)
+        !matches!(
+            self,
+            Operation::OAuthToken | Operation::LocationToken | Operation::InstalledLocations
+        )
     }
 
     /// Whether GHL requires the `Version` header (the token endpoint declares none).

@@ -2,7 +2,7 @@
 //! single-use refresh tokens, one-time authorization codes, and location tokens minted from
 //! agency tokens. Secrets are random strings; nothing here is logged.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -262,6 +262,64 @@ impl Tokens {
         }
     }
 
+    /// The app's id: its client id up to the first `-`, as GHL's SDK reads it.
+    pub fn app_id(&self) -> &str {
+        self.app.client_id.split('-').next().unwrap_or_default()
+    }
+
+    /// `GET /oauth/installedLocations`: the agency's locations and whether the app is
+    /// installed on each (every sandbox location has it), a page at a time.
+    pub fn installed_locations(
+        &self,
+        caller: &Principal,
+        query: &BTreeMap<String, String>,
+    ) -> ApiResult<Value> {
+        if caller.user_type != UserType::Company {
+            return Err(ApiError::unauthorized(
+                "This route requires an agency (Company) token.",
+            ));
+        }
+        caller.require("oauth.readonly")?;
+        let (Some(company), Some(app)) = (query.get("companyId"), query.get("appId")) else {
+            return Err(ApiError::unprocessable(vec![
+                "companyId and appId should not be empty".into(),
+            ]));
+        };
+        if *company != caller.company_id {
+            return Err(ApiError::bad_request("Company not found"));
+        }
+        if app != self.app_id() {
+            return Err(ApiError::bad_request("App not found"));
+        }
+        let number = |key: &str, default: usize| -> ApiResult<usize> {
+            match query.get(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| ApiError::unprocessable(vec![format!("{key} must be a number")])),
+            }
+        };
+        let skip = number("skip", 0)?;
+        let limit = number("limit", 20)?.min(100);
+        let wanted = query.get("isInstalled").map(|v| v == "true");
+        let matching: Vec<&String> = self
+            .locations
+            .iter()
+            .filter(|_| wanted != Some(false))
+            .collect();
+        let page: Vec<Value> = matching
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .enumerate()
+            .map(|(i, id)| {
+                json!({"_id": id, "name": format!("Sandbox location {}", skip + i + 1),
+                       "address": "1 Sandbox Way", "isInstalled": true})
+            })
+            .collect();
+        Ok(json!({"locations": page, "count": matching.len(), "installToFutureLocations": false}))
+    }
+
     /// `POST /oauth/locationToken`: an agency token mints a location token.
     pub fn location_token(
         &mut self,
@@ -300,7 +358,7 @@ impl Tokens {
         if let Value::Object(map) = &mut grant {
             map.remove("userType");
             map.remove("companyId");
-            map.insert("appId".into(), json!("sandboxApp00000000001"));
+            map.insert("appId".into(), json!(self.app_id()));
         }
         Ok(grant)
     }

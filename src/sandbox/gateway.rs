@@ -45,6 +45,7 @@ pub fn operation_name(method: &Method, route: &str) -> &'static str {
         ("POST", "/contacts/bulk/tags/update/{type}") => "tags.bulk",
         ("POST", "/oauth/token") => "oauth.token",
         ("POST", "/oauth/locationToken") => "oauth.location_token",
+        ("GET", "/oauth/installedLocations") => "oauth.installed_locations",
         _ => "unknown",
     }
 }

@@ -61,6 +61,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/contacts/bulk/tags/update/{type}", post(bulk_tags))
         .route("/oauth/token", post(oauth_token))
         .route("/oauth/locationToken", post(location_token))
+        .route("/oauth/installedLocations", get(installed_locations))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&app),
             gateway,
@@ -429,6 +430,17 @@ async fn location_token(
     let now = app.clock.now();
     match app.tokens().location_token(&p, &form, now) {
         Ok(grant) => Json(grant).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn installed_locations(
+    State(app): State<Arc<App>>,
+    Extension(p): Caller,
+    RawQuery(q): RawQuery,
+) -> Response {
+    match app.tokens().installed_locations(&p, &query_map(q)) {
+        Ok(page) => Json(page).into_response(),
         Err(e) => e.into_response(),
     }
 }

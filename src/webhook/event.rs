@@ -31,6 +31,10 @@ pub enum Change {
     /// An event about a contact that does not say which (e.g. `TaskCreate` without
     /// `contactId`, a known GHL defect): only a full look finds it.
     Unattributed,
+    /// The app was installed on or uninstalled from a location (or a whole agency) of this
+    /// company: an agency connection's list of installed locations is out of date. It creates
+    /// nothing by itself.
+    Installation { company_id: String },
     /// An event the operator does not act on.
     Other,
 }
@@ -84,7 +88,8 @@ impl Event {
         // App events name the location only sometimes (an agency-wide install has none).
         let location_id = owned(&value, "locationId").unwrap_or_default();
         let change = change_of(&kind, &value);
-        if location_id.is_empty() && change != Change::Other {
+        let agency_wide = matches!(change, Change::Other | Change::Installation { .. });
+        if location_id.is_empty() && !agency_wide {
             return Err(Malformed::Missing("locationId"));
         }
         Ok(Self {
@@ -142,6 +147,10 @@ fn change_of(kind: &str, value: &Value) -> Change {
             value.get("appointment").and_then(|a| owned(a, "contactId")),
             false,
         ),
+        "INSTALL" | "UNINSTALL" => match owned(value, "companyId") {
+            Some(company_id) => Change::Installation { company_id },
+            None => Change::Other,
+        },
         _ => Change::Other,
     }
 }
@@ -225,6 +234,19 @@ mod tests {
                 envelope("OpportunityCreate", json!({"id": "o1"})),
                 Change::Other,
             ),
+            (
+                envelope("INSTALL", json!({"appId": "app", "companyId": "co1"})),
+                Change::Installation {
+                    company_id: "co1".into(),
+                },
+            ),
+            (
+                envelope("UNINSTALL", json!({"appId": "app", "companyId": "co1"})),
+                Change::Installation {
+                    company_id: "co1".into(),
+                },
+            ),
+            (envelope("INSTALL", json!({"appId": "app"})), Change::Other),
         ];
         for (raw, expected) in cases {
             let event = Event::parse(&raw).unwrap();

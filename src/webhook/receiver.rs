@@ -25,7 +25,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use super::event::Event;
+use super::event::{Change, Event};
 use super::replay::SeenIds;
 use super::verify::PublicKeys;
 
@@ -42,6 +42,9 @@ pub const SEEN_CAPACITY: usize = 100_000;
 pub trait Intake: Send + Sync {
     /// Whether a connection the operator serves has this location.
     fn knows(&self, location: &str) -> bool;
+    /// Whether an agency connection the operator serves belongs to this company (app
+    /// installs name the company, and often a location no connection has yet).
+    fn knows_company(&self, company: &str) -> bool;
     /// Takes an event for processing; false when it cannot now (the backlog is full, or this
     /// process is not the leader), so that GHL retries it.
     fn admit(&self, event: Event, received: Instant) -> bool;
@@ -165,7 +168,11 @@ impl Receiver {
         if seen.contains(&event.webhook_id) {
             return Outcome::Duplicate;
         }
-        if !event.location_id.is_empty() && !self.intake.knows(&event.location_id) {
+        let known = match &event.change {
+            Change::Installation { company_id } => self.intake.knows_company(company_id),
+            _ => event.location_id.is_empty() || self.intake.knows(&event.location_id),
+        };
+        if !known {
             return Outcome::UnknownLocation;
         }
         let id = event.webhook_id.clone();
@@ -219,6 +226,10 @@ mod tests {
     impl Intake for Recorder {
         fn knows(&self, location: &str) -> bool {
             location == "loc"
+        }
+
+        fn knows_company(&self, company: &str) -> bool {
+            company == "co"
         }
 
         fn admit(&self, _: Event, _: Instant) -> bool {
@@ -283,6 +294,19 @@ mod tests {
 
         let (headers, body) = signed(json!({"hello": "world"}));
         assert_eq!(receiver.decide(&headers, &body, now), Outcome::Malformed);
+
+        // An install on a location no connection has yet: known by its company.
+        let install = |id: &str, company: &str| {
+            json!({"type": "INSTALL", "webhookId": id, "timestamp": at, "appId": "app",
+                   "companyId": company, "locationId": "brand-new"})
+        };
+        let (headers, body) = signed(install("w6", "co"));
+        assert_eq!(receiver.decide(&headers, &body, now), Outcome::Accepted);
+        let (headers, body) = signed(install("w7", "another-agency"));
+        assert_eq!(
+            receiver.decide(&headers, &body, now),
+            Outcome::UnknownLocation
+        );
 
         recorder.full.store(true, Ordering::SeqCst);
         let (headers, body) = signed(event("w5", "loc", at));

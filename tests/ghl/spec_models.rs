@@ -141,6 +141,10 @@ fn oauth_responses_deserialize_from_the_spec_examples() {
         location.location_id.as_deref(),
         Some("l1C08ntBrFjLS0elLIYU")
     );
+    let (installed, _): (InstalledLocations, _) =
+        example_into(&spec, "get-installed-location", "200");
+    assert!(!installed.locations.is_empty());
+    assert!(!installed.locations[0].id.is_empty());
 }
 
 #[test]
@@ -290,6 +294,16 @@ fn every_field_our_models_name_is_declared_by_the_spec() {
     );
     assert_eq!(
         undeclared::<LocationTokenRequest<'static>>(&[oauth_names("GetLocationAccessCodeBodyDto")]),
+        BTreeSet::new()
+    );
+    assert_eq!(
+        undeclared::<InstalledLocations>(&[oauth_names(
+            "GetInstalledLocationsSuccessfulResponseDto"
+        )]),
+        BTreeSet::new()
+    );
+    assert_eq!(
+        undeclared::<InstalledLocation>(&[oauth_names("InstalledLocationSchema")]),
         BTreeSet::new()
     );
 }

@@ -150,3 +150,116 @@ async fn an_agency_grant_serves_three_locations_through_refreshes() {
     operator.stop().await;
     ns.delete().await;
 }
+
+/// An agency connection's status lists the installed locations no connection serves yet; an
+/// install webhook has it list them again at once (the check interval is an hour here), and
+/// creates nothing.
+#[tokio::test]
+async fn an_agency_lists_its_installed_locations_and_an_install_refreshes_them() {
+    let Some((client, ns)) = setup("installed").await else {
+        return;
+    };
+    const B: &str = "locStoreB00000000002";
+    const C: &str = "locStoreC00000000003";
+    let sandbox = start(SandboxConfig {
+        other_locations: vec![B.into(), C.into()],
+        search_lag: Duration::ZERO,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let raw = Raw::new(&sandbox);
+    let code = mint_code(&raw, "Company").await;
+    let port = free_port();
+    let mut options = OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url);
+    options.args = Some(
+        [
+            "run",
+            "--lease-duration=3s",
+            "--connection-check-interval=1h",
+            "--default-resync=1m",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    );
+    options
+        .extra_args
+        .push(format!("--webhook-addr=127.0.0.1:{port}"));
+    for file in crate::webhooks::key_files() {
+        options
+            .extra_args
+            .push(format!("--webhook-public-key={}", file.display()));
+    }
+    let operator = Operator::start(options);
+    for mut doc in oauth_objects(&sandbox, &code, "10s") {
+        if doc["kind"] == "GhlConnection" {
+            doc["spec"]["auth"]["oauth"]["userType"] = json!("Company");
+            doc["spec"]["auth"]["oauth"]["companyId"] = json!("sandboxCompany000001");
+        }
+        apply(&client, &ns.name, doc).await;
+    }
+    let api = connections(&client, &ns.name);
+    let installed = |c: &ghl_operator::crd::GhlConnection| {
+        c.status
+            .as_ref()
+            .and_then(|s| s.installed_locations.clone())
+    };
+    let first = wait_object(
+        &api,
+        "acme-oauth",
+        "installed locations listed",
+        READY,
+        |c| installed(c).is_some(),
+    )
+    .await;
+    let listed = installed(&first).unwrap();
+    assert_eq!(
+        (listed.count, listed.served, listed.available.clone()),
+        (3, 1, vec![B.to_owned(), C.to_owned()]),
+        "{listed:?}"
+    );
+
+    // A connection for B borrows the grant; the hour-long interval keeps the list as it was...
+    apply(
+        &client,
+        &ns.name,
+        json!({"apiVersion": "ghl.servis.ai/v1alpha1", "kind": "GhlConnection",
+               "metadata": {"name": "store-b"},
+               "spec": {"locationId": B, "baseUrl": sandbox.url,
+                        "auth": {"agencyGrant": {"connectionRef": {"name": "acme-oauth"},
+                                                 "tokenSecretRef": {"name": "store-b-token"}}}}}),
+    )
+    .await;
+    wait_object(&api, "store-b", "Ready", READY, |c| is_true(c, "Ready")).await;
+    let still = api.get("acme-oauth").await.unwrap();
+    assert_eq!(installed(&still).unwrap().available, [B, C]);
+
+    // ... until GHL says the app was installed somewhere in the company.
+    let body = serde_json::to_vec(&json!({"type": "INSTALL", "appId": "sandbox",
+        "companyId": "sandboxCompany000001", "locationId": C,
+        "webhookId": "install-1", "timestamp": jiff::Timestamp::now().to_string()}))
+    .unwrap();
+    let signature = ghl_operator::sandbox::webhooks::Keys::get().sign(&body).0;
+    let answer = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/webhooks/ghl"))
+        .header("content-type", "application/json")
+        .header("x-ghl-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let after = wait_object(&api, "acme-oauth", "listed again", READY, |c| {
+        installed(c).is_some_and(|l| l.served == 2)
+    })
+    .await;
+    assert_eq!(installed(&after).unwrap().available, [C]);
+
+    // Nothing was created for C: two connections, two location tokens (A's and B's).
+    assert_eq!(api.list(&Default::default()).await.unwrap().items.len(), 2);
+    let stats = raw.admin("GET", "stats", None).await;
+    assert_eq!(stats["byOperation"]["oauth.location_token"], 2, "{stats}");
+    assert!(stats["byOperation"]["oauth.installed_locations"].as_u64() >= Some(2));
+    operator.assert_logs_clean();
+    operator.stop().await;
+    ns.delete().await;
+}

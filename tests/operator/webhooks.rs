@@ -21,7 +21,7 @@ const READY: Duration = Duration::from_secs(60);
 const NEAR_REAL_TIME: Duration = Duration::from_secs(2);
 
 /// The sandbox's webhook keys, in files for `--webhook-public-key`.
-fn key_files() -> Vec<PathBuf> {
+pub fn key_files() -> Vec<PathBuf> {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("webhook-keys");
     std::fs::create_dir_all(&dir).unwrap();
     let keys = Keys::get();

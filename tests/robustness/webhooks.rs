@@ -25,6 +25,10 @@ impl Intake for Counting {
         true
     }
 
+    fn knows_company(&self, _company: &str) -> bool {
+        true
+    }
+
     fn admit(&self, _event: Event, _received: Instant) -> bool {
         self.0.fetch_add(1, Ordering::SeqCst);
         true

@@ -122,3 +122,43 @@ async fn one_agency_grant_mints_a_token_for_each_location() {
         .await;
     assert_eq!(unknown.status, 400, "{}", unknown.text);
 }
+
+#[tokio::test]
+async fn an_agency_token_lists_the_installed_locations_a_page_at_a_time() {
+    let sandbox = start(SandboxConfig {
+        other_locations: vec![SECOND.into(), "locThird000000000003".into()],
+        ..SandboxConfig::default()
+    })
+    .await;
+    let mut raw = Raw::new(&sandbox);
+    let agency = grant_from_code(&raw, json!({"userType": "Company"})).await;
+    raw.token = agency["access_token"].as_str().unwrap().to_owned();
+    let query = "companyId=sandboxCompany000001&appId=sandbox&isInstalled=true";
+    let page = raw
+        .call(
+            "GET",
+            &format!("/oauth/installedLocations?{query}&skip=1&limit=1"),
+            None,
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert_eq!(page.json["count"], 3);
+    assert_eq!(page.json["locations"][0]["_id"], SECOND);
+    assert_eq!(page.json["locations"].as_array().unwrap().len(), 1);
+    // Another app or company, or a location token: refused.
+    for (bad, status) in [
+        ("companyId=sandboxCompany000001&appId=other", 400),
+        ("companyId=otherCompany&appId=sandbox", 400),
+        ("appId=sandbox", 422),
+    ] {
+        let answer = raw
+            .call("GET", &format!("/oauth/installedLocations?{bad}"), None)
+            .await;
+        assert_eq!(answer.status, status, "{bad}: {}", answer.text);
+    }
+    let as_location = Raw::new(&sandbox);
+    let refused = as_location
+        .call("GET", &format!("/oauth/installedLocations?{query}"), None)
+        .await;
+    assert_eq!(refused.status, 401, "{}", refused.text);
+}

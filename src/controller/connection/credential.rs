@@ -16,7 +16,7 @@ use crate::controller::verdict::Notice;
 use crate::crd::common::{MAX_DURATION, duration_field};
 use crate::crd::connection::{
     AgencyGrantAuth, CredentialType, GhlConnection, OAuthAuth, PrivateIntegrationTokenAuth,
-    RolloutTarget,
+    RolloutTarget, UserType,
 };
 use crate::crd::vocabulary::{action, reason};
 use crate::credentials::Problem;
@@ -49,6 +49,9 @@ pub struct Resolved {
     pub requeue: Duration,
     /// The previous OAuth access token is still kept (dropped once the new one works).
     pub unconfirmed: bool,
+    /// An own agency grant (`userType: Company`): the agency token, for agency-level reads
+    /// (installed locations). Clients use `token`, the location token.
+    pub agency_token: Option<SecretString>,
 }
 
 /// `spec.consumers.minInterval`, checked.
@@ -131,6 +134,7 @@ async fn resolve_pit(
             scopes: Vec::new(),
             requeue,
             unconfirmed: false,
+            agency_token: None,
         })
     }
 }
@@ -159,10 +163,26 @@ async fn resolve_oauth(
         now,
     };
     let usable = ctx.oauth.ensure(&inputs).await?;
-    Ok(resolved_oauth(usable, now, cap))
+    let agency_token =
+        (oauth_auth.user_type == UserType::Company).then(|| usable.grant.access_token.clone());
+    Ok(Resolved {
+        agency_token,
+        ..resolved_oauth(usable, now, cap)
+    })
 }
 
-fn oauth_client(ctx: &Context, obj: &GhlConnection) -> Result<OAuthClient, Problem> {
+/// The OAuth app's client id (`client_id` of `auth.oauth.clientSecretRef`).
+pub async fn client_id(
+    ctx: &Context,
+    obj: &GhlConnection,
+    auth: &OAuthAuth,
+) -> Result<String, Problem> {
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    Ok(oauth::client_credentials(&secrets, auth).await?.client_id)
+}
+
+pub fn oauth_client(ctx: &Context, obj: &GhlConnection) -> Result<OAuthClient, Problem> {
     OAuthClient::new(
         obj.spec.base_url(),
         obj.spec.api_version(),
@@ -204,6 +224,7 @@ fn resolved_oauth(usable: oauth::Usable, now: Timestamp, cap: Duration) -> Resol
             .unwrap_or_default(),
         requeue: schedule::requeue_in(usable.next_renewal, now, cap),
         unconfirmed: grant.previous_access_token.is_some(),
+        agency_token: None,
     }
 }
 

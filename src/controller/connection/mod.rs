@@ -6,8 +6,10 @@
 
 mod check;
 pub mod credential;
+pub mod installed;
 pub mod verdict;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +28,10 @@ use super::events;
 use super::object::{Kind, ObjectKey};
 use super::status::patch_status;
 use super::verdict::{Requeue, Verdict};
-use crate::crd::connection::{BudgetStatus, CredentialStatus, GhlConnection, GhlConnectionStatus};
+use crate::crd::connection::{
+    BudgetStatus, CredentialStatus, GhlConnection, GhlConnectionStatus, InstalledLocationsStatus,
+    UserType,
+};
 use crate::crd::vocabulary::condition;
 use crate::ghl::budget::BudgetView;
 
@@ -74,7 +79,14 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
             wait = wait.min(deferred.max(Duration::from_secs(1)));
         }
     }
+    let agency = is_agency(&obj);
+    let installed = match (&resolved, agency) {
+        (Some(resolved), true) if ready => installed_locations(&ctx, &obj, &key, resolved).await,
+        _ => None,
+    };
     let facts = Facts {
+        agency,
+        installed,
         credentials: resolved.as_ref(),
         failed_attempts: ctx.oauth.failed_attempts(&key.0, &key.1),
         budget: handle.as_ref().map(|h| h.budget.view()),
@@ -121,8 +133,66 @@ fn ready_of(conditions: &[Condition]) -> Option<(String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
+/// Whether the connection holds its own agency grant (`auth.oauth.userType: Company`).
+fn is_agency(obj: &GhlConnection) -> bool {
+    obj.spec
+        .auth
+        .oauth
+        .as_ref()
+        .is_some_and(|o| o.user_type == UserType::Company)
+}
+
+/// An agency connection's installed locations, when due (once per connection check, or after
+/// an install webhook); `None` keeps what status says.
+async fn installed_locations(
+    ctx: &Context,
+    obj: &GhlConnection,
+    key: &ConnectionKey,
+    resolved: &Resolved,
+) -> Option<InstalledLocationsStatus> {
+    let auth = obj.spec.auth.oauth.as_ref()?;
+    let (Some(token), Some(company)) = (&resolved.agency_token, auth.company_id.as_deref()) else {
+        return None;
+    };
+    if !ctx.installed.due(key, ctx.config.connection_check_interval) {
+        return None;
+    }
+    // One try per interval, whatever it gives.
+    ctx.installed.listed(key);
+    let listed = async {
+        let client_id = credential::client_id(ctx, obj, auth)
+            .await
+            .map_err(|p| p.message)?;
+        let oauth = credential::oauth_client(ctx, obj).map_err(|p| p.message)?;
+        installed::list(&oauth, token, company, installed::app_id(&client_id))
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match listed.await {
+        Ok(listed) => {
+            let served: BTreeSet<String> = ctx
+                .stores
+                .connections
+                .state()
+                .iter()
+                .filter(|c| c.metadata.namespace == obj.metadata.namespace)
+                .map(|c| c.spec.location_id.clone())
+                .collect();
+            Some(installed::status(&listed, &served, Timestamp::now()))
+        }
+        Err(error) => {
+            tracing::warn!(connection = %key.1, %error, "could not list the agency's installed locations");
+            None
+        }
+    }
+}
+
 /// What the status reports besides the verdict.
 struct Facts<'a> {
+    /// An own agency grant: it reports installed locations.
+    agency: bool,
+    /// Installed locations listed just now.
+    installed: Option<InstalledLocationsStatus>,
     credentials: Option<&'a Resolved>,
     failed_attempts: u32,
     budget: Option<BudgetView>,
@@ -169,5 +239,13 @@ fn status(
         // Written by the webhook receiver and the change feed under their own field manager.
         webhooks: None,
         export: None,
+        installed_locations: if facts.agency {
+            facts
+                .installed
+                .clone()
+                .or(previous.installed_locations.clone())
+        } else {
+            None
+        },
     }
 }

@@ -361,7 +361,8 @@ fn renewal_policy(auth: &OAuthAuth) -> Result<RenewalPolicy, Problem> {
     })
 }
 
-async fn client_credentials(
+/// The app's client credentials from the Secret `auth.clientSecretRef` names.
+pub async fn client_credentials(
     secrets: &Api<Secret>,
     auth: &OAuthAuth,
 ) -> Result<ClientCredentials, Problem> {

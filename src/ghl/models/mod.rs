@@ -22,7 +22,8 @@ pub use contact::{
 };
 pub use note::{CreateNote, Note, NoteEnvelope, NoteList, UpdateNote};
 pub use oauth::{
-    GrantType, LocationTokenGrant, LocationTokenRequest, TokenGrant, TokenRequest, UserTypeParam,
+    GrantType, InstalledLocation, InstalledLocations, LocationTokenGrant, LocationTokenRequest,
+    TokenGrant, TokenRequest, UserTypeParam,
 };
 pub use search::{
     ContactSearch, FilterOperator, MAX_PAGE_LIMIT, PAGE_NUMBER_CAP, SearchContactsResponse,

@@ -103,6 +103,26 @@ pub struct LocationTokenGrant {
     pub user_id: Option<String>,
 }
 
+/// `GET /oauth/installedLocations` (`GetInstalledLocationsSuccessfulResponseDto`). Only ids
+/// and the installed flag are read: a location's name and address may be a person's.
+#[derive(Deserialize, JsonSchema, Clone, Debug, Default)]
+pub struct InstalledLocations {
+    #[serde(default, deserialize_with = "nullable_vec")]
+    pub locations: Vec<InstalledLocation>,
+    /// All locations of the company matching the query (not only this page).
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub count: Option<u64>,
+}
+
+/// One location of `InstalledLocations` (`InstalledLocationSchema`).
+#[derive(Deserialize, JsonSchema, Clone, Debug)]
+pub struct InstalledLocation {
+    #[serde(rename = "_id")]
+    pub id: String,
+    #[serde(rename = "isInstalled", default)]
+    pub is_installed: Option<bool>,
+}
+
 impl TokenGrant {
     /// The granted scopes as a list.
     pub fn scopes(&self) -> Vec<String> {
