@@ -219,7 +219,7 @@ impl SecretLedgerStore {
             Ok(())
         } else {
             Err(StateError(
-                "not writing the ledger: this process no longer holds the Lease of the object's shard".into(),
+                "not writing the ledger: this process no longer holds the leader Lease (or the object's shard Lease)".into(),
             ))
         }
     }

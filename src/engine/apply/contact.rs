@@ -96,7 +96,7 @@ pub(super) async fn apply_contact(
             .write(run.api.remove_tags(&id, &tags))
             .await?
             .map_err(StepError::Record)?;
-        run.commit(vec![Change::TagsReleased {
+        run.record(vec![Change::TagsReleased {
             id: id.clone(),
             tags: plan.remove_tags.clone(),
         }])
@@ -115,7 +115,7 @@ pub(super) async fn apply_contact(
         apply_item(run, &id, item).await?;
     }
     let hidden = view.hidden_values();
-    run.commit(vec![Change::ContactObserved {
+    run.record(vec![Change::ContactObserved {
         id,
         fingerprint: view.fingerprint(),
         written_at: wrote.then_some(run.now),
@@ -160,11 +160,7 @@ async fn create_contact(
 ) -> Step<(String, ContactView)> {
     // A create of an earlier run (crash, lost answer) may have made the contact since then.
     let mut since = run.pending_since(&plan.ledger_key).await;
-    run.commit(vec![Change::CreateStarted {
-        key: plan.ledger_key,
-        at: run.now,
-    }])
-    .await?;
+    run.intend(plan.ledger_key).await?;
     if !resolve {
         match run.write(run.api.create_contact(body)).await? {
             Ok(contact) => {
@@ -180,7 +176,7 @@ async fn create_contact(
                         tags: body.tags.iter().map(|t| normalize_tag(t)).collect(),
                     });
                 }
-                run.commit(changes).await?;
+                run.record(changes).await?;
                 return Ok((
                     contact.id.clone(),
                     ContactView::from_contact(&contact, true),
@@ -224,7 +220,7 @@ async fn create_contact(
     // Created by the upsert, or by one of our creates whose answer was lost: GHL added it
     // after the intent. (Refused as a duplicate, with no earlier intent: someone else's.)
     let created = outcome.new || since.is_some_and(|at| view.added_since(at));
-    run.commit(vec![Change::ContactBound {
+    run.record(vec![Change::ContactBound {
         key: plan.ledger_key,
         id: id.clone(),
         created,

@@ -121,7 +121,7 @@ async fn bind(
     item_id: &str,
     fp: u64,
 ) -> Step<()> {
-    run.commit(vec![Change::ItemBound {
+    run.record(vec![Change::ItemBound {
         id: contact.to_owned(),
         kind,
         key: key.to_owned(),
@@ -132,7 +132,7 @@ async fn bind(
 }
 
 async fn forget(run: &Run<'_>, contact: &str, kind: ItemKind, key: &str) -> Step<()> {
-    run.commit(vec![Change::ItemForgotten {
+    run.record(vec![Change::ItemForgotten {
         id: contact.to_owned(),
         kind,
         key: key.to_owned(),

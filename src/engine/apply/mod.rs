@@ -1,8 +1,15 @@
 //! The applier: executes a [`Plan`] through the GHL client, idempotently and crash-safely.
 //!
 //! Every write is bracketed by ledger commits: an intent before a non-idempotent create, the
-//! result after. A create whose answer is lost (timeout, dropped connection, 5xx, or GHL's
-//! "422 but created") is resolved at once — contacts through an upsert on the match key (which
+//! result after. Only intents (and records that must precede a write) are committed before
+//! going on; results are recorded in memory and committed with the next commit, every
+//! [`RESULTS_PER_COMMIT`] results, and at the end — losing them to a crash costs a lookup on
+//! the next run, never a duplicate, because their intents are durable. Create intents are
+//! committed [`INTENTS_PER_COMMIT`] at a time, ahead of the creates in plan order, so a
+//! cold converge writes its journal a few dozen times, not three times per contact.
+//!
+//! A create whose answer is lost (timeout, dropped connection, 5xx, or GHL's "422 but
+//! created") is resolved at once — contacts through an upsert on the match key (which
 //! never duplicates), tasks and notes by looking for them on the contact — and an intent left
 //! by a crash is resolved the same way on the next run. Contacts are applied in parallel (the
 //! request budget paces them); one contact's operations run in order. Per-record failures are
@@ -12,6 +19,7 @@ mod contact;
 mod items;
 mod release;
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -78,8 +86,23 @@ pub enum ApplyError {
     #[error("stopped by the injected crash after {0} writes")]
     Crashed(usize),
     /// This process lost its leadership: another one may be writing now.
-    #[error("stopped: this process no longer holds the leader Lease")]
+    #[error(
+        "stopped: this process no longer holds the leader Lease (or the shard Lease of this object)"
+    )]
     Fenced,
+}
+
+/// Results recorded in memory before they are committed at the latest.
+pub const RESULTS_PER_COMMIT: usize = 128;
+/// Create intents committed together, ahead of their creates.
+pub const INTENTS_PER_COMMIT: usize = 32;
+
+/// Create intents committed ahead: the creates still to announce, in plan order, and those
+/// announced and not yet started.
+#[derive(Default)]
+struct Intents {
+    ahead: VecDeque<KeyDigest>,
+    announced: HashSet<KeyDigest>,
 }
 
 /// Shared state of one apply.
@@ -87,6 +110,9 @@ pub(super) struct Run<'a> {
     api: &'a dyn GhlApi,
     store: &'a dyn StateStore,
     ledger: Mutex<&'a mut Ledger>,
+    /// Results applied to `ledger` and not committed yet.
+    results: std::sync::Mutex<Vec<Change>>,
+    intents: Mutex<Intents>,
     match_by: MatchBy,
     now: Timestamp,
     writes: AtomicUsize,
@@ -110,16 +136,66 @@ impl From<StateError> for StepError {
 pub(super) type Step<T> = Result<T, StepError>;
 
 impl Run<'_> {
+    fn pending_results(&self) -> std::sync::MutexGuard<'_, Vec<Change>> {
+        self.results.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Commits `changes` (with the results recorded so far) before going on: what must be
+    /// durable before a write.
     pub(super) async fn commit(&self, changes: Vec<Change>) -> Step<()> {
-        if changes.is_empty() {
+        let mut ledger = self.ledger.lock().await;
+        let mut batch = std::mem::take(&mut *self.pending_results());
+        if batch.is_empty() && changes.is_empty() {
             return Ok(());
         }
-        let mut ledger = self.ledger.lock().await;
-        self.store.commit(&changes).await?;
+        batch.extend(changes.iter().cloned());
+        self.store.commit(&batch).await?;
         for change in &changes {
             ledger.apply(change);
         }
         Ok(())
+    }
+
+    /// Records what a write did: in the ledger at once, committed with the next commit (or
+    /// once [`RESULTS_PER_COMMIT`] are waiting).
+    pub(super) async fn record(&self, changes: Vec<Change>) -> Step<()> {
+        let full = {
+            let mut ledger = self.ledger.lock().await;
+            for change in &changes {
+                ledger.apply(change);
+            }
+            let mut results = self.pending_results();
+            results.extend(changes);
+            results.len() >= RESULTS_PER_COMMIT
+        };
+        if full {
+            self.commit(Vec::new()).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure the intent to create `key` is durable: committed with the next creates'
+    /// intents, [`INTENTS_PER_COMMIT`] at a time.
+    pub(super) async fn intend(&self, key: KeyDigest) -> Step<()> {
+        let mut intents = self.intents.lock().await;
+        if intents.announced.remove(&key) {
+            return Ok(());
+        }
+        let mut chunk = vec![key];
+        while chunk.len() < INTENTS_PER_COMMIT {
+            let Some(next) = intents.ahead.pop_front() else {
+                break;
+            };
+            if next != key && intents.announced.insert(next) {
+                chunk.push(next);
+            }
+        }
+        let at = self.now;
+        let changes = chunk
+            .into_iter()
+            .map(|key| Change::CreateStarted { key, at })
+            .collect();
+        self.commit(changes).await
     }
 
     /// When the earliest unresolved create intent for `key` was recorded, if there is one.
@@ -198,6 +274,15 @@ pub(crate) fn record_failure(source: &str, e: &GhlError) -> RecordFailure {
     }
 }
 
+/// A run stopped by `e`: results recorded so far are committed if the store and the fence
+/// still allow it (an injected crash keeps them out, as a real one would).
+async fn stopped(run: &Run<'_>, e: ApplyError) -> ApplyError {
+    if matches!(e, ApplyError::Auth(_)) && run.fence.is_open() {
+        let _ = run.commit(Vec::new()).await;
+    }
+    e
+}
+
 /// Applies `plan`, committing ledger changes to `store` as it goes. `ledger` is updated in
 /// place.
 ///
@@ -212,10 +297,21 @@ pub async fn apply(
     match_by: MatchBy,
     options: ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
+    let creates = plan
+        .contacts
+        .iter()
+        .filter(|c| matches!(c.target, super::plan::Target::Create { .. }))
+        .map(|c| c.ledger_key)
+        .collect();
     let run = Run {
         api,
         store,
         ledger: Mutex::new(ledger),
+        results: std::sync::Mutex::new(Vec::new()),
+        intents: Mutex::new(Intents {
+            ahead: creates,
+            announced: HashSet::new(),
+        }),
         match_by,
         now: options.now,
         writes: AtomicUsize::new(0),
@@ -251,7 +347,7 @@ pub async fn apply(
         }
     }
     if let Some(e) = fatal {
-        return Err(e);
+        return Err(stopped(&run, e).await);
     }
     for release in &plan.releases {
         match apply_release(&run, release).await {
@@ -259,7 +355,7 @@ pub async fn apply(
             Err(StepError::Record(e)) => {
                 failures.push(record_failure(&format!("contact/{}", release.id), &e))
             }
-            Err(StepError::Fatal(e)) => return Err(e),
+            Err(StepError::Fatal(e)) => return Err(stopped(&run, e).await),
         }
     }
     // Baselines for contacts nothing was written to: what we saw is what we manage.
