@@ -17,5 +17,11 @@ if ! python3 -c 'import helm_python, kubernetes_validate, yaml' >/dev/null 2>&1;
   python3 -m pip install --quiet --disable-pip-version-check helm-python-sdk kubernetes-validate pyyaml
 fi
 
+# Lua 5.1 (the dialect of Argo CD's gopher-lua) runs the chart's Argo CD health check.
+if ! command -v lua5.1 >/dev/null 2>&1; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends lua5.1 >/dev/null
+fi
+
 # A real kube-apiserver + etcd for the operator tests (cached after the first build).
 scripts/k8s-testenv.sh install

@@ -261,6 +261,16 @@ pub struct PlanSummary {
     /// Up to ten affected keys, e.g. `contact/<ghl id>` or `contacts[12]` for records not yet created.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<String>,
+    /// A digest of what the plan would write: annotate the object
+    /// `ghl.servis.ai/approve-plan=<hash>` to apply exactly this plan once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// Why the plan is not applied: a safety limit, or `mode: Plan`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
+    /// The hash of the last plan applied by approval (each approval applies once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved: Option<String>,
 }
 
 #[cfg(test)]

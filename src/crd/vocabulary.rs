@@ -62,6 +62,10 @@ pub mod reason {
     pub const SAFETY_LIMIT_EXCEEDED: &str = "SafetyLimitExceeded";
     pub const PLAN_ONLY: &str = "PlanOnly";
     pub const PLAN_APPLIED: &str = "PlanApplied";
+    /// An approved plan (`ghl.servis.ai/approve-plan`) was applied.
+    pub const PLAN_APPROVED: &str = "PlanApproved";
+    /// The approval names a plan that is no longer the current one.
+    pub const APPROVAL_OUTDATED: &str = "ApprovalOutdated";
     pub const IN_SYNC: &str = "InSync";
     pub const DRIFT_DETECTED: &str = "DriftDetected";
     pub const NO_DRIFT: &str = "NoDrift";
@@ -122,6 +126,9 @@ pub mod annotation {
     /// the workload's namespace) allowed to restart it when their token rotates. Without it,
     /// the operator restarts nothing.
     pub const RESTART_ON_ROTATION: &str = "ghl.servis.ai/restart-on-rotation";
+    /// On a ContactSyncPolicy: the `status.plan.hash` of a plan to apply once, safety limits
+    /// (and `mode: Plan`) lifted for that plan alone.
+    pub const APPROVE_PLAN: &str = "ghl.servis.ai/approve-plan";
     /// On restarted workloads' pod templates: the credential revision that caused the restart.
     pub const RESTARTED_FOR_REVISION: &str = "ghl.servis.ai/restarted-for-revision";
     /// On restarted workloads' pod templates: when the operator restarted them (RFC 3339).

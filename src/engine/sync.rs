@@ -18,6 +18,9 @@ pub use crate::crd::common::Mode;
 #[derive(Clone)]
 pub struct SyncOptions {
     pub mode: Mode,
+    /// The hash of a plan approved to be applied once (`status.plan.hash`): a plan with this
+    /// hash is applied whatever `mode` and the safety limits say.
+    pub approved: Option<String>,
     pub observe: ObserveOptions,
     pub apply: ApplyOptions,
 }
@@ -26,6 +29,7 @@ impl SyncOptions {
     pub fn new(mode: Mode, now: Timestamp) -> Self {
         Self {
             mode,
+            approved: None,
             observe: ObserveOptions::new(now),
             apply: ApplyOptions::new(now),
         }
@@ -101,12 +105,13 @@ pub enum Decision {
     Apply,
 }
 
-/// Decides what a sync does with its plan: an empty plan is in sync; `mode: Plan` only
-/// reports (a plan over the limits too: it is not going to be applied); a plan over a safety
-/// limit waits; anything else is applied.
-pub fn decide(mode: Mode, empty: bool, blocked: Option<&str>) -> Decision {
+/// Decides what a sync does with its plan: an empty plan is in sync; an approved plan (its
+/// hash approved) is applied; `mode: Plan` only reports (a plan over the limits too: it is
+/// not going to be applied); a plan over a safety limit waits; anything else is applied.
+pub fn decide(mode: Mode, empty: bool, blocked: Option<&str>, approved: bool) -> Decision {
     match (empty, mode, blocked) {
         (true, _, _) => Decision::InSync,
+        (false, _, _) if approved => Decision::Apply,
         (false, Mode::Plan, _) => Decision::Report,
         (false, Mode::Apply, Some(reason)) => Decision::Block(reason.to_owned()),
         (false, Mode::Apply, None) => Decision::Apply,
@@ -152,7 +157,16 @@ pub async fn sync_policy_owning(
     // The plan carries what applying needs; the declared records can go (memory at 100k).
     let match_by = desired.match_by;
     drop(desired);
-    let outcome = match decide(options.mode, plan.is_empty(), plan.blocked.as_deref()) {
+    let approved = options
+        .approved
+        .as_deref()
+        .is_some_and(|hash| hash == plan.hash());
+    let outcome = match decide(
+        options.mode,
+        plan.is_empty(),
+        plan.blocked.as_deref(),
+        approved,
+    ) {
         Decision::InSync => SyncOutcome::InSync { plan },
         Decision::Report => SyncOutcome::Planned { plan },
         Decision::Block(reason) => SyncOutcome::Blocked { plan, reason },
@@ -183,18 +197,29 @@ mod tests {
         let limit = "the plan deletes 11 objects, more than safety.maxDeletes (10)";
         let over = Some(limit);
         let cases = [
-            (Mode::Apply, true, None, Decision::InSync),
-            (Mode::Plan, true, None, Decision::InSync),
-            (Mode::Apply, false, None, Decision::Apply),
-            (Mode::Plan, false, None, Decision::Report),
-            (Mode::Plan, false, over, Decision::Report),
-            (Mode::Apply, false, over, Decision::Block(limit.into())),
+            (Mode::Apply, true, None, false, Decision::InSync),
+            (Mode::Plan, true, None, false, Decision::InSync),
+            (Mode::Apply, false, None, false, Decision::Apply),
+            (Mode::Plan, false, None, false, Decision::Report),
+            (Mode::Plan, false, over, false, Decision::Report),
+            (
+                Mode::Apply,
+                false,
+                over,
+                false,
+                Decision::Block(limit.into()),
+            ),
+            // Approved: applied once, limits and plan-only lifted.
+            (Mode::Apply, false, over, true, Decision::Apply),
+            (Mode::Plan, false, None, true, Decision::Apply),
+            (Mode::Plan, false, over, true, Decision::Apply),
+            (Mode::Apply, true, None, true, Decision::InSync),
         ];
-        for (mode, empty, blocked, expected) in cases {
+        for (mode, empty, blocked, approved, expected) in cases {
             assert_eq!(
-                decide(mode, empty, blocked),
+                decide(mode, empty, blocked, approved),
                 expected,
-                "{mode:?} {empty} {blocked:?}"
+                "{mode:?} {empty} {blocked:?} {approved}"
             );
         }
     }

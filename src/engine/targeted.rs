@@ -165,7 +165,13 @@ pub async fn sync_contacts(
 
     let plan = plan(&scoped, &observed, &scoped_ledger, plan_options);
     drop(scoped);
-    let outcome = match decide(options.mode, plan.is_empty(), plan.blocked.as_deref()) {
+    // Approvals are for full plans: a targeted sync never uses one.
+    let outcome = match decide(
+        options.mode,
+        plan.is_empty(),
+        plan.blocked.as_deref(),
+        false,
+    ) {
         Decision::InSync => SyncOutcome::InSync { plan },
         Decision::Report => SyncOutcome::Planned { plan },
         Decision::Block(reason) => SyncOutcome::Blocked { plan, reason },

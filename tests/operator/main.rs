@@ -5,6 +5,8 @@
 mod support;
 
 mod agency;
+mod approval;
+mod argocd;
 mod chaos;
 mod chart;
 mod credentials;

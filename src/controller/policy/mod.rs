@@ -3,6 +3,7 @@
 //! records a senior policy declares too are left to it; the engine syncs the rest. The ledger
 //! lives in Secrets the policy owns.
 
+pub mod approval;
 mod sources;
 
 use std::collections::BTreeSet;
@@ -12,6 +13,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, Phase};
+use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 
 use super::connections::Readiness;
@@ -137,6 +139,8 @@ impl Synced for ContactSyncPolicy {
     ) -> Result<(SyncOutcome<Facts>, Detail), SyncError> {
         let store = ledger(ctx, self);
         let mut options = ctx.sync_options(self.spec.mode, key);
+        let approval = approval::pending(self);
+        options.approved = approval.clone();
         options.observe.deep = ctx.deep_resync(key);
         let deep = options.observe.deep;
         let (outcome, owned) = sync_policy_owning(
@@ -151,7 +155,19 @@ impl Synced for ContactSyncPolicy {
         let plan = outcome.plan();
         ctx.ownership.set_removals(key, removals(plan));
         let counts = plan.counts();
-        let summary = plan.summary();
+        let mut summary = plan.summary();
+        summary.blocked = approval::blocked(&outcome, summary.hash.as_deref());
+        if let Some(notice) = approval::notice(
+            approval.as_deref(),
+            &summary,
+            &outcome,
+            approval::approver(&self.metadata),
+        ) {
+            if notice.reason == reason::PLAN_APPROVED {
+                summary.approved = approval.clone();
+            }
+            ctx.event(&self.object_ref(&()), &notice).await;
+        }
         tracing::info!(
             object = %key,
             deep,
@@ -344,10 +360,19 @@ fn status(
             ..previous
         };
     };
+    // The last approval used stays recorded until another is used.
+    let approved = detail
+        .plan
+        .approved
+        .clone()
+        .or_else(|| previous.plan.as_ref().and_then(|p| p.approved.clone()));
     ContactSyncPolicyStatus {
         observed_generation: generation,
         conditions,
-        plan: Some(detail.plan.clone()),
+        plan: Some(PlanSummary {
+            approved,
+            ..detail.plan.clone()
+        }),
         counts: Some(detail.counts.clone()),
         last_sync_time: Some(Time(now)),
         last_successful_sync_time: if verdict.phase == Phase::Ready {

@@ -145,7 +145,7 @@ pub async fn settle_rule(
     let plan = plan_rule(spec, seen, &ledger, claims);
     let blocked = rule_block(spec, &plan);
     Ok(
-        match decide(options.mode, plan.is_empty(), blocked.as_deref()) {
+        match decide(options.mode, plan.is_empty(), blocked.as_deref(), false) {
             Decision::InSync => SyncOutcome::InSync { plan },
             Decision::Report => SyncOutcome::Planned { plan },
             Decision::Block(reason) => SyncOutcome::Blocked { plan, reason },

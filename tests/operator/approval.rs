@@ -1,0 +1,169 @@
+//! Approving a blocked plan by its hash: the plan over `safety` is recorded in status with its
+//! hash; `ghl.servis.ai/approve-plan=<hash>` applies exactly it, once, and an Event says who
+//! approved it; a plan that changed since is not approved by the old hash; a `mode: Plan`
+//! policy is applied once by approval and then goes back to planning only.
+
+use std::time::Duration;
+
+use ghl_operator::crd::ContactSyncPolicy;
+use ghl_operator::sandbox::SandboxConfig;
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use crate::harness::*;
+use crate::support::sandbox::{Raw, start};
+
+const READY: Duration = Duration::from_secs(60);
+
+fn plan_of(p: &ContactSyncPolicy) -> ghl_operator::crd::common::PlanSummary {
+    p.status
+        .as_ref()
+        .and_then(|s| s.plan.clone())
+        .unwrap_or_default()
+}
+
+fn contacts(prefix: &str, n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({"email": format!("{prefix}{i}@example.com"), "tags": ["approved"]}))
+        .collect()
+}
+
+/// Annotates `name` as the field manager `who` would.
+async fn approve(api: &Api<ContactSyncPolicy>, name: &str, hash: &str, who: &str) {
+    let patch = json!({"metadata": {"annotations": {"ghl.servis.ai/approve-plan": hash}}});
+    let params = PatchParams {
+        field_manager: Some(who.to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch(name, &params, &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+async fn in_sandbox(raw: &Raw, prefix: &str) -> usize {
+    sandbox_contacts(raw)
+        .await
+        .keys()
+        .filter(|email| email.starts_with(prefix))
+        .count()
+}
+
+#[tokio::test]
+async fn a_blocked_plan_is_applied_once_by_its_hash() {
+    let Some((client, ns)) = setup("approval").await else {
+        return;
+    };
+    let sandbox = start(SandboxConfig {
+        search_lag: Duration::ZERO,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let raw = Raw::new(&sandbox);
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
+    for doc in examples(&sandbox.url) {
+        if doc["kind"] != "ContactSyncPolicy" && doc["kind"] != "TagRule" {
+            apply(&client, &ns.name, doc).await;
+        }
+    }
+    let policy = |name: &str, mode: &str, records: Vec<Value>| {
+        json!({"apiVersion": "ghl.servis.ai/v1alpha1", "kind": "ContactSyncPolicy",
+               "metadata": {"name": name},
+               "spec": {"connectionRef": {"name": "acme"}, "mode": mode, "resyncInterval": "2s",
+                        "safety": {"maxChanges": 2}, "contacts": records}})
+    };
+    apply(
+        &client,
+        &ns.name,
+        policy("big", "Apply", contacts("big", 3)),
+    )
+    .await;
+    let api = policies(&client, &ns.name);
+
+    // Over maxChanges: stopped, with the plan's hash and why.
+    let blocked = wait_object(&api, "big", "blocked", READY, |p| {
+        plan_of(p).hash.is_some() && is_true(p, "Stalled")
+    })
+    .await;
+    let first = plan_of(&blocked);
+    let hash = first.hash.clone().unwrap();
+    assert_eq!(first.create, 3);
+    let why = first.blocked.clone().unwrap();
+    assert!(why.contains("maxChanges") && why.contains(&hash), "{why}");
+
+    // A wrong hash applies nothing.
+    approve(&api, "big", "0123456789abcdef", "alice").await;
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
+    let event = |reason: &'static str, name: &'static str| {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items.into_iter().find(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+            })
+        }
+    };
+    wait_for("an ApprovalOutdated Event", READY, || {
+        event("ApprovalOutdated", "big")
+    })
+    .await;
+    assert_eq!(in_sandbox(&raw, "big").await, 0);
+
+    // The right one applies exactly that plan, once; the Event names who approved it.
+    approve(&api, "big", &hash, "alice").await;
+    let applied = wait_object(&api, "big", "applied by approval", READY, |p| {
+        plan_of(p).approved.as_deref() == Some(hash.as_str()) && is_true(p, "Synced")
+    })
+    .await;
+    assert_eq!(in_sandbox(&raw, "big").await, 3);
+    assert_eq!(plan_of(&applied).blocked, None, "applied, not waiting");
+    let approved = wait_for("a PlanApproved Event", READY, || {
+        event("PlanApproved", "big")
+    })
+    .await;
+    let note = approved.note.unwrap_or_default();
+    assert!(
+        note.contains(&hash) && note.contains("approved by alice"),
+        "{note}"
+    );
+    assert!(!note.contains('@'), "{note}");
+
+    // A larger plan later is blocked again: the old approval does not carry over.
+    let patch = json!({"spec": {"contacts": contacts("big", 6)}});
+    api.patch("big", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let again = wait_object(&api, "big", "blocked again", READY, |p| {
+        plan_of(p).hash.as_deref().is_some_and(|h| h != hash) && is_true(p, "Stalled")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(in_sandbox(&raw, "big").await, 3, "{:?}", plan_of(&again));
+
+    // mode: Plan — approved once, applied once, then planning only again.
+    apply(&client, &ns.name, policy("dry", "Plan", contacts("dry", 1))).await;
+    let planned = wait_object(&api, "dry", "planned", READY, |p| plan_of(p).hash.is_some()).await;
+    assert!(plan_of(&planned).blocked.unwrap().starts_with("mode Plan"));
+    approve(&api, "dry", &plan_of(&planned).hash.unwrap(), "bob").await;
+    wait_for("the approved dry plan applied", READY, || async {
+        (in_sandbox(&raw, "dry").await == 1).then_some(())
+    })
+    .await;
+    let patch = json!({"spec": {"contacts": contacts("dry", 2)}});
+    api.patch("dry", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    wait_object(&api, "dry", "planned again", READY, |p| {
+        plan_of(p).create == 1
+            && p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(in_sandbox(&raw, "dry").await, 1, "back to planning only");
+
+    operator.assert_logs_clean();
+    operator.stop().await;
+    ns.delete().await;
+}
