@@ -40,6 +40,9 @@ pub struct Handle {
     /// Settings the client was built from (a change rebuilds it).
     settings_id: String,
     readiness: RwLock<Readiness>,
+    /// The scopes GHL granted the credential, when it says (OAuth grants; a PIT's are not
+    /// reported).
+    scopes: RwLock<Option<std::collections::BTreeSet<String>>>,
     key: ConnectionKey,
     changes: broadcast::Sender<ConnectionKey>,
 }
@@ -50,6 +53,19 @@ impl Handle {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The scopes granted, when known.
+    pub fn scopes(&self) -> Option<std::collections::BTreeSet<String>> {
+        self.scopes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records the scopes GHL granted (`None`: not reported).
+    pub fn set_scopes(&self, scopes: Option<std::collections::BTreeSet<String>>) {
+        *self.scopes.write().unwrap_or_else(|p| p.into_inner()) = scopes;
     }
 
     /// Sets the readiness; a change (of `ready` or of its reason) is announced to the
@@ -150,6 +166,7 @@ impl Registry {
             settings_id,
             key: key.clone(),
             changes: self.changes.clone(),
+            scopes: RwLock::new(None),
             readiness: RwLock::new(Readiness {
                 ready: false,
                 reason: crate::crd::vocabulary::reason::PROGRESSING,

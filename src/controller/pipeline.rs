@@ -23,6 +23,7 @@ use kube::runtime::controller::Action;
 use rand::RngExt;
 use serde::Serialize;
 
+use super::conditions::Phase;
 use super::connections::Readiness;
 use super::context::Context;
 use super::error::{Error, Result};
@@ -226,6 +227,24 @@ async fn run<K: Synced>(
             None,
         ),
         (Err(waiting), _) => (waiting, None),
+        (Ok(_), ConnectionState::Usable(usable))
+            if !missing_scopes(obj.mode(), usable).is_empty() =>
+        {
+            let missing = missing_scopes(obj.mode(), usable);
+            (
+                Outcome::ConnectionUnusable {
+                    phase: Phase::Stalled,
+                    reason: reason::MISSING_SCOPE,
+                    message: format!(
+                        "the grant of {} lacks {} (needed for mode {:?}); nothing is written until it is granted",
+                        usable.label(),
+                        missing.join(", "),
+                        obj.mode()
+                    ),
+                },
+                None,
+            )
+        }
         (Ok(prepared), ConnectionState::Usable(usable)) => {
             // Waits only behind the same connection's other syncs (a closed gate cannot
             // happen: it is never closed).
@@ -235,6 +254,28 @@ async fn run<K: Synced>(
                 Err(error) => (classify(&error, &usable.label()), None),
             }
         }
+    }
+}
+
+/// The scopes `mode` needs that the connection's grant lacks (none when GHL did not say what
+/// it granted: a PIT).
+pub fn missing_scopes(mode: Mode, usable: &Usable) -> Vec<String> {
+    let Some(granted) = usable.handle.scopes() else {
+        return Vec::new();
+    };
+    scopes_needed(mode)
+        .iter()
+        .filter(|s| !granted.contains(**s))
+        .map(|s| (*s).to_owned())
+        .collect()
+}
+
+/// What a policy or rule in `mode` needs of its grant: reading contacts, and in `Apply` mode
+/// writing them.
+pub fn scopes_needed(mode: Mode) -> &'static [&'static str] {
+    match mode {
+        Mode::Plan => &["contacts.readonly"],
+        Mode::Apply => &["contacts.readonly", "contacts.write"],
     }
 }
 

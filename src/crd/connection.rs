@@ -168,8 +168,10 @@ pub struct OAuthAuth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company_id: Option<String>,
 
-    /// Scopes the grant must carry (e.g. `contacts.readonly`, `contacts.write`). Missing scopes
-    /// are reported on the connection.
+    /// Scopes the app asks for (e.g. `contacts.readonly`, `contacts.write`), for whoever
+    /// builds the consent link. What GHL granted is `status.scopes`, and it is what counts: a
+    /// policy or rule whose mode needs a scope the grant lacks (`contacts.readonly` to plan,
+    /// `contacts.write` to apply) is not Ready (`MissingScope`, naming it) and writes nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
 

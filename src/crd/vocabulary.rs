@@ -66,6 +66,8 @@ pub mod reason {
     pub const PLAN_APPROVED: &str = "PlanApproved";
     /// The approval names a plan that is no longer the current one.
     pub const APPROVAL_OUTDATED: &str = "ApprovalOutdated";
+    /// The connection's grant lacks a scope the object's mode needs.
+    pub const MISSING_SCOPE: &str = "MissingScope";
     pub const IN_SYNC: &str = "InSync";
     pub const DRIFT_DETECTED: &str = "DriftDetected";
     pub const NO_DRIFT: &str = "NoDrift";

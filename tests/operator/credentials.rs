@@ -666,3 +666,86 @@ async fn a_renew_before_past_the_lifetime_refreshes_at_half_of_it_and_never_reus
     operator.stop().await;
     ns.delete().await;
 }
+
+/// A read-only grant behind an `Apply` policy: reported once on the policy (not Ready,
+/// naming the missing scope), with no write attempted; a `Plan` policy on it still plans.
+#[tokio::test]
+async fn a_read_only_grant_is_reported_and_nothing_is_written() {
+    let Some((client, ns)) = setup("readonly").await else {
+        return;
+    };
+    let sandbox = sandbox(86_399).await;
+    let raw = Raw::new(&sandbox);
+    let code = raw
+        .admin(
+            "POST",
+            "oauth/code",
+            Some(json!({"userType": "Location", "scopes": ["contacts.readonly"]})),
+        )
+        .await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
+    for doc in oauth_objects(&sandbox, &code, "1h") {
+        apply(&client, &ns.name, doc).await;
+    }
+    apply(
+        &client,
+        &ns.name,
+        json!({"apiVersion": "ghl.servis.ai/v1alpha1", "kind": "ContactSyncPolicy",
+               "metadata": {"name": "look-only"},
+               "spec": {"connectionRef": {"name": "acme-oauth"}, "mode": "Plan",
+                        "contacts": [{"email": "look@example.com"}]}}),
+    )
+    .await;
+    let api = policies(&client, &ns.name);
+    let refused = wait_object(&api, "vip", "MissingScope", READY, |p| {
+        condition(p, "Ready")
+            .is_some_and(|(status, reason)| status == "False" && reason == "MissingScope")
+    })
+    .await;
+    let ready = refused
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert!(
+        ready.message.contains("contacts.write"),
+        "{}",
+        ready.message
+    );
+    let planned = wait_object(&api, "look-only", "planned", READY, |p| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.plan.as_ref())
+            .is_some_and(|plan| plan.create == 1)
+    })
+    .await;
+    assert!(
+        is_true(&planned, "Ready"),
+        "plan-only works with read scopes"
+    );
+    // A few connection checks later: still no write attempted.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let stats = raw.admin("GET", "stats", None).await;
+    let writes: u64 = [
+        "contacts.create",
+        "contacts.update",
+        "contacts.upsert",
+        "tags.add",
+        "tags.remove",
+        "tasks.create",
+        "notes.create",
+    ]
+    .iter()
+    .map(|op| stats["byOperation"][op].as_u64().unwrap_or(0))
+    .sum();
+    assert_eq!(writes, 0, "{stats}");
+    assert!(sandbox_contacts(&raw).await.is_empty());
+    operator.assert_logs_clean();
+    operator.stop().await;
+    ns.delete().await;
+}

@@ -29,8 +29,8 @@ use super::object::{Kind, ObjectKey};
 use super::status::patch_status;
 use super::verdict::{Requeue, Verdict};
 use crate::crd::connection::{
-    BudgetStatus, CredentialStatus, GhlConnection, GhlConnectionStatus, InstalledLocationsStatus,
-    UserType,
+    BudgetStatus, CredentialStatus, CredentialType, GhlConnection, GhlConnectionStatus,
+    InstalledLocationsStatus, UserType,
 };
 use crate::crd::vocabulary::condition;
 use crate::ghl::budget::BudgetView;
@@ -60,6 +60,12 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
     let verdict = &checked.verdict;
     let handle = ctx.connections.get(&key);
     if let Some(handle) = &handle {
+        // What the grant allows, when GHL says (OAuth); users check it before writing.
+        if let Some(resolved) = &resolved {
+            let granted = (resolved.type_ == CredentialType::OAuth && !resolved.scopes.is_empty())
+                .then(|| resolved.scopes.iter().cloned().collect());
+            handle.set_scopes(granted);
+        }
         handle.set_readiness(Readiness {
             ready,
             reason: verdict.reason,

@@ -278,6 +278,10 @@ pub async fn sync_targeted(ctx: &Context, key: &ObjectKey, scope: Scope) -> &'st
     else {
         return "skipped";
     };
+    // A grant that cannot write: the full reconcile reports it, once.
+    if !super::pipeline::missing_scopes(policy.spec.mode, &connection).is_empty() {
+        return "skipped";
+    }
     let texts = sources::read(&ctx.client, &key.namespace, &policy.spec).await;
     let Ok(mut desired) = build(&policy.spec, &texts) else {
         return "skipped";
