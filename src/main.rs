@@ -4,7 +4,16 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = ghl_operator::cli::Cli::parse();
+    // Installed as `kubectl-ghl`, it is the kubectl plugin: `kubectl ghl plan|status|approve`.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let plugin = args
+        .first()
+        .and_then(|a| a.to_str())
+        .is_some_and(ghl_operator::cli::cluster::invoked_as_plugin);
+    if plugin && let Some(first) = args.first_mut() {
+        *first = "kubectl ghl".into();
+    }
+    let cli = ghl_operator::cli::Cli::parse_from(args);
     ghl_operator::telemetry::init(cli.log_format);
     ghl_operator::tls::install_default_provider();
     match cli.command.run().await {

@@ -2,6 +2,7 @@
 //! [`Command::run`].
 
 mod apply;
+pub mod cluster;
 mod crds;
 mod demo;
 mod import;
@@ -45,6 +46,10 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Print the CustomResourceDefinitions, or write one file per kind.
     Crds(crds::CrdsArgs),
+    /// What the operator reports in the cluster: Ready, reason, plan and its hash per object.
+    Status(cluster::StatusArgs),
+    /// Approve a ContactSyncPolicy's waiting plan (applied once by the operator).
+    Approve(cluster::ApproveArgs),
 }
 
 impl Command {
@@ -57,6 +62,8 @@ impl Command {
             Command::Sandbox(args) => sandbox::run(*args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Crds(args) => crds::run(args),
+            Command::Status(args) => cluster::status(args).await,
+            Command::Approve(args) => cluster::approve(args).await,
         }
     }
 }

@@ -15,9 +15,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::broadcast;
 
 use super::backoff::Backoff;
-use super::connection::installed::Listings;
 use super::connections::Registry;
 use super::feeds::Feeds;
+use super::installed::Listings;
 use super::metrics::Metrics;
 use super::object::{Kind, ObjectKey};
 use super::ownership::Ownership;

@@ -14,6 +14,7 @@
 //! - [`triggers`]: what else makes an object reconcile;
 //! - [`events`], [`feeds`], [`targeted`], [`targets`]: what GHL's webhooks cause — the change
 //!   feeds, targeted syncs of the contacts they name, wake-ups;
+//! - [`installed`]: an agency grant's installed locations (listed, summarised for status);
 //! - [`status`], [`conditions`], [`object`]: writing status and finalizers, the conditions
 //!   contract, typed object keys;
 //! - [`backoff`], [`error`]: per-object backoff and the error policy;
@@ -30,6 +31,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod feeds;
+pub mod installed;
 pub mod leader;
 pub mod ledger_store;
 pub mod metrics;

@@ -42,6 +42,28 @@ async fn approve(api: &Api<ContactSyncPolicy>, name: &str, hash: &str, who: &str
         .unwrap();
 }
 
+/// Runs the binary as the kubectl plugin (`kubectl ghl ...`, installed as `kubectl-ghl`).
+fn kubectl_ghl(args: &[&str]) -> String {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let plugin = dir.join("kubectl-ghl");
+    if !plugin.exists() {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ghl-operator"), &plugin).unwrap();
+    }
+    let output = std::process::Command::new(&plugin)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "kubectl ghl {args:?}: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
 async fn in_sandbox(raw: &Raw, prefix: &str) -> usize {
     sandbox_contacts(raw)
         .await
@@ -112,7 +134,19 @@ async fn a_blocked_plan_is_applied_once_by_its_hash() {
     assert_eq!(in_sandbox(&raw, "big").await, 0);
 
     // The right one applies exactly that plan, once; the Event names who approved it.
-    approve(&api, "big", &hash, "alice").await;
+    // `kubectl ghl status` shows it waiting; `kubectl ghl approve` approves what was
+    // reviewed; the operator applies exactly that plan, once; the Event names who approved it.
+    let listing = kubectl_ghl(&["status", "-n", &ns.name]);
+    let line = listing
+        .lines()
+        .find(|l| l.contains(" big "))
+        .unwrap_or_default();
+    assert!(line.contains(&format!("{hash} (waiting)")), "{listing}");
+    let approved = kubectl_ghl(&["approve", "big", "-n", &ns.name, "--hash", &hash]);
+    assert!(
+        approved.contains(&format!("approved plan {hash}")),
+        "{approved}"
+    );
     let applied = wait_object(&api, "big", "applied by approval", READY, |p| {
         plan_of(p).approved.as_deref() == Some(hash.as_str()) && is_true(p, "Synced")
     })
@@ -125,7 +159,7 @@ async fn a_blocked_plan_is_applied_once_by_its_hash() {
     .await;
     let note = approved.note.unwrap_or_default();
     assert!(
-        note.contains(&hash) && note.contains("approved by alice"),
+        note.contains(&hash) && note.contains("approved by kubectl-ghl"),
         "{note}"
     );
     assert!(!note.contains('@'), "{note}");

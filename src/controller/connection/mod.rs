@@ -6,7 +6,6 @@
 
 mod check;
 pub mod credential;
-pub mod installed;
 pub mod verdict;
 
 use std::collections::BTreeSet;
@@ -25,6 +24,7 @@ use super::connections::{ConnectionKey, Readiness};
 use super::context::Context;
 use super::error::Result;
 use super::events;
+use super::installed;
 use super::object::{Kind, ObjectKey};
 use super::status::patch_status;
 use super::verdict::{Requeue, Verdict};

@@ -1,0 +1,211 @@
+//! `status` and `approve`: what the operator reports in the cluster, and approving a waiting
+//! plan (`ghl.servis.ai/approve-plan`). Also `kubectl ghl status|approve` when the binary is
+//! installed as the kubectl plugin `kubectl-ghl`.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use crate::crd::common::PlanSummary;
+use crate::crd::vocabulary::annotation;
+use crate::crd::{ContactSyncPolicy, GhlConnection, TagRule};
+
+/// Where to look.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// Namespace (default: the kubeconfig context's).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApproveArgs {
+    /// The ContactSyncPolicy whose waiting plan to apply once.
+    pub policy: String,
+    /// Approve only if the waiting plan still has this hash (what you reviewed).
+    #[arg(long)]
+    pub hash: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+async fn client_and_namespace(target: &Target) -> anyhow::Result<(Client, String)> {
+    let client = Client::try_default()
+        .await
+        .context("no Kubernetes configuration (KUBECONFIG, or in-cluster)")?;
+    let namespace = target
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    Ok((client, namespace))
+}
+
+fn ready(conditions: &[Condition]) -> (String, String) {
+    conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map_or(("Unknown".into(), "-".into()), |c| {
+            (c.status.clone(), c.reason.clone())
+        })
+}
+
+fn plan_column(plan: Option<&PlanSummary>) -> (String, String) {
+    match plan {
+        Some(p) => (
+            format!(
+                "+{} ~{} -{} adopt {}",
+                p.create, p.update, p.delete, p.adopt
+            ),
+            match (&p.hash, &p.blocked) {
+                (Some(hash), Some(_)) => format!("{hash} (waiting)"),
+                (Some(hash), None) => hash.clone(),
+                _ => "-".into(),
+            },
+        ),
+        None => ("-".into(), "-".into()),
+    }
+}
+
+/// One line per object: kind, name, Ready, reason, plan counts, plan hash.
+pub fn row(kind: &str, name: &str, conditions: &[Condition], plan: Option<&PlanSummary>) -> String {
+    let (status, reason) = ready(conditions);
+    let (counts, hash) = plan_column(plan);
+    format!("{kind:<18} {name:<32} {status:<7} {reason:<26} {counts:<24} {hash}")
+}
+
+pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let (client, namespace) = client_and_namespace(&args.target).await?;
+    let params = ListParams::default();
+    println!(
+        "{:<18} {:<32} {:<7} {:<26} {:<24} PLAN HASH",
+        "KIND", "NAME", "READY", "REASON", "PLAN"
+    );
+    let connections: Api<GhlConnection> = Api::namespaced(client.clone(), &namespace);
+    for c in connections.list(&params).await? {
+        let conditions = c
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or(&[]);
+        println!("{}", row("GhlConnection", &c.name_any(), conditions, None));
+    }
+    let policies: Api<ContactSyncPolicy> = Api::namespaced(client.clone(), &namespace);
+    for p in policies.list(&params).await? {
+        let status = p.status.as_ref();
+        let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+        let plan = status.and_then(|s| s.plan.as_ref());
+        println!(
+            "{}",
+            row("ContactSyncPolicy", &p.name_any(), conditions, plan)
+        );
+    }
+    let rules: Api<TagRule> = Api::namespaced(client, &namespace);
+    for r in rules.list(&params).await? {
+        let status = r.status.as_ref();
+        let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+        let plan = status.and_then(|s| s.plan.as_ref());
+        println!("{}", row("TagRule", &r.name_any(), conditions, plan));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The hash to approve: the waiting plan's, if it is the one reviewed.
+pub fn to_approve(plan: Option<&PlanSummary>, reviewed: Option<&str>) -> Result<String, String> {
+    let Some(plan) = plan else {
+        return Err("no plan in status yet".into());
+    };
+    let (Some(hash), Some(_)) = (&plan.hash, &plan.blocked) else {
+        return Err("no plan is waiting for approval".into());
+    };
+    match reviewed {
+        Some(reviewed) if reviewed != hash => Err(format!(
+            "the waiting plan is now {hash}, not {reviewed}: review it again"
+        )),
+        _ => Ok(hash.clone()),
+    }
+}
+
+pub async fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
+    let (client, namespace) = client_and_namespace(&args.target).await?;
+    let policies: Api<ContactSyncPolicy> = Api::namespaced(client, &namespace);
+    let policy = policies
+        .get(&args.policy)
+        .await
+        .with_context(|| format!("reading ContactSyncPolicy {namespace}/{}", args.policy))?;
+    let plan = policy.status.as_ref().and_then(|s| s.plan.as_ref());
+    let hash = to_approve(plan, args.hash.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+    let patch = json!({"metadata": {"annotations": {annotation::APPROVE_PLAN: hash}}});
+    let params = PatchParams {
+        field_manager: Some("kubectl-ghl".into()),
+        ..PatchParams::default()
+    };
+    policies
+        .patch(&args.policy, &params, &Patch::Merge(&patch))
+        .await?;
+    let (counts, _) = plan_column(plan);
+    println!(
+        "approved plan {hash} of contactsyncpolicy/{} ({counts}); the operator applies it once",
+        args.policy
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the binary was started as the kubectl plugin (`kubectl-ghl`, `kubectl ghl ...`).
+pub fn invoked_as_plugin(argv0: &str) -> bool {
+    std::path::Path::new(argv0)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .is_some_and(|name| name == "kubectl-ghl")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plugin_is_recognised_by_its_name() {
+        for (argv0, plugin) in [
+            ("/usr/local/bin/kubectl-ghl", true),
+            ("kubectl-ghl", true),
+            ("C:/bin/kubectl-ghl.exe", true),
+            ("/usr/bin/ghl-operator", false),
+            ("kubectl-ghl-extra", false),
+        ] {
+            assert_eq!(invoked_as_plugin(argv0), plugin, "{argv0}");
+        }
+    }
+
+    #[test]
+    fn only_a_waiting_plan_is_approved_and_only_the_one_reviewed() {
+        let waiting = PlanSummary {
+            create: 3,
+            hash: Some("aaaa".into()),
+            blocked: Some("over".into()),
+            ..PlanSummary::default()
+        };
+        let applied = PlanSummary {
+            blocked: None,
+            ..waiting.clone()
+        };
+        assert_eq!(to_approve(Some(&waiting), None), Ok("aaaa".into()));
+        assert_eq!(to_approve(Some(&waiting), Some("aaaa")), Ok("aaaa".into()));
+        assert!(
+            to_approve(Some(&waiting), Some("bbbb"))
+                .unwrap_err()
+                .contains("now aaaa")
+        );
+        assert!(to_approve(Some(&applied), None).is_err());
+        assert!(to_approve(None, None).is_err());
+        assert!(row("ContactSyncPolicy", "big", &[], Some(&waiting)).contains("aaaa (waiting)"));
+    }
+}
