@@ -18,12 +18,11 @@ use std::time::{Duration, Instant};
 
 use ghl_operator::sandbox::{RateLimit, RunningSandbox, SandboxConfig};
 use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
 use kube::api::{Api, DynamicObject, GroupVersionKind, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use serde_json::{Value, json};
 
-use cluster::{Operator, apply, create_namespace, free_port, install_crds, kubeconfig_path};
+use cluster::{Operator, apply, create_namespace, free_port, test_cluster};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -129,20 +128,9 @@ async fn main() {
     ghl_operator::tls::install_default_provider();
     let locations = env_or("BENCH_LOCATIONS", 200);
     let contacts = env_or("BENCH_CONTACTS", 500);
-    let path = kubeconfig_path();
-    if !path.exists() {
-        eprintln!(
-            "no test API server ({} missing): run scripts/k8s-testenv.sh start first",
-            path.display()
-        );
+    let Some((client, path)) = test_cluster().await else {
         return;
-    }
-    let kubeconfig = Kubeconfig::read_from(&path).unwrap();
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    let client = Client::try_from(config).unwrap();
-    install_crds(&client).await;
+    };
     let run = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
     let (alone_ns, together_ns) = (format!("bench-one-{run}"), format!("bench-many-{run}"));
     create_namespace(&client, &alone_ns).await;

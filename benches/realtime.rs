@@ -28,11 +28,9 @@ use ghl_operator::sandbox::webhooks::Keys;
 use ghl_operator::sandbox::{RateLimit, SandboxConfig};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject, GroupVersionKind};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use serde_json::{Value, json};
 
-use cluster::{Operator, apply, create_namespace, free_port, install_crds, kubeconfig_path};
+use cluster::{Operator, apply, create_namespace, free_port, test_cluster};
 
 const CONTACTS: usize = 100;
 const CHANGES: usize = 1000;
@@ -122,20 +120,9 @@ impl Shows {
 #[tokio::main]
 async fn main() {
     ghl_operator::tls::install_default_provider();
-    let path = kubeconfig_path();
-    if !path.exists() {
-        eprintln!(
-            "no test API server ({} missing): run scripts/k8s-testenv.sh start first",
-            path.display()
-        );
+    let Some((client, path)) = test_cluster().await else {
         return;
-    }
-    let kubeconfig = Kubeconfig::read_from(&path).unwrap();
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    let client = Client::try_from(config).unwrap();
-    install_crds(&client).await;
+    };
     let namespace = format!("bench-rt-{:06x}", rand::random::<u32>() & 0xff_ffff);
     create_namespace(&client, &namespace).await;
 

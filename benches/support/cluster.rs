@@ -7,7 +7,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config, ResourceExt};
 use serde_json::{Value, json};
 
 pub fn free_port() -> u16 {
@@ -21,6 +22,26 @@ pub fn free_port() -> u16 {
 pub fn kubeconfig_path() -> PathBuf {
     let run = std::env::var("K8S_RUN").unwrap_or_else(|_| "/tmp/k8s-testenv".into());
     Path::new(&run).join("kubeconfig")
+}
+
+/// A client of the test API server of `scripts/k8s-testenv.sh` with the CRDs installed, and
+/// its kubeconfig; `None` (said on stderr) when it is not running.
+pub async fn test_cluster() -> Option<(Client, PathBuf)> {
+    let path = kubeconfig_path();
+    if !path.exists() {
+        eprintln!(
+            "no test API server ({} missing): run scripts/k8s-testenv.sh start first",
+            path.display()
+        );
+        return None;
+    }
+    let kubeconfig = Kubeconfig::read_from(&path).unwrap();
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    let client = Client::try_from(config).unwrap();
+    install_crds(&client).await;
+    Some((client, path))
 }
 
 pub async fn apply(client: &Client, namespace: &str, mut object: Value) {

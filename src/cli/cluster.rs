@@ -77,7 +77,7 @@ fn plan_column(plan: Option<&PlanSummary>) -> (String, String) {
 }
 
 /// One line per object: kind, name, Ready, reason, plan counts, plan hash.
-pub fn row(kind: &str, name: &str, conditions: &[Condition], plan: Option<&PlanSummary>) -> String {
+fn row(kind: &str, name: &str, conditions: &[Condition], plan: Option<&PlanSummary>) -> String {
     let (status, reason) = ready(conditions);
     let (counts, hash) = plan_column(plan);
     format!("{kind:<18} {name:<32} {status:<7} {reason:<26} {counts:<24} {hash}")
@@ -120,7 +120,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The hash to approve: the waiting plan's, if it is the one reviewed.
-pub fn to_approve(plan: Option<&PlanSummary>, reviewed: Option<&str>) -> Result<String, String> {
+fn to_approve(plan: Option<&PlanSummary>, reviewed: Option<&str>) -> Result<String, String> {
     let Some(plan) = plan else {
         return Err("no plan in status yet".into());
     };

@@ -211,7 +211,7 @@ fn installation(ctx: &Context, company: &str) -> bool {
     for key in agency_connections(ctx, company) {
         if ctx.shards.holds(ctx.shard_of(&key)) {
             ctx.installed
-                .invalidate(&(key.namespace.clone(), key.name.clone()));
+                .forget(&(key.namespace.clone(), key.name.clone()));
             wake(ctx, key);
             taken = true;
         }

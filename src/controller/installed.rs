@@ -44,11 +44,8 @@ impl Listings {
         self.map().insert(key.clone(), Instant::now());
     }
 
-    /// An install or uninstall: list again at the next reconcile.
-    pub fn invalidate(&self, key: &ConnectionKey) {
-        self.map().remove(key);
-    }
-
+    /// List again at the next reconcile (an install or uninstall), or forget a connection
+    /// that is gone.
     pub fn forget(&self, key: &ConnectionKey) {
         self.map().remove(key);
     }
@@ -194,7 +191,7 @@ mod tests {
         listings.listed(&key);
         assert!(!listings.due(&key, hour));
         assert!(listings.due(&key, Duration::ZERO));
-        listings.invalidate(&key);
+        listings.forget(&key);
         assert!(listings.due(&key, hour));
     }
 }

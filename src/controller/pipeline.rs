@@ -227,25 +227,22 @@ async fn run<K: Synced>(
             None,
         ),
         (Err(waiting), _) => (waiting, None),
-        (Ok(_), ConnectionState::Usable(usable))
-            if !missing_scopes(obj.mode(), usable).is_empty() =>
-        {
+        (Ok(prepared), ConnectionState::Usable(usable)) => {
             let missing = missing_scopes(obj.mode(), usable);
-            (
-                Outcome::ConnectionUnusable {
+            if !missing.is_empty() {
+                let message = format!(
+                    "the grant of {} lacks {} (needed for mode {:?}); nothing is written until it is granted",
+                    usable.label(),
+                    missing.join(", "),
+                    obj.mode()
+                );
+                let outcome = Outcome::ConnectionUnusable {
                     phase: Phase::Stalled,
                     reason: reason::MISSING_SCOPE,
-                    message: format!(
-                        "the grant of {} lacks {} (needed for mode {:?}); nothing is written until it is granted",
-                        usable.label(),
-                        missing.join(", "),
-                        obj.mode()
-                    ),
-                },
-                None,
-            )
-        }
-        (Ok(prepared), ConnectionState::Usable(usable)) => {
+                    message,
+                };
+                return (outcome, None);
+            }
             // Waits only behind the same connection's other syncs (a closed gate cannot
             // happen: it is never closed).
             let _turn = usable.handle.gate.acquire().await;
@@ -272,7 +269,7 @@ pub fn missing_scopes(mode: Mode, usable: &Usable) -> Vec<String> {
 
 /// What a policy or rule in `mode` needs of its grant: reading contacts, and in `Apply` mode
 /// writing them.
-pub fn scopes_needed(mode: Mode) -> &'static [&'static str] {
+fn scopes_needed(mode: Mode) -> &'static [&'static str] {
     match mode {
         Mode::Plan => &["contacts.readonly"],
         Mode::Apply => &["contacts.readonly", "contacts.write"],

@@ -301,12 +301,11 @@ impl Tokens {
         };
         let skip = number("skip", 0)?;
         let limit = number("limit", 20)?.min(100);
-        let wanted = query.get("isInstalled").map(|v| v == "true");
-        let matching: Vec<&String> = self
-            .locations
-            .iter()
-            .filter(|_| wanted != Some(false))
-            .collect();
+        // The app is installed on every sandbox location: `isInstalled=false` lists none.
+        let matching: Vec<&String> = match query.get("isInstalled").map(String::as_str) {
+            Some("false") => Vec::new(),
+            _ => self.locations.iter().collect(),
+        };
         let page: Vec<Value> = matching
             .iter()
             .skip(skip)

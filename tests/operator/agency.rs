@@ -7,13 +7,25 @@ use std::time::Duration;
 use ghl_operator::sandbox::SandboxConfig;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::credentials::{mint_code, oauth_objects};
 use crate::harness::*;
 use crate::support::sandbox::{Raw, start};
 
 const READY: Duration = Duration::from_secs(60);
+
+/// A connection for `location` borrowing `acme-oauth`'s agency grant.
+fn borrower(name: &str, location: &str, url: &str, renew_before: Option<&str>) -> Value {
+    let mut grant = json!({"connectionRef": {"name": "acme-oauth"},
+                           "tokenSecretRef": {"name": format!("{name}-token")}});
+    if let Some(renew_before) = renew_before {
+        grant["renewBefore"] = json!(renew_before);
+    }
+    json!({"apiVersion": "ghl.servis.ai/v1alpha1", "kind": "GhlConnection",
+           "metadata": {"name": name},
+           "spec": {"locationId": location, "baseUrl": url, "auth": {"agencyGrant": grant}}})
+}
 
 #[tokio::test]
 async fn an_agency_grant_serves_three_locations_through_refreshes() {
@@ -43,12 +55,7 @@ async fn an_agency_grant_serves_three_locations_through_refreshes() {
         apply(
             &client,
             &ns.name,
-            json!({"apiVersion": "ghl.servis.ai/v1alpha1", "kind": "GhlConnection",
-                   "metadata": {"name": name},
-                   "spec": {"locationId": location, "baseUrl": sandbox.url,
-                            "auth": {"agencyGrant": {"connectionRef": {"name": "acme-oauth"},
-                                                     "tokenSecretRef": {"name": format!("{name}-token")},
-                                                     "renewBefore": "10s"}}}}),
+            borrower(name, location, &sandbox.url, Some("10s")),
         )
         .await;
         apply(
@@ -80,12 +87,8 @@ async fn an_agency_grant_serves_three_locations_through_refreshes() {
         (2, "store-c@example.com"),
     ] {
         let location = &sandbox.locations[at].0;
-        let state = raw
-            .admin("GET", &format!("state?locationId={location}"), None)
-            .await;
-        let emails: Vec<&str> = state["contacts"]
-            .as_array()
-            .unwrap()
+        let contacts = location_contacts(&raw, location).await;
+        let emails: Vec<&str> = contacts
             .iter()
             .filter_map(|c| c["email"].as_str())
             .collect();
@@ -136,15 +139,7 @@ async fn an_agency_grant_serves_three_locations_through_refreshes() {
     wait_for("the new record in the third location", READY, || {
         let raw = &raw;
         let location = location.clone();
-        async move {
-            let state = raw
-                .admin("GET", &format!("state?locationId={location}"), None)
-                .await;
-            state["contacts"]
-                .as_array()
-                .is_some_and(|c| c.len() == 2)
-                .then_some(())
-        }
+        async move { (location_contacts(raw, &location).await.len() == 2).then_some(()) }
     })
     .await;
     operator.stop().await;
@@ -222,11 +217,7 @@ async fn an_agency_lists_its_installed_locations_and_an_install_refreshes_them()
     apply(
         &client,
         &ns.name,
-        json!({"apiVersion": "ghl.servis.ai/v1alpha1", "kind": "GhlConnection",
-               "metadata": {"name": "store-b"},
-               "spec": {"locationId": B, "baseUrl": sandbox.url,
-                        "auth": {"agencyGrant": {"connectionRef": {"name": "acme-oauth"},
-                                                 "tokenSecretRef": {"name": "store-b-token"}}}}}),
+        borrower("store-b", B, &sandbox.url, None),
     )
     .await;
     wait_object(&api, "store-b", "Ready", READY, |c| is_true(c, "Ready")).await;

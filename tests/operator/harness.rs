@@ -498,6 +498,14 @@ pub async fn sandbox_contacts(raw: &crate::support::sandbox::Raw) -> BTreeMap<St
         .collect()
 }
 
+/// The contacts the sandbox holds in `location` (one of several it serves).
+pub async fn location_contacts(raw: &crate::support::sandbox::Raw, location: &str) -> Vec<Value> {
+    let state = raw
+        .admin("GET", &format!("state?locationId={location}"), None)
+        .await;
+    state["contacts"].as_array().cloned().unwrap_or_default()
+}
+
 /// Tags of a sandbox contact, sorted.
 pub fn tags(contact: &Value) -> Vec<String> {
     let mut tags: Vec<String> = contact["tags"]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ghl_operator::sandbox::{RateLimit, SandboxConfig};
+use ghl_operator::sandbox::{RateLimit, RunningSandbox, SandboxConfig};
 use serde_json::json;
 
 use crate::auth::grant_from_code;
@@ -84,8 +84,8 @@ async fn each_location_has_its_own_data_token_budget_and_stats() {
     assert_eq!(state["contacts"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn one_agency_grant_mints_a_token_for_each_location() {
+/// A sandbox of three locations, and a caller holding an agency (Company) token for them.
+async fn three_locations_as_agency() -> (RunningSandbox, Raw) {
     let sandbox = start(SandboxConfig {
         other_locations: vec![SECOND.into(), "locThird000000000003".into()],
         ..SandboxConfig::default()
@@ -94,6 +94,12 @@ async fn one_agency_grant_mints_a_token_for_each_location() {
     let mut raw = Raw::new(&sandbox);
     let agency = grant_from_code(&raw, json!({"userType": "Company"})).await;
     raw.token = agency["access_token"].as_str().unwrap().to_owned();
+    (sandbox, raw)
+}
+
+#[tokio::test]
+async fn one_agency_grant_mints_a_token_for_each_location() {
+    let (sandbox, raw) = three_locations_as_agency().await;
     for (location, _) in &sandbox.locations {
         let minted = raw
             .send(
@@ -125,14 +131,7 @@ async fn one_agency_grant_mints_a_token_for_each_location() {
 
 #[tokio::test]
 async fn an_agency_token_lists_the_installed_locations_a_page_at_a_time() {
-    let sandbox = start(SandboxConfig {
-        other_locations: vec![SECOND.into(), "locThird000000000003".into()],
-        ..SandboxConfig::default()
-    })
-    .await;
-    let mut raw = Raw::new(&sandbox);
-    let agency = grant_from_code(&raw, json!({"userType": "Company"})).await;
-    raw.token = agency["access_token"].as_str().unwrap().to_owned();
+    let (sandbox, raw) = three_locations_as_agency().await;
     let query = "companyId=sandboxCompany000001&appId=sandbox&isInstalled=true";
     let page = raw
         .call(

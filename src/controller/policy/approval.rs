@@ -49,15 +49,15 @@ pub fn approver(meta: &ObjectMeta) -> Option<(String, Option<String>)> {
 
 /// Why a plan waits, for `status.plan.blocked` (`None`: it does not).
 pub fn blocked<P>(outcome: &SyncOutcome<P>, hash: Option<&str>) -> Option<String> {
-    let how = |hash: Option<&str>| match hash {
-        Some(hash) => format!("annotate ghl.servis.ai/approve-plan={hash} to apply it once"),
-        None => String::new(),
+    let why = match outcome {
+        SyncOutcome::Blocked { reason, .. } => reason.clone(),
+        SyncOutcome::Planned { .. } => "mode Plan".to_owned(),
+        _ => return None,
     };
-    match outcome {
-        SyncOutcome::Blocked { reason, .. } => Some(format!("{reason}; {}", how(hash))),
-        SyncOutcome::Planned { .. } => Some(format!("mode Plan; {}", how(hash))),
-        _ => None,
-    }
+    Some(match hash {
+        Some(hash) => format!("{why}; annotate ghl.servis.ai/approve-plan={hash} to apply it once"),
+        None => why,
+    })
 }
 
 /// What to tell about an approval after a sync: applied (with who approved it, when the API

@@ -109,6 +109,9 @@ impl Manager {
     async fn round(&mut self) {
         let alive = self.membership().await;
         let held = self.renew().await;
+        // Every shard not held is read each round, even at the quota: a holder's Lease is
+        // known expired only after it has been seen unchanged for the Lease duration, so
+        // watching all the time is what makes a takeover take one duration, not two.
         let mut taken = BTreeSet::new();
         for (shard, elector) in (0u32..).zip(self.electors.iter_mut()) {
             if held.contains(&shard) {

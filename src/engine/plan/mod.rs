@@ -9,6 +9,7 @@
 //! longer declares; `safety` limits stop a large plan.
 
 mod contact;
+mod digest;
 pub(crate) mod items;
 pub mod render;
 
@@ -388,25 +389,6 @@ impl Plan {
         items + self.releases.iter().map(Release::deletes).sum::<usize>()
     }
 
-    /// A digest of what applying would do — the contacts it writes and the releases — and
-    /// of nothing else (not why it is blocked, nor records refused by validation): equal
-    /// plans have equal hashes, and any change to what would be written changes it. What an
-    /// approval (`ghl.servis.ai/approve-plan`) names.
-    pub fn hash(&self) -> String {
-        #[derive(Serialize)]
-        struct Content<'a> {
-            contacts: Vec<&'a ContactPlan>,
-            releases: &'a [Release],
-        }
-        let content = Content {
-            contacts: self.contacts.iter().filter(|c| !c.is_noop()).collect(),
-            releases: &self.releases,
-        };
-        let bytes = serde_json::to_vec(&content).unwrap_or_default();
-        let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
-        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-    }
-
     /// True when applying would change nothing in GHL or in the ledger.
     pub fn is_empty(&self) -> bool {
         self.contacts.iter().all(ContactPlan::is_noop) && self.releases.is_empty()
@@ -663,61 +645,5 @@ fn release(
         remove_tags,
         delete_items,
         gone,
-    }
-}
-
-#[cfg(test)]
-mod hash_tests {
-    use super::*;
-
-    fn tagging(id: &str, tag: &str) -> ContactPlan {
-        ContactPlan {
-            source: format!("contact/{id}"),
-            key: String::new(),
-            ledger_key: KeyDigest::of(id),
-            target: Target::Existing {
-                id: id.to_owned(),
-                adopt: false,
-            },
-            replaces: None,
-            changes: Vec::new(),
-            upsert_changes: Vec::new(),
-            add_tags: BTreeSet::from([tag.to_owned()]),
-            remove_tags: BTreeSet::new(),
-            items: Vec::new(),
-            observed_drift: Vec::new(),
-            drifted: false,
-            recovered: false,
-        }
-    }
-
-    fn plan(contacts: Vec<ContactPlan>) -> Plan {
-        Plan {
-            contacts,
-            ..Plan::default()
-        }
-    }
-
-    #[test]
-    fn a_plan_hash_follows_what_would_be_written_and_nothing_else() {
-        let base = plan(vec![tagging("c1", "vip"), tagging("c2", "vip")]);
-        let same = plan(vec![tagging("c1", "vip"), tagging("c2", "vip")]);
-        assert_eq!(base.hash(), same.hash());
-        assert_eq!(base.hash().len(), 16);
-        // Why it is blocked and contacts with nothing to write do not count.
-        let mut blocked = same.clone();
-        blocked.blocked = Some("over maxChanges".into());
-        let mut noop = tagging("c3", "vip");
-        noop.add_tags.clear();
-        blocked.contacts.push(noop);
-        assert_eq!(base.hash(), blocked.hash());
-        // Anything it would write does.
-        for other in [
-            plan(vec![tagging("c1", "vip"), tagging("c2", "gold")]),
-            plan(vec![tagging("c1", "vip")]),
-            plan(vec![tagging("c2", "vip"), tagging("c1", "vip")]),
-        ] {
-            assert_ne!(base.hash(), other.hash());
-        }
     }
 }
