@@ -9,13 +9,19 @@
 //!   compare-and-swap, then deletes the old generation: a crash at any point leaves one whole
 //!   generation live, never a mix. Small journals are left alone (they load fast).
 //!
+//! - **Loading by name.** The head records the live generation's shard count (and the
+//!   generation it retired), so a load GETs the head, its shards and its pages until the first
+//!   missing one. Nothing lists by label: a label-selected list makes etcd read every Secret
+//!   of the namespace, and 200 ledgers loading at once in one namespace ran etcd out of memory.
+//!
 //! Nothing is written last-writer-wins: new objects are created (a name that exists is a
 //! conflict) and existing ones replaced with the resourceVersion read. A second writer — a
 //! process that lost its Lease — therefore fails instead of erasing commits, and every write
 //! also checks the process' [`Fence`]. What this store remembers (the current page) changes
 //! only after its write succeeded. Loading trusts only objects of the ledger type, with its
-//! labels and an ownerReference to the owner's uid: a Secret merely labelled like a ledger
-//! (which could claim `created: true` and so turn into a GHL delete) is ignored and reported.
+//! labels and an ownerReference to the owner's uid: a Secret at a ledger's name that is not
+//! the owner's (which could claim `created: true` and so turn into a GHL delete) stops the
+//! load with an error naming it; Secrets merely labelled like a ledger are never read.
 //! Keys in a ledger are digests, never emails.
 
 use std::collections::BTreeMap;
@@ -24,7 +30,7 @@ use async_trait::async_trait;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
 use tokio::sync::Mutex;
 
@@ -43,6 +49,11 @@ const SHARD_BYTES: usize = 700 * 1024;
 const PAGE_BYTES: usize = 8 * 1024;
 const DATA_KEY: &str = "ledger";
 const GENERATION_KEY: &str = "generation";
+/// The head's count of the live generation's shards (heads written before it: probed).
+const SHARDS_KEY: &str = "shards";
+/// The head's record of the generation it replaced, `<generation> <shards> <pages>`, so a
+/// cleanup that failed is finished by the next compaction.
+const RETIRED_KEY: &str = "retired";
 
 /// What an object of a ledger holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,16 +130,6 @@ impl LedgerOwner {
             (_, g) => format!("{base}-g{g}-{}-{index}", role.as_str()),
         }
     }
-
-    fn selector(&self) -> String {
-        format!(
-            "{}={},{}={}",
-            label::OWNER_KIND,
-            self.kind,
-            label::OWNER_NAME,
-            label_value(&self.name)
-        )
-    }
 }
 
 /// Label values are at most 63 characters.
@@ -190,11 +191,57 @@ struct Cursor {
     generation: u64,
     /// The head's resourceVersion (`None`: no head yet).
     head_version: Option<String>,
+    /// The live generation's shard count.
+    shards: usize,
+    /// The generation the head retired (its objects may outlive a failed cleanup).
+    retired: Option<Generation>,
     page: usize,
     text: String,
     /// The page's resourceVersion (`None`: not written yet).
     page_version: Option<String>,
 }
+
+/// A generation's extent: which objects it has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Generation {
+    generation: u64,
+    shards: usize,
+    pages: usize,
+}
+
+impl Generation {
+    fn format(self) -> String {
+        format!("{} {} {}", self.generation, self.shards, self.pages)
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let mut fields = text.split_whitespace().map(str::parse::<u64>);
+        let (Some(Ok(generation)), Some(Ok(shards)), Some(Ok(pages)), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return None;
+        };
+        Some(Self {
+            generation,
+            shards: usize::try_from(shards).ok()?,
+            pages: usize::try_from(pages).ok()?,
+        })
+    }
+}
+
+/// What the head says (all defaults without a head).
+#[derive(Clone, Debug, Default)]
+struct Head {
+    generation: u64,
+    version: Option<String>,
+    /// `None`: a head written before it recorded its shards (or none): probe them.
+    shards: Option<usize>,
+    retired: Option<Generation>,
+}
+
+/// At most this many objects of one role are probed: a ledger of 100,000 contacts has a few
+/// dozen shards; a journal is compacted long before.
+const MAX_OBJECTS: usize = 10_000;
 
 /// A ledger in Secrets.
 pub struct SecretLedgerStore {
@@ -224,31 +271,82 @@ impl SecretLedgerStore {
         }
     }
 
-    /// The verified parts of this ledger; objects with its labels that are not its own are
-    /// reported and left out.
-    async fn parts(&self) -> Result<Vec<(Part, Secret)>, StateError> {
-        let params = ListParams::default().labels(&self.owner.selector());
-        let objects = self
+    /// The object at `generation`/`role`/`index`, if there is one; an object at that name
+    /// that is not this ledger's is an error (it would be trusted or overwritten otherwise).
+    async fn get(
+        &self,
+        generation: u64,
+        role: Role,
+        index: usize,
+    ) -> Result<Option<Secret>, StateError> {
+        let name = self.owner.object_name(generation, role, index);
+        let Some(secret) = self
             .api
-            .list(&params)
+            .get_opt(&name)
             .await
-            .map_err(|e| StateError(format!("listing ledger objects: {e}")))?
-            .items;
-        let mut parts = Vec::with_capacity(objects.len());
-        for secret in objects {
-            match verify(&secret, &self.owner) {
-                Some(part) => parts.push((part, secret)),
-                None => tracing::warn!(
-                    secret = secret.metadata.name.as_deref().unwrap_or_default(),
-                    owner = %self.owner.name,
-                    "ignoring a Secret labelled as a ledger that is not this owner's"
-                ),
-            }
+            .map_err(|e| StateError(format!("reading {name}: {e}")))?
+        else {
+            return Ok(None);
+        };
+        let expected = (role, if role == Role::Head { 0 } else { generation }, index);
+        match verify(&secret, &self.owner) {
+            Some(part) if (part.role, part.generation, part.index) == expected => Ok(Some(secret)),
+            _ => Err(StateError(format!(
+                "{name} is not this ledger's (wrong type, labels or owner); delete or rename it"
+            ))),
         }
-        Ok(parts)
     }
 
-    fn secret(&self, generation: u64, role: Role, index: usize, data: (&str, &str)) -> Secret {
+    /// The objects of one role of a generation from index `from` up to the first missing one.
+    async fn probe(
+        &self,
+        generation: u64,
+        role: Role,
+        from: usize,
+    ) -> Result<Vec<Secret>, StateError> {
+        let mut found = Vec::new();
+        for index in from..MAX_OBJECTS {
+            match self.get(generation, role, index).await? {
+                Some(secret) => found.push(secret),
+                None => break,
+            }
+        }
+        Ok(found)
+    }
+
+    /// The shards of the live generation: the count the head records, else probed.
+    async fn shards(&self, head: &Head) -> Result<Vec<Secret>, StateError> {
+        let Some(count) = head.shards else {
+            return self.probe(head.generation, Role::Shard, 0).await;
+        };
+        let mut shards = Vec::with_capacity(count);
+        for index in 0..count {
+            let secret = self.get(head.generation, Role::Shard, index).await?;
+            shards.push(secret.ok_or_else(|| {
+                StateError(format!(
+                    "{} is missing: the ledger's head names {count} shards",
+                    self.owner.object_name(head.generation, Role::Shard, index)
+                ))
+            })?);
+        }
+        Ok(shards)
+    }
+
+    /// Deletes every object of `old`; a failure only leaves garbage (warned about).
+    async fn retire(&self, old: Generation) {
+        let names = (0..old.shards)
+            .map(|i| self.owner.object_name(old.generation, Role::Shard, i))
+            .chain(
+                (0..old.pages).map(|i| self.owner.object_name(old.generation, Role::Journal, i)),
+            );
+        for name in names {
+            if let Err(error) = self.delete(&name).await {
+                tracing::warn!(%error, "could not delete an old ledger object; retried at the next compaction");
+            }
+        }
+    }
+
+    fn secret(&self, generation: u64, role: Role, index: usize, data: &[(&str, &str)]) -> Secret {
         let mut labels = BTreeMap::from([
             (
                 label::MANAGED_BY.to_owned(),
@@ -281,10 +379,11 @@ impl SecretLedgerStore {
                 ..ObjectMeta::default()
             },
             type_: Some(LEDGER_SECRET_TYPE.to_owned()),
-            data: Some(BTreeMap::from([(
-                data.0.to_owned(),
-                ByteString(data.1.as_bytes().to_vec()),
-            )])),
+            data: Some(
+                data.iter()
+                    .map(|(key, value)| ((*key).to_owned(), ByteString(value.as_bytes().to_vec())))
+                    .collect(),
+            ),
             ..Secret::default()
         }
     }
@@ -322,28 +421,33 @@ impl SecretLedgerStore {
         }
     }
 
-    /// The live generation and the head's resourceVersion (generation 0 without a head).
-    async fn head(&self) -> Result<(u64, Option<String>), StateError> {
+    /// What the head says (generation 0 and nothing else without a head).
+    async fn head(&self) -> Result<Head, StateError> {
         let name = self.owner.object_name(0, Role::Head, 0);
-        let head = self
-            .api
-            .get_opt(&name)
-            .await
-            .map_err(|e| StateError(format!("reading {name}: {e}")))?;
-        let Some(head) = head else {
-            return Ok((0, None));
+        let Some(head) = self.get(0, Role::Head, 0).await? else {
+            return Ok(Head::default());
         };
-        if verify(&head, &self.owner).map(|p| p.role) != Some(Role::Head) {
-            return Err(StateError(format!(
-                "{name} is not this ledger's head (wrong type, labels or owner); \
-                 delete or rename it"
-            )));
-        }
         let generation = text_of(&head, GENERATION_KEY)
             .trim()
             .parse()
             .map_err(|_| StateError(format!("{name} does not name a generation")))?;
-        Ok((generation, head.metadata.resource_version))
+        let shards = text_of(&head, SHARDS_KEY);
+        let shards = match shards.trim() {
+            "" => None,
+            count => Some(
+                count
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= MAX_OBJECTS)
+                    .ok_or_else(|| StateError(format!("{name} does not count its shards")))?,
+            ),
+        };
+        Ok(Head {
+            generation,
+            shards,
+            retired: Generation::parse(&text_of(&head, RETIRED_KEY)),
+            version: head.metadata.resource_version,
+        })
     }
 }
 
@@ -359,30 +463,22 @@ fn text_of(secret: &Secret, key: &str) -> String {
 #[async_trait]
 impl StateStore for SecretLedgerStore {
     async fn load(&self) -> Result<Ledger, StateError> {
-        let (generation, head_version) = self.head().await?;
+        let head = self.head().await?;
+        let shards = self.shards(&head).await?;
         let mut ledger = Ledger::default();
-        let mut pages: Vec<(usize, String, Option<String>)> = Vec::new();
-        for (part, secret) in self.parts().await? {
-            if part.generation != generation {
-                continue; // an old generation not deleted yet, or an unfinished compaction
-            }
-            match part.role {
-                Role::Shard => {
-                    let shard: Ledger = serde_json::from_str(&text_of(&secret, DATA_KEY))
-                        .map_err(|e| StateError(format!("{} does not parse: {e}", part.name)))?;
-                    ledger.merge(shard);
-                }
-                Role::Journal => pages.push((
-                    part.index,
-                    text_of(&secret, DATA_KEY),
-                    secret.metadata.resource_version,
-                )),
-                Role::Head => {}
-            }
+        for secret in &shards {
+            let shard: Ledger = serde_json::from_str(&text_of(secret, DATA_KEY)).map_err(|e| {
+                let name = secret.metadata.name.as_deref().unwrap_or_default();
+                StateError(format!("{name} does not parse: {e}"))
+            })?;
+            ledger.merge(shard);
         }
-        pages.sort_by_key(|(index, ..)| *index);
-        for (index, text, _) in &pages {
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let pages = self.probe(head.generation, Role::Journal, 0).await?;
+        for (index, page) in pages.iter().enumerate() {
+            for line in text_of(page, DATA_KEY)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+            {
                 match serde_json::from_str::<Change>(line) {
                     Ok(change) => ledger.apply(&change),
                     // Pages are written whole; a line that does not parse was not ours.
@@ -393,11 +489,20 @@ impl StateStore for SecretLedgerStore {
             }
         }
         // New commits go after the last existing page.
-        let (page, text, page_version) = pages.pop().unwrap_or_default();
+        let (page, text, page_version) = match pages.last() {
+            Some(last) => (
+                pages.len() - 1,
+                text_of(last, DATA_KEY),
+                last.metadata.resource_version.clone(),
+            ),
+            None => (0, String::new(), None),
+        };
         *self.cursor.lock().await = Cursor {
             loaded: true,
-            generation,
-            head_version,
+            generation: head.generation,
+            head_version: head.version,
+            shards: shards.len(),
+            retired: head.retired,
             page,
             text,
             page_version,
@@ -429,7 +534,7 @@ impl StateStore for SecretLedgerStore {
             cursor.generation,
             Role::Journal,
             page,
-            (DATA_KEY, text.as_str()),
+            &[(DATA_KEY, text.as_str())],
         );
         let written = self.put(secret, version.as_deref()).await?;
         cursor.page = page;
@@ -443,39 +548,68 @@ impl StateStore for SecretLedgerStore {
         if cursor.loaded && cursor.page == 0 && cursor.text.len() <= PAGE_BYTES / 2 {
             return Ok(()); // a short journal loads as fast as shards
         }
-        if !cursor.loaded {
-            let (generation, head_version) = self.head().await?;
-            cursor.generation = generation;
-            cursor.head_version = head_version;
+        let live = if cursor.loaded {
+            Generation {
+                generation: cursor.generation,
+                shards: cursor.shards,
+                pages: if cursor.page_version.is_some() {
+                    cursor.page + 1
+                } else {
+                    0
+                },
+            }
+        } else {
+            let head = self.head().await?;
+            let shards = self.shards(&head).await?.len();
+            let pages = self.probe(head.generation, Role::Journal, 0).await?.len();
+            cursor.head_version = head.version;
+            cursor.retired = head.retired;
+            Generation {
+                generation: head.generation,
+                shards,
+                pages,
+            }
+        };
+        // A cleanup the last compaction could not finish.
+        if let Some(retired) = cursor.retired {
+            self.retire(retired).await;
         }
-        let next = cursor.generation.saturating_add(1);
-        let parts = self.parts().await?;
         // Leftovers of an unfinished compaction to the same generation go first.
-        for (part, _) in parts.iter().filter(|(p, _)| p.generation == next) {
-            self.delete(&part.name).await?;
+        let next = live.generation.saturating_add(1);
+        for role in [Role::Shard, Role::Journal] {
+            for secret in self.probe(next, role, 0).await? {
+                self.delete(secret.metadata.name.as_deref().unwrap_or_default())
+                    .await?;
+            }
         }
-        for (index, text) in split(ledger)?.iter().enumerate() {
-            let shard = self.secret(next, Role::Shard, index, (DATA_KEY, text));
+        let texts = split(ledger)?;
+        for (index, text) in texts.iter().enumerate() {
+            let shard = self.secret(next, Role::Shard, index, &[(DATA_KEY, text)]);
             self.put(shard, None).await?;
         }
-        let generation = next.to_string();
-        let head = self.secret(next, Role::Head, 0, (GENERATION_KEY, &generation));
+        let (generation, shards, retired) =
+            (next.to_string(), texts.len().to_string(), live.format());
+        let head = self.secret(
+            next,
+            Role::Head,
+            0,
+            &[
+                (GENERATION_KEY, &generation),
+                (SHARDS_KEY, &shards),
+                (RETIRED_KEY, &retired),
+            ],
+        );
         let head_version = self.put(head, cursor.head_version.as_deref()).await?;
         *cursor = Cursor {
             loaded: true,
             generation: next,
             head_version: Some(head_version),
+            shards: texts.len(),
+            retired: Some(live),
             ..Cursor::default()
         };
-        // The new generation is live: the rest is garbage (a failure here only leaves some).
-        for (part, _) in &parts {
-            if part.role != Role::Head
-                && part.generation != next
-                && let Err(error) = self.delete(&part.name).await
-            {
-                tracing::warn!(%error, "could not delete an old ledger object; retried at the next compaction");
-            }
-        }
+        // The new generation is live: the old one is garbage.
+        self.retire(live).await;
         Ok(())
     }
 }

@@ -141,15 +141,23 @@ fn bound(email: &str, id: &str) -> Change {
 }
 
 /// A Secret that looks like a journal page of `owner`'s ledger claiming it created `id`.
-fn lookalike(owner: &LedgerOwner, name: &str, type_: &str, owned: bool, generation: u64) -> Secret {
+/// A Secret with the ledger's labels: `name`, `type_`, owned by the policy or not, and the
+/// labels of a `role` object of `generation`.
+fn lookalike(
+    owner: &LedgerOwner,
+    name: &str,
+    type_: &str,
+    owned: bool,
+    (role, generation): (&str, u64),
+) -> Secret {
     let line = serde_json::to_string(&bound("forged@example.com", "c-forged")).unwrap();
     let mut secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": name, "labels": {
             label::MANAGED_BY: label::MANAGED_BY_VALUE,
             label::OWNER_KIND: "ContactSyncPolicy",
             label::OWNER_NAME: owner.name,
-            label::LEDGER_ROLE: "journal",
-            label::LEDGER_INDEX: "9",
+            label::LEDGER_ROLE: role,
+            label::LEDGER_INDEX: "0",
             label::LEDGER_GENERATION: generation.to_string(),
         }},
         "type": type_,
@@ -213,22 +221,23 @@ async fn the_ledger_cannot_be_overwritten_forged_or_half_compacted() {
     let ids: Vec<&str> = loaded.contacts.keys().map(|id| id.as_str()).collect();
     assert_eq!(ids, ["c-a", "c-a2"], "nothing erased, nothing half-written");
 
-    // Lookalikes: the ledger's labels, but not its type or not owned by the policy; and an
-    // owned page of a generation the head does not name (an unfinished compaction).
-    for (name, type_, owned, generation) in [
-        ("forged-opaque", "Opaque", true, 0),
-        ("forged-unowned", LEDGER_SECRET_TYPE, false, 0),
+    // Lookalikes: the ledger's labels, but not its type or not owned by the policy (never
+    // read: loads go by name); and an owned shard of a generation the head does not name (an
+    // unfinished compaction).
+    for (name, type_, owned, labels) in [
+        ("forged-opaque", "Opaque", true, ("journal", 0)),
+        ("forged-unowned", LEDGER_SECRET_TYPE, false, ("journal", 0)),
         (
-            "ghl-ledger-contactsyncpolicy-guarded-g1-journal-9",
+            "ghl-ledger-contactsyncpolicy-guarded-g1-shard-0",
             LEDGER_SECRET_TYPE,
             true,
-            1,
+            ("shard", 1),
         ),
     ] {
         secrets
             .create(
                 &PostParams::default(),
-                &lookalike(&owner, name, type_, owned, generation),
+                &lookalike(&owner, name, type_, owned, labels),
             )
             .await
             .unwrap();
@@ -262,12 +271,54 @@ async fn the_ledger_cannot_be_overwritten_forged_or_half_compacted() {
             "ghl-ledger-contactsyncpolicy-guarded-g1-shard-0",
             "ghl-ledger-contactsyncpolicy-guarded-head",
         ],
-        "the unfinished generation's page was replaced, lookalikes left alone"
+        "the unfinished generation's shard was replaced, lookalikes left alone"
     );
     let reloaded = store().load().await.unwrap();
     assert!(
         reloaded == loaded,
         "the compacted ledger equals the journal it replaced"
     );
+
+    // A Secret at one of the ledger's names that is not the policy's stops the load, named.
+    let squatter = "ghl-ledger-contactsyncpolicy-guarded-g1-journal-0";
+    secrets
+        .create(
+            &PostParams::default(),
+            &lookalike(&owner, squatter, LEDGER_SECRET_TYPE, false, ("journal", 1)),
+        )
+        .await
+        .unwrap();
+    let refused = store().load().await.unwrap_err().to_string();
+    assert!(refused.contains(squatter), "{refused}");
+    secrets.delete(squatter, &Default::default()).await.unwrap();
+    assert!(store().load().await.unwrap() == loaded);
+
+    // A cleanup a compaction could not finish (here: generation 1 left behind by the
+    // compaction to 2) is finished by the next one, from the names the head recorded.
+    store().compact(&loaded).await.unwrap();
+    secrets
+        .create(
+            &PostParams::default(),
+            &lookalike(
+                &owner,
+                "ghl-ledger-contactsyncpolicy-guarded-g1-shard-0",
+                LEDGER_SECRET_TYPE,
+                true,
+                ("shard", 1),
+            ),
+        )
+        .await
+        .unwrap();
+    store().compact(&loaded).await.unwrap();
+    assert_eq!(
+        ledger_objects(&client, &ns.name, "guarded").await,
+        [
+            "forged-opaque",
+            "forged-unowned",
+            "ghl-ledger-contactsyncpolicy-guarded-g3-shard-0",
+            "ghl-ledger-contactsyncpolicy-guarded-head",
+        ],
+    );
+    assert!(store().load().await.unwrap() == loaded);
     ns.delete().await;
 }
