@@ -23,5 +23,15 @@ if ! command -v lua5.1 >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends lua5.1 >/dev/null
 fi
 
+# Prometheus' promtool checks and unit-tests the chart's alert rules. Only the binary is taken
+# from Debian's package (installing the package would start a Prometheus server).
+if ! command -v promtool >/dev/null 2>&1; then
+  work="$(mktemp -d)"
+  (cd "$work" && apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus >/dev/null; })
+  dpkg-deb -x "$work"/prometheus_*.deb "$work/root"
+  install -m 0755 "$work/root/usr/bin/promtool" /usr/local/bin/promtool
+  rm -rf "$work"
+fi
+
 # A real kube-apiserver + etcd for the operator tests (cached after the first build).
 scripts/k8s-testenv.sh install

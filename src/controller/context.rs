@@ -389,6 +389,7 @@ impl Context {
     /// owned (the others re-plan).
     pub fn forget(&self, key: &ObjectKey) {
         self.backoff.succeeded(key);
+        self.metrics.objects.forget(key);
         self.resyncs
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -12,6 +12,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry as MetricsRegistry;
 
 use super::object::Kind;
+use super::object_states::ObjectStates;
 use crate::crd::connection::CredentialType;
 use crate::feed::FeedMetrics;
 use crate::ghl::GhlMetrics;
@@ -56,12 +57,14 @@ pub struct Metrics {
     writes: Family<KindLabel, Counter>,
     credential_expiry: Family<ConnectionLabel, Gauge>,
     credential_renewal: Family<ConnectionLabel, Gauge>,
+    refresh_failures: Family<ConnectionLabel, Gauge>,
     rotations: Family<CredentialKind, Counter>,
     restarts: Counter,
     targeted: Family<KindResult, Counter>,
     webhook_to_applied: Histogram,
     pub leader: Gauge,
     pub shards_held: Gauge,
+    pub objects: ObjectStates,
     pub ghl: Arc<GhlMetrics>,
     pub feed: FeedMetrics,
     pub webhooks: WebhookMetrics,
@@ -76,6 +79,7 @@ impl Metrics {
         let ghl = Arc::new(GhlMetrics::register(registry));
         let feed = FeedMetrics::register(registry);
         let webhooks = WebhookMetrics::register(registry);
+        let objects = ObjectStates::register(registry);
         let metrics = Self {
             reconciles: Family::default(),
             failures: Family::default(),
@@ -83,12 +87,14 @@ impl Metrics {
             writes: Family::default(),
             credential_expiry: Family::default(),
             credential_renewal: Family::default(),
+            refresh_failures: Family::default(),
             rotations: Family::default(),
             restarts: Counter::default(),
             targeted: Family::default(),
             webhook_to_applied: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
             leader: Gauge::default(),
             shards_held: Gauge::default(),
+            objects,
             ghl,
             feed,
             webhooks,
@@ -135,6 +141,11 @@ impl Metrics {
             metrics.credential_renewal.clone(),
         );
         sub.register(
+            "credential_refresh_failures",
+            "Consecutive failed attempts to renew each connection's access token (OAuth); 0 after a renewal",
+            metrics.refresh_failures.clone(),
+        );
+        sub.register(
             "credential_rotations",
             "Access tokens renewed or exchanged, by credential type",
             metrics.rotations.clone(),
@@ -154,6 +165,33 @@ impl Metrics {
             "Dependent workloads restarted for a new access token",
             metrics.restarts.clone(),
         );
+        // Closed label sets start at 0, so `rate()` and `increase()` see their first event.
+        for kind in [Kind::GhlConnection, Kind::ContactSyncPolicy, Kind::TagRule] {
+            for result in ["ok", "requeue", "stalled", "error"] {
+                metrics
+                    .reconciles
+                    .get_or_create(&KindResult {
+                        kind: kind.as_str(),
+                        result,
+                    })
+                    .inc_by(0);
+            }
+        }
+        for result in ["applied", "in_sync", "planned", "skipped", "error"] {
+            metrics
+                .targeted
+                .get_or_create(&KindResult {
+                    kind: Kind::ContactSyncPolicy.as_str(),
+                    result,
+                })
+                .inc_by(0);
+        }
+        for credential in ["oauth", "pit"] {
+            metrics
+                .rotations
+                .get_or_create(&CredentialKind { credential })
+                .inc_by(0);
+        }
         metrics
     }
 
@@ -219,6 +257,18 @@ impl Metrics {
         };
         self.credential_expiry.remove(&label);
         self.credential_renewal.remove(&label);
+        self.refresh_failures.remove(&label);
+    }
+
+    /// Records a connection's consecutive failed renewals.
+    pub fn refresh_failures(&self, key: &(String, String), failures: u32) {
+        let label = ConnectionLabel {
+            namespace: key.0.clone(),
+            name: key.1.clone(),
+        };
+        self.refresh_failures
+            .get_or_create(&label)
+            .set(i64::from(failures));
     }
 
     /// Records a connection's expiry and next renewal (unix seconds).

@@ -36,6 +36,7 @@ pub mod leader;
 pub mod ledger_store;
 pub mod metrics;
 pub mod object;
+pub mod object_states;
 pub mod ownership;
 pub mod pipeline;
 pub mod policy;

@@ -23,7 +23,7 @@ use kube::runtime::controller::Action;
 use rand::RngExt;
 use serde::Serialize;
 
-use super::conditions::Phase;
+use super::conditions::{self, Phase};
 use super::connections::Readiness;
 use super::context::Context;
 use super::error::{Error, Result};
@@ -181,6 +181,13 @@ pub async fn reconcile<K: Synced>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Acti
     let verdict = verdict(&outcome, obj.mode(), obj.conditions());
     let status = obj.status(&verdict, detail.as_ref(), Timestamp::now());
     status::patch_status(&ctx.client, obj.as_ref(), &status).await?;
+    let now_true = conditions::merge(
+        obj.conditions(),
+        &verdict.conditions,
+        None,
+        Timestamp::now(),
+    );
+    ctx.metrics.objects.record(&key, &now_true);
     let reference = obj.object_ref(&());
     for notice in &verdict.events {
         ctx.event(&reference, notice).await;

@@ -108,6 +108,12 @@ impl FeedMetrics {
             "Contacts with a change not yet delivered, over all sinks",
             metrics.pending.clone(),
         );
+        for result in ["delivered", "unchanged", "retried", "failed"] {
+            metrics
+                .deliveries
+                .get_or_create(&ResultLabel { result })
+                .inc_by(0);
+        }
         metrics
     }
 

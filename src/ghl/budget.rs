@@ -305,10 +305,10 @@ impl RequestBudget {
             if report.daily_remaining == Some(0) {
                 self.pause(&mut state, later(now, DAILY_EXHAUSTED_PROBE));
             }
-            self.metrics.set_budget_remaining(
+            self.metrics.set_budget(
                 &self.location,
-                report.remaining,
-                report.daily_remaining,
+                (report.remaining, report.daily_remaining),
+                (state.server_window_limit, state.server_daily_limit),
             );
         }
         if rate_limited {

@@ -52,6 +52,7 @@ pub struct GhlMetrics {
     retries: Family<RetryLabels, Counter>,
     budget_wait: Histogram,
     budget_remaining: Family<BudgetLabels, Gauge>,
+    budget_limit: Family<BudgetLabels, Gauge>,
 }
 
 impl Default for GhlMetrics {
@@ -62,6 +63,7 @@ impl Default for GhlMetrics {
             retries: Family::default(),
             budget_wait: wait_histogram(),
             budget_remaining: Family::default(),
+            budget_limit: Family::default(),
         }
     }
 }
@@ -95,6 +97,11 @@ impl GhlMetrics {
             "budget_remaining",
             "Requests left in the location's budget as GHL last reported it (window: burst or daily)",
             metrics.budget_remaining.clone(),
+        );
+        sub.register(
+            "budget_limit",
+            "The location's limit as GHL last reported it (window: burst per interval, or daily)",
+            metrics.budget_limit.clone(),
         );
         metrics
     }
@@ -139,19 +146,28 @@ impl GhlMetrics {
         self.budget_wait.observe(waited.as_secs_f64());
     }
 
-    pub(crate) fn set_budget_remaining(
+    /// What GHL last reported for a location: `(burst, daily)` remaining and limits.
+    pub(crate) fn set_budget(
         &self,
         location: &str,
-        burst: Option<u32>,
-        daily: Option<u32>,
+        remaining: (Option<u32>, Option<u32>),
+        limits: (u32, u32),
     ) {
-        for (window, value) in [("burst", burst), ("daily", daily)] {
-            if let Some(value) = value {
+        let windows = [
+            ("burst", remaining.0, limits.0),
+            ("daily", remaining.1, limits.1),
+        ];
+        for (window, remaining, limit) in windows {
+            let labels = BudgetLabels {
+                location: location.to_owned(),
+                window,
+            };
+            self.budget_limit
+                .get_or_create(&labels)
+                .set(i64::from(limit));
+            if let Some(value) = remaining {
                 self.budget_remaining
-                    .get_or_create(&BudgetLabels {
-                        location: location.to_owned(),
-                        window,
-                    })
+                    .get_or_create(&labels)
                     .set(i64::from(value));
             }
         }

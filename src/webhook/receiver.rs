@@ -64,6 +64,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Accepted,
+        Outcome::Duplicate,
+        Outcome::BadSignature,
+        Outcome::Malformed,
+        Outcome::Stale,
+        Outcome::TooLarge,
+        Outcome::UnknownLocation,
+        Outcome::Overloaded,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Accepted => "accepted",
@@ -108,6 +119,16 @@ impl WebhookMetrics {
             "GHL webhooks received, by result: accepted, duplicate, bad_signature, malformed, stale, too_large, unknown_location, overloaded",
             metrics.results.clone(),
         );
+        // Every result starts at 0, so `increase()` sees the first one (alerts on bad
+        // signatures fire on the first forged delivery, not the second).
+        for outcome in Outcome::ALL {
+            metrics
+                .results
+                .get_or_create(&ResultLabel {
+                    result: outcome.label(),
+                })
+                .inc_by(0);
+        }
         metrics
     }
 

@@ -21,7 +21,7 @@ import yaml
 K8S_VERSION = "1.33.0"
 NAMESPACE = "ghl-system"
 # Kinds from CRDs kubernetes-validate has no schema for.
-CRD_KINDS = {"ServiceMonitor"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 VALUE_SETS = {
     "default": {},
@@ -40,6 +40,8 @@ VALUE_SETS = {
         },
         "leaderElection": {"enabled": True, "leaseDuration": "20s", "shards": 4},
         "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+        "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+        "grafanaDashboard": {"enabled": True, "namespace": "monitoring"},
         "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
         "networkPolicy": {
             "enabled": True,
@@ -75,6 +77,25 @@ def fail(message):
     sys.exit(1)
 
 
+def check_monitoring(chart_dir, name, objects):
+    """The PrometheusRule carries files/alerts.yaml and the dashboard ConfigMap
+    files/dashboard.json, unchanged (the files are what promtool and the scrape test check)."""
+    rules = [o for o in objects if o["kind"] == "PrometheusRule"]
+    dashboards = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboard")]
+    if name == "default" and (rules or dashboards):
+        fail("default values render no PrometheusRule and no dashboard")
+    alerts = yaml.safe_load((chart_dir / "files" / "alerts.yaml").read_text())
+    for rule in rules:
+        if rule["spec"] != alerts:
+            fail(f"{name}: the PrometheusRule differs from files/alerts.yaml")
+    dashboard = json.loads((chart_dir / "files" / "dashboard.json").read_text())
+    for config_map in dashboards:
+        if json.loads(config_map["data"]["ghl-operator.json"]) != dashboard:
+            fail(f"{name}: the dashboard ConfigMap differs from files/dashboard.json")
+    if name == "all-features" and not (rules and dashboards):
+        fail("all-features renders the PrometheusRule and the dashboard")
+
+
 def main():
     chart_dir, out_dir = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     value_sets = dict(VALUE_SETS)
@@ -106,6 +127,7 @@ def main():
         {"webhooks": {"port": 70000}},
         {"leaderElection": {"shards": 0}},
         {"leaderElection": {"enabled": False, "shards": 2}},
+        {"prometheusRule": {"enable": True}},
     ):
         try:
             chart.render(values=bad, name="ghl-operator", namespace=NAMESPACE)
@@ -137,6 +159,7 @@ def main():
                 objects.append(doc)
         if not objects:
             fail(f"{name}: nothing rendered")
+        check_monitoring(chart_dir, name, objects)
         (out_dir / f"{name}.json").write_text(json.dumps(objects, indent=1))
         kinds = sorted({o["kind"] for o in objects})
         print(f"{name}: lint clean, {len(objects)} valid objects: {', '.join(kinds)}")

@@ -141,10 +141,11 @@ async fn the_chart_renders_lints_validates_and_is_accepted_by_the_api_server() {
             });
         }
     }
-    // Only kinds this 1.20 test server cannot know: the Prometheus Operator's CRD, and
+    // Only kinds this 1.20 test server cannot know: the Prometheus Operator's CRDs, and
     // PodDisruptionBudget in policy/v1 (served from Kubernetes 1.21).
     let allowed: std::collections::BTreeSet<String> = [
         "monitoring.coreos.com/ServiceMonitor",
+        "monitoring.coreos.com/PrometheusRule",
         "policy/PodDisruptionBudget",
     ]
     .map(str::to_owned)

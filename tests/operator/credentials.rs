@@ -261,6 +261,8 @@ async fn oauth_bootstraps_from_a_code_and_refreshes_on_time_without_a_401() {
         "{metrics}"
     );
     assert!(metrics.contains("ghl_operator_credential_rotations_total{credential=\"oauth\"}"));
+    assert!(metrics.contains("ghl_operator_credential_refresh_failures{"));
+    crate::monitoring::check_against_scrape(&metrics, &crate::monitoring::FIRST_FAILURE);
 
     assert_no_token_material(&client, &ns.name).await;
     let logs = operator.logs();

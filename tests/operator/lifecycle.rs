@@ -159,6 +159,20 @@ async fn the_examples_become_ready_and_ghl_holds_what_they_declare() {
     assert!(metrics.contains("ghl_operator_leader 1"));
     assert!(!metrics.contains("vip-customers") && !metrics.contains("example.com"));
     assert!(
+        metrics.contains(
+            "ghl_operator_object_conditions{kind=\"ContactSyncPolicy\",condition=\"Synced\"} 1"
+        ),
+        "{metrics}"
+    );
+    // The chart's alerts and dashboard name only what this scrape exports (the OAuth gauges:
+    // the OAuth test's scrape).
+    let absent = [
+        &crate::monitoring::FIRST_FAILURE[..],
+        &crate::monitoring::OAUTH_ONLY[..],
+    ]
+    .concat();
+    crate::monitoring::check_against_scrape(&metrics, &absent);
+    assert!(
         reqwest::get(operator.metrics_url.replace("/metrics", "/readyz"))
             .await
             .unwrap()

@@ -16,6 +16,7 @@ mod hostile;
 mod leader;
 mod ledger;
 mod lifecycle;
+mod monitoring;
 mod ownership;
 mod shards;
 mod waiting;

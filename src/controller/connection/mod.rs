@@ -105,6 +105,8 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
         now,
     );
     patch_status(&ctx.client, obj.as_ref(), &status).await?;
+    ctx.metrics.objects.record(&object, &status.conditions);
+    ctx.metrics.refresh_failures(&key, facts.failed_attempts);
     // Without a client there is no readiness to broadcast: announce a changed verdict so
     // waiting policies report it (they read the reason from this status).
     if handle.is_none() && ready_of(&previous.conditions) != ready_of(&status.conditions) {
