@@ -72,7 +72,7 @@ pub struct ContactSyncPolicySpec {
 
     /// Per-field ownership: `Enforce` (default; revert drift), `InitOnly` (set on create
     /// only) or `Observe` (report drift, never write). Keys are contact field names
-    /// (`firstName`, `phone`, ...), `customFields.<id>`, or `tags`.
+    /// (`firstName`, `phone`, ...), `customFields.<id>` or `customFields.<key>`, or `tags`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub field_policy: BTreeMap<String, FieldPolicy>,
 
@@ -176,7 +176,9 @@ pub struct ContactRecord {
     /// Do-not-disturb on all channels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dnd: Option<bool>,
-    /// Custom field values by GHL custom field id: a string, a number, or a list of strings.
+    /// Custom field values by field key (`contact.tier`, the same in every sub-account that
+    /// has the field; resolved per location) or by GHL custom field id: a string, a number, or
+    /// a list of strings. An unknown key fails the record.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "custom_field_values_schema")]
     pub custom_fields: BTreeMap<String, serde_json::Value>,

@@ -14,6 +14,7 @@
 
 pub mod apply;
 pub mod collections;
+pub mod custom_fields;
 pub mod desired;
 pub mod fence;
 pub mod fields;

@@ -147,10 +147,11 @@ pub async fn sync_policy(
 pub async fn sync_policy_owning(
     api: &dyn GhlApi,
     store: &dyn StateStore,
-    desired: Desired,
+    mut desired: Desired,
     plan_options: PlanOptions,
     options: SyncOptions,
 ) -> Result<(SyncOutcome<Plan>, OwnedIds), SyncError> {
+    crate::engine::custom_fields::resolve_keys(api, &mut desired).await?;
     let mut ledger = store.load().await?;
     let observed = observe(api, &desired, &ledger, options.observe).await?;
     let plan = plan(&desired, &observed, &ledger, plan_options);

@@ -68,11 +68,12 @@ async fn get_views(
 pub async fn sync_contacts(
     api: &dyn GhlApi,
     store: &dyn StateStore,
-    desired: Desired,
+    mut desired: Desired,
     scope: &Scope,
     plan_options: PlanOptions,
     options: SyncOptions,
 ) -> Result<(SyncOutcome<Plan>, OwnedIds), SyncError> {
+    crate::engine::custom_fields::resolve_keys(api, &mut desired).await?;
     let concurrency = options.observe.concurrency;
     let ledger = store.load().await?;
     let mut observed = Observed::default();

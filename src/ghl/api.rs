@@ -1,13 +1,15 @@
 //! The GHL operations the engine uses, as a trait: the engine and controllers hold an
 //! `Arc<dyn GhlApi>` and never see HTTP. One implementation is bound to one location.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use super::error::Result;
 use super::models::{
     Appointment, Contact, ContactList, ContactSearch, CreateContact, CreateNote, CreateTask,
-    ListContactsQuery, Note, SearchContactsResponse, Task, TaskSearch, UpdateContact, UpdateNote,
-    UpdateTask, UpsertContact, UpsertOutcome,
+    CustomFieldDefinition, ListContactsQuery, Note, SearchContactsResponse, Task, TaskSearch,
+    UpdateContact, UpdateNote, UpdateTask, UpsertContact, UpsertOutcome,
 };
 
 /// GHL's Contacts API for one location.
@@ -49,6 +51,11 @@ pub trait GhlApi: Send + Sync {
 
     // --- appointments ---
     async fn list_appointments(&self, contact_id: &str) -> Result<Vec<Appointment>>;
+
+    // --- custom fields ---
+    /// The location's contact custom fields (`GET /locations/:locationId/customFields`),
+    /// reused for a while once read; `refresh` reads them again.
+    async fn custom_fields(&self, refresh: bool) -> Result<Arc<Vec<CustomFieldDefinition>>>;
 
     // --- tags ---
     /// Adds tags (others stay); returns GHL's tag list from the answer.

@@ -3,6 +3,7 @@
 //! `Retrying(Budgeted(HttpTransport))` for one connection.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -17,10 +18,10 @@ use super::error::{GhlError, Result};
 use super::metrics::GhlMetrics;
 use super::models::{
     Appointment, AppointmentList, CompleteTask, Contact, ContactEnvelope, ContactList,
-    ContactSearch, CreateContact, CreateNote, CreateTask, DeleteAck, ListContactsQuery, Note,
-    NoteEnvelope, NoteList, SearchContactsResponse, TagsBody, Task, TaskEnvelope, TaskList,
-    TaskSearch, TaskSearchResponse, UpdateContact, UpdateNote, UpdateTask, UpdatedContactEnvelope,
-    UpsertContact, UpsertOutcome,
+    ContactSearch, CreateContact, CreateNote, CreateTask, CustomFieldDefinition, CustomFieldList,
+    DeleteAck, ListContactsQuery, Note, NoteEnvelope, NoteList, SearchContactsResponse, TagsBody,
+    Task, TaskEnvelope, TaskList, TaskSearch, TaskSearchResponse, UpdateContact, UpdateNote,
+    UpdateTask, UpdatedContactEnvelope, UpsertContact, UpsertOutcome,
 };
 use super::operation::Operation;
 use super::request::{ApiRequest, segment};
@@ -86,7 +87,16 @@ impl ConnectionSettings {
 pub struct GhlClient {
     transport: Arc<dyn Transport>,
     location_id: String,
+    /// The location's custom field definitions as last read, and when.
+    custom_fields: Arc<std::sync::Mutex<Option<CachedFields>>>,
 }
+
+/// Custom field definitions and when they were read.
+type CachedFields = (Instant, Arc<Vec<CustomFieldDefinition>>);
+
+/// How long a location's custom field definitions are reused before they are read again (a
+/// key not among them reads them again at once).
+const CUSTOM_FIELDS_FRESH: Duration = Duration::from_secs(600);
 
 impl std::fmt::Debug for GhlClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,6 +120,7 @@ impl GhlClient {
         Self {
             transport,
             location_id: location_id.into(),
+            custom_fields: Arc::default(),
         }
     }
 
@@ -310,6 +321,28 @@ impl GhlApi for GhlClient {
             .call_json(Operation::SearchLocationTasks, Method::POST, path, search)
             .await?;
         Ok(response.tasks)
+    }
+
+    async fn custom_fields(&self, refresh: bool) -> Result<Arc<Vec<CustomFieldDefinition>>> {
+        let cached = self
+            .custom_fields
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some((read, fields)) = cached
+            && !refresh
+            && read.elapsed() < CUSTOM_FIELDS_FRESH
+        {
+            return Ok(fields);
+        }
+        let path = format!("/locations/{}/customFields", segment(&self.location_id));
+        let request = ApiRequest::new(Operation::ListCustomFields, Method::GET, path)
+            .query(vec![("model", "contact".to_owned())]);
+        let list: CustomFieldList = self.call(request).await?;
+        let fields = Arc::new(list.custom_fields);
+        *self.custom_fields.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), Arc::clone(&fields)));
+        Ok(fields)
     }
 
     async fn list_notes(&self, contact_id: &str) -> Result<Vec<Note>> {

@@ -17,6 +17,7 @@ pub const ALL_SCOPES: &[&str] = &[
     "contacts.readonly",
     "contacts.write",
     "locations/tasks.readonly",
+    "locations/customFields.readonly",
     "locations/tags.readonly",
     "locations/tags.write",
     "oauth.readonly",

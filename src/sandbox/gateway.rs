@@ -34,6 +34,7 @@ pub fn operation_name(method: &Method, route: &str) -> &'static str {
         ("DELETE", "/contacts/{contactId}/tasks/{taskId}") => "tasks.delete",
         ("PUT", "/contacts/{contactId}/tasks/{taskId}/completed") => "tasks.complete",
         ("POST", "/locations/{locationId}/tasks/search") => "tasks.search",
+        ("GET", "/locations/{locationId}/customFields") => "custom_fields.list",
         ("GET", "/contacts/{contactId}/notes") => "notes.list",
         ("POST", "/contacts/{contactId}/notes") => "notes.create",
         ("GET", "/contacts/{contactId}/notes/{id}") => "notes.get",

@@ -45,6 +45,7 @@ pub fn router(app: Arc<App>) -> Router {
             put(complete_task),
         )
         .route("/locations/{locationId}/tasks/search", post(search_tasks))
+        .route("/locations/{locationId}/customFields", get(custom_fields))
         .route(
             "/contacts/{contactId}/notes",
             get(list_notes).post(create_note),
@@ -321,6 +322,24 @@ async fn search_tasks(
     with_store(&app, &p, "locations/tasks.readonly", StatusCode::OK, |s| {
         s.search_tasks(&location, &body)
     })
+}
+
+async fn custom_fields(
+    State(app): State<Arc<App>>,
+    Extension(p): Caller,
+    Path(location): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let model = url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "model")
+        .map(|(_, v)| v.into_owned());
+    with_store(
+        &app,
+        &p,
+        "locations/customFields.readonly",
+        StatusCode::OK,
+        |s| s.custom_fields(&location, model.as_deref()),
+    )
 }
 
 async fn list_notes(

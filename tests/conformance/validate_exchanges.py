@@ -22,6 +22,7 @@ SPECS = {
     "contacts-2025": "apps/contacts.2025-08-26.de87e88a.json",
     "oauth": "apps/oauth.json",
     "locations-tasks": "apps/locations.task-search.json",
+    "locations-custom-fields": "apps/locations.custom-fields.json",
 }
 
 # (operation id, "request" | "response", text in the finding, why it is allowed)

@@ -6,6 +6,7 @@ mod support;
 mod conflicts;
 mod converge;
 mod crash;
+mod custom_fields;
 mod drift;
 mod faults;
 mod prune;

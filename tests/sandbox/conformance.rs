@@ -29,6 +29,7 @@ const ALL_OPERATIONS: &[&str] = &[
     "tasks.delete",
     "tasks.complete",
     "tasks.search",
+    "custom_fields.list",
     "notes.list",
     "notes.create",
     "notes.get",
@@ -277,6 +278,18 @@ async fn every_operation_conforms_to_the_official_spec() {
         &format!("/locations/{loc}/tasks/search"),
         &[],
         Some(json!({"contactId": [id], "limit": 10, "skip": 0})),
+        None,
+        &h,
+        true,
+    )
+    .await;
+    r.exchange(
+        "locations-custom-fields",
+        "get-custom-fields",
+        "GET",
+        &format!("/locations/{loc}/customFields"),
+        &[("model", "contact")],
+        None,
         None,
         &h,
         true,

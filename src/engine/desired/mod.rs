@@ -99,6 +99,14 @@ impl FieldPolicies {
             .unwrap_or_default()
     }
 
+    /// A policy written for a custom field's key (`customFields.contact.tier`) applies to the
+    /// id the key resolved to.
+    pub fn alias_custom(&mut self, key: &str, id: &str) {
+        if let Some(policy) = self.0.get(&format!("customFields.{key}")).copied() {
+            self.0.entry(format!("customFields.{id}")).or_insert(policy);
+        }
+    }
+
     pub fn tags(&self) -> FieldPolicy {
         self.0.get("tags").copied().unwrap_or_default()
     }
@@ -236,7 +244,7 @@ fn validate_field_policy(
                 .is_some_and(|id| !id.is_empty());
         if !known {
             return Err(SpecError(format!(
-                "fieldPolicy: unknown field {key:?} (use a contact field name, customFields.<id>, or tags)"
+                "fieldPolicy: unknown field {key:?} (use a contact field name, customFields.<id or key>, or tags)"
             )));
         }
     }

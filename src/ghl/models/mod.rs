@@ -8,6 +8,7 @@
 
 mod appointment;
 mod contact;
+mod custom_field;
 mod note;
 mod oauth;
 mod search;
@@ -20,6 +21,7 @@ pub use contact::{
     CustomFieldInput, CustomFieldValue, DeleteAck, DndSetting, DndSettings, ListContactsQuery,
     UpdateContact, UpdatedContactEnvelope, UpsertContact, UpsertOutcome,
 };
+pub use custom_field::{CustomFieldDefinition, CustomFieldList};
 pub use note::{CreateNote, Note, NoteEnvelope, NoteList, UpdateNote};
 pub use oauth::{
     GrantType, InstalledLocation, InstalledLocations, LocationTokenGrant, LocationTokenRequest,

@@ -7,6 +7,7 @@
 
 mod admin;
 mod contacts;
+pub mod fields;
 mod items;
 mod keys;
 
