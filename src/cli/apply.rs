@@ -18,6 +18,12 @@ pub struct ApplyArgs {
 }
 
 pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    if args.common.cluster.wanted() {
+        anyhow::bail!(
+            "apply does not write a cluster's ledgers: the operator there applies what is merged \
+             (plan --kubeconfig shows what it will do; kubectl ghl approve applies a waiting plan)"
+        );
+    }
     let workspace = Workspace::open(&args.common).await?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new_spinner();

@@ -104,6 +104,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         output: Output::Text,
         allow_cross_namespace_refs: false,
         concurrency: 4,
+        cluster: Default::default(),
     };
     let seed: Seed = serde_saphyr::from_str(SEED)?;
     let base = SandboxConfig {

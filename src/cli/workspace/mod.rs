@@ -2,8 +2,10 @@
 //! embedded sandbox), the state file, and running every policy and rule through the engine.
 //!
 //! - [`run`]: every policy, then every rule, with ownership decided as the operator decides it;
-//! - [`report`]: what each produced, as text and JSON.
+//! - [`report`]: what each produced, as text and JSON;
+//! - [`cluster`]: a PR plan against what the operator in a cluster owns (read-only).
 
+pub mod cluster;
 mod report;
 mod run;
 
@@ -14,6 +16,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
+
+use self::cluster::{ClusterArgs, ClusterState, token_ref};
 
 use super::manifests::{Manifests, ObjectKey};
 use crate::crd::common::ConnectionRef;
@@ -64,6 +68,8 @@ pub struct CommonArgs {
     /// Contacts applied in parallel per policy (the request budget paces them).
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -85,6 +91,8 @@ pub struct Workspace {
     state: Option<Arc<StateFile>>,
     /// Ledgers kept for the workspace's lifetime when there is no state file.
     memory: std::sync::Mutex<BTreeMap<String, Arc<MemoryStore>>>,
+    /// Ledgers and tokens read from a cluster (`--kubeconfig` / `--context` / `--in-cluster`).
+    cluster: ClusterState,
     pub sandboxes: Vec<RunningSandbox>,
     pub(super) args: CommonArgs,
 }
@@ -97,10 +105,19 @@ impl Workspace {
 
     /// Builds a workspace; with `--sandbox`, one sandbox per location is started from `base`.
     pub async fn from_manifests(
-        manifests: Manifests,
+        mut manifests: Manifests,
         args: &CommonArgs,
         base: SandboxConfig,
     ) -> anyhow::Result<Self> {
+        let cluster = if args.cluster.wanted() {
+            if args.sandbox {
+                bail!("--sandbox plans against the sandbox; a cluster's ledgers belong to its GHL");
+            }
+            let client = args.cluster.client().await?;
+            cluster::load(&client, &mut manifests).await?
+        } else {
+            ClusterState::default()
+        };
         let mut sandboxes: BTreeMap<String, RunningSandbox> = BTreeMap::new();
         let mut clients = BTreeMap::new();
         let metrics = Arc::new(GhlMetrics::default());
@@ -128,8 +145,11 @@ impl Workspace {
                     Some(token) => token.clone(),
                     None => match token_from_manifests(connection, key, &manifests) {
                         Ok(token) => token,
-                        // Reported when a policy uses the connection.
-                        Err(_) => continue,
+                        Err(_) => match cluster.tokens.get(key) {
+                            Some(token) => token.clone(),
+                            // Reported when a policy uses the connection.
+                            None => continue,
+                        },
                     },
                 };
                 (url, token)
@@ -143,7 +163,10 @@ impl Workspace {
                 .with_context(|| format!("connection {}/{}", key.0, key.1))?;
             clients.insert(key.clone(), client);
         }
-        let state = match (&args.state, args.sandbox) {
+        let state = match (&args.state, args.sandbox || args.cluster.wanted()) {
+            (Some(_), _) if args.cluster.wanted() => {
+                bail!("--state and a cluster do not mix: the cluster's ledgers are the state")
+            }
             (Some(path), _) => Some(StateFile::open(path)?),
             (None, false) => Some(StateFile::open(".ghl-state/state.json")?),
             (None, true) => None,
@@ -153,12 +176,16 @@ impl Workspace {
             clients,
             state,
             memory: Default::default(),
+            cluster,
             sandboxes: sandboxes.into_values().collect(),
             args: args.clone(),
         })
     }
 
     pub(super) fn store(&self, owner: &str) -> Arc<dyn StateStore> {
+        if let Some(ledger) = self.cluster.ledgers.get(owner) {
+            return Arc::clone(ledger);
+        }
         match &self.state {
             Some(file) => Arc::new(file.owner(owner)),
             None => {
@@ -267,28 +294,14 @@ fn token_from_manifests(
     key: &ObjectKey,
     manifests: &Manifests,
 ) -> Result<String, String> {
-    let auth = &connection.spec.auth;
-    let (secret, field) = if let Some(pit) = &auth.private_integration_token {
-        (pit.secret_ref.name.clone(), pit.secret_ref.key.clone())
-    } else if let Some(oauth) = &auth.oauth {
-        (
-            oauth.token_secret_ref.name.clone(),
-            "access_token".to_owned(),
-        )
-    } else if let Some(agency) = &auth.agency_grant {
-        (
-            agency.token_secret_ref.name.clone(),
-            "access_token".to_owned(),
-        )
-    } else {
-        return Err("no auth configured".into());
-    };
+    let (secret, field) = token_ref(connection).ok_or("no auth configured")?;
     let data = manifests
         .secrets
         .get(&(key.0.clone(), secret.clone()))
         .ok_or_else(|| {
             format!(
-                "Secret {}/{secret} is not among the manifests (or pass --token / --sandbox)",
+                "Secret {}/{secret} is not among the manifests (or pass --token / --sandbox, or \
+                 --kubeconfig to read it from the cluster)",
                 key.0
             )
         })?;

@@ -1,0 +1,199 @@
+//! A PR plan against the cluster: what the operator there owns and the credentials it holds,
+//! read-only (`plan --kubeconfig FILE`, `--context NAME`, or `--in-cluster`).
+//!
+//! - **Ledgers**: each manifest policy or rule that exists in the cluster plans against its
+//!   ledger Secrets (read through the same guarded store the operator uses, its write fence
+//!   closed: a plan can never write one), so adoptions the operator already made plan as
+//!   nothing, and prunes and tag releases show. Its creation time and uid come from the
+//!   cluster too, so seniority between policies is the operator's.
+//! - **Connections** a manifest policy references but the manifests lack are read from the
+//!   cluster; a connection's token comes from the manifests' Secret if given, else from the
+//!   cluster Secret its spec names (OAuth: the current `access_token` — the CLI never
+//!   refreshes, which would spend the operator's refresh token).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config, Resource};
+use serde::de::DeserializeOwned;
+
+use super::super::manifests::{Manifests, ObjectKey};
+use crate::controller::ledger_store::{LedgerOwner, SecretLedgerStore};
+use crate::controller::object::Kind;
+use crate::crd::connection::GhlConnection;
+use crate::crd::{ContactSyncPolicy, TagRule};
+use crate::engine::fence::Fence;
+use crate::engine::state::StateStore;
+
+/// Where the cluster is (any of them turns the cluster's ledgers and credentials on).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClusterArgs {
+    /// Plan against the ledgers and credentials of the cluster in this kubeconfig (read-only).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (implies reading the cluster).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Read the cluster this process runs in (a CI job in a pod).
+    #[arg(long)]
+    pub in_cluster: bool,
+}
+
+impl ClusterArgs {
+    pub fn wanted(&self) -> bool {
+        self.kubeconfig.is_some() || self.context.is_some() || self.in_cluster
+    }
+
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        let config = if self.in_cluster {
+            Config::incluster().context("not running in a cluster (--in-cluster)")?
+        } else {
+            let kubeconfig = match &self.kubeconfig {
+                Some(path) => Kubeconfig::read_from(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+                None => Kubeconfig::read().context("reading the kubeconfig (KUBECONFIG)")?,
+            };
+            let options = KubeConfigOptions {
+                context: self.context.clone(),
+                ..KubeConfigOptions::default()
+            };
+            Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .context("the kubeconfig's context")?
+        };
+        Client::try_from(config).context("a Kubernetes client")
+    }
+}
+
+/// What the cluster contributed: each existing object's ledger, by the workspace's owner key
+/// (`namespace/Kind/name`), and tokens read from cluster Secrets.
+#[derive(Default)]
+pub struct ClusterState {
+    pub ledgers: BTreeMap<String, Arc<dyn StateStore>>,
+    pub tokens: BTreeMap<ObjectKey, String>,
+}
+
+async fn get<K>(client: &Client, (namespace, name): &ObjectKey) -> anyhow::Result<Option<K>>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .with_context(|| format!("reading {} {namespace}/{name}", K::kind(&())))
+}
+
+/// Takes the cluster's creation time and uid for a manifest object that exists there; its
+/// read-only ledger when it does.
+fn adopt_identity<K: Resource<DynamicType = ()>>(
+    client: &Client,
+    kind: Kind,
+    manifest: &mut K,
+    live: &K,
+) -> Arc<dyn StateStore> {
+    let meta = manifest.meta_mut();
+    meta.uid = live.meta().uid.clone();
+    meta.creation_timestamp = live.meta().creation_timestamp.clone();
+    Arc::new(SecretLedgerStore::new(
+        client.clone(),
+        LedgerOwner::of(kind, live),
+        // Closed: this process holds no Lease, so every write is refused.
+        Fence::leased(),
+    ))
+}
+
+/// Reads what the manifests need from the cluster (see the module docs).
+pub async fn load(client: &Client, manifests: &mut Manifests) -> anyhow::Result<ClusterState> {
+    let mut state = ClusterState::default();
+    for (key, policy) in &mut manifests.policies {
+        if let Some(live) = get::<ContactSyncPolicy>(client, key).await? {
+            let store = adopt_identity(client, Kind::ContactSyncPolicy, policy, &live);
+            state
+                .ledgers
+                .insert(format!("{}/ContactSyncPolicy/{}", key.0, key.1), store);
+        }
+    }
+    for (key, rule) in &mut manifests.rules {
+        if let Some(live) = get::<TagRule>(client, key).await? {
+            let store = adopt_identity(client, Kind::TagRule, rule, &live);
+            state
+                .ledgers
+                .insert(format!("{}/TagRule/{}", key.0, key.1), store);
+        }
+    }
+    // Connections the manifests reference but do not declare.
+    let referenced: Vec<ObjectKey> = manifests
+        .policies
+        .iter()
+        .map(|((ns, _), p)| (ns, &p.spec.connection_ref))
+        .chain(
+            manifests
+                .rules
+                .iter()
+                .map(|((ns, _), r)| (ns, &r.spec.connection_ref)),
+        )
+        .map(|(ns, r)| {
+            (
+                r.namespace.clone().unwrap_or_else(|| ns.clone()),
+                r.name.clone(),
+            )
+        })
+        .collect();
+    for key in referenced {
+        if !manifests.connections.contains_key(&key)
+            && let Some(live) = get::<GhlConnection>(client, &key).await?
+        {
+            manifests.connections.insert(key, live);
+        }
+    }
+    // Tokens the manifests do not carry.
+    for (key, connection) in &manifests.connections {
+        let Some((secret, field)) = token_ref(connection) else {
+            continue;
+        };
+        if manifests
+            .secrets
+            .contains_key(&(key.0.clone(), secret.clone()))
+        {
+            continue;
+        }
+        let live = get::<Secret>(client, &(key.0.clone(), secret.clone())).await?;
+        let token = live
+            .as_ref()
+            .and_then(|s| s.data.as_ref())
+            .and_then(|d| d.get(&field))
+            .map(|b| String::from_utf8_lossy(&b.0).trim().to_owned())
+            .filter(|t| !t.is_empty());
+        if let Some(token) = token {
+            state.tokens.insert(key.clone(), token);
+        }
+    }
+    Ok(state)
+}
+
+/// The Secret and key holding a connection's current access token.
+pub fn token_ref(connection: &GhlConnection) -> Option<(String, String)> {
+    let auth = &connection.spec.auth;
+    if let Some(pit) = &auth.private_integration_token {
+        Some((pit.secret_ref.name.clone(), pit.secret_ref.key.clone()))
+    } else if let Some(oauth) = &auth.oauth {
+        Some((
+            oauth.token_secret_ref.name.clone(),
+            "access_token".to_owned(),
+        ))
+    } else {
+        auth.agency_grant.as_ref().map(|agency| {
+            (
+                agency.token_secret_ref.name.clone(),
+                "access_token".to_owned(),
+            )
+        })
+    }
+}
