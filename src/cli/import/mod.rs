@@ -1,6 +1,9 @@
 //! `ghl-operator import --location ID -o yaml`: write a ContactSyncPolicy manifest from what
 //! GHL holds now — contacts with their custom fields, tags, tasks and notes — so existing CRM
-//! data can be put under management.
+//! data can be put under management. Beyond `--inline-max` contacts the records go to
+//! ConfigMaps the policy reads through `contactsFrom` ([`split`]).
+
+mod split;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,6 +59,10 @@ pub struct ImportArgs {
     /// `yaml` (default) or `json`.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Yaml)]
     pub output: Format,
+    /// Contacts written inline in the policy at most; more go to ConfigMaps
+    /// (`<name>-contacts-<n>`, JSON) that the policy reads through `contactsFrom`.
+    #[arg(long, default_value_t = 100)]
+    pub inline_max: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -147,7 +154,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
             .map_or_else(|| "ghl".to_owned(), |(k, _)| k.1.clone()),
         namespace: None,
     };
-    let (policy, skipped) = import(
+    let (mut policy, skipped) = import(
         &client,
         match_by,
         !args.skip_notes,
@@ -156,9 +163,34 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         connection_ref,
     )
     .await?;
+    let mut config_maps = Vec::new();
+    if policy.spec.contacts.len() > args.inline_max {
+        let chunks = split::chunks(&policy.spec.contacts, split::CHUNK_BYTES)?;
+        let (maps, sources) = split::config_maps(&args.name, &args.namespace, chunks);
+        policy.spec.contacts.clear();
+        policy.spec.contacts_from = sources;
+        config_maps = maps;
+    }
     let text = match args.output {
-        Format::Yaml => format!("---\n{}", serde_saphyr::to_string(&policy)?),
-        Format::Json => serde_json::to_string_pretty(&policy)?,
+        Format::Yaml => {
+            let mut text = String::new();
+            for map in &config_maps {
+                text.push_str(&format!("---\n{}", serde_saphyr::to_string(map)?));
+            }
+            text.push_str(&format!("---\n{}", serde_saphyr::to_string(&policy)?));
+            text
+        }
+        Format::Json if config_maps.is_empty() => serde_json::to_string_pretty(&policy)?,
+        Format::Json => {
+            let mut items: Vec<serde_json::Value> = config_maps
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()?;
+            items.push(serde_json::to_value(&policy)?);
+            serde_json::to_string_pretty(
+                &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}),
+            )?
+        }
     };
     print!("{text}");
     if skipped > 0 {
