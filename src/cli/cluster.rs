@@ -30,7 +30,8 @@ pub struct StatusArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ApproveArgs {
-    /// The ContactSyncPolicy whose waiting plan to apply once.
+    /// The object whose waiting plan to apply once: `NAME` (a ContactSyncPolicy),
+    /// `contactsyncpolicy/NAME` or `tagrule/NAME`.
     pub policy: String,
     /// Approve only if the waiting plan still has this hash (what you reviewed).
     #[arg(long)]
@@ -137,26 +138,58 @@ fn to_approve(plan: Option<&PlanSummary>, reviewed: Option<&str>) -> Result<Stri
 
 pub async fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
     let (client, namespace) = client_and_namespace(&args.target).await?;
-    let policies: Api<ContactSyncPolicy> = Api::namespaced(client, &namespace);
-    let policy = policies
-        .get(&args.policy)
+    // `NAME` or `KIND/NAME`, as kubectl names objects.
+    let (kind, name) = match args.policy.split_once('/') {
+        Some((kind, name)) => (kind.to_ascii_lowercase(), name.to_owned()),
+        None => ("contactsyncpolicy".to_owned(), args.policy.clone()),
+    };
+    match kind.as_str() {
+        "contactsyncpolicy" | "contactsyncpolicies" | "csp" => {
+            approve_in::<ContactSyncPolicy>(client, &namespace, &name, args.hash.as_deref(), |p| {
+                p.status.as_ref().and_then(|s| s.plan.clone())
+            })
+            .await
+        }
+        "tagrule" | "tagrules" => {
+            approve_in::<TagRule>(client, &namespace, &name, args.hash.as_deref(), |r| {
+                r.status.as_ref().and_then(|s| s.plan.clone())
+            })
+            .await
+        }
+        other => anyhow::bail!("{other}: approve a contactsyncpolicy/NAME or a tagrule/NAME"),
+    }
+}
+
+/// Annotates `name` with the hash of its waiting plan (the one reviewed, if `--hash`).
+async fn approve_in<K>(
+    client: Client,
+    namespace: &str,
+    name: &str,
+    reviewed: Option<&str>,
+    plan_of: impl Fn(&K) -> Option<PlanSummary>,
+) -> anyhow::Result<ExitCode>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let kind = K::kind(&()).to_ascii_lowercase();
+    let api: Api<K> = Api::namespaced(client, namespace);
+    let object = api
+        .get(name)
         .await
-        .with_context(|| format!("reading ContactSyncPolicy {namespace}/{}", args.policy))?;
-    let plan = policy.status.as_ref().and_then(|s| s.plan.as_ref());
-    let hash = to_approve(plan, args.hash.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+        .with_context(|| format!("reading {kind} {namespace}/{name}"))?;
+    let plan = plan_of(&object);
+    let hash = to_approve(plan.as_ref(), reviewed).map_err(|e| anyhow::anyhow!(e))?;
     let patch = json!({"metadata": {"annotations": {annotation::APPROVE_PLAN: hash}}});
     let params = PatchParams {
         field_manager: Some("kubectl-ghl".into()),
         ..PatchParams::default()
     };
-    policies
-        .patch(&args.policy, &params, &Patch::Merge(&patch))
-        .await?;
-    let (counts, _) = plan_column(plan);
-    println!(
-        "approved plan {hash} of contactsyncpolicy/{} ({counts}); the operator applies it once",
-        args.policy
-    );
+    api.patch(name, &params, &Patch::Merge(&patch)).await?;
+    let (counts, _) = plan_column(plan.as_ref());
+    println!("approved plan {hash} of {kind}/{name} ({counts}); the operator applies it once");
     Ok(ExitCode::SUCCESS)
 }
 

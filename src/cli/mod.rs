@@ -48,7 +48,7 @@ pub enum Command {
     Crds(crds::CrdsArgs),
     /// What the operator reports in the cluster: Ready, reason, plan and its hash per object.
     Status(cluster::StatusArgs),
-    /// Approve a ContactSyncPolicy's waiting plan (applied once by the operator).
+    /// Approve a ContactSyncPolicy's or TagRule's waiting plan (applied once by the operator).
     Approve(cluster::ApproveArgs),
 }
 

@@ -23,6 +23,7 @@
 //!   `/readyz`;
 //! - [`shards`]: `--shards`, the locations split over shard Leases the replicas divide.
 
+pub mod approval;
 pub mod backoff;
 pub mod conditions;
 pub mod connection;

@@ -9,8 +9,9 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::Api;
+use kube::{Api, Resource};
 
+use super::approval;
 use super::conditions;
 use super::context::Context;
 use super::ledger_store::{LedgerOwner, SecretLedgerStore};
@@ -172,17 +173,27 @@ impl Synced for TagRule {
         let claim = rule_claim(&key.owner(), &self.spec, &seen);
         ctx.ownership.claim(&connection.location, key, claim);
         let claims = ctx.tag_claims(&connection.location, key);
-        let outcome = settle_rule(
-            client,
-            &store,
-            ledger,
-            &self.spec,
-            &seen,
-            &claims,
-            &ctx.sync_options(self.spec.mode, key),
-        )
-        .await?;
-        let detail = detail(&outcome);
+        let mut options = ctx.sync_options(self.spec.mode, key);
+        let approval = approval::pending(
+            &self.metadata,
+            self.status.as_ref().and_then(|s| s.plan.as_ref()),
+        );
+        options.approved = approval.clone();
+        let outcome =
+            settle_rule(client, &store, ledger, &self.spec, &seen, &claims, &options).await?;
+        let mut detail = detail(&outcome);
+        detail.plan.blocked = approval::blocked(&outcome, detail.plan.hash.as_deref());
+        if let Some(notice) = approval::notice(
+            approval.as_deref(),
+            &detail.plan,
+            &outcome,
+            approval::approver(&self.metadata),
+        ) {
+            if notice.reason == reason::PLAN_APPROVED {
+                detail.plan.approved = approval.clone();
+            }
+            ctx.event(&self.object_ref(&()), &notice).await;
+        }
         let facts = facts(outcome.plan(), &detail);
         Ok((outcome.map(|_| facts), detail))
     }
@@ -225,7 +236,15 @@ impl Synced for TagRule {
             compliant: detail.compliant,
             pending: detail.pending,
             conflicted: detail.conflicted,
-            plan: Some(detail.plan.clone()),
+            // The last approval used stays recorded until another is used.
+            plan: Some(PlanSummary {
+                approved: detail
+                    .plan
+                    .approved
+                    .clone()
+                    .or_else(|| previous.plan.as_ref().and_then(|p| p.approved.clone())),
+                ..detail.plan.clone()
+            }),
             last_sync_time: Some(Time(now)),
         }
     }

@@ -201,3 +201,110 @@ async fn a_blocked_plan_is_applied_once_by_its_hash() {
     operator.stop().await;
     ns.delete().await;
 }
+
+#[tokio::test]
+async fn a_tag_rule_in_mode_plan_is_applied_once_by_approval() {
+    let Some((client, ns)) = setup("approval-rule").await else {
+        return;
+    };
+    let sandbox = start(SandboxConfig {
+        search_lag: Duration::ZERO,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let raw = Raw::new(&sandbox);
+    for i in 0..2 {
+        raw.call(
+            "POST",
+            "/contacts/",
+            Some(json!({"locationId": "ve9EPM428h8vShlRW1KT",
+                        "email": format!("lead{i}@rule.example")})),
+        )
+        .await;
+    }
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
+    for doc in examples(&sandbox.url) {
+        if doc["kind"] != "ContactSyncPolicy" && doc["kind"] != "TagRule" {
+            apply(&client, &ns.name, doc).await;
+        }
+    }
+    let rule = |tag: &str| {
+        json!({"apiVersion": "ghl.servis.ai/v1alpha1", "kind": "TagRule",
+               "metadata": {"name": "leads"},
+               "spec": {"connectionRef": {"name": "acme"}, "mode": "Plan", "resyncInterval": "2s",
+                        "selector": {"filters": [
+                            {"field": "email", "operator": "contains", "value": "@rule.example"}]},
+                        "addTags": [tag]}})
+    };
+    apply(&client, &ns.name, rule("lead")).await;
+    let api = rules(&client, &ns.name);
+    let plan_of = |r: &ghl_operator::crd::TagRule| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.plan.clone())
+            .unwrap_or_default()
+    };
+    let tagged = || async {
+        sandbox_contacts(&raw)
+            .await
+            .values()
+            .filter(|c| tags(c).contains(&"lead".to_owned()))
+            .count()
+    };
+
+    // Planned, with a hash and why it waits; nothing written.
+    let planned = wait_object(&api, "leads", "planned", READY, |r| {
+        plan_of(r).hash.is_some()
+    })
+    .await;
+    let plan = plan_of(&planned);
+    assert_eq!(plan.update, 2);
+    assert!(plan.blocked.as_deref().unwrap().starts_with("mode Plan"));
+    let hash = plan.hash.unwrap();
+
+    // A wrong hash applies nothing; the reviewed one, through the plugin, applies once.
+    let annotate = |hash: String| {
+        let api = api.clone();
+        async move {
+            let patch = json!({"metadata": {"annotations": {"ghl.servis.ai/approve-plan": hash}}});
+            api.patch("leads", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+        }
+    };
+    annotate("0123456789abcdef".into()).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(tagged().await, 0, "a wrong hash applies nothing");
+    let approved = kubectl_ghl(&["approve", "tagrule/leads", "-n", &ns.name, "--hash", &hash]);
+    assert!(approved.contains(&hash), "{approved}");
+    wait_for("the approved rule applied", READY, || async {
+        (tagged().await == 2).then_some(())
+    })
+    .await;
+    let applied = wait_object(&api, "leads", "approval recorded", READY, |r| {
+        plan_of(r).approved.as_deref() == Some(hash.as_str())
+    })
+    .await;
+    assert!(plan_of(&applied).blocked.is_none() || plan_of(&applied).hash.is_none());
+
+    // Back to planning only: a new tag is planned, not written.
+    let patch = json!({"spec": {"addTags": ["lead", "warm"]}});
+    api.patch("leads", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    wait_object(&api, "leads", "planned again", READY, |r| {
+        plan_of(r).update == 2
+            && r.status.as_ref().and_then(|s| s.observed_generation) == r.metadata.generation
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let warm = sandbox_contacts(&raw)
+        .await
+        .values()
+        .filter(|c| tags(c).contains(&"warm".to_owned()))
+        .count();
+    assert_eq!(warm, 0, "back to planning only");
+    operator.assert_logs_clean();
+    operator.stop().await;
+    ns.delete().await;
+}

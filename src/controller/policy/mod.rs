@@ -3,7 +3,6 @@
 //! records a senior policy declares too are left to it; the engine syncs the rest. The ledger
 //! lives in Secrets the policy owns.
 
-pub mod approval;
 mod sources;
 
 use std::collections::BTreeSet;
@@ -12,6 +11,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::approval;
 use super::conditions::{self, Phase};
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
@@ -139,7 +139,10 @@ impl Synced for ContactSyncPolicy {
     ) -> Result<(SyncOutcome<Facts>, Detail), SyncError> {
         let store = ledger(ctx, self);
         let mut options = ctx.sync_options(self.spec.mode, key);
-        let approval = approval::pending(self);
+        let approval = approval::pending(
+            &self.metadata,
+            self.status.as_ref().and_then(|s| s.plan.as_ref()),
+        );
         options.approved = approval.clone();
         options.observe.deep = ctx.deep_resync(key);
         let deep = options.observe.deep;

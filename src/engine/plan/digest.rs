@@ -20,6 +20,17 @@ impl std::io::Write for Hashing {
     }
 }
 
+/// The first 8 bytes of the SHA-256 of `value` serialized as JSON, in hex: a plan hash.
+pub fn digest<T: Serialize>(value: &T) -> String {
+    let mut hashing = Hashing(Sha256::new());
+    // Writing into a hash cannot fail, and the plans' types serialize infallibly.
+    let _ = serde_json::to_writer(&mut hashing, value);
+    hashing.0.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl Plan {
     /// A digest of what applying would do — the contacts it writes and the releases — and
     /// of nothing else (not why it is blocked, nor records refused by validation): equal
@@ -34,13 +45,7 @@ impl Plan {
             contacts: self.contacts.iter().filter(|c| !c.is_noop()).collect(),
             releases: &self.releases,
         };
-        let mut hashing = Hashing(Sha256::new());
-        // Writing into a hash cannot fail, and the plan's types serialize infallibly.
-        let _ = serde_json::to_writer(&mut hashing, &content);
-        hashing.0.finalize()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        digest(&content)
     }
 }
 

@@ -9,7 +9,7 @@
 //! longer declares; `safety` limits stop a large plan.
 
 mod contact;
-mod digest;
+pub mod digest;
 pub(crate) mod items;
 pub mod render;
 

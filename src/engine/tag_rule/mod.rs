@@ -112,6 +112,29 @@ impl RulePlan {
         self.changes.is_empty()
     }
 
+    /// A digest of what applying would do — each contact's tags added and removed, and the
+    /// contacts forgotten — and nothing else: what an approval names.
+    pub fn hash(&self) -> String {
+        #[derive(Serialize)]
+        struct Change<'a> {
+            id: &'a str,
+            add: &'a BTreeSet<String>,
+            remove: &'a BTreeSet<String>,
+            forget: bool,
+        }
+        let changes: Vec<Change<'_>> = self
+            .changes
+            .iter()
+            .map(|c| Change {
+                id: &c.id,
+                add: &c.add,
+                remove: &c.remove,
+                forget: c.forget,
+            })
+            .collect();
+        crate::engine::plan::digest::digest(&changes)
+    }
+
     pub fn summary(&self) -> PlanSummary {
         PlanSummary {
             update: self
@@ -126,6 +149,7 @@ impl RulePlan {
                 .take(10)
                 .map(|c| format!("contact/{}", c.id))
                 .collect(),
+            hash: (!self.is_empty()).then(|| self.hash()),
             ..PlanSummary::default()
         }
     }
@@ -144,8 +168,12 @@ pub async fn settle_rule(
 ) -> Result<SyncOutcome<RulePlan>, SyncError> {
     let plan = plan_rule(spec, seen, &ledger, claims);
     let blocked = rule_block(spec, &plan);
+    let approved = options
+        .approved
+        .as_deref()
+        .is_some_and(|hash| hash == plan.hash());
     Ok(
-        match decide(options.mode, plan.is_empty(), blocked.as_deref(), false) {
+        match decide(options.mode, plan.is_empty(), blocked.as_deref(), approved) {
             Decision::InSync => SyncOutcome::InSync { plan },
             Decision::Report => SyncOutcome::Planned { plan },
             Decision::Block(reason) => SyncOutcome::Blocked { plan, reason },
@@ -157,4 +185,49 @@ pub async fn settle_rule(
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(changes: &[(&str, &[&str], &[&str], bool)]) -> RulePlan {
+        RulePlan {
+            changes: changes
+                .iter()
+                .map(|(id, add, remove, forget)| TagChange {
+                    id: (*id).into(),
+                    add: add.iter().map(|t| (*t).to_owned()).collect(),
+                    remove: remove.iter().map(|t| (*t).to_owned()).collect(),
+                    release: BTreeSet::new(),
+                    forget: *forget,
+                })
+                .collect(),
+            ..RulePlan::default()
+        }
+    }
+
+    #[test]
+    fn the_hash_names_exactly_what_applying_writes() {
+        let base = plan(&[("c1", &["vip"], &[], false)]);
+        let mut counted = base.clone();
+        counted.matched = 40;
+        counted.conflicts.push("another owner".into());
+        assert_eq!(
+            base.hash(),
+            counted.hash(),
+            "counts and conflicts are not writes"
+        );
+        for other in [
+            plan(&[("c2", &["vip"], &[], false)]),
+            plan(&[("c1", &["gold"], &[], false)]),
+            plan(&[("c1", &["vip"], &["smb"], false)]),
+            plan(&[("c1", &["vip"], &[], true)]),
+            plan(&[("c1", &["vip"], &[], false), ("c2", &[], &["smb"], false)]),
+        ] {
+            assert_ne!(base.hash(), other.hash(), "{:?}", other.changes);
+        }
+        assert_eq!(base.summary().hash, Some(base.hash()));
+        assert_eq!(plan(&[]).summary().hash, None, "nothing to approve");
+    }
 }

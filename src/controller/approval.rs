@@ -1,31 +1,26 @@
-//! Approving a plan: a plan that is not applied (over a `safety` limit, or `mode: Plan`) is
-//! recorded in status with its hash (`status.plan.hash`) and why it waits
-//! (`status.plan.blocked`); annotating the policy `ghl.servis.ai/approve-plan=<hash>` applies
+//! Approving a plan (policies and tag rules alike): a plan that is not applied (over a `safety`
+//! limit, or `mode: Plan`) is recorded in status with its hash (`status.plan.hash`) and why it
+//! waits (`status.plan.blocked`); annotating the object `ghl.servis.ai/approve-plan=<hash>` applies
 //! exactly that plan once. A plan that changed since has another hash and is not applied; an
 //! approval that was used (`status.plan.approved`) is not used again. Pure.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::controller::verdict::Notice;
-use crate::crd::ContactSyncPolicy;
 use crate::crd::common::PlanSummary;
 use crate::crd::vocabulary::{action, annotation, reason};
 use crate::engine::SyncOutcome;
 
-/// The approval the policy carries and has not used yet (a plan hash: hex, at most 64).
-pub fn pending(policy: &ContactSyncPolicy) -> Option<String> {
-    let value = policy
-        .metadata
+/// The approval an object carries and has not used yet (a plan hash: hex, at most 64), from
+/// its metadata and the plan its status last recorded.
+pub fn pending(meta: &ObjectMeta, plan: Option<&PlanSummary>) -> Option<String> {
+    let value = meta
         .annotations
         .as_ref()?
         .get(annotation::APPROVE_PLAN)?
         .trim();
     let plausible = (1..=64).contains(&value.len()) && value.chars().all(|c| c.is_ascii_hexdigit());
-    let used = policy
-        .status
-        .as_ref()
-        .and_then(|s| s.plan.as_ref())
-        .and_then(|p| p.approved.as_deref());
+    let used = plan.and_then(|p| p.approved.as_deref());
     (plausible && used != Some(value)).then(|| value.to_owned())
 }
 
@@ -102,26 +97,19 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::crd::contact_sync_policy::ContactSyncPolicyStatus;
     use crate::engine::apply::ApplyReport;
 
-    fn policy(annotation: Option<&str>, used: Option<&str>) -> ContactSyncPolicy {
-        let mut policy: ContactSyncPolicy = serde_json::from_value(json!({
-            "apiVersion": "ghl.servis.ai/v1alpha1", "kind": "ContactSyncPolicy",
-            "metadata": {"name": "p", "namespace": "crm"},
-            "spec": {"connectionRef": {"name": "acme"}}
-        }))
-        .unwrap();
-        policy.metadata.annotations = annotation
-            .map(|a| BTreeMap::from([(annotation::APPROVE_PLAN.to_owned(), a.to_owned())]));
-        policy.status = Some(ContactSyncPolicyStatus {
-            plan: Some(PlanSummary {
-                approved: used.map(str::to_owned),
-                ..PlanSummary::default()
-            }),
-            ..ContactSyncPolicyStatus::default()
-        });
-        policy
+    fn pending_of(annotation: Option<&str>, used: Option<&str>) -> Option<String> {
+        let meta = ObjectMeta {
+            annotations: annotation
+                .map(|a| BTreeMap::from([(annotation::APPROVE_PLAN.to_owned(), a.to_owned())])),
+            ..ObjectMeta::default()
+        };
+        let plan = PlanSummary {
+            approved: used.map(str::to_owned),
+            ..PlanSummary::default()
+        };
+        pending(&meta, Some(&plan))
     }
 
     #[test]
@@ -141,13 +129,13 @@ mod tests {
         ];
         for (annotation, used, expected) in cases {
             assert_eq!(
-                pending(&policy(annotation, used)).as_deref(),
+                pending_of(annotation, used).as_deref(),
                 expected,
                 "{annotation:?} used {used:?}"
             );
         }
         let long = "a".repeat(65);
-        assert_eq!(pending(&policy(Some(&long), None)), None);
+        assert_eq!(pending_of(Some(&long), None), None);
     }
 
     #[test]
