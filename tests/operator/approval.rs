@@ -84,11 +84,7 @@ async fn a_blocked_plan_is_applied_once_by_its_hash() {
     .await;
     let raw = Raw::new(&sandbox);
     let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
-    for doc in examples(&sandbox.url) {
-        if doc["kind"] != "ContactSyncPolicy" && doc["kind"] != "TagRule" {
-            apply(&client, &ns.name, doc).await;
-        }
-    }
+    apply_connection(&client, &ns.name, &sandbox.url).await;
     let policy = |name: &str, mode: &str, records: Vec<Value>| {
         json!({"apiVersion": "ghl.servis.ai/v1alpha1", "kind": "ContactSyncPolicy",
                "metadata": {"name": name},
@@ -223,11 +219,7 @@ async fn a_tag_rule_in_mode_plan_is_applied_once_by_approval() {
         .await;
     }
     let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
-    for doc in examples(&sandbox.url) {
-        if doc["kind"] != "ContactSyncPolicy" && doc["kind"] != "TagRule" {
-            apply(&client, &ns.name, doc).await;
-        }
-    }
+    apply_connection(&client, &ns.name, &sandbox.url).await;
     let rule = |tag: &str| {
         json!({"apiVersion": "ghl.servis.ai/v1alpha1", "kind": "TagRule",
                "metadata": {"name": "leads"},

@@ -243,6 +243,15 @@ pub fn examples(sandbox_url: &str) -> Vec<Value> {
     docs
 }
 
+/// Applies the examples' connection and its Secret (no policy, no rule) into `namespace`.
+pub async fn apply_connection(client: &Client, namespace: &str, sandbox_url: &str) {
+    for doc in examples(sandbox_url) {
+        if doc["kind"] != "ContactSyncPolicy" && doc["kind"] != "TagRule" {
+            apply(client, namespace, doc).await;
+        }
+    }
+}
+
 pub fn policies(client: &Client, namespace: &str) -> Api<ContactSyncPolicy> {
     Api::namespaced(client.clone(), namespace)
 }

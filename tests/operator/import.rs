@@ -1,4 +1,4 @@
-//! `import` at size: 5,000 contacts go to ConfigMaps the policy reads through `contactsFrom`,
+//! `import` at size: 5,000 contacts go to CSV ConfigMaps the policy reads through `contactsFrom`,
 //! each small enough for client-side `kubectl apply` (which copies the object into a 256 KiB
 //! annotation); applied as printed, the operator adopts every contact and writes nothing.
 
@@ -96,20 +96,16 @@ async fn an_import_of_5000_contacts_applies_as_printed_and_is_adopted_without_wr
             .as_array()
             .is_none_or(Vec::is_empty)
     );
-    assert_eq!(
-        policy["spec"]["contactsFrom"].as_array().unwrap().len(),
-        maps.len()
+    let sources = policy["spec"]["contactsFrom"].as_array().unwrap();
+    assert_eq!(sources.len(), maps.len());
+    assert!(
+        sources.iter().all(|s| s["format"] == "csv"),
+        "flat records are written as CSV: {sources:?}"
     );
 
     // Applied as kubectl's client-side apply does it: the whole object also in the
     // last-applied annotation (the API server refuses annotations over 256 KiB).
-    apply(&client, &ns.name, connection.clone()).await;
-    for doc in examples(&sandbox.url)
-        .into_iter()
-        .filter(|d| d["kind"] == "Secret")
-    {
-        apply(&client, &ns.name, doc).await;
-    }
+    apply_connection(&client, &ns.name, &sandbox.url).await;
     for doc in &docs {
         let mut doc = doc.clone();
         doc["metadata"]["namespace"] = json!(ns.name);

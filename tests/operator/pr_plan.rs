@@ -72,11 +72,7 @@ async fn a_ci_plan_against_the_cluster_prints_the_operators_counts() {
     .await;
     let raw = Raw::new(&sandbox);
     let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
-    for doc in examples(&sandbox.url) {
-        if doc["kind"] != "ContactSyncPolicy" && doc["kind"] != "TagRule" {
-            apply(&client, &ns.name, doc).await;
-        }
-    }
+    apply_connection(&client, &ns.name, &sandbox.url).await;
     // Merged and applied: a, b and c (the operator creates them and owns them).
     let merged = policy(
         "Apply",

@@ -1,7 +1,8 @@
 //! `ghl-operator import --location ID -o yaml`: write a ContactSyncPolicy manifest from what
 //! GHL holds now — contacts with their custom fields, tags, tasks and notes — so existing CRM
 //! data can be put under management. Beyond `--inline-max` contacts the records go to
-//! ConfigMaps the policy reads through `contactsFrom` ([`split`]).
+//! ConfigMaps the policy reads through `contactsFrom` (CSV when the records are flat, else
+//! JSON; [`split`]).
 
 mod split;
 
@@ -60,7 +61,8 @@ pub struct ImportArgs {
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Yaml)]
     pub output: Format,
     /// Contacts written inline in the policy at most; more go to ConfigMaps
-    /// (`<name>-contacts-<n>`, JSON) that the policy reads through `contactsFrom`.
+    /// (`<name>-contacts-<n>`: CSV for flat records, JSON with tasks or notes) that the policy
+    /// reads through `contactsFrom`.
     #[arg(long, default_value_t = 100)]
     pub inline_max: usize,
 }
@@ -165,8 +167,8 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     .await?;
     let mut config_maps = Vec::new();
     if policy.spec.contacts.len() > args.inline_max {
-        let chunks = split::chunks(&policy.spec.contacts, split::CHUNK_BYTES)?;
-        let (maps, sources) = split::config_maps(&args.name, &args.namespace, chunks);
+        let groups = split::groups(&policy.spec.contacts, split::CHUNK_BYTES)?;
+        let (maps, sources) = split::config_maps(&args.name, &args.namespace, &groups)?;
         policy.spec.contacts.clear();
         policy.spec.contacts_from = sources;
         config_maps = maps;
