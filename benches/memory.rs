@@ -149,7 +149,17 @@ fn main() {
         ..PlanOptions::default()
     };
     let planned = plan(&desired, &observed, &ledger, options);
-    report("plan", last_live);
+    last_live = report("plan", last_live);
+
+    // The first run of a new policy: nothing bound, nothing observed, every record a create.
+    let cold = plan(
+        &desired,
+        &Observed::default(),
+        &Ledger::default(),
+        PlanOptions::default(),
+    );
+    report("cold plan (every record a create)", last_live);
+    drop(cold);
     println!();
     println!(
         "peak (VmHWM) {:>8.1} MiB for {n} contacts; the plan lists {} and counts {} in sync",
