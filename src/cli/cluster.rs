@@ -26,6 +26,9 @@ pub struct Target {
 pub struct StatusArgs {
     #[command(flatten)]
     pub target: Target,
+    /// Every namespace (objects named `namespace/name`).
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,38 +89,60 @@ fn row(kind: &str, name: &str, conditions: &[Condition], plan: Option<&PlanSumma
 
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let (client, namespace) = client_and_namespace(&args.target).await?;
-    let params = ListParams::default();
+    // `-A`: every namespace, each object named `namespace/name`.
+    let scope = (!args.all_namespaces).then_some(namespace.as_str());
     println!(
         "{:<18} {:<32} {:<7} {:<26} {:<24} PLAN HASH",
         "KIND", "NAME", "READY", "REASON", "PLAN"
     );
-    let connections: Api<GhlConnection> = Api::namespaced(client.clone(), &namespace);
-    for c in connections.list(&params).await? {
-        let conditions = c
-            .status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or(&[]);
-        println!("{}", row("GhlConnection", &c.name_any(), conditions, None));
-    }
-    let policies: Api<ContactSyncPolicy> = Api::namespaced(client.clone(), &namespace);
-    for p in policies.list(&params).await? {
-        let status = p.status.as_ref();
-        let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
-        let plan = status.and_then(|s| s.plan.as_ref());
+    for c in list::<GhlConnection>(&client, scope).await? {
+        let conditions = c.status.as_ref().map_or(&[][..], |s| &s.conditions[..]);
         println!(
             "{}",
-            row("ContactSyncPolicy", &p.name_any(), conditions, plan)
+            row("GhlConnection", &name_of(&c, scope), conditions, None)
         );
     }
-    let rules: Api<TagRule> = Api::namespaced(client, &namespace);
-    for r in rules.list(&params).await? {
-        let status = r.status.as_ref();
-        let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+    for p in list::<ContactSyncPolicy>(&client, scope).await? {
+        let status = p.status.as_ref();
+        let conditions = status.map_or(&[][..], |s| &s.conditions[..]);
         let plan = status.and_then(|s| s.plan.as_ref());
-        println!("{}", row("TagRule", &r.name_any(), conditions, plan));
+        let name = name_of(&p, scope);
+        println!("{}", row("ContactSyncPolicy", &name, conditions, plan));
+    }
+    for r in list::<TagRule>(&client, scope).await? {
+        let status = r.status.as_ref();
+        let conditions = status.map_or(&[][..], |s| &s.conditions[..]);
+        let plan = status.and_then(|s| s.plan.as_ref());
+        println!("{}", row("TagRule", &name_of(&r, scope), conditions, plan));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The objects of a kind in `namespace`, or in every namespace.
+async fn list<K>(client: &Client, namespace: Option<&str>) -> anyhow::Result<Vec<K>>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    Ok(api.list(&ListParams::default()).await?.items)
+}
+
+/// `name`, or `namespace/name` when listing every namespace.
+fn name_of<K: ResourceExt>(object: &K, scope: Option<&str>) -> String {
+    match scope {
+        Some(_) => object.name_any(),
+        None => format!(
+            "{}/{}",
+            object.namespace().unwrap_or_default(),
+            object.name_any()
+        ),
+    }
 }
 
 /// The hash to approve: the waiting plan's, if it is the one reviewed.

@@ -138,6 +138,15 @@ async fn a_blocked_plan_is_applied_once_by_its_hash() {
         .find(|l| l.contains(" big "))
         .unwrap_or_default();
     assert!(line.contains(&format!("{hash} (waiting)")), "{listing}");
+    // Across namespaces (`-A`) it is named with its namespace.
+    let everywhere = kubectl_ghl(&["status", "-A"]);
+    let qualified = format!("{}/big ", ns.name);
+    assert!(
+        everywhere
+            .lines()
+            .any(|l| l.contains(&qualified) && l.contains(&hash)),
+        "{everywhere}"
+    );
     let approved = kubectl_ghl(&["approve", "big", "-n", &ns.name, "--hash", &hash]);
     assert!(
         approved.contains(&format!("approved plan {hash}")),
