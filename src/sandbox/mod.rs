@@ -66,6 +66,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{FaultSpec, RateLimit, SandboxConfig};
 pub use seed::{Seed, SeedContact};
+pub use store::fields::field_id;
 
 use auth::{OAuthApp, Tokens};
 use clock::Clock;

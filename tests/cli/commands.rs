@@ -127,7 +127,15 @@ async fn bad_manifests_are_reported_with_their_location() {
 
 #[tokio::test]
 async fn import_writes_a_policy_that_plans_clean() {
-    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed.yaml");
+    // The fixture seed, with Alan carrying a field the location knows by key (contact.tier).
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed.yaml");
+    let tier = ghl_operator::sandbox::field_id("ve9EPM428h8vShlRW1KT", "contact.tier");
+    let seeded = std::fs::read_to_string(fixture).unwrap().replace(
+        "  firstName: Alan\n",
+        &format!("  firstName: Alan\n  customFields: {{{tier}: gold}}\n"),
+    );
+    let seed = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("import-seed.yaml");
+    std::fs::write(&seed, seeded).unwrap();
     let out = run(args(&[
         "import",
         "--sandbox",
@@ -155,6 +163,17 @@ async fn import_writes_a_policy_that_plans_clean() {
     assert_eq!(grace.tags, ["customer"]);
     assert_eq!(grace.tasks[0].title, "Renewal call");
     assert_eq!(grace.notes[0].body, "Prefers email");
+    // Custom fields by key where the location has one, by id where it does not.
+    assert_eq!(grace.custom_fields["ZtPpXCQ5SVSmrSrpGOq6"], "silver");
+    let alan = spec
+        .contacts
+        .iter()
+        .find(|c| c.email.as_deref() == Some("alan@example.com"))
+        .unwrap();
+    assert_eq!(
+        alan.custom_fields.keys().collect::<Vec<_>>(),
+        ["contact.tier"]
+    );
     assert!(
         text(&out).contains("1 contact(s) without a email were left out")
             || text(&out).contains("left out")

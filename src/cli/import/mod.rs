@@ -20,6 +20,7 @@ use crate::crd::common::ConnectionRef;
 use crate::crd::contact_sync_policy::{
     ContactRecord, ContactSyncPolicy, ContactSyncPolicySpec, MatchBy, NoteRecord, TaskRecord,
 };
+use crate::engine::custom_fields::ids_by_key;
 use crate::engine::fields::Field;
 use crate::ghl::models::{Contact, ContactSearch, TaskSearch};
 use crate::ghl::paginate::{location_tasks_all, search_all};
@@ -284,6 +285,18 @@ pub async fn import(
             });
         }
     }
+    // Custom fields by key where the location names them (a manifest that serves any
+    // location with the same fields); by id otherwise.
+    let keys: BTreeMap<String, String> = match api.custom_fields(false).await {
+        Ok(definitions) => ids_by_key(&definitions)
+            .into_iter()
+            .map(|(key, id)| (id.to_owned(), key.to_owned()))
+            .collect(),
+        Err(e) => {
+            eprintln!("custom fields are written by id (their keys could not be read: {e})");
+            BTreeMap::new()
+        }
+    };
     let mut records = Vec::new();
     let mut skipped = 0;
     for contact in &contacts {
@@ -299,7 +312,7 @@ pub async fn import(
             .get_contact(&contact.id)
             .await
             .context("reading a contact")?;
-        let mut record = record_of(&full);
+        let mut record = record_of(&full, &keys);
         record.tasks = tasks.remove(&contact.id).unwrap_or_default();
         if with_notes {
             let notes = api.list_notes(&contact.id).await.context("reading notes")?;
@@ -335,7 +348,7 @@ pub async fn import(
     Ok((policy, skipped))
 }
 
-fn record_of(contact: &Contact) -> ContactRecord {
+fn record_of(contact: &Contact, keys: &BTreeMap<String, String>) -> ContactRecord {
     let get = |f: Field| f.read(contact);
     ContactRecord {
         email: get(Field::Email),
@@ -359,7 +372,7 @@ fn record_of(contact: &Contact) -> ContactRecord {
             .custom_fields
             .iter()
             .filter(|c| !c.value.is_null())
-            .map(|c| (c.id.clone(), c.value.clone()))
+            .map(|c| (keys.get(&c.id).unwrap_or(&c.id).clone(), c.value.clone()))
             .collect(),
         tags: contact.tags.clone(),
         tasks: Vec::new(),
