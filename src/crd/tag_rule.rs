@@ -112,7 +112,8 @@ pub struct PolicyRef {
 pub struct ContactFilter {
     /// Contact field: `email`, `phone`, `tags`, `source`, `companyName`, `city`, `state`,
     /// `country`, `postalCode`, `firstNameLowerCase`, `lastNameLowerCase`, `assignedTo`,
-    /// `dnd`, `dateAdded`, `dateUpdated`, or `customFields.<id>`.
+    /// `dnd`, `dateAdded`, `dateUpdated`, or `customFields.<id>` / `customFields.<key>`
+    /// (`customFields.contact.tier`, resolved per location).
     #[schemars(length(min = 1))]
     pub field: String,
     /// `eq`, `not_eq`, `contains`, `not_contains`, `exists` or `not_exists`.

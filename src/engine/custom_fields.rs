@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 
 use crate::crd::contact_sync_policy::RecordFailure;
 use crate::engine::desired::Desired;
-use crate::ghl::models::CustomFieldDefinition;
+use crate::ghl::models::{CustomFieldDefinition, SearchFilter};
+use crate::ghl::operation::Operation;
 use crate::ghl::{GhlApi, GhlError};
 
 /// GHL's keys of contact fields start with this.
@@ -120,6 +121,59 @@ pub async fn resolve_keys(api: &dyn GhlApi, desired: &mut Desired) -> Result<(),
     Ok(())
 }
 
+/// The search filter fields naming a custom field by key (`customFields.contact.tier`).
+fn filter_keys(filters: &mut [SearchFilter]) -> Vec<&mut String> {
+    let mut found = Vec::new();
+    for filter in filters {
+        match filter {
+            SearchFilter::Group { filters, .. } => found.extend(filter_keys(filters)),
+            SearchFilter::Condition { field, .. } => {
+                if field.strip_prefix("customFields.").is_some_and(is_key) {
+                    found.push(field);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Rewrites search filters on `customFields.<key>` (a TagRule's selector) to the location's
+/// ids; a key the location lacks (after reading its fields again) is an error naming it.
+pub async fn resolve_filter_keys(
+    api: &dyn GhlApi,
+    filters: &mut [SearchFilter],
+) -> Result<(), GhlError> {
+    let mut fields = filter_keys(filters);
+    if fields.is_empty() {
+        return Ok(());
+    }
+    let mut definitions = api.custom_fields(false).await?;
+    let missing = |defs: &[CustomFieldDefinition], fields: &[&mut String]| {
+        let ids = ids_by_key(defs);
+        fields
+            .iter()
+            .any(|f| !ids.contains_key(&f["customFields.".len()..]))
+    };
+    if missing(&definitions, &fields) {
+        definitions = api.custom_fields(true).await?;
+    }
+    let ids = ids_by_key(&definitions);
+    for field in &mut fields {
+        let key = field["customFields.".len()..].to_owned();
+        let Some(id) = ids.get(key.as_str()) else {
+            return Err(GhlError::InvalidRequest {
+                operation: Operation::SearchContacts,
+                message: format!(
+                    "selector filter {field}: location {} has no contact custom field with key {key:?}",
+                    api.location_id()
+                ),
+            });
+        };
+        **field = format!("customFields.{id}");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -147,6 +201,29 @@ mod tests {
         }))
         .unwrap();
         build(&spec, &[] as &[SourceText]).unwrap()
+    }
+
+    #[test]
+    fn filters_on_custom_field_keys_are_found_in_groups_too() {
+        use crate::ghl::models::FilterOperator;
+        let condition = |field: &str| SearchFilter::condition(field, FilterOperator::Exists, None);
+        let mut filters = vec![
+            condition("email"),
+            condition("customFields.contact.tier"),
+            condition("customFields.f-raw-id"),
+            SearchFilter::Group {
+                group: "OR".into(),
+                filters: vec![condition("customFields.contact.size"), condition("tags")],
+            },
+        ];
+        let found: Vec<String> = filter_keys(&mut filters)
+            .into_iter()
+            .map(|f| f.clone())
+            .collect();
+        assert_eq!(
+            found,
+            ["customFields.contact.tier", "customFields.contact.size"]
+        );
     }
 
     #[test]

@@ -135,3 +135,56 @@ fn spec_with_unknown_key() -> ghl_operator::crd::contact_sync_policy::ContactSyn
     spec(json!({"prune": true, "contacts": [
         {"email": "grace@example.com", "customFields": {"contact.nope": "x"}}]}))
 }
+
+#[tokio::test]
+async fn a_tag_rule_selects_by_custom_field_key_in_each_location() {
+    use ghl_operator::crd::tag_rule::TagRuleSpec;
+    use ghl_operator::engine::ledger::Ledger;
+    use ghl_operator::engine::tag_rule::observe_rule;
+
+    let sandbox = start(SandboxConfig {
+        other_locations: vec![SECOND.into()],
+        search_lag: Duration::ZERO,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let rule: TagRuleSpec = serde_json::from_value(json!({
+        "connectionRef": {"name": "c"},
+        "selector": {"filters": [
+            {"field": "customFields.contact.tier", "operator": "eq", "value": "gold"}]},
+        "addTags": ["gold-tier"]}))
+    .unwrap();
+    let missing: TagRuleSpec = serde_json::from_value(json!({
+        "connectionRef": {"name": "c"},
+        "selector": {"filters": [
+            {"field": "customFields.contact.nope", "operator": "exists"}]},
+        "addTags": ["x"]}))
+    .unwrap();
+    for (location, token) in &sandbox.locations {
+        let client = client_for(&sandbox.url, location, token);
+        let mut raw = Raw::new(&sandbox);
+        raw.token = token.clone();
+        let tier = ghl_operator::sandbox::field_id(location, "contact.tier");
+        for (email, value) in [
+            ("gold@example.com", "gold"),
+            ("plain@example.com", "silver"),
+        ] {
+            raw.call(
+                "POST",
+                "/contacts/",
+                Some(json!({"locationId": location, "email": email,
+                            "customFields": [{"id": tier, "field_value": value}]})),
+            )
+            .await;
+        }
+        let seen = observe_rule(&client, &rule, &Ledger::default(), None, 4)
+            .await
+            .unwrap();
+        assert_eq!(seen.matched.len(), 1, "{location}: only the gold contact");
+        let refused = observe_rule(&client, &missing, &Ledger::default(), None, 4)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("contact.nope"), "{refused}");
+    }
+}

@@ -23,9 +23,11 @@ pub async fn observe_rule(
     policy_contacts: Option<&BTreeSet<String>>,
     concurrency: usize,
 ) -> Result<RuleObservation, GhlError> {
+    let mut filters = search_filters(spec);
+    crate::engine::custom_fields::resolve_filter_keys(api, &mut filters).await?;
     let search = ContactSearch {
         page_limit: 500,
-        filters: search_filters(spec),
+        filters,
         ..ContactSearch::default()
     };
     let mut candidates: BTreeMap<String, SeenContact> = BTreeMap::new();
