@@ -172,6 +172,7 @@ pub struct OAuthAuth {
     /// builds the consent link. What GHL granted is `status.scopes`, and it is what counts: a
     /// policy or rule whose mode needs a scope the grant lacks (`contacts.readonly` to plan,
     /// `contacts.write` to apply) is not Ready (`MissingScope`, naming it) and writes nothing.
+    /// The connection's `ScopesGranted` condition says whether GHL granted all of these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
 
@@ -256,7 +257,8 @@ pub struct GhlConnectionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// `Ready`, `Authenticated`, `RotationDue` (and kstatus `Reconciling` / `Stalled`).
+    /// `Ready`, `Authenticated`, `RotationDue`, `RenewalAdjusted`, `ScopesGranted` (and
+    /// kstatus `Reconciling` / `Stalled`).
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Conditions,

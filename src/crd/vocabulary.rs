@@ -31,6 +31,8 @@ pub mod condition {
     /// GhlConnection (OAuth): renewal departs from `renewBefore` as written (it is not shorter
     /// than the token's lifetime, and would refresh in a loop).
     pub const RENEWAL_ADJUSTED: &str = "RenewalAdjusted";
+    /// GhlConnection (OAuth): GHL granted every scope `spec.auth.oauth.scopes` asks for.
+    pub const SCOPES_GRANTED: &str = "ScopesGranted";
     /// ContactSyncPolicy / TagRule: GHL matches the declared state.
     pub const SYNCED: &str = "Synced";
     /// ContactSyncPolicy: GHL differs from the declared state (changed outside the operator).
@@ -68,6 +70,10 @@ pub mod reason {
     pub const APPROVAL_OUTDATED: &str = "ApprovalOutdated";
     /// The connection's grant lacks a scope the object's mode needs.
     pub const MISSING_SCOPE: &str = "MissingScope";
+    /// GhlConnection: every declared scope was granted.
+    pub const ALL_SCOPES_GRANTED: &str = "AllScopesGranted";
+    /// GhlConnection: GHL granted fewer scopes than the connection declares.
+    pub const SCOPES_NOT_GRANTED: &str = "ScopesNotGranted";
     pub const IN_SYNC: &str = "InSync";
     pub const DRIFT_DETECTED: &str = "DriftDetected";
     pub const NO_DRIFT: &str = "NoDrift";

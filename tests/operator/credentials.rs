@@ -719,6 +719,22 @@ async fn a_read_only_grant_is_reported_and_nothing_is_written() {
         "{}",
         ready.message
     );
+    // The connection says so too: it declares contacts.write, GHL did not grant it.
+    let connection = wait_object(
+        &connections(&client, &ns.name),
+        "acme-oauth",
+        "ScopesGranted False",
+        READY,
+        |c| {
+            condition(c, "ScopesGranted")
+                .is_some_and(|(status, reason)| status == "False" && reason == "ScopesNotGranted")
+        },
+    )
+    .await;
+    assert!(
+        is_true(&connection, "Ready"),
+        "the connection itself stays usable"
+    );
     let planned = wait_object(&api, "look-only", "planned", READY, |p| {
         p.status
             .as_ref()

@@ -5,7 +5,7 @@
 use jiff::Timestamp;
 
 use super::credential::{self, Resolved};
-use super::verdict::{Check, Finding};
+use super::verdict::{Check, Finding, scopes_missing};
 use crate::controller::connections::ConnectionKey;
 use crate::controller::context::Context;
 use crate::controller::events::{CATCH_UP_BOUNDS, CATCH_UP_DEFAULT};
@@ -44,6 +44,7 @@ pub async fn check(
         next_look: ctx.config.connection_check_interval,
         rotation_due: None,
         renewal_adjusted: None,
+        scopes_missing: None,
     };
     let budget = match BudgetConfig::from_spec(obj.spec.rate_limit.as_ref())
         .and_then(|budget| credential::min_interval(obj).map(|_| budget))
@@ -103,6 +104,12 @@ pub async fn check(
         next_look: resolved.requeue,
         rotation_due: resolved.rotation_due.clone(),
         renewal_adjusted: resolved.renewal_adjusted.clone(),
+        scopes_missing: obj
+            .spec
+            .auth
+            .oauth
+            .as_ref()
+            .and_then(|oauth| scopes_missing(&oauth.scopes, &resolved.scopes)),
     };
     (check, Some(resolved))
 }

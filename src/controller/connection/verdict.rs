@@ -44,6 +44,23 @@ pub struct Check {
     pub rotation_due: Option<(bool, String)>,
     /// OAuth: whether renewal departs from `renewBefore` (it would refresh in a loop), and why.
     pub renewal_adjusted: Option<(bool, String)>,
+    /// OAuth, when GHL reported what it granted: the declared scopes it did not grant.
+    pub scopes_missing: Option<Vec<String>>,
+}
+
+/// The declared scopes `granted` lacks; `None` when there is nothing to compare (no scopes
+/// declared, or GHL reported none). Pure.
+pub fn scopes_missing(declared: &[String], granted: &[String]) -> Option<Vec<String>> {
+    if declared.is_empty() || granted.is_empty() {
+        return None;
+    }
+    Some(
+        declared
+            .iter()
+            .filter(|scope| !granted.contains(scope))
+            .cloned()
+            .collect(),
+    )
 }
 
 /// What the connection check concluded: the verdict, and the longest wait whatever the
@@ -95,6 +112,11 @@ pub fn verdict(check: &Check, previous: &[Condition], interval: Duration) -> Con
     let mut events = Vec::new();
     if let Some((adjusted, why)) = &check.renewal_adjusted {
         let (condition, warning) = renewal_adjusted(*adjusted, why, previous);
+        conditions.push(condition);
+        events.extend(warning);
+    }
+    if let Some(missing) = &check.scopes_missing {
+        let (condition, warning) = scopes_granted(missing, previous);
         conditions.push(condition);
         events.extend(warning);
     }
@@ -156,6 +178,45 @@ fn renewal_adjusted(
     });
     (
         Desired::new(condition::RENEWAL_ADJUSTED, adjusted, r, why),
+        warning,
+    )
+}
+
+/// `ScopesGranted`, and a Warning Event when it turns false. A missing scope does not stop
+/// the connection: what each object needs is checked where it is used (`MissingScope`).
+fn scopes_granted(missing: &[String], previous: &[Condition]) -> (Desired, Option<Notice>) {
+    if missing.is_empty() {
+        return (
+            Desired::new(
+                condition::SCOPES_GRANTED,
+                true,
+                reason::ALL_SCOPES_GRANTED,
+                "GHL granted every scope spec.auth.oauth.scopes declares",
+            ),
+            None,
+        );
+    }
+    let note = format!(
+        "GHL did not grant {} (declared in spec.auth.oauth.scopes); objects that need them \
+         report MissingScope; re-authorize with them to fix it",
+        missing.join(", ")
+    );
+    let turned = !previous
+        .iter()
+        .any(|c| c.type_ == condition::SCOPES_GRANTED && c.status == "False");
+    let warning = turned.then(|| Notice {
+        warning: true,
+        reason: reason::SCOPES_NOT_GRANTED,
+        action: action::CHECK_CREDENTIALS,
+        note: note.clone(),
+    });
+    (
+        Desired::new(
+            condition::SCOPES_GRANTED,
+            false,
+            reason::SCOPES_NOT_GRANTED,
+            note,
+        ),
         warning,
     )
 }
@@ -244,6 +305,7 @@ mod tests {
             next_look: Duration::from_secs(120),
             rotation_due: None,
             renewal_adjusted: None,
+            scopes_missing: None,
         }
     }
 
@@ -397,6 +459,43 @@ mod tests {
         let rotation = of(&v, condition::ROTATION_DUE).unwrap();
         assert!(rotation.status && rotation.reason == reason::MAX_AGE_EXCEEDED);
         assert!(v.ready(), "a due rotation does not stop the connection");
+    }
+
+    #[test]
+    fn declared_scopes_the_grant_lacks_warn_once_and_keep_the_connection_ready() {
+        let list = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(scopes_missing(&[], &list(&["a"])), None, "nothing declared");
+        assert_eq!(scopes_missing(&list(&["a"]), &[]), None, "GHL said nothing");
+        assert_eq!(
+            scopes_missing(&list(&["a", "b"]), &list(&["b", "c"])),
+            Some(list(&["a"]))
+        );
+        assert_eq!(scopes_missing(&list(&["a"]), &list(&["a"])), Some(vec![]));
+
+        let mut short = check(Finding::Accepted {
+            location: "loc".into(),
+        });
+        short.scopes_missing = Some(list(&["contacts.write"]));
+        let first = verdict(&short, &[], INTERVAL);
+        let granted = of(&first, condition::SCOPES_GRANTED).unwrap();
+        assert!(!granted.status && granted.message.contains("contacts.write"));
+        assert!(
+            first.ready(),
+            "objects that need the scope report it, not the connection"
+        );
+        let warned = |v: &ConnectionVerdict| {
+            v.verdict
+                .events
+                .iter()
+                .any(|e| e.warning && e.reason == reason::SCOPES_NOT_GRANTED)
+        };
+        assert!(warned(&first));
+        let previous =
+            conditions::merge(&[], &first.verdict.conditions, None, jiff::Timestamp::now());
+        assert!(!warned(&verdict(&short, &previous, INTERVAL)), "once");
+        short.scopes_missing = Some(vec![]);
+        let fixed = verdict(&short, &previous, INTERVAL);
+        assert!(of(&fixed, condition::SCOPES_GRANTED).unwrap().status);
     }
 
     #[test]
