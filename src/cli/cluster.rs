@@ -10,6 +10,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+use crate::controller::status::Object;
 use crate::crd::common::PlanSummary;
 use crate::crd::vocabulary::annotation;
 use crate::crd::{ContactSyncPolicy, GhlConnection, TagRule};
@@ -119,13 +120,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The objects of a kind in `namespace`, or in every namespace.
-async fn list<K>(client: &Client, namespace: Option<&str>) -> anyhow::Result<Vec<K>>
-where
-    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
+async fn list<K: Object>(client: &Client, namespace: Option<&str>) -> anyhow::Result<Vec<K>> {
     let api: Api<K> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -186,19 +181,13 @@ pub async fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Annotates `name` with the hash of its waiting plan (the one reviewed, if `--hash`).
-async fn approve_in<K>(
+async fn approve_in<K: Object>(
     client: Client,
     namespace: &str,
     name: &str,
     reviewed: Option<&str>,
     plan_of: impl Fn(&K) -> Option<PlanSummary>,
-) -> anyhow::Result<ExitCode>
-where
-    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
+) -> anyhow::Result<ExitCode> {
     let kind = K::kind(&()).to_ascii_lowercase();
     let api: Api<K> = Api::namespaced(client, namespace);
     let object = api

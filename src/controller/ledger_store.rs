@@ -144,7 +144,6 @@ fn label_value(name: &str) -> String {
 /// One object of the ledger, as read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Part {
-    name: String,
     role: Role,
     generation: u64,
     index: usize,
@@ -176,7 +175,6 @@ fn verify(secret: &Secret, owner: &LedgerOwner) -> Option<Part> {
         Some(g) => g.parse().ok()?,
     };
     Some(Part {
-        name: secret.metadata.name.clone()?,
         role,
         generation,
         index,
@@ -221,10 +219,12 @@ impl Generation {
         else {
             return None;
         };
+        // A head that counts more objects than a ledger can have is not believed.
+        let count = |n: u64| usize::try_from(n).ok().filter(|n| *n <= MAX_OBJECTS);
         Some(Self {
             generation,
-            shards: usize::try_from(shards).ok()?,
-            pages: usize::try_from(pages).ok()?,
+            shards: count(shards)?,
+            pages: count(pages)?,
         })
     }
 }
@@ -736,6 +736,30 @@ mod tests {
             let got = verify(&object(type_, uid, &labels), &owner())
                 .map(|p| (p.role, p.generation, p.index));
             assert_eq!(got, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_retired_generation_is_believed_only_within_a_ledgers_size() {
+        let generation = |generation, shards, pages| Generation {
+            generation,
+            shards,
+            pages,
+        };
+        assert_eq!(
+            Generation::parse(&generation(3, 12, 2).format()),
+            Some(generation(3, 12, 2))
+        );
+        for bad in [
+            "",
+            "3 12",
+            "3 12 2 1",
+            "x 1 1",
+            "3 -1 0",
+            "3 99999999999 0",
+            "3 0 10001",
+        ] {
+            assert_eq!(Generation::parse(bad), None, "{bad:?}");
         }
     }
 

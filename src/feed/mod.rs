@@ -5,12 +5,14 @@
 //! - [`signature`]: Standard Webhooks signing (pure);
 //! - [`queue`]: one sink's pending contacts, backoff, give-up (pure);
 //! - [`sink`]: the POST and what its answer means;
+//! - `metrics`: `ghl_operator_feed_*`;
 //! - this module: one connection's [`Feed`] — webhooks and the periodic catch-up feed its
 //!   queues; a delivery fetches the contact's latest state (and the parts each sink includes),
 //!   so the newest state always wins; the cursor (kept in the connection's status) moves only
 //!   past changes every sink has, so a restart or a dropped webhook loses nothing.
 
 pub mod cloudevent;
+mod metrics;
 pub mod queue;
 pub mod signature;
 pub mod sink;
@@ -23,17 +25,12 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
 use rand::RngExt;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 
 use self::cloudevent::Snapshot;
+pub use self::metrics::FeedMetrics;
 use self::queue::{Attempt, Due, Finished, Queue};
 use self::signature::SigningKey;
 use crate::crd::export::{ExportPart, ExportStatus, SinkStatus};
@@ -64,62 +61,6 @@ pub struct FeedConfig {
     pub catch_up: Duration,
     /// The `export-snapshot` annotation's value, if any.
     pub snapshot: Option<String>,
-}
-
-/// Feed metrics (labels: result only).
-#[derive(Clone, Debug)]
-pub struct FeedMetrics {
-    deliveries: Family<ResultLabel, Counter>,
-    latency: Histogram,
-    pending: Gauge,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabel {
-    result: &'static str,
-}
-
-impl Default for FeedMetrics {
-    fn default() -> Self {
-        Self {
-            deliveries: Family::default(),
-            latency: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
-            pending: Gauge::default(),
-        }
-    }
-}
-
-impl FeedMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
-        let sub = registry.sub_registry_with_prefix("ghl_operator_feed");
-        sub.register(
-            "deliveries",
-            "Change feed deliveries by result: delivered, unchanged (the sink had it), retried, failed",
-            metrics.deliveries.clone(),
-        );
-        sub.register(
-            "delivery_latency_seconds",
-            "From a change reaching the operator (webhook, catch-up) to a sink accepting it",
-            metrics.latency.clone(),
-        );
-        sub.register(
-            "pending",
-            "Contacts with a change not yet delivered, over all sinks",
-            metrics.pending.clone(),
-        );
-        for result in ["delivered", "unchanged", "retried", "failed"] {
-            metrics
-                .deliveries
-                .get_or_create(&ResultLabel { result })
-                .inc_by(0);
-        }
-        metrics
-    }
-
-    fn count(&self, result: &'static str) {
-        self.deliveries.get_or_create(&ResultLabel { result }).inc();
-    }
 }
 
 /// How the feed reaches GHL: the connection's current client, when it has a usable one.

@@ -6,14 +6,13 @@
 use std::time::Duration;
 
 use ghl_operator::crd::ContactSyncPolicy;
-use ghl_operator::sandbox::SandboxConfig;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::harness::*;
-use crate::support::sandbox::{Raw, start};
+use crate::support::sandbox::{Raw, start_default};
 
 const READY: Duration = Duration::from_secs(60);
 
@@ -77,11 +76,7 @@ async fn a_blocked_plan_is_applied_once_by_its_hash() {
     let Some((client, ns)) = setup("approval").await else {
         return;
     };
-    let sandbox = start(SandboxConfig {
-        search_lag: Duration::ZERO,
-        ..SandboxConfig::default()
-    })
-    .await;
+    let sandbox = start_default().await;
     let raw = Raw::new(&sandbox);
     let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
     apply_connection(&client, &ns.name, &sandbox.url).await;
@@ -212,11 +207,7 @@ async fn a_tag_rule_in_mode_plan_is_applied_once_by_approval() {
     let Some((client, ns)) = setup("approval-rule").await else {
         return;
     };
-    let sandbox = start(SandboxConfig {
-        search_lag: Duration::ZERO,
-        ..SandboxConfig::default()
-    })
-    .await;
+    let sandbox = start_default().await;
     let raw = Raw::new(&sandbox);
     for i in 0..2 {
         raw.call(
