@@ -8,12 +8,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use ghl_operator::crd::ContactSyncPolicy;
-use ghl_operator::sandbox::SandboxConfig;
 use kube::Api;
 use serde_json::{Value, json};
 
 use crate::harness::*;
-use crate::support::sandbox::{Raw, start};
+use crate::support::sandbox::{Raw, start_default};
 
 const READY: Duration = Duration::from_secs(60);
 
@@ -65,11 +64,7 @@ async fn a_ci_plan_against_the_cluster_prints_the_operators_counts() {
     let Some((client, ns)) = setup("pr-plan").await else {
         return;
     };
-    let sandbox = start(SandboxConfig {
-        search_lag: Duration::ZERO,
-        ..SandboxConfig::default()
-    })
-    .await;
+    let sandbox = start_default().await;
     let raw = Raw::new(&sandbox);
     let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
     apply_connection(&client, &ns.name, &sandbox.url).await;
@@ -140,6 +135,28 @@ async fn a_ci_plan_against_the_cluster_prints_the_operators_counts() {
         blind,
         (1, 3, 2, 0),
         "without the ledger: a, b and d adopted (b and d updated), nothing pruned"
+    );
+
+    // A PR that points the connection at another host never gets the cluster's token sent
+    // there: the plan names why and reaches no other host.
+    let mut repointed = connection.clone();
+    repointed["spec"]["baseUrl"] = json!("http://127.0.0.1:9/elsewhere");
+    let elsewhere = work.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("connection.yaml"), repointed.to_string()).unwrap();
+    std::fs::write(elsewhere.join("policy.yaml"), proposed.to_string()).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ghl-operator"))
+        .args(["plan", "-o", "json", "-n", &ns.name, "-f"])
+        .arg(&elsewhere)
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{answer}");
+    assert!(
+        answer.contains("only sent to its baseUrl in the cluster"),
+        "{answer}"
     );
 
     // The operator, given the PR's spec (mode: Plan), reports the same counts.

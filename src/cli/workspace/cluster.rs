@@ -8,8 +8,9 @@
 //!   cluster too, so seniority between policies is the operator's.
 //! - **Connections** a manifest policy references but the manifests lack are read from the
 //!   cluster; a connection's token comes from the manifests' Secret if given, else from the
-//!   cluster Secret its spec names (OAuth: the current `access_token` — the CLI never
-//!   refreshes, which would spend the operator's refresh token).
+//!   cluster Secret the cluster's connection names (OAuth: the current `access_token` — the
+//!   CLI never refreshes, which would spend the operator's refresh token), sent only to that
+//!   connection's baseUrl in the cluster.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,11 +20,11 @@ use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, Resource};
-use serde::de::DeserializeOwned;
 
 use super::super::manifests::{Manifests, ObjectKey};
 use crate::controller::ledger_store::{LedgerOwner, SecretLedgerStore};
 use crate::controller::object::Kind;
+use crate::controller::status::Object;
 use crate::crd::connection::GhlConnection;
 use crate::crd::{ContactSyncPolicy, TagRule};
 use crate::engine::fence::Fence;
@@ -74,16 +75,36 @@ impl ClusterArgs {
 #[derive(Default)]
 pub struct ClusterState {
     pub ledgers: BTreeMap<String, Arc<dyn StateStore>>,
-    pub tokens: BTreeMap<ObjectKey, String>,
+    pub tokens: BTreeMap<ObjectKey, ClusterToken>,
 }
 
-async fn get<K>(client: &Client, (namespace, name): &ObjectKey) -> anyhow::Result<Option<K>>
-where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
+/// A connection's current access token, as the cluster holds it.
+pub struct ClusterToken {
+    pub token: String,
+    /// The connection's baseUrl in the cluster: the only place the token is sent.
+    pub base_url: String,
+}
+
+impl ClusterToken {
+    /// The token, if `url` is where the cluster's connection sends it; else why not.
+    pub fn for_url(&self, url: &str) -> Result<&str, String> {
+        let same = |u: &str| u.trim_end_matches('/').to_owned();
+        if same(url) == same(&self.base_url) {
+            Ok(&self.token)
+        } else {
+            Err(format!(
+                "the cluster's token for it is only sent to its baseUrl in the cluster ({}), \
+                 not {url}",
+                self.base_url
+            ))
+        }
+    }
+}
+
+async fn get<K: Object>(
+    client: &Client,
+    (namespace, name): &ObjectKey,
+) -> anyhow::Result<Option<K>> {
     Api::<K>::namespaced(client.clone(), namespace)
         .get_opt(name)
         .await
@@ -153,26 +174,33 @@ pub async fn load(client: &Client, manifests: &mut Manifests) -> anyhow::Result<
             manifests.connections.insert(key, live);
         }
     }
-    // Tokens the manifests do not carry.
+    // Tokens the manifests do not carry: only for a connection the cluster has, read from the
+    // Secret its live spec names, and only ever sent to its live baseUrl (a PR can neither point
+    // a cluster token at another host nor name another Secret for it).
     for (key, connection) in &manifests.connections {
-        let Some((secret, field)) = token_ref(connection) else {
-            continue;
-        };
-        if manifests
-            .secrets
-            .contains_key(&(key.0.clone(), secret.clone()))
-        {
+        let in_manifests = token_ref(connection)
+            .is_some_and(|(secret, _)| manifests.secrets.contains_key(&(key.0.clone(), secret)));
+        if in_manifests {
             continue;
         }
-        let live = get::<Secret>(client, &(key.0.clone(), secret.clone())).await?;
-        let token = live
+        let Some(live) = get::<GhlConnection>(client, key).await? else {
+            continue;
+        };
+        let Some((secret, field)) = token_ref(&live) else {
+            continue;
+        };
+        let stored = get::<Secret>(client, &(key.0.clone(), secret)).await?;
+        let token = stored
             .as_ref()
             .and_then(|s| s.data.as_ref())
             .and_then(|d| d.get(&field))
             .map(|b| String::from_utf8_lossy(&b.0).trim().to_owned())
             .filter(|t| !t.is_empty());
         if let Some(token) = token {
-            state.tokens.insert(key.clone(), token);
+            let base_url = live.spec.base_url().to_owned();
+            state
+                .tokens
+                .insert(key.clone(), ClusterToken { token, base_url });
         }
     }
     Ok(state)

@@ -93,6 +93,8 @@ pub struct Workspace {
     memory: std::sync::Mutex<BTreeMap<String, Arc<MemoryStore>>>,
     /// Ledgers and tokens read from a cluster (`--kubeconfig` / `--context` / `--in-cluster`).
     cluster: ClusterState,
+    /// Connections given no client, and why (beyond what the manifests say).
+    refused: BTreeMap<ObjectKey, String>,
     pub sandboxes: Vec<RunningSandbox>,
     pub(super) args: CommonArgs,
 }
@@ -119,6 +121,7 @@ impl Workspace {
             ClusterState::default()
         };
         let mut sandboxes: BTreeMap<String, RunningSandbox> = BTreeMap::new();
+        let mut refused = BTreeMap::new();
         let mut clients = BTreeMap::new();
         let metrics = Arc::new(GhlMetrics::default());
         for (key, connection) in &manifests.connections {
@@ -145,9 +148,13 @@ impl Workspace {
                     Some(token) => token.clone(),
                     None => match token_from_manifests(connection, key, &manifests) {
                         Ok(token) => token,
-                        Err(_) => match cluster.tokens.get(key) {
-                            Some(token) => token.clone(),
-                            // Reported when a policy uses the connection.
+                        // Reported when a policy uses the connection.
+                        Err(_) => match cluster.tokens.get(key).map(|t| t.for_url(&url)) {
+                            Some(Ok(token)) => token.to_owned(),
+                            Some(Err(why)) => {
+                                refused.insert(key.clone(), why);
+                                continue;
+                            }
                             None => continue,
                         },
                     },
@@ -177,6 +184,7 @@ impl Workspace {
             state,
             memory: Default::default(),
             cluster,
+            refused,
             sandboxes: sandboxes.into_values().collect(),
             args: args.clone(),
         })
@@ -223,6 +231,9 @@ impl Workspace {
                 key.0,
                 key.1
             ),
+            Some(_) if self.refused.contains_key(&key) => {
+                bail!("GhlConnection {}/{}: {}", key.0, key.1, self.refused[&key])
+            }
             Some(connection) => {
                 let why = token_from_manifests(connection, &key, &self.manifests)
                     .err()
