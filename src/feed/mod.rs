@@ -40,6 +40,15 @@ use crate::ghl::{ErrorClass, GhlApi, GhlError};
 
 /// How far behind its start a catch-up moves the cursor: GHL's search lags writes by seconds.
 pub const SEARCH_LAG_MARGIN: Duration = Duration::from_secs(30);
+/// Where a new feed's first catch-up starts when it is started at `now`: changes from now on,
+/// plus the search lag margin. The connection reports Ready before its feed starts, and GHL's
+/// search shows a change seconds late, so a change made just before the start (a contact
+/// created as soon as the connection was Ready, its webhook lost) would otherwise never be
+/// caught up. A change it covers twice is the same event (ids follow the content).
+pub fn fresh_cursor(now: Timestamp) -> Timestamp {
+    now.checked_sub(SEARCH_LAG_MARGIN).unwrap_or(now)
+}
+
 /// Contacts delivered at once per feed.
 const CONCURRENCY: usize = 32;
 
@@ -125,7 +134,7 @@ impl Drop for Feed {
 }
 
 impl Feed {
-    /// Starts a feed from its last status (the cursor; with none, changes from now on).
+    /// Starts a feed from its last status (the cursor), or with none from [`fresh_cursor`].
     pub fn start(
         config: FeedConfig,
         last: Option<&ExportStatus>,
@@ -137,7 +146,7 @@ impl Feed {
         let state = State {
             cursor: Some(
                 last.and_then(|s| s.cursor.as_ref().map(|t| t.0))
-                    .unwrap_or_else(Timestamp::now),
+                    .unwrap_or_else(|| fresh_cursor(Timestamp::now())),
             ),
             snapshot_done: last.and_then(|s| s.snapshot.clone()),
             dirty: true,
@@ -378,6 +387,8 @@ impl Shared {
                     }
                 }
             };
+            // Ids only: the contact's data never reaches the log.
+            tracing::debug!(sink = %sink_name, contact, attempt = attempt.label(), "change feed delivery");
             self.finish(&sink_name, &due, attempt);
         }
     }

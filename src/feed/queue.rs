@@ -53,6 +53,17 @@ pub enum Attempt {
     Refused { error: String },
 }
 
+impl Attempt {
+    /// How it went, for the log.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Delivered { .. } => "delivered",
+            Self::Retry { .. } => "retry",
+            Self::Refused { .. } => "refused",
+        }
+    }
+}
+
 /// What finishing an attempt did to the contact's entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Finished {
