@@ -29,6 +29,7 @@ use super::context::Context;
 use super::error::{Error, Result};
 use super::object::{Kind, ObjectKey};
 use super::reference::{ConnectionState, Usable};
+use super::shards::LAPSE_RETRY;
 use super::status::{self, Object};
 use super::verdict::{CONNECTION_WAIT, Facts, Notice, Outcome, Requeue, Verdict, verdict};
 use crate::crd::GhlConnection;
@@ -168,6 +169,13 @@ pub async fn reconcile<K: Synced>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Acti
         }
         Ok(_) => run(obj.as_ref(), &ctx, &key, &connection).await,
     };
+    // The Lease behind this object lapsed or moved while it ran: what it found is not this
+    // process's to report now. Retried shortly: a lapse that ends reconciles it here; a shard
+    // that moved is skipped then (its holder reconciles it); a lost leader exits.
+    if !ctx.fence_for(&key).is_open() {
+        tracing::info!(object = %key, "the object's Lease lapsed during the reconcile; not reporting");
+        return Ok(Action::requeue(LAPSE_RETRY));
+    }
     if let (Outcome::CredentialsRefused { .. }, ConnectionState::Usable(usable)) =
         (&outcome, &connection)
     {

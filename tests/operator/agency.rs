@@ -166,16 +166,12 @@ async fn an_agency_lists_its_installed_locations_and_an_install_refreshes_them()
     let code = mint_code(&raw, "Company").await;
     let port = free_port();
     let mut options = OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url);
-    options.args = Some(
-        [
-            "run",
-            "--lease-duration=3s",
-            "--connection-check-interval=1h",
-            "--default-resync=1m",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    );
+    options.args = Some(vec![
+        "run".to_owned(),
+        format!("--lease-duration={}s", LEASE_DURATION.as_secs()),
+        "--connection-check-interval=1h".to_owned(),
+        "--default-resync=1m".to_owned(),
+    ]);
     options
         .extra_args
         .push(format!("--webhook-addr=127.0.0.1:{port}"));

@@ -292,10 +292,10 @@ pub async fn wait_object<K, F>(
     check: F,
 ) -> K
 where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
     F: Fn(&K) -> bool,
 {
-    let mut last = None;
+    let mut last: Option<K> = None;
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(obj) = api.get(name).await {
@@ -305,11 +305,28 @@ where
             last = Some(obj);
         }
         if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {name}: {what}; last seen: {last:#?}");
+            // The generation and status say why; managedFields would drown them.
+            let seen = last.as_ref().map(|obj| {
+                let value = serde_json::to_value(obj).unwrap_or_default();
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "generation": value["metadata"]["generation"],
+                    "status": value["status"],
+                }))
+                .unwrap_or_default()
+            });
+            panic!(
+                "timed out after {timeout:?} waiting for {name}: {what}; last seen: {}",
+                seen.as_deref().unwrap_or("nothing")
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The Lease duration every operator the harness starts runs with: short, so takeovers are
+/// quick, yet its renew deadline (two thirds of it) outlasts the API server's stalls on a
+/// loaded two-core CI machine (at 3 s, a leader there missed its 2 s deadline and exited).
+pub const LEASE_DURATION: Duration = Duration::from_secs(6);
 
 /// A running `ghl-operator run` process.
 pub struct Operator {
@@ -374,7 +391,7 @@ impl Operator {
         let args = options.args.unwrap_or_else(|| {
             vec![
                 "run".into(),
-                "--lease-duration=3s".into(),
+                format!("--lease-duration={}s", LEASE_DURATION.as_secs()),
                 "--connection-check-interval=2s".into(),
                 "--default-resync=1m".into(),
             ]

@@ -14,8 +14,6 @@ use crate::support::sandbox::{Raw, start};
 
 const LOCATIONS: usize = 40;
 const READY: Duration = Duration::from_secs(120);
-/// The harness runs every operator with `--lease-duration=3s`.
-const LEASE_DURATION: Duration = Duration::from_secs(3);
 
 fn location(i: usize) -> String {
     format!("shardLocation{i:07}")
@@ -137,17 +135,33 @@ async fn two_replicas_divide_the_shards_and_one_takes_over_when_the_other_dies()
         .await
         .unwrap();
     let generation = updated.metadata.generation;
-    wait_object(
-        &api,
-        &name,
-        "the change applied after the takeover",
-        READY,
-        |p| {
-            p.status.as_ref().and_then(|s| s.observed_generation) == generation
-                && is_true(p, "Synced")
-        },
-    )
-    .await;
+    let deadline = Instant::now() + READY;
+    loop {
+        let policy = api.get(&name).await.unwrap();
+        if policy.status.as_ref().and_then(|s| s.observed_generation) == generation
+            && is_true(&policy, "Synced")
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            // What b did about the object and its shards says why.
+            let logs = b.logs();
+            let about: Vec<&str> = logs
+                .lines()
+                .filter(|l| {
+                    l.contains(&name)
+                        || l.contains(&format!("loc-{orphan:02}"))
+                        || l.contains("shard")
+                })
+                .collect();
+            panic!(
+                "timed out after {READY:?} waiting for {name} (generation {generation:?}) to sync after the takeover; status: {}\nreplica b on it:\n{}",
+                serde_json::to_string_pretty(&policy.status).unwrap_or_default(),
+                about.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let location = &sandbox.locations[orphan].0;
     let contacts = location_contacts(&raw, location).await;
     assert_eq!(

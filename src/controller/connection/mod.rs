@@ -26,6 +26,7 @@ use super::error::Result;
 use super::events;
 use super::installed;
 use super::object::{Kind, ObjectKey};
+use super::shards::LAPSE_RETRY;
 use super::status::patch_status;
 use super::verdict::{Requeue, Verdict};
 use crate::crd::connection::{
@@ -104,6 +105,11 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
         &facts,
         now,
     );
+    // The Lease lapsed or moved meanwhile: the holder reports (see the pipeline).
+    if !ctx.fence_for(&object).is_open() {
+        tracing::info!(object = %object, "the object's Lease lapsed during the check; not reporting");
+        return Ok(Action::requeue(LAPSE_RETRY));
+    }
     patch_status(&ctx.client, obj.as_ref(), &status).await?;
     ctx.metrics.objects.record(&object, &status.conditions);
     ctx.metrics.refresh_failures(&key, facts.failed_attempts);

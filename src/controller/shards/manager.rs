@@ -1,6 +1,6 @@
-//! The shard Leases of one replica: every `renew_every` it renews its membership Lease
-//! (`<name>-member-<identity>`), reads who else is alive, renews the shards it holds, and takes
-//! or gives up shards ([`super::plan::moves`]) until the live replicas hold them evenly. A shard
+//! The shard Leases of one replica: every `renew_every` it renews the shards it holds, renews
+//! its membership Lease (`<name>-member-<identity>`), reads who else is alive, and takes or
+//! gives up shards ([`super::plan::moves`]) until the live replicas hold them evenly. A shard
 //! given up stops writing first (its fence closes), lets its running reconciles finish, and
 //! only then releases its Lease, so the replica that takes it over never overlaps with it.
 //! A replica that dies stops renewing: the others see its membership go stale and its shard
@@ -107,8 +107,10 @@ impl Manager {
 
     /// One round: membership, renewals, then the moves toward an even split.
     async fn round(&mut self) {
-        let alive = self.membership().await;
+        // Renewals first: they keep the held shards' fences open, and under a slow API server
+        // the membership's three calls would otherwise come out of the renew deadline.
         let held = self.renew().await;
+        let alive = self.membership().await;
         // Every shard not held is read each round, even at the quota: a holder's Lease is
         // known expired only after it has been seen unchanged for the Lease duration, so
         // watching all the time is what makes a takeover take one duration, not two.

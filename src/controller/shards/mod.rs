@@ -24,6 +24,9 @@ use crate::engine::fence::Fence;
 
 pub use plan::shard_of;
 
+/// When a reconcile that ended with its shard's fence lapsed runs again.
+pub const LAPSE_RETRY: Duration = Duration::from_secs(2);
+
 /// One shard as this process sees it.
 #[derive(Debug)]
 struct Slot {
@@ -108,7 +111,11 @@ impl Shards {
         self.fence(shard).is_open()
     }
 
-    /// Starts work on `shard` if this process holds it.
+    /// Starts work on `shard` if this process holds it (took it and has not lost or given it
+    /// up). Its fence may have lapsed for a moment (a renewal late under load): writes are
+    /// still refused until it opens again, and a reconcile that ends with it lapsed is retried
+    /// shortly ([`LAPSE_RETRY`]) — one skipped here would not run again until the object
+    /// changed.
     pub fn enter(self: &Arc<Self>, shard: u32) -> Option<Work> {
         let slot = self.slot(shard);
         slot.busy.fetch_add(1, Ordering::SeqCst);
@@ -116,7 +123,7 @@ impl Shards {
             shards: Arc::clone(self),
             shard,
         };
-        self.holds(shard).then_some(work)
+        self.held_since(shard).is_some().then_some(work)
     }
 
     /// When this process gained `shard` (`None`: it does not hold it).
@@ -190,6 +197,24 @@ mod tests {
         shards.gain(0, second);
         assert!(shards.holds(0) && !old.is_open());
         drop(work);
+    }
+
+    #[test]
+    fn a_lapsed_fence_refuses_writes_but_not_the_reconciles_of_the_tenure() {
+        let shards = Shards::leased(1);
+        let fence = Fence::leased();
+        // A renewal late under load: the tenure goes on, its fence has lapsed.
+        fence.extend(Instant::now());
+        shards.gain(0, fence.clone());
+        assert!(!shards.holds(0) && !fence.is_open(), "writes are refused");
+        let work = shards.enter(0);
+        assert!(
+            work.is_some(),
+            "the reconcile runs (and is retried if it ends lapsed)"
+        );
+        drop(work);
+        shards.lose(0);
+        assert!(shards.enter(0).is_none(), "a lost shard admits nothing");
     }
 
     #[tokio::test]
