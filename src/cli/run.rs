@@ -75,6 +75,12 @@ pub struct RunArgs {
     /// Serve `POST /webhooks/ghl` (GHL's signed webhooks) on this address (default: none).
     #[arg(long, env = "GHL_WEBHOOK_ADDR")]
     pub webhook_addr: Option<SocketAddr>,
+    /// With `--shards`: the IP at which the other replicas reach this one's webhook receiver
+    /// (on the `--webhook-addr` port; the chart gives the pod IP). A replica forwards a
+    /// webhook for a shard it does not hold to its holder, instead of answering 429 (GHL
+    /// retries a 429 only after 10 minutes).
+    #[arg(long, env = "GHL_ADVERTISE_ADDRESS", requires = "webhook_addr")]
+    pub advertise_address: Option<std::net::IpAddr>,
     /// A PEM file with a public key (Ed25519 or RSA, SPKI) to verify webhooks with, or a folder
     /// of them (a mounted ConfigMap); repeat for several. Replaces GHL's published keys (for a
     /// key rotation, or the sandbox's keys).
@@ -210,6 +216,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         webhook: match args.webhook_addr {
             Some(addr) => Some(WebhookOptions {
                 addr,
+                advertise: args
+                    .advertise_address
+                    .map(|ip| SocketAddr::new(ip, addr.port())),
                 keys: webhook_keys(&args.webhook_public_keys)?,
             }),
             None => None,

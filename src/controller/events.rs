@@ -149,13 +149,25 @@ impl crate::webhook::Intake for Intake {
         !agency_connections(&self.0, company).is_empty()
     }
 
+    fn elsewhere(&self, event: &Event) -> Option<String> {
+        let ctx = &self.0;
+        if matches!(event.change, Change::Installation { .. })
+            || event.location_id.is_empty()
+            || ctx.holds_location(&event.location_id)
+        {
+            return None;
+        }
+        ctx.shards.route(ctx.shards.of(&event.location_id))
+    }
+
     fn admit(&self, event: Event, received: Instant) -> bool {
         let ctx = &self.0;
         if let Change::Installation { company_id } = &event.change {
             return installation(ctx, company_id);
         }
         let location = event.location_id.as_str();
-        // Another replica's shard: 429, and GHL's retry may reach the replica that holds it.
+        // Another replica's shard whose address is unknown: 429, and GHL's retry may reach
+        // the replica that holds it.
         if !ctx.events.admits() || !ctx.holds_location(location) {
             return false;
         }

@@ -158,6 +158,13 @@ impl Elector {
         ))
     }
 
+    /// Who held the Lease when it was last read (`None`: free, or never read).
+    pub fn holder(&self) -> Option<&str> {
+        self.seen
+            .as_ref()
+            .and_then(|(record, _)| record.holder.as_deref())
+    }
+
     /// A new fence for a new tenure: the previous one is closed for good, so work left over
     /// from an earlier tenure can never write again.
     pub fn fresh_fence(&mut self) -> Fence {

@@ -30,6 +30,9 @@ use crate::webhook::{PublicKeys, Receiver};
 #[derive(Clone, Debug)]
 pub struct WebhookOptions {
     pub addr: SocketAddr,
+    /// Where the other replicas reach this receiver (`ip:port`), when sharded: each forwards
+    /// the webhooks of shards it does not hold to their holder.
+    pub advertise: Option<SocketAddr>,
     /// The keys webhooks are verified with.
     pub keys: PublicKeys,
 }
@@ -212,6 +215,13 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
             Arc::clone(&shards),
             metrics.shards_held.clone(),
             move |shard| forget.forget_shard(shard),
+        )
+        .advertising(
+            options
+                .webhook
+                .as_ref()
+                .and_then(|w| w.advertise)
+                .map(|a| a.to_string()),
         );
         let stop = stop.clone();
         tokio::spawn(async move {

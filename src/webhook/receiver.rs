@@ -9,14 +9,19 @@
 //! | `timestamp` outside ±5 minutes (replay)  | 401                                      |
 //! | `webhookId` seen already                 | 200, not processed again                 |
 //! | no connection serves the location        | 202, counted                             |
+//! | another replica holds the location       | forwarded to it: 200 if it took it       |
 //! | the backlog is full (or not the leader)  | 429 — the only answer GHL retries        |
 //! | accepted                                 | 200                                      |
+//!
+//! A forwarded webhook goes to the address its holder advertised (`ip:port`, on its shard
+//! membership Lease), with GHL's signature headers: the holder checks it again, exactly as
+//! if GHL had sent it there, and never forwards it further.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -37,6 +42,12 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub const FRESHNESS: Duration = Duration::from_secs(300);
 /// `webhookId`s remembered (several minutes of GHL's traffic for many locations).
 pub const SEEN_CAPACITY: usize = 100_000;
+/// The header of a webhook one replica forwarded to another (never forwarded again).
+pub const FORWARDED: &str = "x-ghl-operator-forwarded";
+/// How long a forward may take before GHL is answered 429 (it answers within milliseconds).
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+/// The headers a forward carries: what the holder needs to verify the body.
+const FORWARDED_HEADERS: [&str; 3] = ["content-type", "x-ghl-signature", "x-wh-signature"];
 
 /// Where accepted events go.
 pub trait Intake: Send + Sync {
@@ -48,6 +59,19 @@ pub trait Intake: Send + Sync {
     /// Takes an event for processing; false when it cannot now (the backlog is full, or this
     /// process is not the leader), so that GHL retries it.
     fn admit(&self, event: Event, received: Instant) -> bool;
+    /// Where another replica that holds the event's location takes webhooks (`ip:port`), when
+    /// one does and said where.
+    fn elsewhere(&self, _event: &Event) -> Option<String> {
+        None
+    }
+}
+
+/// What to do with one webhook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Answer(Outcome),
+    /// Pass it to the replica at this address.
+    Forward(String),
 }
 
 /// What happened to a webhook (a bounded metric label).
@@ -61,10 +85,11 @@ pub enum Outcome {
     TooLarge,
     UnknownLocation,
     Overloaded,
+    Forwarded,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Accepted,
         Outcome::Duplicate,
         Outcome::BadSignature,
@@ -73,6 +98,7 @@ impl Outcome {
         Outcome::TooLarge,
         Outcome::UnknownLocation,
         Outcome::Overloaded,
+        Outcome::Forwarded,
     ];
 
     pub fn label(self) -> &'static str {
@@ -85,12 +111,13 @@ impl Outcome {
             Outcome::TooLarge => "too_large",
             Outcome::UnknownLocation => "unknown_location",
             Outcome::Overloaded => "overloaded",
+            Outcome::Forwarded => "forwarded",
         }
     }
 
     pub fn status(self) -> StatusCode {
         match self {
-            Outcome::Accepted | Outcome::Duplicate => StatusCode::OK,
+            Outcome::Accepted | Outcome::Duplicate | Outcome::Forwarded => StatusCode::OK,
             Outcome::BadSignature | Outcome::Stale => StatusCode::UNAUTHORIZED,
             Outcome::Malformed => StatusCode::BAD_REQUEST,
             Outcome::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -116,7 +143,7 @@ impl WebhookMetrics {
         let metrics = Self::default();
         registry.sub_registry_with_prefix("ghl_operator").register(
             "webhooks",
-            "GHL webhooks received, by result: accepted, duplicate, bad_signature, malformed, stale, too_large, unknown_location, overloaded",
+            "GHL webhooks received, by result: accepted, duplicate, bad_signature, malformed, stale, too_large, unknown_location, overloaded, forwarded (to the replica holding the location)",
             metrics.results.clone(),
         );
         // Every result starts at 0, so `increase()` sees the first one (alerts on bad
@@ -156,6 +183,8 @@ pub struct Receiver {
     seen: Mutex<SeenIds>,
     intake: Arc<dyn Intake>,
     metrics: WebhookMetrics,
+    /// Forwards to other replicas.
+    http: reqwest::Client,
 }
 
 impl Receiver {
@@ -165,43 +194,110 @@ impl Receiver {
             seen: Mutex::new(SeenIds::new(SEEN_CAPACITY)),
             intake,
             metrics,
+            http: {
+                crate::tls::install_default_provider();
+                reqwest::Client::builder()
+                    .no_proxy()
+                    .timeout(FORWARD_TIMEOUT)
+                    .build()
+                    .unwrap_or_default()
+            },
         }
     }
 
-    /// Decides on one webhook (everything but reading the body).
+    /// Decides on one webhook, as a replica that does not forward (forwards answered 429).
     pub fn decide(&self, headers: &HeaderMap, body: &[u8], now: jiff::Timestamp) -> Outcome {
+        match self.route(headers, body, now) {
+            Decision::Answer(outcome) => outcome,
+            Decision::Forward(_) => Outcome::Overloaded,
+        }
+    }
+
+    /// Decides on one webhook (everything but reading the body and forwarding it).
+    pub fn route(&self, headers: &HeaderMap, body: &[u8], now: jiff::Timestamp) -> Decision {
+        match self.check(headers, body, now) {
+            Ok(event) => self.take(event),
+            Err(outcome) => Decision::Answer(outcome),
+        }
+    }
+
+    /// The checks every replica makes, the forwarded-to one again.
+    fn check(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: jiff::Timestamp,
+    ) -> Result<Event, Outcome> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         if self
             .keys
             .verify(header("x-ghl-signature"), header("x-wh-signature"), body)
             .is_err()
         {
-            return Outcome::BadSignature;
+            return Err(Outcome::BadSignature);
         }
         let Ok(event) = Event::parse(body) else {
-            return Outcome::Malformed;
+            return Err(Outcome::Malformed);
         };
         if !event.fresh(now, FRESHNESS) {
-            return Outcome::Stale;
+            return Err(Outcome::Stale);
         }
+        Ok(event)
+    }
+
+    /// Admits a checked event here, or names the replica to pass it to.
+    fn take(&self, event: Event) -> Decision {
         // Held while admitting, so that two deliveries of one id are never both processed.
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.contains(&event.webhook_id) {
-            return Outcome::Duplicate;
+            return Decision::Answer(Outcome::Duplicate);
         }
         let known = match &event.change {
             Change::Installation { company_id } => self.intake.knows_company(company_id),
             _ => event.location_id.is_empty() || self.intake.knows(&event.location_id),
         };
         if !known {
-            return Outcome::UnknownLocation;
+            return Decision::Answer(Outcome::UnknownLocation);
+        }
+        // The holder remembers the id (a retry may come back here and be forwarded again).
+        if let Some(address) = self.intake.elsewhere(&event) {
+            return Decision::Forward(address);
         }
         let id = event.webhook_id.clone();
         if !self.intake.admit(event, Instant::now()) {
-            return Outcome::Overloaded;
+            return Decision::Answer(Outcome::Overloaded);
         }
         seen.insert(&id);
-        Outcome::Accepted
+        Decision::Answer(Outcome::Accepted)
+    }
+
+    /// Passes a webhook to the replica at `address`: forwarded if it took it, else 429 (GHL
+    /// retries).
+    async fn forward(&self, address: &str, headers: &HeaderMap, body: Bytes) -> Outcome {
+        let mut request = self
+            .http
+            .post(format!("http://{address}{PATH}"))
+            .header(FORWARDED, "1")
+            .body(body);
+        for name in FORWARDED_HEADERS {
+            if let Some(value) = headers.get(name) {
+                request = request.header(name, value.clone());
+            }
+        }
+        match request.send().await {
+            Ok(answer) if answer.status().is_success() => Outcome::Forwarded,
+            Ok(answer) => {
+                tracing::debug!(
+                    status = answer.status().as_u16(),
+                    "the replica holding the location did not take a forwarded webhook"
+                );
+                Outcome::Overloaded
+            }
+            Err(error) => {
+                tracing::debug!(%error, "could not forward a webhook");
+                Outcome::Overloaded
+            }
+        }
     }
 }
 
@@ -211,7 +307,12 @@ async fn receive(
     body: Body,
 ) -> StatusCode {
     let outcome = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(bytes) => receiver.decide(&headers, &bytes, jiff::Timestamp::now()),
+        Ok(bytes) => match receiver.route(&headers, &bytes, jiff::Timestamp::now()) {
+            Decision::Answer(outcome) => outcome,
+            // Forwarded once already: the shards moved meanwhile; GHL retries.
+            Decision::Forward(_) if headers.contains_key(FORWARDED) => Outcome::Overloaded,
+            Decision::Forward(address) => receiver.forward(&address, &headers, bytes).await,
+        },
         Err(_) => Outcome::TooLarge,
     };
     receiver.metrics.count(outcome);
@@ -242,11 +343,19 @@ mod tests {
     struct Recorder {
         admitted: AtomicUsize,
         full: AtomicBool,
+        /// Where the location `far` is held (another replica), if anywhere.
+        far: std::sync::Mutex<Option<String>>,
     }
 
     impl Intake for Recorder {
         fn knows(&self, location: &str) -> bool {
-            location == "loc"
+            location == "loc" || location == "far"
+        }
+
+        fn elsewhere(&self, event: &Event) -> Option<String> {
+            (event.location_id == "far")
+                .then(|| self.far.lock().unwrap().clone())
+                .flatten()
         }
 
         fn knows_company(&self, company: &str) -> bool {
@@ -273,6 +382,78 @@ mod tests {
     fn event(id: &str, location: &str, at: &str) -> serde_json::Value {
         json!({"type": "ContactUpdate", "locationId": location, "webhookId": id,
                "timestamp": at, "id": "c1"})
+    }
+
+    /// A replica's receiver on a local port: its address, its intake and its metrics.
+    async fn replica() -> (String, Arc<Recorder>, WebhookMetrics) {
+        let keys = Keys::get();
+        let recorder = Arc::new(Recorder::default());
+        let metrics = WebhookMetrics::default();
+        let receiver = Receiver::new(
+            PublicKeys::from_pems(&[&keys.ed25519_public_pem]).unwrap(),
+            Arc::clone(&recorder) as Arc<dyn Intake>,
+            metrics.clone(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router(Arc::new(receiver))).await;
+        });
+        (address, recorder, metrics)
+    }
+
+    #[tokio::test]
+    async fn a_webhook_for_another_replicas_location_is_forwarded_to_it_once() {
+        let (a, a_intake, a_metrics) = replica().await;
+        let (b, b_intake, b_metrics) = replica().await;
+        // `far` is b's; a knows where b is, and b (wrongly) believes it is a's.
+        *a_intake.far.lock().unwrap() = Some(b.clone());
+        let now = jiff::Timestamp::now().to_string();
+        let http = reqwest::Client::new();
+        let post = |to: &str, value: serde_json::Value| {
+            let (headers, body) = signed(value);
+            let request = http
+                .post(format!("http://{to}{PATH}"))
+                .header("content-type", "application/json")
+                .headers(headers)
+                .body(body);
+            async move { request.send().await.unwrap().status().as_u16() }
+        };
+
+        // Held by b: a forwards it with GHL's signature, b checks and takes it.
+        assert_eq!(post(&a, event("f1", "far", &now)).await, 200);
+        assert_eq!(b_intake.admitted.load(Ordering::SeqCst), 1);
+        assert_eq!(a_intake.admitted.load(Ordering::SeqCst), 0);
+        assert_eq!(a_metrics.get(Outcome::Forwarded), 1);
+        assert_eq!(b_metrics.get(Outcome::Accepted), 1);
+        // GHL's retry of it reaching a again: b remembers the id.
+        assert_eq!(post(&a, event("f1", "far", &now)).await, 200);
+        assert_eq!(b_intake.admitted.load(Ordering::SeqCst), 1);
+        assert_eq!(b_metrics.get(Outcome::Duplicate), 1);
+
+        // The replicas disagree (a shard moving): forwarded once, never again — 429.
+        *b_intake.far.lock().unwrap() = Some(a.clone());
+        assert_eq!(post(&a, event("f2", "far", &now)).await, 429);
+        assert_eq!(b_metrics.get(Outcome::Overloaded), 1);
+        assert_eq!(a_metrics.get(Outcome::Overloaded), 1);
+
+        // Forged on the way: the holder checks the signature itself.
+        let body = serde_json::to_vec(&event("f3", "far", &now)).unwrap();
+        let (forged, _) = Keys::get().sign(b"something else");
+        let status = http
+            .post(format!("http://{a}{PATH}"))
+            .header("x-ghl-signature", forged)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 401, "a checks it before forwarding");
+
+        // The holder gone: 429, GHL retries.
+        *a_intake.far.lock().unwrap() = Some("127.0.0.1:9".into());
+        assert_eq!(post(&a, event("f4", "far", &now)).await, 429);
+        assert_eq!(b_intake.admitted.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -96,6 +96,22 @@ def check_monitoring(chart_dir, name, objects):
         fail("all-features renders the PrometheusRule and the dashboard")
 
 
+def check_forwarding(name, values, objects):
+    """Sharded with webhooks: each replica advertises its pod IP, and a NetworkPolicy lets the
+    replicas reach each other's webhook port (they forward the webhooks of held shards)."""
+    sharded = values.get("leaderElection", {}).get("shards", 1) > 1
+    webhooks = values.get("webhooks", {}).get("enabled", True)
+    args = [a for o in objects if o["kind"] == "Deployment" for a in o["spec"]["template"]["spec"]["containers"][0]["args"]]
+    if ("--advertise-address=$(POD_IP)" in args) != (sharded and webhooks):
+        fail(f"{name}: --advertise-address is set exactly when sharded with webhooks: {args}")
+    for policy in (o for o in objects if o["kind"] == "NetworkPolicy"):
+        peers = {"podSelector": {"matchLabels": policy["spec"]["podSelector"]["matchLabels"]}}
+        ingress = any(peers in rule.get("from", []) for rule in policy["spec"]["ingress"])
+        egress = any(peers in rule.get("to", []) for rule in policy["spec"]["egress"])
+        if (ingress and egress) != (sharded and webhooks):
+            fail(f"{name}: the NetworkPolicy opens the replicas' webhook port to each other exactly when sharded")
+
+
 def main():
     chart_dir, out_dir = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     value_sets = dict(VALUE_SETS)
@@ -160,6 +176,7 @@ def main():
         if not objects:
             fail(f"{name}: nothing rendered")
         check_monitoring(chart_dir, name, objects)
+        check_forwarding(name, values, objects)
         (out_dir / f"{name}.json").write_text(json.dumps(objects, indent=1))
         kinds = sorted({o["kind"] for o in objects})
         print(f"{name}: lint clean, {len(objects)} valid objects: {', '.join(kinds)}")

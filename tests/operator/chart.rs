@@ -216,6 +216,25 @@ async fn the_operator_does_its_whole_job_with_only_the_charts_rbac() {
     );
     let deployment = rendered.iter().find(|o| o["kind"] == "Deployment").unwrap();
     let pod = &deployment["spec"]["template"]["spec"];
+    // Sharded: each replica advertises its pod IP, so the others forward it its webhooks.
+    let container = &pod["containers"][0];
+    assert!(
+        container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--advertise-address=$(POD_IP)"),
+        "{container}"
+    );
+    assert!(
+        container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "POD_IP"
+                && e["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"),
+        "{container}"
+    );
     let account = pod["serviceAccountName"].as_str().unwrap();
     let request: TokenRequest =
         serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}}))
@@ -239,12 +258,13 @@ async fn the_operator_does_its_whole_job_with_only_the_charts_rbac() {
         .unwrap()
         .iter()
         .map(|a| a.as_str().unwrap().to_owned())
-        // The webhook port is a fixed one (tests run side by side) and its keys come from a
-        // ConfigMap mount only a pod has.
+        // The webhook port is a fixed one (tests run side by side), its keys come from a
+        // ConfigMap mount only a pod has, and the address it advertises is the pod's IP.
         .filter(|a| {
             !a.starts_with("--metrics-addr")
                 && !a.starts_with("--webhook-addr")
                 && !a.starts_with("--webhook-public-key")
+                && !a.starts_with("--advertise-address")
         })
         .collect();
     assert!(

@@ -6,11 +6,13 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use ghl_operator::sandbox::SandboxConfig;
+use ghl_operator::sandbox::webhooks::Keys;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::harness::*;
 use crate::support::sandbox::{Raw, start};
+use crate::webhooks::key_files;
 
 const LOCATIONS: usize = 40;
 const READY: Duration = Duration::from_secs(120);
@@ -19,10 +21,39 @@ fn location(i: usize) -> String {
     format!("shardLocation{i:07}")
 }
 
-fn sharded(namespace: &str, identity: &str, sandbox_url: &str) -> Operator {
+/// A replica with `--shards=2`, taking webhooks on `webhook_port` and advertising it.
+fn sharded(namespace: &str, identity: &str, sandbox_url: &str, webhook_port: u16) -> Operator {
     let mut options = OperatorOptions::new(namespace, identity).allowing(sandbox_url);
-    options.extra_args.push("--shards=2".into());
+    options.extra_args.extend([
+        "--shards=2".into(),
+        format!("--webhook-addr=127.0.0.1:{webhook_port}"),
+        "--advertise-address=127.0.0.1".into(),
+    ]);
+    for file in key_files() {
+        options
+            .extra_args
+            .push(format!("--webhook-public-key={}", file.display()));
+    }
     Operator::start(options)
+}
+
+/// Posts a webhook about `contact` in `location`, signed with the sandbox's key, to the
+/// replica taking webhooks on `port`; returns the answer's status.
+async fn webhook(port: u16, location: &str, contact: &str, id: &str) -> u16 {
+    let body = serde_json::to_vec(&json!({"type": "ContactUpdate", "locationId": location,
+        "webhookId": id, "timestamp": jiff::Timestamp::now().to_string(), "id": contact}))
+    .unwrap();
+    let signature = Keys::get().sign(&body).0;
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/webhooks/ghl"))
+        .header("content-type", "application/json")
+        .header("x-ghl-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// The objects a process's log says it reconciled (its "reconciling" lines).
@@ -53,8 +84,9 @@ async fn two_replicas_divide_the_shards_and_one_takes_over_when_the_other_dies()
     })
     .await;
     let raw = Raw::new(&sandbox);
-    let mut a = sharded(&ns.name, "op-a", &sandbox.url);
-    let b = sharded(&ns.name, "op-b", &sandbox.url);
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut a = sharded(&ns.name, "op-a", &sandbox.url, port_a);
+    let b = sharded(&ns.name, "op-b", &sandbox.url, port_b);
     wait_for("one shard each", Duration::from_secs(60), || async {
         (held(&a).await? == 1.0 && held(&b).await? == 1.0).then_some(())
     })
@@ -110,6 +142,42 @@ async fn two_replicas_divide_the_shards_and_one_takes_over_when_the_other_dies()
         by_a.len(),
         by_b.len()
     );
+
+    // A webhook for one of b's locations that reaches a (GHL posts to the Service, any
+    // replica) is forwarded to b, which repairs the edit it announces at once.
+    let theirs = (0..LOCATIONS)
+        .find(|i| by_b.contains(&format!("ContactSyncPolicy/{}/vip-{i:02}", ns.name)))
+        .expect("a policy on b's shard");
+    let location_b = &sandbox.locations[theirs].0;
+    let id = location_contacts(&raw, location_b).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    raw.admin(
+        "PATCH",
+        &format!("contacts/{id}"),
+        Some(json!({"tags": []})),
+    )
+    .await;
+    let edited = Instant::now();
+    assert_eq!(
+        webhook(port_a, location_b, &id, "to-the-wrong-replica").await,
+        200
+    );
+    wait_for("b repaired the edit", Duration::from_secs(10), || async {
+        let contacts = location_contacts(&raw, location_b).await;
+        (tags(&contacts[0]) == ["vip"]).then_some(())
+    })
+    .await;
+    eprintln!(
+        "repaired through the other replica after {:?}",
+        edited.elapsed()
+    );
+    assert_eq!(
+        crate::webhooks::counter(&a, "ghl_operator_webhooks_total", "forwarded").await,
+        1.0
+    );
+    assert!(crate::webhooks::counter(&b, "ghl_operator_webhooks_total", "accepted").await >= 1.0);
 
     // SIGKILL a: b takes its shard within the Lease duration (plus a renew period or two)...
     let orphan = (0..LOCATIONS)

@@ -132,7 +132,7 @@ async fn create_contact(raw: &Raw, email: &str) -> String {
 }
 
 /// The value of a labelled counter in the operator's metrics.
-async fn counter(operator: &Operator, name: &str, label: &str) -> f64 {
+pub async fn counter(operator: &Operator, name: &str, label: &str) -> f64 {
     let text = operator.metrics().await.unwrap_or_default();
     text.lines()
         .find(|l| l.starts_with(name) && l.contains(label))

@@ -32,6 +32,10 @@ pub fn shard_lease(base: &str, shard: u32) -> String {
     format!("{base}-shard-{shard}")
 }
 
+/// The annotation on a membership Lease naming where the replica takes webhooks
+/// (`host:port`), so the others can forward the webhooks of its shards to it.
+pub const WEBHOOK_ADDRESS: &str = "ghl.servis.ai/webhook-address";
+
 fn member_prefix(base: &str) -> String {
     format!("{base}-member-")
 }
@@ -61,6 +65,10 @@ pub struct Manager {
     on_lost: Box<dyn Fn(u32) + Send + Sync>,
     /// Shards held, for `/metrics`.
     gauge: Gauge,
+    /// Where this replica takes webhooks, advertised on its membership Lease.
+    advertise: Option<String>,
+    /// Where each live replica takes webhooks, as its membership Lease says.
+    addresses: std::collections::BTreeMap<String, String>,
 }
 
 impl Manager {
@@ -87,7 +95,15 @@ impl Manager {
             members: Members::default(),
             on_lost: Box::new(on_lost),
             gauge,
+            advertise: None,
+            addresses: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// Advertises `address` (`host:port` of this replica's webhook receiver) to the others.
+    pub fn advertising(mut self, address: Option<String>) -> Self {
+        self.advertise = address;
+        self
     }
 
     /// Takes, keeps and hands over shards until `stop`.
@@ -154,11 +170,28 @@ impl Manager {
         }
         self.gauge
             .set(i64::try_from(self.shards.held().len()).unwrap_or(i64::MAX));
+        self.route(&alive);
+    }
+
+    /// Records, for each shard another live replica holds, where it takes webhooks.
+    fn route(&self, alive: &BTreeSet<String>) {
+        for (shard, elector) in (0u32..).zip(self.electors.iter()) {
+            let address = (!self.shards.holds(shard))
+                .then(|| elector.holder())
+                .flatten()
+                .filter(|holder| alive.contains(*holder) && *holder != self.config.identity)
+                .and_then(|holder| self.addresses.get(holder).cloned());
+            self.shards.set_route(shard, address);
+        }
     }
 
     /// Renews this replica's membership and returns the live replicas.
     async fn membership(&mut self) -> BTreeSet<String> {
         let name = member_lease(&self.config.name, &self.config.identity);
+        let annotations = self
+            .advertise
+            .as_ref()
+            .map(|a| [(WEBHOOK_ADDRESS.to_owned(), a.clone())].into());
         let spec = LeaseSpec {
             holder_identity: Some(self.config.identity.clone()),
             lease_duration_seconds: Some(self.config.lease_duration.as_secs().max(1) as i32),
@@ -168,6 +201,7 @@ impl Manager {
         let renewed = match self.leases.get_opt(&name).await {
             Ok(Some(mut lease)) => {
                 lease.spec = Some(spec);
+                lease.metadata.annotations = annotations;
                 self.leases
                     .replace(&name, &PostParams::default(), &lease)
                     .await
@@ -177,6 +211,7 @@ impl Manager {
                 let lease = Lease {
                     metadata: ObjectMeta {
                         name: Some(name.clone()),
+                        annotations,
                         ..ObjectMeta::default()
                     },
                     spec: Some(spec),
@@ -213,6 +248,28 @@ impl Manager {
                     })
                     .collect();
                 self.members.observe(&listed, now);
+                self.addresses = list
+                    .items
+                    .iter()
+                    .filter(|l| {
+                        l.metadata
+                            .name
+                            .as_deref()
+                            .is_some_and(|n| n.starts_with(&prefix))
+                    })
+                    .filter_map(|l| {
+                        let holder = l.spec.as_ref()?.holder_identity.clone()?;
+                        // An IP and a port only: the path is ours, and no name to resolve.
+                        let address: std::net::SocketAddr = l
+                            .metadata
+                            .annotations
+                            .as_ref()?
+                            .get(WEBHOOK_ADDRESS)?
+                            .parse()
+                            .ok()?;
+                        Some((holder, address.to_string()))
+                    })
+                    .collect();
             }
             Err(error) => tracing::warn!(%error, "could not list the shard membership Leases"),
         }

@@ -37,6 +37,8 @@ struct Slot {
     since: Mutex<Option<Instant>>,
     /// Reconciles of the shard's objects running now.
     busy: AtomicUsize,
+    /// Where the replica holding it (when another does) takes webhooks, as it advertised.
+    route: Mutex<Option<String>>,
 }
 
 /// The shards this process holds: what reconciles check before they start, and the fences
@@ -73,6 +75,7 @@ impl Shards {
                     fence: Mutex::new(fence),
                     since: Mutex::new(since),
                     busy: AtomicUsize::new(0),
+                    route: Mutex::new(None),
                 })
                 .collect(),
             gained: watch::channel(0).0,
@@ -161,6 +164,17 @@ impl Shards {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         true
+    }
+
+    /// Where the replica that holds `shard` takes webhooks (`None`: this process holds it,
+    /// nobody does, or its holder advertised no address).
+    pub fn route(&self, shard: u32) -> Option<String> {
+        lock(&self.slot(shard).route).clone()
+    }
+
+    /// Records where `shard`'s holder takes webhooks.
+    pub fn set_route(&self, shard: u32, address: Option<String>) {
+        *lock(&self.slot(shard).route) = address;
     }
 
     /// Hears of every shard gained.
