@@ -92,6 +92,9 @@ pub struct Elector {
     seen: Option<(Record, Instant)>,
     /// Open while the Lease is known held (until the renew deadline after the last success).
     fence: Fence,
+    /// This fence's tenure has held the Lease (then a Lease found not ours means another
+    /// process held it meanwhile: the tenure is over, whatever the Lease says now).
+    tenure: bool,
 }
 
 impl Elector {
@@ -101,6 +104,7 @@ impl Elector {
             config,
             seen: None,
             fence: Fence::leased(),
+            tenure: false,
         }
     }
 
@@ -112,7 +116,8 @@ impl Elector {
 
     /// Leadership proven by a write that started at `attempted`: writes may go on until the
     /// renew deadline after it (before any other candidate may take the Lease).
-    fn held_since(&self, attempted: Instant) {
+    fn held_since(&mut self, attempted: Instant) {
+        self.tenure = true;
         self.fence.extend(attempted + self.renew_deadline());
     }
 
@@ -170,6 +175,7 @@ impl Elector {
     pub fn fresh_fence(&mut self) -> Fence {
         self.fence.close();
         self.fence = Fence::leased();
+        self.tenure = false;
         self.fence.clone()
     }
 
@@ -177,6 +183,12 @@ impl Elector {
     pub async fn try_acquire_or_renew(&mut self) -> Result<Attempt, kube::Error> {
         let now = Instant::now();
         let Some(mut lease) = self.api.get_opt(&self.config.name).await? else {
+            if self.tenure {
+                // Deleted under us: someone may have held it meanwhile (see below).
+                self.fence.close();
+                self.tenure = false;
+                return Ok(Attempt::HeldByOther);
+            }
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.config.name.clone()),
@@ -211,6 +223,14 @@ impl Elector {
             return Ok(Attempt::HeldByOther);
         }
         let ours = record.holder.as_deref() == Some(self.config.identity.as_str());
+        if !ours && self.tenure {
+            // Held by another process since our last renewal (and free again now): work of
+            // this tenure must never write again, so it ends here; a new one needs a fresh
+            // fence.
+            self.fence.close();
+            self.tenure = false;
+            return Ok(Attempt::HeldByOther);
+        }
         let spec = lease.spec.clone().unwrap_or_default();
         lease.spec = Some(if ours {
             self.spec(record.transitions, spec.acquire_time)
@@ -279,6 +299,7 @@ impl Elector {
     /// over without waiting for it to expire.
     pub async fn release(&mut self) {
         self.fence.close();
+        self.tenure = false;
         let Ok(Some(mut lease)) = self.api.get_opt(&self.config.name).await else {
             return;
         };

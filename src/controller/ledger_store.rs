@@ -265,9 +265,7 @@ impl SecretLedgerStore {
         if self.fence.is_open() {
             Ok(())
         } else {
-            Err(StateError(
-                "not writing the ledger: this process no longer holds the leader Lease (or the object's shard Lease)".into(),
-            ))
+            Err(StateError::fenced())
         }
     }
 

@@ -162,20 +162,21 @@ pub async fn reconcile<K: Synced>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Acti
         RESYNC_BOUNDS.1,
     );
     let connection = ctx.connection(&key.namespace, obj.connection_ref());
-    let (outcome, detail) = match &resync {
+    let ran = match &resync {
         Err(message) => {
             obj.stand_down(&ctx, &key, connection.location());
-            (Outcome::InvalidSpec(message.clone()), None)
+            Some((Outcome::InvalidSpec(message.clone()), None))
         }
         Ok(_) => run(obj.as_ref(), &ctx, &key, &connection).await,
     };
-    // The Lease behind this object lapsed or moved while it ran: what it found is not this
-    // process's to report now. Retried shortly: a lapse that ends reconciles it here; a shard
-    // that moved is skipped then (its holder reconciles it); a lost leader exits.
-    if !ctx.fence_for(&key).is_open() {
+    // The Lease behind this object lapsed or moved while it ran (a write was refused for it,
+    // or it is closed now): what it found is not this process's to report. Retried shortly:
+    // a lapse that ends reconciles it here; a shard that moved is skipped then (its holder
+    // reconciles it); a lost leader exits.
+    let Some((outcome, detail)) = ran.filter(|_| ctx.fence_for(&key).is_open()) else {
         tracing::info!(object = %key, "the object's Lease lapsed during the reconcile; not reporting");
         return Ok(Action::requeue(LAPSE_RETRY));
-    }
+    };
     if let (Outcome::CredentialsRefused { .. }, ConnectionState::Usable(usable)) =
         (&outcome, &connection)
     {
@@ -216,14 +217,15 @@ pub async fn reconcile<K: Synced>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Acti
 }
 
 /// Steps 4 and 5: what the object declares, then the sync if the connection allows it.
+/// `None`: a write was refused by the fence (nothing to report; see the caller).
 async fn run<K: Synced>(
     obj: &K,
     ctx: &Context,
     key: &ObjectKey,
     connection: &ConnectionState,
-) -> (Outcome, Option<K::Detail>) {
+) -> Option<(Outcome, Option<K::Detail>)> {
     let prepared = obj.prepare(ctx, key, connection.location()).await;
-    match (prepared, connection) {
+    Some(match (prepared, connection) {
         (Err(invalid @ Outcome::InvalidSpec(_)), _) => (invalid, None),
         (
             _,
@@ -256,17 +258,18 @@ async fn run<K: Synced>(
                     reason: reason::MISSING_SCOPE,
                     message,
                 };
-                return (outcome, None);
+                return Some((outcome, None));
             }
             // Waits only behind the same connection's other syncs (a closed gate cannot
             // happen: it is never closed).
             let _turn = usable.handle.gate.acquire().await;
             match obj.sync(ctx, key, prepared, usable).await {
                 Ok((outcome, detail)) => (Outcome::Synced(outcome), Some(detail)),
+                Err(error) if error.is_fenced() => return None,
                 Err(error) => (classify(&error, &usable.label()), None),
             }
         }
-    }
+    })
 }
 
 /// The scopes `mode` needs that the connection's grant lacks (none when GHL did not say what
@@ -352,7 +355,11 @@ async fn finalize<K: Synced>(obj: &K, ctx: &Context, key: &ObjectKey) -> Result<
     let reference = obj.object_ref(&());
     match ctx.connection(&key.namespace, obj.connection_ref()) {
         ConnectionState::Usable(usable) => {
-            let released = obj.release(ctx, key, &usable).await.map_err(Error::Sync)?;
+            let released = match obj.release(ctx, key, &usable).await {
+                Ok(released) => released,
+                Err(error) if error.is_fenced() => return Ok(Action::requeue(LAPSE_RETRY)),
+                Err(error) => return Err(Error::Sync(error)),
+            };
             if let SyncOutcome::Blocked { reason: limit, .. } = &released {
                 let notice = Notice {
                     warning: true,
@@ -395,6 +402,10 @@ async fn finalize<K: Synced>(obj: &K, ctx: &Context, key: &ObjectKey) -> Result<
                 tracing::info!(object = %key, "deletion waits for the connection: {message}");
                 return Ok(Action::requeue(CONNECTION_WAIT));
             }
+            // Only the holder of the object's Lease lets it go.
+            if !ctx.fence_for(key).is_open() {
+                return Ok(Action::requeue(LAPSE_RETRY));
+            }
             let notice = Notice {
                 warning: true,
                 reason: reason::ORPHANED,
@@ -403,6 +414,9 @@ async fn finalize<K: Synced>(obj: &K, ctx: &Context, key: &ObjectKey) -> Result<
             };
             ctx.event(&reference, &notice).await;
         }
+    }
+    if !ctx.fence_for(key).is_open() {
+        return Ok(Action::requeue(LAPSE_RETRY));
     }
     status::set_finalizer(&ctx.client, obj, false).await?;
     ctx.forget(key);

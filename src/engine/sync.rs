@@ -130,6 +130,18 @@ pub enum SyncError {
     Apply(#[from] ApplyError),
 }
 
+impl SyncError {
+    /// A write refused by the fence: this process no longer held the Lease behind it.
+    pub fn is_fenced(&self) -> bool {
+        match self {
+            Self::State(e) => e.is_fenced(),
+            Self::Apply(ApplyError::Fenced) => true,
+            Self::Apply(ApplyError::State(e)) => e.is_fenced(),
+            _ => false,
+        }
+    }
+}
+
 /// Runs one sync of a policy over its validated `desired` state.
 pub async fn sync_policy(
     api: &dyn GhlApi,
@@ -223,5 +235,14 @@ mod tests {
                 "{mode:?} {empty} {blocked:?} {approved}"
             );
         }
+    }
+
+    #[test]
+    fn fence_refusals_are_told_apart_from_failures() {
+        use crate::engine::state::StateError;
+        assert!(SyncError::State(StateError::fenced()).is_fenced());
+        assert!(SyncError::Apply(ApplyError::Fenced).is_fenced());
+        assert!(SyncError::Apply(ApplyError::State(StateError::fenced())).is_fenced());
+        assert!(!SyncError::State(StateError("the API server is down".into())).is_fenced());
     }
 }

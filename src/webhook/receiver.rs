@@ -198,6 +198,8 @@ impl Receiver {
                 crate::tls::install_default_provider();
                 reqwest::Client::builder()
                     .no_proxy()
+                    // The body carries contact data: to the advertised address, nowhere else.
+                    .redirect(reqwest::redirect::Policy::none())
                     .timeout(FORWARD_TIMEOUT)
                     .build()
                     .unwrap_or_default()
@@ -285,7 +287,9 @@ impl Receiver {
             }
         }
         match request.send().await {
-            Ok(answer) if answer.status().is_success() => Outcome::Forwarded,
+            // Only a 200 means it took it (a 202 — a location its cache does not know yet —
+            // would lose the webhook: GHL retries nothing but a 429).
+            Ok(answer) if answer.status() == StatusCode::OK => Outcome::Forwarded,
             Ok(answer) => {
                 tracing::debug!(
                     status = answer.status().as_u16(),
@@ -345,11 +349,13 @@ mod tests {
         full: AtomicBool,
         /// Where the location `far` is held (another replica), if anywhere.
         far: std::sync::Mutex<Option<String>>,
+        /// `far` is not known here (a cache behind).
+        far_unknown: AtomicBool,
     }
 
     impl Intake for Recorder {
         fn knows(&self, location: &str) -> bool {
-            location == "loc" || location == "far"
+            location == "loc" || (location == "far" && !self.far_unknown.load(Ordering::SeqCst))
         }
 
         fn elsewhere(&self, event: &Event) -> Option<String> {
@@ -449,6 +455,38 @@ mod tests {
             .unwrap()
             .status();
         assert_eq!(status.as_u16(), 401, "a checks it before forwarding");
+
+        // The holder does not know the location yet (202): not taken, so 429, GHL retries.
+        *b_intake.far.lock().unwrap() = None;
+        b_intake.far_unknown.store(true, Ordering::SeqCst);
+        assert_eq!(post(&a, event("f5", "far", &now)).await, 429);
+        assert_eq!(b_metrics.get(Outcome::UnknownLocation), 1);
+
+        // An address that redirects: the body goes nowhere else.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let redirector = listener.local_addr().unwrap().to_string();
+        let to_b = format!("http://{b}{PATH}");
+        let app = Router::new().route(
+            PATH,
+            axum::routing::post(move || async move {
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [(axum::http::header::LOCATION, to_b)],
+                )
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        b_intake.far_unknown.store(false, Ordering::SeqCst);
+        *a_intake.far.lock().unwrap() = Some(redirector);
+        let before = b_metrics.get(Outcome::Accepted) + b_metrics.get(Outcome::Overloaded);
+        assert_eq!(post(&a, event("f6", "far", &now)).await, 429);
+        assert_eq!(
+            b_metrics.get(Outcome::Accepted) + b_metrics.get(Outcome::Overloaded),
+            before,
+            "not followed to b"
+        );
 
         // The holder gone: 429, GHL retries.
         *a_intake.far.lock().unwrap() = Some("127.0.0.1:9".into());

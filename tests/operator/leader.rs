@@ -87,3 +87,50 @@ async fn one_of_two_processes_leads_and_the_other_takes_over_when_it_dies() {
     standby.stop().await;
     ns.delete().await;
 }
+
+/// A Lease taken by another process while this one's renewals failed, and free again when
+/// they resume, ends this one's tenure: its fence stays closed (work of that tenure must never
+/// write again), and a new tenure starts only with a fresh fence.
+#[tokio::test]
+async fn a_tenure_interrupted_by_another_holder_never_writes_again() {
+    use ghl_operator::controller::leader::{Attempt, Elector, LeaseConfig};
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
+    let Some((client, ns)) = setup("tenure").await else {
+        return;
+    };
+    let mut config = LeaseConfig::new(ns.name.clone(), "tenure".into(), "me".into());
+    config.lease_duration = Duration::from_secs(30);
+    let mut elector = Elector::new(client.clone(), config);
+    let fence = elector.fence();
+    assert!(matches!(
+        elector.try_acquire_or_renew().await.unwrap(),
+        Attempt::Held
+    ));
+    assert!(fence.is_open());
+
+    // Another process takes it, then releases it.
+    let leases: kube::Api<Lease> = kube::Api::namespaced(client.clone(), &ns.name);
+    for holder in [json!("thief"), json!(null)] {
+        let patch = json!({"spec": {"holderIdentity": holder,
+            "renewTime": MicroTime(jiff::Timestamp::now()), "leaseDurationSeconds": 1}});
+        leases
+            .patch("tenure", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        elector.try_acquire_or_renew().await.unwrap(),
+        Attempt::HeldByOther
+    ));
+    assert!(!fence.is_open(), "the interrupted tenure's fence is closed");
+    // A new tenure: a fresh fence, the old one still closed.
+    let fresh = elector.fresh_fence();
+    assert!(matches!(
+        elector.try_acquire_or_renew().await.unwrap(),
+        Attempt::Held
+    ));
+    assert!(fresh.is_open() && !fence.is_open());
+    ns.delete().await;
+}

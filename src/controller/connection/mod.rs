@@ -51,6 +51,12 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
     let key: ConnectionKey = (object.namespace.clone(), object.name.clone());
     let now = Timestamp::now();
     let (check, resolved) = check::check(&obj, &ctx, &key, now).await;
+    // The Lease lapsed or moved meanwhile (a spend was refused for it, say): nothing of this
+    // check is reported or acted on; the holder checks (see the pipeline).
+    if !ctx.fence_for(&object).is_open() {
+        tracing::info!(object = %object, "the object's Lease lapsed during the check; not reporting");
+        return Ok(Action::requeue(LAPSE_RETRY));
+    }
     let previous = obj.status.clone().unwrap_or_default();
     let checked = verdict(
         &check,
@@ -105,7 +111,6 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
         &facts,
         now,
     );
-    // The Lease lapsed or moved meanwhile: the holder reports (see the pipeline).
     if !ctx.fence_for(&object).is_open() {
         tracing::info!(object = %object, "the object's Lease lapsed during the check; not reporting");
         return Ok(Action::requeue(LAPSE_RETRY));

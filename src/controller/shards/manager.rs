@@ -188,7 +188,7 @@ impl Manager {
     /// Renews this replica's membership and returns the live replicas.
     async fn membership(&mut self) -> BTreeSet<String> {
         let name = member_lease(&self.config.name, &self.config.identity);
-        let annotations = self
+        let annotations: Option<std::collections::BTreeMap<String, String>> = self
             .advertise
             .as_ref()
             .map(|a| [(WEBHOOK_ADDRESS.to_owned(), a.clone())].into());
@@ -201,7 +201,9 @@ impl Manager {
         let renewed = match self.leases.get_opt(&name).await {
             Ok(Some(mut lease)) => {
                 lease.spec = Some(spec);
-                lease.metadata.annotations = annotations;
+                let kept = lease.metadata.annotations.get_or_insert_default();
+                kept.remove(WEBHOOK_ADDRESS);
+                kept.extend(annotations.unwrap_or_default());
                 self.leases
                     .replace(&name, &PostParams::default(), &lease)
                     .await
@@ -251,14 +253,14 @@ impl Manager {
                 self.addresses = list
                     .items
                     .iter()
-                    .filter(|l| {
-                        l.metadata
-                            .name
-                            .as_deref()
-                            .is_some_and(|n| n.starts_with(&prefix))
-                    })
                     .filter_map(|l| {
                         let holder = l.spec.as_ref()?.holder_identity.clone()?;
+                        // A replica's address only from its own membership Lease's name.
+                        if l.metadata.name.as_deref()
+                            != Some(member_lease(&self.config.name, &holder).as_str())
+                        {
+                            return None;
+                        }
                         // An IP and a port only: the path is ours, and no name to resolve.
                         let address: std::net::SocketAddr = l
                             .metadata
@@ -266,7 +268,10 @@ impl Manager {
                             .as_ref()?
                             .get(WEBHOOK_ADDRESS)?
                             .parse()
-                            .ok()?;
+                            .ok()
+                            .filter(|a: &std::net::SocketAddr| {
+                                !a.ip().is_unspecified() && !a.ip().is_multicast() && a.port() != 0
+                            })?;
                         Some((holder, address.to_string()))
                     })
                     .collect();
@@ -290,13 +295,21 @@ impl Manager {
             if self.shards.held_since(shard).is_none() {
                 continue;
             }
-            let attempt = self.electors[shard as usize].try_acquire_or_renew().await;
+            // Bounded: a renewal hanging past the renew deadline must not leave the shard
+            // admitting reconciles while another replica may take it.
+            let deadline = self.config.lease_duration * 2 / 3;
+            let attempt = tokio::time::timeout(
+                deadline,
+                self.electors[shard as usize].try_acquire_or_renew(),
+            )
+            .await;
             match attempt {
-                Ok(Attempt::HeldByOther) => {
+                Ok(Ok(Attempt::HeldByOther)) => {
                     tracing::error!(shard, "another process took a shard Lease");
                 }
-                Err(error) => tracing::warn!(%error, shard, "could not renew a shard Lease"),
-                Ok(Attempt::Held) => {}
+                Ok(Err(error)) => tracing::warn!(%error, shard, "could not renew a shard Lease"),
+                Err(_) => tracing::warn!(shard, "renewing a shard Lease timed out"),
+                Ok(Ok(Attempt::Held)) => {}
             }
             if self.shards.holds(shard) {
                 held.insert(shard);

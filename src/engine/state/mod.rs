@@ -13,6 +13,21 @@ use crate::engine::ledger::{Change, Ledger};
 #[error("state store: {0}")]
 pub struct StateError(pub String);
 
+/// What a store says when its fence refused a write.
+const FENCED: &str = "not writing the ledger: this process no longer holds the leader Lease (or the object's shard Lease)";
+
+impl StateError {
+    /// A write refused because this process no longer holds the Lease behind the ledger.
+    pub fn fenced() -> Self {
+        Self(FENCED.into())
+    }
+
+    /// Whether this is [`StateError::fenced`].
+    pub fn is_fenced(&self) -> bool {
+        self.0 == FENCED
+    }
+}
+
 /// Durable storage for one owner's ledger.
 #[async_trait]
 pub trait StateStore: Send + Sync {
