@@ -217,6 +217,17 @@ impl Context {
         self.shards.fence(self.shard_of(key))
     }
 
+    /// Whether `key`'s Lease lapsed or moved (its writes are refused now): what a reconcile
+    /// found is then not this process's to report or act on, and it runs again after
+    /// [`super::shards::LAPSE_RETRY`].
+    pub fn lapsed(&self, key: &ObjectKey) -> bool {
+        let lapsed = !self.fence_for(key).is_open();
+        if lapsed {
+            tracing::info!(object = %key, "the object's Lease lapsed during the reconcile; not reporting");
+        }
+        lapsed
+    }
+
     /// Starts a reconcile of `key` if this process holds its shard (`None`: another replica's).
     pub fn enter(&self, key: &ObjectKey) -> Option<Work> {
         self.shards.enter(self.shard_of(key))

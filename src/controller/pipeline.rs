@@ -173,8 +173,7 @@ pub async fn reconcile<K: Synced>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Acti
     // or it is closed now): what it found is not this process's to report. Retried shortly:
     // a lapse that ends reconciles it here; a shard that moved is skipped then (its holder
     // reconciles it); a lost leader exits.
-    let Some((outcome, detail)) = ran.filter(|_| ctx.fence_for(&key).is_open()) else {
-        tracing::info!(object = %key, "the object's Lease lapsed during the reconcile; not reporting");
+    let Some((outcome, detail)) = ran.filter(|_| !ctx.lapsed(&key)) else {
         return Ok(Action::requeue(LAPSE_RETRY));
     };
     if let (Outcome::CredentialsRefused { .. }, ConnectionState::Usable(usable)) =
@@ -403,7 +402,7 @@ async fn finalize<K: Synced>(obj: &K, ctx: &Context, key: &ObjectKey) -> Result<
                 return Ok(Action::requeue(CONNECTION_WAIT));
             }
             // Only the holder of the object's Lease lets it go.
-            if !ctx.fence_for(key).is_open() {
+            if ctx.lapsed(key) {
                 return Ok(Action::requeue(LAPSE_RETRY));
             }
             let notice = Notice {
@@ -415,7 +414,7 @@ async fn finalize<K: Synced>(obj: &K, ctx: &Context, key: &ObjectKey) -> Result<
             ctx.event(&reference, &notice).await;
         }
     }
-    if !ctx.fence_for(key).is_open() {
+    if ctx.lapsed(key) {
         return Ok(Action::requeue(LAPSE_RETRY));
     }
     status::set_finalizer(&ctx.client, obj, false).await?;

@@ -221,20 +221,10 @@ async fn an_agency_lists_its_installed_locations_and_an_install_refreshes_them()
     assert_eq!(installed(&still).unwrap().available, [B, C]);
 
     // ... until GHL says the app was installed somewhere in the company.
-    let body = serde_json::to_vec(&json!({"type": "INSTALL", "appId": "sandbox",
+    let install = json!({"type": "INSTALL", "appId": "sandbox",
         "companyId": "sandboxCompany000001", "locationId": C,
-        "webhookId": "install-1", "timestamp": jiff::Timestamp::now().to_string()}))
-    .unwrap();
-    let signature = ghl_operator::sandbox::webhooks::Keys::get().sign(&body).0;
-    let answer = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/webhooks/ghl"))
-        .header("content-type", "application/json")
-        .header("x-ghl-signature", signature)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
+        "webhookId": "install-1", "timestamp": jiff::Timestamp::now().to_string()});
+    assert_eq!(post_signed_webhook(port, &install).await, 200);
     let after = wait_object(&api, "acme-oauth", "listed again", READY, |c| {
         installed(c).is_some_and(|l| l.served == 2)
     })

@@ -525,6 +525,23 @@ pub async fn sandbox_contacts(raw: &crate::support::sandbox::Raw) -> BTreeMap<St
 }
 
 /// The contacts the sandbox holds in `location` (one of several it serves).
+/// Posts `event` as GHL would (signed with the sandbox's key) to the webhook receiver on
+/// `port`; returns the answer's status.
+pub async fn post_signed_webhook(port: u16, event: &Value) -> u16 {
+    let body = serde_json::to_vec(event).unwrap();
+    let signature = ghl_operator::sandbox::webhooks::Keys::get().sign(&body).0;
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/webhooks/ghl"))
+        .header("content-type", "application/json")
+        .header("x-ghl-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 pub async fn location_contacts(raw: &crate::support::sandbox::Raw, location: &str) -> Vec<Value> {
     let state = raw
         .admin("GET", &format!("state?locationId={location}"), None)

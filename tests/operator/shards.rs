@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use ghl_operator::sandbox::SandboxConfig;
-use ghl_operator::sandbox::webhooks::Keys;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
@@ -35,25 +34,6 @@ fn sharded(namespace: &str, identity: &str, sandbox_url: &str, webhook_port: u16
             .push(format!("--webhook-public-key={}", file.display()));
     }
     Operator::start(options)
-}
-
-/// Posts a webhook about `contact` in `location`, signed with the sandbox's key, to the
-/// replica taking webhooks on `port`; returns the answer's status.
-async fn webhook(port: u16, location: &str, contact: &str, id: &str) -> u16 {
-    let body = serde_json::to_vec(&json!({"type": "ContactUpdate", "locationId": location,
-        "webhookId": id, "timestamp": jiff::Timestamp::now().to_string(), "id": contact}))
-    .unwrap();
-    let signature = Keys::get().sign(&body).0;
-    reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/webhooks/ghl"))
-        .header("content-type", "application/json")
-        .header("x-ghl-signature", signature)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 /// The objects a process's log says it reconciled (its "reconciling" lines).
@@ -160,10 +140,9 @@ async fn two_replicas_divide_the_shards_and_one_takes_over_when_the_other_dies()
     )
     .await;
     let edited = Instant::now();
-    assert_eq!(
-        webhook(port_a, location_b, &id, "to-the-wrong-replica").await,
-        200
-    );
+    let event = json!({"type": "ContactUpdate", "locationId": location_b,
+        "webhookId": "to-the-wrong-replica", "timestamp": jiff::Timestamp::now().to_string(), "id": id});
+    assert_eq!(post_signed_webhook(port_a, &event).await, 200);
     wait_for("b repaired the edit", Duration::from_secs(10), || async {
         let contacts = location_contacts(&raw, location_b).await;
         (tags(&contacts[0]) == ["vip"]).then_some(())

@@ -408,10 +408,7 @@ async fn with_every_webhook_lost_the_catch_up_delivers_everything() {
             panic!(
                 "not delivered after {:?}: {missing:?} of {ids:?}; the sink received {:?} (bad signatures {}); the feed's status: {export:?}",
                 changed.elapsed(),
-                sink.received()
-                    .iter()
-                    .map(|r| r.event["subject"].clone())
-                    .collect::<Vec<_>>(),
+                sink.subjects(),
                 sink.bad_signatures(),
             );
         }
@@ -420,10 +417,7 @@ async fn with_every_webhook_lost_the_catch_up_delivers_everything() {
     eprintln!(
         "all delivered by the catch-up after {:?}: {ids:?}, the sink received {:?}",
         changed.elapsed(),
-        sink.received()
-            .iter()
-            .map(|r| r.event["subject"].clone())
-            .collect::<Vec<_>>(),
+        sink.subjects(),
     );
     let stats = raw.admin("GET", "stats", None).await;
     assert!(

@@ -125,6 +125,14 @@ impl Sink {
         self.inner.bad_signatures.load(Ordering::SeqCst)
     }
 
+    /// The contacts of the events received, in order.
+    pub fn subjects(&self) -> Vec<Value> {
+        self.received()
+            .iter()
+            .map(|r| r.event["subject"].clone())
+            .collect()
+    }
+
     /// The newest event about `contact`, if any.
     pub fn latest(&self, contact: &str) -> Option<Received> {
         self.received()

@@ -52,9 +52,8 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
     let now = Timestamp::now();
     let (check, resolved) = check::check(&obj, &ctx, &key, now).await;
     // The Lease lapsed or moved meanwhile (a spend was refused for it, say): nothing of this
-    // check is reported or acted on; the holder checks (see the pipeline).
-    if !ctx.fence_for(&object).is_open() {
-        tracing::info!(object = %object, "the object's Lease lapsed during the check; not reporting");
+    // check is reported or acted on; the holder checks.
+    if ctx.lapsed(&object) {
         return Ok(Action::requeue(LAPSE_RETRY));
     }
     let previous = obj.status.clone().unwrap_or_default();
@@ -111,8 +110,7 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
         &facts,
         now,
     );
-    if !ctx.fence_for(&object).is_open() {
-        tracing::info!(object = %object, "the object's Lease lapsed during the check; not reporting");
+    if ctx.lapsed(&object) {
         return Ok(Action::requeue(LAPSE_RETRY));
     }
     patch_status(&ctx.client, obj.as_ref(), &status).await?;

@@ -6,8 +6,9 @@
 //! A replica that dies stops renewing: the others see its membership go stale and its shard
 //! Leases expire, and take them over within the Lease duration.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,7 +69,7 @@ pub struct Manager {
     /// Where this replica takes webhooks, advertised on its membership Lease.
     advertise: Option<String>,
     /// Where each live replica takes webhooks, as its membership Lease says.
-    addresses: std::collections::BTreeMap<String, String>,
+    addresses: BTreeMap<String, String>,
 }
 
 impl Manager {
@@ -96,7 +97,7 @@ impl Manager {
             on_lost: Box::new(on_lost),
             gauge,
             advertise: None,
-            addresses: std::collections::BTreeMap::new(),
+            addresses: BTreeMap::new(),
         }
     }
 
@@ -188,7 +189,7 @@ impl Manager {
     /// Renews this replica's membership and returns the live replicas.
     async fn membership(&mut self) -> BTreeSet<String> {
         let name = member_lease(&self.config.name, &self.config.identity);
-        let annotations: Option<std::collections::BTreeMap<String, String>> = self
+        let annotations: Option<BTreeMap<String, String>> = self
             .advertise
             .as_ref()
             .map(|a| [(WEBHOOK_ADDRESS.to_owned(), a.clone())].into());
@@ -262,14 +263,14 @@ impl Manager {
                             return None;
                         }
                         // An IP and a port only: the path is ours, and no name to resolve.
-                        let address: std::net::SocketAddr = l
+                        let address: SocketAddr = l
                             .metadata
                             .annotations
                             .as_ref()?
                             .get(WEBHOOK_ADDRESS)?
                             .parse()
                             .ok()
-                            .filter(|a: &std::net::SocketAddr| {
+                            .filter(|a: &SocketAddr| {
                                 !a.ip().is_unspecified() && !a.ip().is_multicast() && a.port() != 0
                             })?;
                         Some((holder, address.to_string()))
