@@ -10,8 +10,8 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::controller::status::Object;
 use crate::crd::common::PlanSummary;
+use crate::crd::kind::Object;
 use crate::crd::vocabulary::annotation;
 use crate::crd::{ContactSyncPolicy, GhlConnection, TagRule};
 

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::controller::context::OperatorConfig;
-use crate::controller::leader::LeaseConfig;
-use crate::controller::run::WebhookOptions;
-use crate::controller::scope::Scope;
+use crate::controller::context::{OperatorConfig, Sizing};
+use crate::controller::runtime::leases::leader::LeaseConfig;
+use crate::controller::runtime::run::WebhookOptions;
+use crate::controller::runtime::scope::Scope;
 use crate::controller::{self, RunOptions};
 use crate::crd::DurationString;
 use crate::egress::AllowList;
@@ -196,10 +196,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let options = RunOptions {
         config: OperatorConfig {
-            allow_cross_namespace_refs: args.allow_cross_namespace_refs,
             apply_concurrency: args.apply_concurrency.max(1),
-            syncs_per_connection: args.syncs_per_connection.max(1),
-            deep_resync_every: args.deep_resync_every.max(1),
             connection_check_interval: args.connection_check_interval.parse()?,
             default_resync: args.default_resync.parse()?,
             identity: identity.clone(),
@@ -211,7 +208,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             },
             allowed_sinks: AllowList::parse(&args.allowed_sink_urls)
                 .map_err(|e| anyhow::anyhow!("--allowed-sink-url: {e}"))?,
-            webhook_backlog: args.webhook_backlog.max(1),
+            sizing: Sizing {
+                allow_cross_namespace_refs: args.allow_cross_namespace_refs,
+                syncs_per_connection: args.syncs_per_connection.max(1),
+                deep_resync_every: args.deep_resync_every.max(1),
+                webhook_backlog: args.webhook_backlog.max(1),
+            },
         },
         webhook: match args.webhook_addr {
             Some(addr) => Some(WebhookOptions {

@@ -8,38 +8,29 @@ use std::sync::Arc;
 
 use kube::runtime::controller::Action;
 
-use super::context::Context;
-use super::object::ObjectKey;
+use crate::controller::context::Context;
+use crate::controller::object::ObjectKey;
 use crate::engine::SyncError;
-use crate::engine::state::StateError;
-use crate::ghl::GhlError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error(transparent)]
-    Ghl(#[from] GhlError),
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error(transparent)]
     Sync(#[from] SyncError),
     /// Deleting an object: some of what it owns could not be removed from GHL yet.
     #[error("{0} object(s) could not be removed from GHL; retrying")]
-    Release(usize),
+    Removal(usize),
 }
 
 impl Error {
-    /// A bounded label for metrics and Event reasons.
+    /// A bounded label for metrics and Event reasons: every error the controller sees maps
+    /// here (a sync's error by [`SyncError::category`], which maps GHL's by their class).
     pub fn category(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kubernetes",
-            Error::Ghl(e) => e.category(),
-            Error::State(_) => "state",
-            Error::Sync(SyncError::Ghl(e)) => e.category(),
-            Error::Sync(SyncError::State(_)) => "state",
-            Error::Sync(SyncError::Apply(_)) => "apply",
-            Error::Release(_) => "release",
+            Error::Sync(e) => e.category(),
+            Error::Removal(_) => "removal",
         }
     }
 }
@@ -48,7 +39,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Retries a failed reconcile after a per-object exponential backoff with jitter.
 pub fn error_policy(key: &ObjectKey, error: &Error, ctx: &Arc<Context>) -> Action {
-    let delay = ctx.backoff.failed(key);
+    let delay = ctx.runtime.backoff.failed(key);
     ctx.metrics.failed(key.kind, error.category());
     tracing::warn!(object = %key, category = error.category(), error = %error, retry_in_s = delay.as_secs(), "reconcile failed");
     Action::requeue(delay)

@@ -1,34 +1,11 @@
-//! Which object: the operator's three kinds as an enum, and a typed key naming one object (for
-//! backoff, per-object counters, ownership and log fields).
+//! Which object: a typed key naming one object of the operator's kinds (for backoff,
+//! per-object counters, declarations and log fields).
 
 use std::fmt;
 
 use kube::{Resource, ResourceExt};
 
-/// The kinds the operator reconciles.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    GhlConnection,
-    ContactSyncPolicy,
-    TagRule,
-}
-
-impl Kind {
-    /// The Kubernetes kind name (also the `kind` label of metrics and ledger Secrets).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Kind::GhlConnection => "GhlConnection",
-            Kind::ContactSyncPolicy => "ContactSyncPolicy",
-            Kind::TagRule => "TagRule",
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::crd::Kind;
 
 /// One object of one kind.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -4,9 +4,12 @@
 //! fails when it drifts from the types. Never edit the YAML by hand.
 
 pub mod common;
+pub mod conditions;
 pub mod connection;
 pub mod contact_sync_policy;
 pub mod export;
+pub mod kind;
+pub mod owner;
 pub mod tag_rule;
 pub mod vocabulary;
 
@@ -19,6 +22,7 @@ pub use common::{
 };
 pub use connection::{GhlConnection, GhlConnectionSpec, GhlConnectionStatus};
 pub use contact_sync_policy::{ContactSyncPolicy, ContactSyncPolicySpec, ContactSyncPolicyStatus};
+pub use kind::Kind;
 pub use tag_rule::{TagRule, TagRuleSpec, TagRuleStatus};
 
 /// Every CRD with the file name it is committed under in `crds/`.

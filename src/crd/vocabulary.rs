@@ -12,8 +12,9 @@ pub const VERSION: &str = "v1alpha1";
 pub const FIELD_MANAGER: &str = "ghl-operator";
 /// Field manager for what the operator writes of received webhooks and the change feed
 /// (`status.webhooks`, `status.export`), so the connection reconciler's status writes and
-/// these never remove each other's fields.
-pub const FIELD_MANAGER_EVENTS: &str = "ghl-operator-events";
+/// these never remove each other's fields. (The value predates the word "intake"; it stays,
+/// as clusters hold fields under it.)
+pub const FIELD_MANAGER_INTAKE: &str = "ghl-operator-events";
 
 /// Condition types. `Ready`, `Reconciling` and `Stalled` follow kstatus; the rest are domain
 /// conditions.

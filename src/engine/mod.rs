@@ -8,6 +8,8 @@
 //! - [`ledger`] and [`state`]: what each owner holds, and where that is kept;
 //! - [`fence`]: whether this process may still write (leadership);
 //! - [`ownership`]: which owner keeps a contact or a tag two of them want (pure);
+//! - [`settle`]: the one step every sync ends with — decide what happens to a plan, apply it
+//!   when it is to be applied;
 //! - [`sync`]: one policy sync end to end, and the outcome both kinds share;
 //! - [`tag_rule`]: the same pipeline for TagRules;
 //! - [`targeted`]: a sync of the few contacts a webhook reported changed.
@@ -23,6 +25,7 @@ pub mod observe;
 pub mod observed;
 pub mod ownership;
 pub mod plan;
+pub mod settle;
 pub mod state;
 pub mod sync;
 pub mod tag_rule;

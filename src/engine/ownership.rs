@@ -276,7 +276,7 @@ pub fn yielded_to_seniors(
 
 /// Takes the yielded records out of `desired`: they are neither planned nor released (a
 /// contact the policy managed before stays in its ledger, untouched).
-pub fn hold_back(desired: &mut Desired, yielded: &[Yielded]) {
+pub fn hold_yielded(desired: &mut Desired, yielded: &[Yielded]) {
     if yielded.is_empty() {
         return;
     }
@@ -338,7 +338,7 @@ impl SeenContact {
 
 /// What a TagRule wants: its tags added to / removed from the contacts it matched.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RuleClaim {
+pub struct RuleDeclaration {
     /// Who, for messages: `TagRule <namespace>/<name>`.
     pub owner: String,
     pub contacts: BTreeSet<String>,
@@ -348,12 +348,12 @@ pub struct RuleClaim {
 
 /// What the other owners on a location want for tags, as one TagRule sees them.
 #[derive(Clone, Debug, Default)]
-pub struct TagClaims {
+pub struct TagDeclarations {
     pub policies: Vec<Arc<PolicyDeclaration>>,
-    pub rules: Vec<Arc<RuleClaim>>,
+    pub rules: Vec<Arc<RuleDeclaration>>,
 }
 
-impl TagClaims {
+impl TagDeclarations {
     /// The first owner that wants `tag` on the contact: a policy declaring it, or a rule
     /// adding it. Policies are asked first (they outrank rules).
     pub fn wanting(&self, id: &str, contact: &SeenContact, tag: &str) -> Option<&str> {
@@ -471,7 +471,7 @@ mod tests {
         );
 
         let mut held = new.clone();
-        hold_back(&mut held, &yielded);
+        hold_yielded(&mut held, &yielded);
         assert_eq!(held.contacts.len(), 1);
         assert!(held.held.contains(&yielded[0].ledger_key));
         assert_eq!(
@@ -508,13 +508,13 @@ mod tests {
             gone: false,
         });
         policy.set_removing(removals(&plan));
-        let rule = RuleClaim {
+        let rule = RuleDeclaration {
             owner: "TagRule crm/smb".into(),
             contacts: ["c2".to_owned()].into(),
             add: ["smb".to_owned()].into(),
             remove: ["enterprise".to_owned()].into(),
         };
-        let claims = TagClaims {
+        let declared = TagDeclarations {
             policies: vec![Arc::new(policy)],
             rules: vec![Arc::new(rule)],
         };
@@ -532,14 +532,17 @@ mod tests {
             ("c1", &seen("grace@example.com", &[]), "vip", None),
         ];
         for (id, contact, tag, expected) in cases {
-            assert_eq!(claims.wanting(id, contact, tag), expected, "{id} {tag}");
+            assert_eq!(declared.wanting(id, contact, tag), expected, "{id} {tag}");
         }
         assert_eq!(
-            claims.refusing("c9", "old"),
+            declared.refusing("c9", "old"),
             Some("ContactSyncPolicy crm/vip")
         );
-        assert_eq!(claims.refusing("c2", "enterprise"), Some("TagRule crm/smb"));
-        assert_eq!(claims.refusing("c1", "enterprise"), None);
+        assert_eq!(
+            declared.refusing("c2", "enterprise"),
+            Some("TagRule crm/smb")
+        );
+        assert_eq!(declared.refusing("c1", "enterprise"), None);
     }
 
     #[test]

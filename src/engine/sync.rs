@@ -1,6 +1,6 @@
 //! One sync of a ContactSyncPolicy: load the ledger, observe, plan, and — when the mode and
 //! the safety limits allow — apply, then compact the state. The outcome says which of those
-//! happened; [`decide`] is the one place that chooses.
+//! happened; [`settle`](crate::engine::settle) is the one place that chooses.
 
 use jiff::Timestamp;
 
@@ -9,6 +9,7 @@ use crate::engine::desired::Desired;
 use crate::engine::observe::{ObserveOptions, observe};
 use crate::engine::ownership::OwnedIds;
 use crate::engine::plan::{Plan, PlanOptions, plan};
+use crate::engine::settle::{Terms, settle};
 use crate::engine::state::{StateError, StateStore};
 use crate::ghl::{GhlApi, GhlError};
 
@@ -93,31 +94,6 @@ impl<P> SyncOutcome<P> {
     }
 }
 
-/// What to do with a plan.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Nothing to do.
-    InSync,
-    /// Report it only (`mode: Plan`).
-    Report,
-    /// Hold it back: a safety limit.
-    Block(String),
-    Apply,
-}
-
-/// Decides what a sync does with its plan: an empty plan is in sync; an approved plan (its
-/// hash approved) is applied; `mode: Plan` only reports (a plan over the limits too: it is
-/// not going to be applied); a plan over a safety limit waits; anything else is applied.
-pub fn decide(mode: Mode, empty: bool, blocked: Option<&str>, approved: bool) -> Decision {
-    match (empty, mode, blocked) {
-        (true, _, _) => Decision::InSync,
-        (false, _, _) if approved => Decision::Apply,
-        (false, Mode::Plan, _) => Decision::Report,
-        (false, Mode::Apply, Some(reason)) => Decision::Block(reason.to_owned()),
-        (false, Mode::Apply, None) => Decision::Apply,
-    }
-}
-
 /// Why a sync could not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -134,10 +110,27 @@ impl SyncError {
     /// A write refused by the fence: this process no longer held the Lease behind it.
     pub fn is_fenced(&self) -> bool {
         match self {
-            Self::State(e) => e.is_fenced(),
+            Self::State(e) | Self::Apply(ApplyError::State(e)) => e.is_fenced(),
             Self::Apply(ApplyError::Fenced) => true,
-            Self::Apply(ApplyError::State(e)) => e.is_fenced(),
-            _ => false,
+            Self::Ghl(_) | Self::Apply(ApplyError::Auth(_) | ApplyError::Crashed(_)) => false,
+        }
+    }
+
+    /// The GHL error behind this one, if GHL refused or failed (a read, or credentials
+    /// refused mid-apply).
+    pub fn ghl(&self) -> Option<&GhlError> {
+        match self {
+            Self::Ghl(e) | Self::Apply(ApplyError::Auth(e)) => Some(e),
+            Self::State(_) | Self::Apply(_) => None,
+        }
+    }
+
+    /// A bounded label for metrics and Event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Ghl(e) | Self::Apply(ApplyError::Auth(e)) => e.category(),
+            Self::State(_) | Self::Apply(ApplyError::State(_)) => "state",
+            Self::Apply(_) => "apply",
         }
     }
 }
@@ -170,34 +163,27 @@ pub async fn sync_policy_owning(
     // The plan carries what applying needs; the declared records can go (memory at 100k).
     let match_by = desired.match_by;
     drop(desired);
-    let approved = options
-        .approved
-        .as_deref()
-        .is_some_and(|hash| hash == plan.hash());
-    let outcome = match decide(
-        options.mode,
-        plan.is_empty(),
-        plan.blocked.as_deref(),
-        approved,
-    ) {
-        Decision::InSync => SyncOutcome::InSync { plan },
-        Decision::Report => SyncOutcome::Planned { plan },
-        Decision::Block(reason) => SyncOutcome::Blocked { plan, reason },
-        Decision::Apply => {
-            let report = apply(
-                api,
-                store,
-                &mut ledger,
-                &plan,
-                &observed,
-                match_by,
-                options.apply,
-            )
-            .await?;
-            store.compact(&ledger).await?;
-            SyncOutcome::Applied { plan, report }
-        }
+    let blocked = plan.blocked.clone();
+    let terms = Terms {
+        mode: options.mode,
+        blocked: blocked.as_deref(),
+        approved: options.approved.as_deref(),
     };
+    let outcome = settle(plan, terms, async |plan: &Plan| {
+        let report = apply(
+            api,
+            store,
+            &mut ledger,
+            plan,
+            &observed,
+            match_by,
+            options.apply,
+        )
+        .await?;
+        store.compact(&ledger).await?;
+        Ok(report)
+    })
+    .await?;
     Ok((outcome, OwnedIds::of(&ledger)))
 }
 
@@ -206,43 +192,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decisions() {
-        let limit = "the plan deletes 11 objects, more than safety.maxDeletes (10)";
-        let over = Some(limit);
-        let cases = [
-            (Mode::Apply, true, None, false, Decision::InSync),
-            (Mode::Plan, true, None, false, Decision::InSync),
-            (Mode::Apply, false, None, false, Decision::Apply),
-            (Mode::Plan, false, None, false, Decision::Report),
-            (Mode::Plan, false, over, false, Decision::Report),
-            (
-                Mode::Apply,
-                false,
-                over,
-                false,
-                Decision::Block(limit.into()),
-            ),
-            // Approved: applied once, limits and plan-only lifted.
-            (Mode::Apply, false, over, true, Decision::Apply),
-            (Mode::Plan, false, None, true, Decision::Apply),
-            (Mode::Plan, false, over, true, Decision::Apply),
-            (Mode::Apply, true, None, true, Decision::InSync),
-        ];
-        for (mode, empty, blocked, approved, expected) in cases {
-            assert_eq!(
-                decide(mode, empty, blocked, approved),
-                expected,
-                "{mode:?} {empty} {blocked:?} {approved}"
-            );
-        }
-    }
-
-    #[test]
     fn fence_refusals_are_told_apart_from_failures() {
         use crate::engine::state::StateError;
-        assert!(SyncError::State(StateError::fenced()).is_fenced());
+        assert!(SyncError::State(StateError::Fenced).is_fenced());
         assert!(SyncError::Apply(ApplyError::Fenced).is_fenced());
-        assert!(SyncError::Apply(ApplyError::State(StateError::fenced())).is_fenced());
-        assert!(!SyncError::State(StateError("the API server is down".into())).is_fenced());
+        assert!(SyncError::Apply(ApplyError::State(StateError::Fenced)).is_fenced());
+        assert!(!SyncError::State(StateError::NotLoaded).is_fenced());
     }
 }

@@ -15,8 +15,9 @@ use crate::engine::observe::{read_notes, read_tasks};
 use crate::engine::observed::{ContactView, Observed};
 use crate::engine::ownership::OwnedIds;
 use crate::engine::plan::{Plan, PlanOptions, plan};
+use crate::engine::settle::{Terms, settle};
 use crate::engine::state::StateStore;
-use crate::engine::sync::{Decision, SyncError, SyncOptions, SyncOutcome, decide};
+use crate::engine::sync::{SyncError, SyncOptions, SyncOutcome};
 use crate::ghl::{ErrorClass, GhlApi, GhlError};
 
 /// Which contacts changed, and which of their parts are worth reading.
@@ -166,30 +167,26 @@ pub async fn sync_contacts(
 
     let plan = plan(&scoped, &observed, &scoped_ledger, plan_options);
     drop(scoped);
+    let blocked = plan.blocked.clone();
     // Approvals are for full plans: a targeted sync never uses one.
-    let outcome = match decide(
-        options.mode,
-        plan.is_empty(),
-        plan.blocked.as_deref(),
-        false,
-    ) {
-        Decision::InSync => SyncOutcome::InSync { plan },
-        Decision::Report => SyncOutcome::Planned { plan },
-        Decision::Block(reason) => SyncOutcome::Blocked { plan, reason },
-        Decision::Apply => {
-            // Committed through the journal; the next full sync compacts it.
-            let report = apply(
-                api,
-                store,
-                &mut scoped_ledger,
-                &plan,
-                &observed,
-                match_by,
-                options.apply,
-            )
-            .await?;
-            SyncOutcome::Applied { plan, report }
-        }
+    let terms = Terms {
+        mode: options.mode,
+        blocked: blocked.as_deref(),
+        approved: None,
     };
+    let outcome = settle(plan, terms, async |plan: &Plan| {
+        // Committed through the journal; the next full sync compacts it.
+        Ok(apply(
+            api,
+            store,
+            &mut scoped_ledger,
+            plan,
+            &observed,
+            match_by,
+            options.apply,
+        )
+        .await?)
+    })
+    .await?;
     Ok((outcome, OwnedIds::of(&scoped_ledger)))
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ghl_operator::crd::tag_rule::TagRuleSpec;
 use ghl_operator::engine::desired::build;
 use ghl_operator::engine::ownership::{
-    PolicyDeclaration, Seniority, TagClaims, hold_back, removals, yield_messages,
+    PolicyDeclaration, Seniority, TagDeclarations, hold_yielded, removals, yield_messages,
     yielded_to_seniors,
 };
 use ghl_operator::engine::plan::PlanOptions;
@@ -97,7 +97,7 @@ async fn a_rule_leaves_a_tag_a_policy_declares_and_reports_the_conflict() {
         let seen = observe_rule(&client, &rule, &ledger, None, 4)
             .await
             .unwrap();
-        let claims = TagClaims {
+        let declared = TagDeclarations {
             policies: vec![Arc::new(declaration)],
             rules: Vec::new(),
         };
@@ -107,7 +107,7 @@ async fn a_rule_leaves_a_tag_a_policy_declares_and_reports_the_conflict() {
             ledger,
             &rule,
             &seen,
-            &claims,
+            &declared,
             &SyncOptions::new(Mode::Apply, now()),
         )
         .await
@@ -202,7 +202,7 @@ async fn the_younger_of_two_policies_leaves_a_shared_contact_to_the_older() {
             } else {
                 assert!(yielded.is_empty());
             }
-            hold_back(&mut desired, &yielded);
+            hold_yielded(&mut desired, &yielded);
             sync_policy(
                 &client,
                 store,
@@ -241,7 +241,7 @@ async fn the_younger_of_two_policies_leaves_a_shared_contact_to_the_older() {
     let mut desired = build(&younger, &[]).unwrap();
     let yielded = yielded_to_seniors(&seniority("younger", 2), &desired, &[]);
     assert!(yielded.is_empty());
-    hold_back(&mut desired, &yielded);
+    hold_yielded(&mut desired, &yielded);
     sync_policy(
         &client,
         &younger_store,

@@ -8,11 +8,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use ghl_operator::controller::ledger_store::{LedgerOwner, SecretLedgerStore};
-use ghl_operator::controller::object::Kind;
+use ghl_operator::crd::Kind;
 use ghl_operator::engine::fence::Fence;
 use ghl_operator::engine::ledger::KeyDigest;
 use ghl_operator::engine::state::StateStore;
+use ghl_operator::engine::state::secret::{LedgerOwner, SecretLedgerStore};
 use ghl_operator::sandbox::SandboxConfig;
 use ghl_operator::sandbox::config::RateLimit;
 use k8s_openapi::api::coordination::v1::Lease;

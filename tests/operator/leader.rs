@@ -93,7 +93,7 @@ async fn one_of_two_processes_leads_and_the_other_takes_over_when_it_dies() {
 /// write again), and a new tenure starts only with a fresh fence.
 #[tokio::test]
 async fn a_tenure_interrupted_by_another_holder_never_writes_again() {
-    use ghl_operator::controller::leader::{Attempt, Elector, LeaseConfig};
+    use ghl_operator::controller::runtime::leases::leader::{Attempt, Elector, LeaseConfig};
     use k8s_openapi::api::coordination::v1::Lease;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 

@@ -3,12 +3,12 @@
 
 use std::time::Instant;
 
-use ghl_operator::controller::ledger_store::{LedgerOwner, SecretLedgerStore};
-use ghl_operator::controller::object::Kind;
+use ghl_operator::crd::Kind;
 use ghl_operator::crd::vocabulary::{LEDGER_SECRET_TYPE, label};
 use ghl_operator::engine::fence::Fence;
 use ghl_operator::engine::ledger::{Change, ItemKind, KeyDigest, Ledger};
 use ghl_operator::engine::state::StateStore;
+use ghl_operator::engine::state::secret::{LedgerOwner, SecretLedgerStore};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;

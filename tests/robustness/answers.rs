@@ -14,7 +14,7 @@ use futures::StreamExt;
 use ghl_operator::crd::contact_sync_policy::ContactSyncPolicySpec;
 use ghl_operator::crd::tag_rule::TagRuleSpec;
 use ghl_operator::engine::desired::build;
-use ghl_operator::engine::ownership::TagClaims;
+use ghl_operator::engine::ownership::TagDeclarations;
 use ghl_operator::engine::plan::PlanOptions;
 use ghl_operator::engine::state::{MemoryStore, StateStore};
 use ghl_operator::engine::tag_rule::{observe_rule, settle_rule};
@@ -228,7 +228,7 @@ async fn drive(answers: Vec<Answer>) {
             ledger,
             &rule,
             &seen,
-            &TagClaims::default(),
+            &TagDeclarations::default(),
             &SyncOptions::new(Mode::Apply, jiff::Timestamp::now()),
         )
         .await;

@@ -15,7 +15,7 @@ use ghl_operator::egress::AllowList;
 use ghl_operator::engine::desired::{SourceText, build};
 use ghl_operator::engine::ledger::{Change, ItemKind, KeyDigest, Ledger};
 use ghl_operator::engine::observed::{ContactView, Observed};
-use ghl_operator::engine::ownership::{SeenContact, TagClaims};
+use ghl_operator::engine::ownership::{SeenContact, TagDeclarations};
 use ghl_operator::engine::plan::{PlanOptions, plan};
 use ghl_operator::engine::tag_rule::{RuleObservation, plan_rule, rule_block, search_filters};
 use ghl_operator::ghl::BudgetConfig;
@@ -238,7 +238,7 @@ proptest! {
             matched: matched.into_iter().map(|(id, tags)| (id.to_owned(), seen(tags))).collect(),
             others: BTreeMap::new(),
         };
-        let plan = plan_rule(&spec, &observation, &ledger, &TagClaims::default());
+        let plan = plan_rule(&spec, &observation, &ledger, &TagDeclarations::default());
         let _ = (rule_block(&spec, &plan), plan.summary(), plan.changes());
     }
 

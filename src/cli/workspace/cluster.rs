@@ -22,13 +22,13 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, Resource};
 
 use super::super::manifests::{Manifests, ObjectKey};
-use crate::controller::ledger_store::{LedgerOwner, SecretLedgerStore};
-use crate::controller::object::Kind;
-use crate::controller::status::Object;
+use crate::crd::Kind;
 use crate::crd::connection::GhlConnection;
+use crate::crd::kind::Object;
 use crate::crd::{ContactSyncPolicy, TagRule};
 use crate::engine::fence::Fence;
 use crate::engine::state::StateStore;
+use crate::engine::state::secret::{LedgerOwner, SecretLedgerStore};
 
 /// Where the cluster is (any of them turns the cluster's ledgers and credentials on).
 #[derive(Debug, Clone, Default, clap::Args)]

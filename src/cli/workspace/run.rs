@@ -16,13 +16,13 @@ use crate::crd::tag_rule::TagRule;
 use crate::engine::desired::{Desired, build};
 use crate::engine::ledger::Ledger;
 use crate::engine::ownership::{
-    PolicyDeclaration, RuleClaim, Seniority, TagClaims, hold_back, removals, yield_messages,
-    yielded_to_seniors,
+    PolicyDeclaration, RuleDeclaration, Seniority, TagDeclarations, hold_yielded, removals,
+    yield_messages, yielded_to_seniors,
 };
 use crate::engine::plan::PlanOptions;
 use crate::engine::plan::render::{RenderOptions, render};
 use crate::engine::state::StateStore;
-use crate::engine::tag_rule::{RuleObservation, observe_rule, rule_claim, settle_rule};
+use crate::engine::tag_rule::{RuleObservation, observe_rule, rule_declaration, settle_rule};
 use crate::engine::{SyncOptions, SyncOutcome, sync_policy};
 use crate::ghl::{GhlApi, GhlClient};
 
@@ -42,7 +42,7 @@ struct Declared {
 struct Observed<'a> {
     heading: String,
     location: Option<String>,
-    claim: Arc<RuleClaim>,
+    declaration: Arc<RuleDeclaration>,
     client: &'a GhlClient,
     store: Arc<dyn StateStore>,
     ledger: Ledger,
@@ -126,7 +126,7 @@ impl Workspace {
         let mut desired = declared[i].desired.take().unwrap_or_default();
         let yielded =
             yielded_to_seniors(&Seniority::of(policy), &desired, &neighbours(declared, i));
-        hold_back(&mut desired, &yielded);
+        hold_yielded(&mut desired, &yielded);
         let report = Report::new(heading.clone());
         let client = match self.client(&key.0, &policy.spec.connection_ref) {
             Ok(c) => c,
@@ -178,8 +178,8 @@ impl Workspace {
         report
     }
 
-    /// Every rule: all observed first (each publishes its claim), then each settled against
-    /// the policies' declarations and the other rules' claims on its location.
+    /// Every rule: all observed first (each publishes its declaration), then each settled against
+    /// the policies' declarations and the other rules' declared on its location.
     async fn run_rules(
         &self,
         mode: Mode,
@@ -188,7 +188,7 @@ impl Workspace {
     ) -> Vec<Report> {
         let (observed, mut reports) = self.observe_rules(policy_contacts).await;
         for rule in &observed {
-            let claims = TagClaims {
+            let declared = TagDeclarations {
                 policies: declared
                     .iter()
                     .filter(|d| d.location == rule.location)
@@ -197,10 +197,10 @@ impl Workspace {
                 rules: observed
                     .iter()
                     .filter(|o| o.heading != rule.heading && o.location == rule.location)
-                    .map(|o| Arc::clone(&o.claim))
+                    .map(|o| Arc::clone(&o.declaration))
                     .collect(),
             };
-            reports.push(self.settle(rule, &claims, mode).await);
+            reports.push(self.settle(rule, &declared, mode).await);
         }
         reports
     }
@@ -237,7 +237,7 @@ impl Workspace {
             let concurrency = self.args.concurrency;
             match observe_rule(client, &rule.spec, &ledger, scope.as_ref(), concurrency).await {
                 Ok(seen) => observed.push(Observed {
-                    claim: Arc::new(rule_claim(&heading, &rule.spec, &seen)),
+                    declaration: Arc::new(rule_declaration(&heading, &rule.spec, &seen)),
                     location: self.location(namespace, &rule.spec.connection_ref),
                     heading,
                     client,
@@ -252,7 +252,7 @@ impl Workspace {
         (observed, reports)
     }
 
-    async fn settle(&self, rule: &Observed<'_>, claims: &TagClaims, mode: Mode) -> Report {
+    async fn settle(&self, rule: &Observed<'_>, declared: &TagDeclarations, mode: Mode) -> Report {
         let mut report = Report::new(rule.heading.clone());
         let outcome = settle_rule(
             rule.client as &dyn GhlApi,
@@ -260,7 +260,7 @@ impl Workspace {
             rule.ledger.clone(),
             &rule.rule.spec,
             &rule.seen,
-            claims,
+            declared,
             &SyncOptions::new(effective(mode, rule.rule.spec.mode), jiff::Timestamp::now()),
         )
         .await;

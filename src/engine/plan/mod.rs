@@ -360,6 +360,16 @@ pub struct Plan {
     pub blocked: Option<String>,
 }
 
+impl crate::engine::settle::Settle for Plan {
+    fn is_empty(&self) -> bool {
+        Plan::is_empty(self)
+    }
+
+    fn hash(&self) -> String {
+        Plan::hash(self)
+    }
+}
+
 impl Plan {
     /// Total GHL writes.
     pub fn writes(&self) -> usize {

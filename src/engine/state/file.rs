@@ -45,8 +45,11 @@ pub struct StateFile {
     journal: Mutex<File>,
 }
 
-fn err(path: &Path, e: impl std::fmt::Display) -> StateError {
-    StateError(format!("{}: {e}", path.display()))
+fn err(path: &Path, source: std::io::Error) -> StateError {
+    StateError::File {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 impl StateFile {
@@ -77,7 +80,10 @@ impl StateFile {
         let mut owners = match File::open(&self.path) {
             Ok(file) => {
                 serde_json::from_reader::<_, Snapshot>(BufReader::new(file))
-                    .map_err(|e| err(&self.path, format!("not a ghl-operator state file: {e}")))?
+                    .map_err(|source| StateError::NotAStateFile {
+                        path: self.path.clone(),
+                        source,
+                    })?
                     .owners
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
@@ -121,8 +127,10 @@ impl StateFile {
         let temp = PathBuf::from(format!("{}.tmp", self.path.display()));
         let file = File::create(&temp).map_err(|e| err(&temp, e))?;
         let mut writer = std::io::BufWriter::new(file);
-        serde_json::to_writer(&mut writer, &snapshot).map_err(|e| err(&temp, e))?;
-        let file = writer.into_inner().map_err(|e| err(&temp, e.error()))?;
+        serde_json::to_writer(&mut writer, &snapshot)?;
+        let file = writer
+            .into_inner()
+            .map_err(|e| err(&temp, e.into_error()))?;
         file.sync_all().map_err(|e| err(&temp, e))?;
         std::fs::rename(&temp, &self.path).map_err(|e| err(&self.path, e))?;
         journal.set_len(0).map_err(|e| err(&self.journal_path, e))?;
@@ -155,9 +163,7 @@ impl StateStore for FileStore {
                 owner: self.owner.clone(),
                 change: change.clone(),
             };
-            text.push_str(
-                &serde_json::to_string(&line).map_err(|e| err(&self.file.journal_path, e))?,
-            );
+            text.push_str(&serde_json::to_string(&line)?);
             text.push('\n');
         }
         let mut journal = self.file.journal.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,8 +1,10 @@
 //! Where ledgers live between runs. The applier commits [`Change`]s as it goes; a backend
-//! makes each commit durable before returning. Backends: a local file (CLI) and, in the
-//! operator, Kubernetes objects owned by the policy.
+//! makes each commit durable before returning. Backends: a local file ([`file`], the CLI), and
+//! Secrets owned by the policy or rule ([`secret`], the operator; also read by the CLI's plans
+//! against a cluster).
 
 pub mod file;
+pub mod secret;
 
 use async_trait::async_trait;
 
@@ -10,21 +12,66 @@ use crate::engine::ledger::{Change, Ledger};
 
 /// A state backend failed.
 #[derive(Debug, thiserror::Error)]
-#[error("state store: {0}")]
-pub struct StateError(pub String);
-
-/// What a store says when its fence refused a write.
-const FENCED: &str = "not writing the ledger: this process no longer holds the leader Lease (or the object's shard Lease)";
+pub enum StateError {
+    /// A write refused because this process no longer holds the Lease behind the ledger.
+    #[error(
+        "not writing the ledger: this process no longer holds the leader Lease (or the object's shard Lease)"
+    )]
+    Fenced,
+    /// Reading, writing or deleting one stored object failed.
+    #[error("{action} {name}: {source}")]
+    Api {
+        action: &'static str,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// A compare-and-swap write lost: someone wrote the object since it was read.
+    #[error(
+        "{name} changed under this process (another writer?); the ledger is read again on the next run"
+    )]
+    Conflict { name: String },
+    /// An object at a ledger's name is not that ledger's.
+    #[error("{name} is not this ledger's (wrong type, labels or owner); delete or rename it")]
+    Foreign { name: String },
+    /// A stored object is there but says something unusable.
+    #[error("{name} {problem}")]
+    Corrupt { name: String, problem: String },
+    /// A store committed to before it was loaded (a bug of the caller).
+    #[error("a ledger is loaded before it is committed to")]
+    NotLoaded,
+    /// A local state file.
+    #[error("{path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A local state file that is not one.
+    #[error("{path}: not a ghl-operator state file: {source}")]
+    NotAStateFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Serializing a ledger.
+    #[error("encoding the ledger: {0}")]
+    Encode(#[from] serde_json::Error),
+}
 
 impl StateError {
-    /// A write refused because this process no longer holds the Lease behind the ledger.
-    pub fn fenced() -> Self {
-        Self(FENCED.into())
+    /// A failed API call on `name`.
+    pub fn api(action: &'static str, name: impl Into<String>, source: kube::Error) -> Self {
+        Self::Api {
+            action,
+            name: name.into(),
+            source: Box::new(source),
+        }
     }
 
-    /// Whether this is [`StateError::fenced`].
+    /// Whether this is a write refused by the fence.
     pub fn is_fenced(&self) -> bool {
-        self.0 == FENCED
+        matches!(self, Self::Fenced)
     }
 }
 

@@ -10,8 +10,9 @@
 //!   same contact is left alone and reported ([`crate::engine::ownership`]).
 //! - [`apply`]: tag add/remove calls with ledger intents, like the contact applier.
 //!
-//! [`settle_rule`] plans and applies once the rule's claim has been exchanged for the other
-//! owners' (the caller publishes it between observing and settling).
+//! [`settle_rule`] plans and settles once the rule's declaration has been exchanged for the
+//! other owners' (the caller publishes it between observing and settling); [`release_rule`]
+//! removes what the rule owns when it is deleted.
 
 mod apply;
 mod observe;
@@ -24,15 +25,16 @@ use serde::Serialize;
 pub use apply::apply_rule;
 
 pub use observe::{observe_release, observe_rule};
-pub use plan::{plan_rule, rule_claim, search_filters};
+pub use plan::{plan_rule, rule_declaration, search_filters};
 
 use crate::crd::common::PlanSummary;
 use crate::crd::tag_rule::TagRuleSpec;
 use crate::engine::ledger::Ledger;
-use crate::engine::ownership::{SeenContact, TagClaims};
+use crate::engine::ownership::{SeenContact, TagDeclarations};
 use crate::engine::plan::DEFAULT_MAX_CHANGES;
+use crate::engine::settle::{Terms, settle};
 use crate::engine::state::StateStore;
-use crate::engine::sync::{Decision, SyncError, SyncOptions, SyncOutcome, decide};
+use crate::engine::sync::{Mode, SyncError, SyncOptions, SyncOutcome};
 use crate::ghl::GhlApi;
 
 /// What a rule sees.
@@ -92,6 +94,16 @@ pub struct RulePlan {
     pub conflicted: u32,
     /// `<owner> wants the opposite for tag "x" on N contact(s)`, one per owner and tag.
     pub conflicts: Vec<String>,
+}
+
+impl crate::engine::settle::Settle for RulePlan {
+    fn is_empty(&self) -> bool {
+        RulePlan::is_empty(self)
+    }
+
+    fn hash(&self) -> String {
+        RulePlan::hash(self)
+    }
 }
 
 impl RulePlan {
@@ -155,36 +167,54 @@ impl RulePlan {
     }
 }
 
-/// Plans the rule against what it saw, its ledger and the other owners' claims, then applies
-/// the plan when `mode` allows (compacting the ledger after).
+/// Plans the rule against what it saw, its ledger and the other owners' declarations, then
+/// settles the plan (applying it when `mode` allows, and compacting the ledger after).
 pub async fn settle_rule(
     api: &dyn GhlApi,
     store: &dyn StateStore,
     mut ledger: Ledger,
     spec: &TagRuleSpec,
     seen: &RuleObservation,
-    claims: &TagClaims,
+    declared: &TagDeclarations,
     options: &SyncOptions,
 ) -> Result<SyncOutcome<RulePlan>, SyncError> {
-    let plan = plan_rule(spec, seen, &ledger, claims);
+    let plan = plan_rule(spec, seen, &ledger, declared);
     let blocked = rule_block(spec, &plan);
-    let approved = options
-        .approved
-        .as_deref()
-        .is_some_and(|hash| hash == plan.hash());
-    Ok(
-        match decide(options.mode, plan.is_empty(), blocked.as_deref(), approved) {
-            Decision::InSync => SyncOutcome::InSync { plan },
-            Decision::Report => SyncOutcome::Planned { plan },
-            Decision::Block(reason) => SyncOutcome::Blocked { plan, reason },
-            Decision::Apply => {
-                let report =
-                    apply_rule(api, store, &mut ledger, &plan, &options.apply.fence).await?;
-                store.compact(&ledger).await?;
-                SyncOutcome::Applied { plan, report }
-            }
-        },
-    )
+    let terms = Terms {
+        mode: options.mode,
+        blocked: blocked.as_deref(),
+        approved: options.approved.as_deref(),
+    };
+    settle(plan, terms, async |plan: &RulePlan| {
+        let report = apply_rule(api, store, &mut ledger, plan, &options.apply.fence).await?;
+        store.compact(&ledger).await?;
+        Ok(report)
+    })
+    .await
+}
+
+/// Removes what the rule owns (its deletion with `deletionPolicy: Delete`): the tags it added
+/// that no other owner declares, within its `safety` limits (a larger plan is `Blocked`).
+pub async fn release_rule(
+    api: &dyn GhlApi,
+    store: &dyn StateStore,
+    spec: &TagRuleSpec,
+    declared: &TagDeclarations,
+    options: &SyncOptions,
+) -> Result<SyncOutcome<RulePlan>, SyncError> {
+    let mut ledger = store.load().await?;
+    let seen = observe_release(api, &ledger, options.apply.concurrency).await?;
+    let plan = plan_rule(spec, &seen, &ledger, declared);
+    let blocked = rule_block(spec, &plan);
+    let terms = Terms {
+        mode: Mode::Apply,
+        blocked: blocked.as_deref(),
+        approved: None,
+    };
+    settle(plan, terms, async |plan: &RulePlan| {
+        Ok(apply_rule(api, store, &mut ledger, plan, &options.apply.fence).await?)
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use super::{RuleObservation, RulePlan, TagChange};
 use crate::crd::tag_rule::{FilterOperator as RuleOperator, TagRuleSpec};
 use crate::engine::fields::normalize_tag;
 use crate::engine::ledger::Ledger;
-use crate::engine::ownership::{RuleClaim, TagClaims};
+use crate::engine::ownership::{RuleDeclaration, TagDeclarations};
 use crate::ghl::models::{FilterOperator, SearchFilter};
 
 /// The search filters of a rule, in GHL's terms.
@@ -38,8 +38,12 @@ fn normalized(tags: &[String]) -> BTreeSet<String> {
 }
 
 /// What the rule wants, for the other owners' conflict checks.
-pub fn rule_claim(owner: &str, spec: &TagRuleSpec, observed: &RuleObservation) -> RuleClaim {
-    RuleClaim {
+pub fn rule_declaration(
+    owner: &str,
+    spec: &TagRuleSpec,
+    observed: &RuleObservation,
+) -> RuleDeclaration {
+    RuleDeclaration {
         owner: owner.to_owned(),
         contacts: observed.matched.keys().cloned().collect(),
         add: normalized(&spec.add_tags),
@@ -69,12 +73,12 @@ impl Conflicts {
     }
 }
 
-/// Plans a rule against what it sees, its ledger, and the other owners' claims.
+/// Plans a rule against what it sees, its ledger, and the other owners' declared.
 pub fn plan_rule(
     spec: &TagRuleSpec,
     observed: &RuleObservation,
     ledger: &Ledger,
-    claims: &TagClaims,
+    declared: &TagDeclarations,
 ) -> RulePlan {
     let add = normalized(&spec.add_tags);
     let remove = normalized(&spec.remove_tags);
@@ -90,7 +94,7 @@ pub fn plan_rule(
         };
         let mut left_alone = false;
         for tag in add.difference(&contact.tags) {
-            match claims.refusing(id, tag) {
+            match declared.refusing(id, tag) {
                 Some(owner) => {
                     conflicts.note(owner, tag);
                     left_alone = true;
@@ -101,7 +105,7 @@ pub fn plan_rule(
             }
         }
         for tag in remove.intersection(&contact.tags) {
-            match claims.wanting(id, contact, tag) {
+            match declared.wanting(id, contact, tag) {
                 Some(owner) => {
                     conflicts.note(owner, tag);
                     left_alone = true;
@@ -118,7 +122,7 @@ pub fn plan_rule(
             if add.contains(tag) {
                 continue;
             }
-            if contact.tags.contains(tag) && claims.wanting(id, contact, tag).is_none() {
+            if contact.tags.contains(tag) && declared.wanting(id, contact, tag).is_none() {
                 change.remove.insert(tag.to_owned());
             }
             change.release.insert(tag.to_owned());
@@ -136,7 +140,7 @@ pub fn plan_rule(
             plan.changes.push(change);
         }
     }
-    release_departed(observed, ledger, claims, &mut plan);
+    release_departed(observed, ledger, declared, &mut plan);
     plan.conflicts = conflicts.messages();
     plan
 }
@@ -146,7 +150,7 @@ pub fn plan_rule(
 fn release_departed(
     observed: &RuleObservation,
     ledger: &Ledger,
-    claims: &TagClaims,
+    declared: &TagDeclarations,
     plan: &mut RulePlan,
 ) {
     for (id, contact) in &observed.others {
@@ -161,7 +165,7 @@ fn release_departed(
         };
         if let Some(contact) = contact {
             for tag in owned.tags.iter().filter(|t| contact.tags.contains(*t)) {
-                if claims.wanting(id, contact, tag).is_none() {
+                if declared.wanting(id, contact, tag).is_none() {
                     change.remove.insert(tag.to_owned());
                 }
             }
@@ -242,8 +246,8 @@ mod tests {
         ))
     }
 
-    fn other_rule(contacts: &[&str], add: &[&str], remove: &[&str]) -> Arc<RuleClaim> {
-        Arc::new(RuleClaim {
+    fn other_rule(contacts: &[&str], add: &[&str], remove: &[&str]) -> Arc<RuleDeclaration> {
+        Arc::new(RuleDeclaration {
             owner: "TagRule crm/smb".into(),
             contacts: contacts.iter().map(|c| (*c).to_owned()).collect(),
             add: tags(add),
@@ -261,7 +265,7 @@ mod tests {
             &rule(&["enterprise"], &["smb"]),
             &seen(&[("c1", &["smb"]), ("c2", &["enterprise"]), ("c3", &[])]),
             &Ledger::default(),
-            &TagClaims::default(),
+            &TagDeclarations::default(),
         );
         assert_eq!(
             (plan.matched, plan.compliant, plan.pending, plan.conflicted),
@@ -290,7 +294,7 @@ mod tests {
             &rule(&["enterprise"], &[]),
             &observed,
             &ledger,
-            &TagClaims::default(),
+            &TagDeclarations::default(),
         );
         let c1 = change(&plan, "c1").unwrap();
         assert_eq!(c1.remove, tags(&["old"]), "dropped from addTags");
@@ -299,7 +303,7 @@ mod tests {
         assert!(c2.forget);
     }
 
-    /// Each row: the rule, what the contact carries, the other owners' claims; then what the
+    /// Each row: the rule, what the contact carries, the other owners' declared; then what the
     /// rule writes and which owner it names in a conflict.
     #[test]
     fn other_owners_outrank_or_stalemate_the_rule() {
@@ -308,7 +312,7 @@ mod tests {
             add: &'static [&'static str],
             remove: &'static [&'static str],
             carries: &'static [&'static str],
-            claims: TagClaims,
+            declared: TagDeclarations,
             adds: &'static [&'static str],
             removes: &'static [&'static str],
             conflict_with: Option<&'static str>,
@@ -329,7 +333,7 @@ mod tests {
                 add: &[],
                 remove: &["vip"],
                 carries: &["vip"],
-                claims: TagClaims {
+                declared: TagDeclarations {
                     policies: vec![policy_declaring("c1", &["VIP"])],
                     rules: vec![],
                 },
@@ -342,7 +346,7 @@ mod tests {
                 add: &["promo"],
                 remove: &[],
                 carries: &[],
-                claims: TagClaims {
+                declared: TagDeclarations {
                     policies: vec![Arc::new(removing)],
                     rules: vec![],
                 },
@@ -355,7 +359,7 @@ mod tests {
                 add: &[],
                 remove: &["vip"],
                 carries: &["vip"],
-                claims: TagClaims {
+                declared: TagDeclarations {
                     policies: vec![policy_declaring("someone-else", &["vip"])],
                     rules: vec![],
                 },
@@ -368,7 +372,7 @@ mod tests {
                 add: &["enterprise"],
                 remove: &[],
                 carries: &[],
-                claims: TagClaims {
+                declared: TagDeclarations {
                     policies: vec![],
                     rules: vec![other_rule(&["c1"], &[], &["enterprise"])],
                 },
@@ -381,7 +385,7 @@ mod tests {
                 add: &[],
                 remove: &["smb"],
                 carries: &["smb"],
-                claims: TagClaims {
+                declared: TagDeclarations {
                     policies: vec![],
                     rules: vec![other_rule(&["c1"], &["smb"], &[])],
                 },
@@ -394,7 +398,7 @@ mod tests {
                 add: &["enterprise"],
                 remove: &[],
                 carries: &[],
-                claims: TagClaims {
+                declared: TagDeclarations {
                     policies: vec![],
                     rules: vec![other_rule(&["c1"], &["enterprise"], &[])],
                 },
@@ -408,7 +412,7 @@ mod tests {
                 &rule(row.add, row.remove),
                 &seen(&[("c1", row.carries)]),
                 &Ledger::default(),
-                &row.claims,
+                &row.declared,
             );
             let (adds, removes) = change(&plan, "c1")
                 .map(|c| (c.add.clone(), c.remove.clone()))
@@ -438,7 +442,7 @@ mod tests {
             &rule(&["enterprise"], &[]),
             &seen(&[("c1", &["vip", "enterprise"])]),
             &ledger,
-            &TagClaims {
+            &TagDeclarations {
                 policies: vec![policy_declaring("c1", &["vip"])],
                 rules: vec![],
             },
@@ -451,14 +455,17 @@ mod tests {
     }
 
     #[test]
-    fn the_claim_covers_the_matched_contacts() {
-        let claim = rule_claim(
+    fn the_declaration_covers_the_matched_contacts() {
+        let declaration = rule_declaration(
             "TagRule crm/x",
             &rule(&["A"], &["b"]),
             &seen(&[("c1", &[]), ("c2", &[])]),
         );
-        assert_eq!(claim.contacts, tags(&["c1", "c2"]));
-        assert_eq!((claim.add, claim.remove), (tags(&["a"]), tags(&["b"])));
+        assert_eq!(declaration.contacts, tags(&["c1", "c2"]));
+        assert_eq!(
+            (declaration.add, declaration.remove),
+            (tags(&["a"]), tags(&["b"]))
+        );
     }
 
     #[test]

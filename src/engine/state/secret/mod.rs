@@ -1,0 +1,370 @@
+//! The in-cluster state backend: a policy's (or rule's) ledger kept in Secrets it owns.
+//!
+//! - **Generations.** A *head* object names the live generation; the generation's **shards**
+//!   hold the compacted ledger, split by contact id so each stays well under the 1 MiB object
+//!   limit (100,000 contacts take a few dozen shards).
+//! - **Journal pages** hold changes committed since the generation was written, as JSON lines.
+//!   A commit rewrites only the current page; a full page starts the next one.
+//! - **Compaction** writes the next generation's shards as new objects, switches the head by
+//!   compare-and-swap, then deletes the old generation: a crash at any point leaves one whole
+//!   generation live, never a mix. Small journals are left alone (they load fast).
+//!
+//! - **Loading by name.** The head records the live generation's shard count (and the
+//!   generation it retired), so a load GETs the head, its shards and its pages until the first
+//!   missing one. Nothing lists by label: a label-selected list makes etcd read every Secret
+//!   of the namespace, and 200 ledgers loading at once in one namespace ran etcd out of memory.
+//!
+//! Nothing is written last-writer-wins: new objects are created (a name that exists is a
+//! conflict) and existing ones replaced with the resourceVersion read. A second writer — a
+//! process that lost its Lease — therefore fails instead of erasing commits, and every write
+//! also checks the process' [`Fence`]. What this store remembers (the current page) changes
+//! only after its write succeeded. Loading trusts only objects of the ledger type, with its
+//! labels and an ownerReference to the owner's uid: a Secret at a ledger's name that is not
+//! the owner's (which could claim `created: true` and so turn into a GHL delete) stops the
+//! load with an error naming it; Secrets merely labelled like a ledger are never read.
+//! Keys in a ledger are digests, never emails.
+
+mod objects;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client};
+use tokio::sync::Mutex;
+
+pub use self::objects::LedgerOwner;
+use self::objects::*;
+use crate::engine::fence::Fence;
+use crate::engine::ledger::{Change, Ledger};
+use crate::engine::state::{StateError, StateStore};
+
+/// Where commits go: the live generation and its current journal page.
+#[derive(Clone, Debug, Default)]
+struct Cursor {
+    /// Whether `load` ran (a store that never loaded always compacts).
+    loaded: bool,
+    generation: u64,
+    /// The head's resourceVersion (`None`: no head yet).
+    head_version: Option<String>,
+    /// The live generation's shard count.
+    shards: usize,
+    /// The generation the head retired (its objects may outlive a failed cleanup).
+    retired: Option<Generation>,
+    page: usize,
+    text: String,
+    /// The page's resourceVersion (`None`: not written yet).
+    page_version: Option<String>,
+}
+
+/// A ledger in Secrets.
+pub struct SecretLedgerStore {
+    api: Api<Secret>,
+    owner: LedgerOwner,
+    fence: Fence,
+    cursor: Mutex<Cursor>,
+}
+
+impl SecretLedgerStore {
+    pub fn new(client: Client, owner: LedgerOwner, fence: Fence) -> Self {
+        Self {
+            api: Api::namespaced(client, &owner.namespace),
+            owner,
+            fence,
+            cursor: Mutex::new(Cursor::default()),
+        }
+    }
+
+    fn check_fence(&self) -> Result<(), StateError> {
+        if self.fence.is_open() {
+            Ok(())
+        } else {
+            Err(StateError::Fenced)
+        }
+    }
+
+    /// The object at `generation`/`role`/`index`, if there is one; an object at that name
+    /// that is not this ledger's is an error (it would be trusted or overwritten otherwise).
+    async fn get(
+        &self,
+        generation: u64,
+        role: Role,
+        index: usize,
+    ) -> Result<Option<Secret>, StateError> {
+        let name = self.owner.object_name(generation, role, index);
+        let Some(secret) = self
+            .api
+            .get_opt(&name)
+            .await
+            .map_err(|e| StateError::api("reading", &name, e))?
+        else {
+            return Ok(None);
+        };
+        let expected = (role, if role == Role::Head { 0 } else { generation }, index);
+        match verify(&secret, &self.owner) {
+            Some(part) if (part.role, part.generation, part.index) == expected => Ok(Some(secret)),
+            _ => Err(StateError::Foreign { name }),
+        }
+    }
+
+    /// The objects of one role of a generation from index `from` up to the first missing one.
+    async fn probe(
+        &self,
+        generation: u64,
+        role: Role,
+        from: usize,
+    ) -> Result<Vec<Secret>, StateError> {
+        let mut found = Vec::new();
+        for index in from..MAX_OBJECTS {
+            match self.get(generation, role, index).await? {
+                Some(secret) => found.push(secret),
+                None => break,
+            }
+        }
+        Ok(found)
+    }
+
+    /// The shards of the live generation: the count the head records, else probed.
+    async fn shards(&self, head: &Head) -> Result<Vec<Secret>, StateError> {
+        let Some(count) = head.shards else {
+            return self.probe(head.generation, Role::Shard, 0).await;
+        };
+        let mut shards = Vec::with_capacity(count);
+        for index in 0..count {
+            let secret = self.get(head.generation, Role::Shard, index).await?;
+            shards.push(secret.ok_or_else(|| {
+                corrupt(
+                    &self.owner.object_name(head.generation, Role::Shard, index),
+                    format!("is missing: the ledger's head names {count} shards"),
+                )
+            })?);
+        }
+        Ok(shards)
+    }
+
+    /// Deletes every object of `old`; a failure only leaves garbage (warned about).
+    async fn retire(&self, old: Generation) {
+        let names = (0..old.shards)
+            .map(|i| self.owner.object_name(old.generation, Role::Shard, i))
+            .chain(
+                (0..old.pages).map(|i| self.owner.object_name(old.generation, Role::Journal, i)),
+            );
+        for name in names {
+            if let Err(error) = self.delete(&name).await {
+                tracing::warn!(%error, "could not delete an old ledger object; retried at the next compaction");
+            }
+        }
+    }
+
+    /// Creates `secret` (`version: None`) or replaces it only if it is still at `version`;
+    /// returns the new resourceVersion. Someone else's write in between is a conflict.
+    async fn put(&self, mut secret: Secret, version: Option<&str>) -> Result<String, StateError> {
+        self.check_fence()?;
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let written = match version {
+            None => self.api.create(&PostParams::default(), &secret).await,
+            Some(version) => {
+                secret.metadata.resource_version = Some(version.to_owned());
+                self.api
+                    .replace(&name, &PostParams::default(), &secret)
+                    .await
+            }
+        };
+        match written {
+            Ok(secret) => Ok(secret.metadata.resource_version.unwrap_or_default()),
+            Err(kube::Error::Api(e)) if e.code == 409 => Err(StateError::Conflict { name }),
+            Err(e) => Err(StateError::api("writing", name, e)),
+        }
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), StateError> {
+        self.check_fence()?;
+        match self.api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(StateError::api("deleting", name, e)),
+        }
+    }
+
+    /// What the head says (generation 0 and nothing else without a head).
+    async fn head(&self) -> Result<Head, StateError> {
+        let name = self.owner.object_name(0, Role::Head, 0);
+        let Some(head) = self.get(0, Role::Head, 0).await? else {
+            return Ok(Head::default());
+        };
+        let generation = text_of(&head, GENERATION_KEY)
+            .trim()
+            .parse()
+            .map_err(|_| corrupt(&name, "does not name a generation"))?;
+        let shards = text_of(&head, SHARDS_KEY);
+        let shards = match shards.trim() {
+            "" => None,
+            count => Some(
+                count
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= MAX_OBJECTS)
+                    .ok_or_else(|| corrupt(&name, "does not count its shards"))?,
+            ),
+        };
+        Ok(Head {
+            generation,
+            shards,
+            retired: Generation::parse(&text_of(&head, RETIRED_KEY)),
+            version: head.metadata.resource_version,
+        })
+    }
+}
+
+#[async_trait]
+impl StateStore for SecretLedgerStore {
+    async fn load(&self) -> Result<Ledger, StateError> {
+        let head = self.head().await?;
+        let shards = self.shards(&head).await?;
+        let mut ledger = Ledger::default();
+        for secret in &shards {
+            let shard: Ledger = serde_json::from_str(&text_of(secret, DATA_KEY)).map_err(|e| {
+                let name = secret.metadata.name.as_deref().unwrap_or_default();
+                corrupt(name, format!("does not parse: {e}"))
+            })?;
+            ledger.merge(shard);
+        }
+        let pages = self.probe(head.generation, Role::Journal, 0).await?;
+        for (index, page) in pages.iter().enumerate() {
+            for line in text_of(page, DATA_KEY)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+            {
+                match serde_json::from_str::<Change>(line) {
+                    Ok(change) => ledger.apply(&change),
+                    // Pages are written whole; a line that does not parse was not ours.
+                    Err(error) => {
+                        tracing::warn!(page = index, %error, "skipping a ledger line that does not parse")
+                    }
+                }
+            }
+        }
+        // New commits go after the last existing page.
+        let (page, text, page_version) = match pages.last() {
+            Some(last) => (
+                pages.len() - 1,
+                text_of(last, DATA_KEY),
+                last.metadata.resource_version.clone(),
+            ),
+            None => (0, String::new(), None),
+        };
+        *self.cursor.lock().await = Cursor {
+            loaded: true,
+            generation: head.generation,
+            head_version: head.version,
+            shards: shards.len(),
+            retired: head.retired,
+            page,
+            text,
+            page_version,
+        };
+        Ok(ledger)
+    }
+
+    async fn commit(&self, changes: &[Change]) -> Result<(), StateError> {
+        let mut lines = String::new();
+        for change in changes {
+            lines.push_str(&serde_json::to_string(change)?);
+            lines.push('\n');
+        }
+        let mut cursor = self.cursor.lock().await;
+        if !cursor.loaded {
+            return Err(StateError::NotLoaded);
+        }
+        let (page, text, version) =
+            if !cursor.text.is_empty() && cursor.text.len() + lines.len() > PAGE_BYTES {
+                (cursor.page + 1, lines, None)
+            } else {
+                let mut text = cursor.text.clone();
+                text.push_str(&lines);
+                (cursor.page, text, cursor.page_version.clone())
+            };
+        let secret = secret(
+            &self.owner,
+            cursor.generation,
+            Role::Journal,
+            page,
+            &[(DATA_KEY, text.as_str())],
+        );
+        let written = self.put(secret, version.as_deref()).await?;
+        cursor.page = page;
+        cursor.text = text;
+        cursor.page_version = Some(written);
+        Ok(())
+    }
+
+    async fn compact(&self, ledger: &Ledger) -> Result<(), StateError> {
+        let mut cursor = self.cursor.lock().await;
+        if cursor.loaded && cursor.page == 0 && cursor.text.len() <= PAGE_BYTES / 2 {
+            return Ok(()); // a short journal loads as fast as shards
+        }
+        let live = if cursor.loaded {
+            Generation {
+                generation: cursor.generation,
+                shards: cursor.shards,
+                pages: if cursor.page_version.is_some() {
+                    cursor.page + 1
+                } else {
+                    0
+                },
+            }
+        } else {
+            let head = self.head().await?;
+            let shards = self.shards(&head).await?.len();
+            let pages = self.probe(head.generation, Role::Journal, 0).await?.len();
+            cursor.head_version = head.version;
+            cursor.retired = head.retired;
+            Generation {
+                generation: head.generation,
+                shards,
+                pages,
+            }
+        };
+        // A cleanup the last compaction could not finish.
+        if let Some(retired) = cursor.retired {
+            self.retire(retired).await;
+        }
+        // Leftovers of an unfinished compaction to the same generation go first.
+        let next = live.generation.saturating_add(1);
+        for role in [Role::Shard, Role::Journal] {
+            for secret in self.probe(next, role, 0).await? {
+                self.delete(secret.metadata.name.as_deref().unwrap_or_default())
+                    .await?;
+            }
+        }
+        let texts = split(ledger)?;
+        for (index, text) in texts.iter().enumerate() {
+            let shard = secret(&self.owner, next, Role::Shard, index, &[(DATA_KEY, text)]);
+            self.put(shard, None).await?;
+        }
+        let (generation, shards, retired) =
+            (next.to_string(), texts.len().to_string(), live.format());
+        let head = secret(
+            &self.owner,
+            next,
+            Role::Head,
+            0,
+            &[
+                (GENERATION_KEY, &generation),
+                (SHARDS_KEY, &shards),
+                (RETIRED_KEY, &retired),
+            ],
+        );
+        let head_version = self.put(head, cursor.head_version.as_deref()).await?;
+        *cursor = Cursor {
+            loaded: true,
+            generation: next,
+            head_version: Some(head_version),
+            shards: texts.len(),
+            retired: Some(live),
+            ..Cursor::default()
+        };
+        // The new generation is live: the old one is garbage.
+        self.retire(live).await;
+        Ok(())
+    }
+}
