@@ -266,11 +266,13 @@ fn the_controller_rooms_depend_one_way() {
         }
     }
     assert!(broken.is_empty(), "imports against the rooms: {broken:#?}");
-    let top: Vec<String> = std::fs::read_dir(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/controller"),
-    )
-    .unwrap()
-    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-    .collect();
-    assert!(top.len() <= 8, "at most 8 entries at the top of src/controller: {top:?}");
+    let top: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/controller"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+    assert!(
+        top.len() <= 8,
+        "at most 8 entries at the top of src/controller: {top:?}"
+    );
 }
