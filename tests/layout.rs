@@ -245,12 +245,12 @@ fn the_controller_rooms_depend_one_way() {
     let mut broken = Vec::new();
     for (module, uses) in &graph {
         for used in uses {
-            let forbidden = match (room(module).as_str(), room(used).as_str()) {
-                ("reconcile", "runtime") => true,
-                ("registry", "reconcile" | "runtime" | "intake" | "context") => true,
-                ("intake", "reconcile" | "runtime") => true,
-                _ => false,
-            };
+            let forbidden = matches!(
+                (room(module).as_str(), room(used).as_str()),
+                ("reconcile", "runtime")
+                    | ("registry", "reconcile" | "runtime" | "intake" | "context")
+                    | ("intake", "reconcile" | "runtime")
+            );
             let kinds = "reconcile::kinds::";
             let kind_of = |m: &str| {
                 m.strip_prefix(kinds)
