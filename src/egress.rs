@@ -11,19 +11,40 @@ pub struct AllowList {
     allowed: Vec<Url>,
 }
 
+/// Why a URL is refused (or, for the allowed ones themselves, cannot be one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlRefused {
+    #[error("{url:?} is not a URL: {reason}")]
+    NotAUrl {
+        url: String,
+        reason: url::ParseError,
+    },
+    #[error("{url:?} is not an http(s) URL with a host")]
+    NotHttp { url: String },
+    #[error("URLs with credentials in them are not allowed")]
+    Credentials,
+    #[error("{origin} is not among the URLs the operator's installer allows")]
+    NotAllowed { origin: String },
+}
+
+fn parse(url: &str) -> Result<Url, UrlRefused> {
+    Url::parse(url).map_err(|reason| UrlRefused::NotAUrl {
+        url: url.to_owned(),
+        reason,
+    })
+}
+
 impl AllowList {
     /// Parses the allowed URLs (flags); a bad one is an error naming it.
-    pub fn parse<S: AsRef<str>>(urls: &[S]) -> Result<Self, String> {
+    pub fn parse<S: AsRef<str>>(urls: &[S]) -> Result<Self, UrlRefused> {
         let allowed = urls
             .iter()
             .map(|u| {
-                let url = Url::parse(u.as_ref())
-                    .map_err(|e| format!("{:?} is not a URL: {e}", u.as_ref()))?;
+                let url = parse(u.as_ref())?;
                 if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                    return Err(format!(
-                        "{:?} is not an http(s) URL with a host",
-                        u.as_ref()
-                    ));
+                    return Err(UrlRefused::NotHttp {
+                        url: u.as_ref().to_owned(),
+                    });
                 }
                 Ok(url)
             })
@@ -41,10 +62,10 @@ impl AllowList {
     }
 
     /// Whether `url` may be used; `Err` says why not.
-    pub fn check(&self, url: &str) -> Result<(), String> {
-        let parsed = Url::parse(url).map_err(|_| format!("{url:?} is not a URL"))?;
+    pub fn check(&self, url: &str) -> Result<(), UrlRefused> {
+        let parsed = parse(url)?;
         if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err("URLs with credentials in them are not allowed".into());
+            return Err(UrlRefused::Credentials);
         }
         let allowed = self.allowed.iter().any(|a| {
             a.scheme() == parsed.scheme()
@@ -55,12 +76,14 @@ impl AllowList {
         if allowed {
             Ok(())
         } else {
-            Err(format!(
-                "{}://{}{} is not among the URLs the operator's installer allows",
-                parsed.scheme(),
-                parsed.host_str().unwrap_or_default(),
-                parsed.port().map(|p| format!(":{p}")).unwrap_or_default()
-            ))
+            Err(UrlRefused::NotAllowed {
+                origin: format!(
+                    "{}://{}{}",
+                    parsed.scheme(),
+                    parsed.host_str().unwrap_or_default(),
+                    parsed.port().map(|p| format!(":{p}")).unwrap_or_default()
+                ),
+            })
         }
     }
 }
@@ -92,6 +115,13 @@ mod tests {
             assert_eq!(list.check(url).is_ok(), expected, "{url}");
         }
         let err = list.check("https://attacker.example:9/x").unwrap_err();
+        assert_eq!(
+            err,
+            UrlRefused::NotAllowed {
+                origin: "https://attacker.example:9".into()
+            }
+        );
+        let err = err.to_string();
         assert!(
             err.contains("attacker.example:9") && !err.contains("/x"),
             "{err}"
@@ -112,7 +142,15 @@ mod tests {
 
     #[test]
     fn bad_allowed_urls_are_refused() {
-        assert!(AllowList::parse(&["ftp://x"]).is_err());
-        assert!(AllowList::parse(&["nonsense"]).is_err());
+        assert_eq!(
+            AllowList::parse(&["ftp://x"]),
+            Err(UrlRefused::NotHttp {
+                url: "ftp://x".into()
+            })
+        );
+        assert!(matches!(
+            AllowList::parse(&["nonsense"]),
+            Err(UrlRefused::NotAUrl { .. })
+        ));
     }
 }

@@ -9,7 +9,8 @@
 //! - [`credentials`]: PIT age, the OAuth lifecycle with fenced refresh, schedules, dependents;
 //! - [`controller`]: the in-cluster operator (kube-runtime controllers, leader election);
 //! - [`cli`]: one module per subcommand;
-//! - [`telemetry`], [`privacy`], [`tls`]: cross-cutting plumbing.
+//! - [`feed`], [`webhook`]: the change feed's deliveries, and GHL's webhooks received;
+//! - [`egress`], [`refs`], [`telemetry`], [`privacy`], [`tls`]: cross-cutting plumbing.
 
 pub mod cli;
 pub mod controller;
@@ -20,6 +21,7 @@ pub mod engine;
 pub mod feed;
 pub mod ghl;
 pub mod privacy;
+pub mod refs;
 pub mod sandbox;
 pub mod telemetry;
 pub mod tls;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::plan::totals;
-use super::workspace::{CommonArgs, Output, Workspace};
+use super::plan::{print, totals};
+use super::workspace::{CommonArgs, Workspace};
 use crate::crd::common::Mode;
 
 #[derive(Debug, clap::Args)]
@@ -46,19 +46,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let failed = reports
         .iter()
         .any(|r| r.error.is_some() || r.failures > 0 || r.blocked);
-    match args.common.output {
-        Output::Json => {
-            let all: Vec<&serde_json::Value> = reports.iter().map(|r| &r.json).collect();
-            println!("{}", serde_json::to_string_pretty(&all)?);
-        }
-        Output::Text => {
-            for report in &reports {
-                print!("{}", report.text);
-                println!();
-            }
-            println!("{}", summary(&reports));
-        }
-    }
+    print(&reports, args.common.output, &summary(&reports))?;
     Ok(if failed {
         ExitCode::from(1)
     } else {

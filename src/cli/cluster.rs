@@ -140,18 +140,28 @@ fn name_of<K: ResourceExt>(object: &K, scope: Option<&str>) -> String {
     }
 }
 
+/// Why there is no plan to approve.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum NotApprovable {
+    #[error("no plan in status yet")]
+    NoPlan,
+    #[error("no plan is waiting for approval")]
+    NotWaiting,
+    #[error("the waiting plan is now {waiting}, not {reviewed}: review it again")]
+    Changed { waiting: String, reviewed: String },
+}
+
 /// The hash to approve: the waiting plan's, if it is the one reviewed.
-fn to_approve(plan: Option<&PlanSummary>, reviewed: Option<&str>) -> Result<String, String> {
-    let Some(plan) = plan else {
-        return Err("no plan in status yet".into());
-    };
+fn to_approve(plan: Option<&PlanSummary>, reviewed: Option<&str>) -> Result<String, NotApprovable> {
+    let plan = plan.ok_or(NotApprovable::NoPlan)?;
     let (Some(hash), Some(_)) = (&plan.hash, &plan.blocked) else {
-        return Err("no plan is waiting for approval".into());
+        return Err(NotApprovable::NotWaiting);
     };
     match reviewed {
-        Some(reviewed) if reviewed != hash => Err(format!(
-            "the waiting plan is now {hash}, not {reviewed}: review it again"
-        )),
+        Some(reviewed) if reviewed != hash => Err(NotApprovable::Changed {
+            waiting: hash.clone(),
+            reviewed: reviewed.to_owned(),
+        }),
         _ => Ok(hash.clone()),
     }
 }
@@ -195,7 +205,7 @@ async fn approve_in<K: Object>(
         .await
         .with_context(|| format!("reading {kind} {namespace}/{name}"))?;
     let plan = plan_of(&object);
-    let hash = to_approve(plan.as_ref(), reviewed).map_err(|e| anyhow::anyhow!(e))?;
+    let hash = to_approve(plan.as_ref(), reviewed)?;
     let patch = json!({"metadata": {"annotations": {annotation::APPROVE_PLAN: hash}}});
     let params = PatchParams {
         field_manager: Some("kubectl-ghl".into()),
@@ -246,13 +256,18 @@ mod tests {
         };
         assert_eq!(to_approve(Some(&waiting), None), Ok("aaaa".into()));
         assert_eq!(to_approve(Some(&waiting), Some("aaaa")), Ok("aaaa".into()));
-        assert!(
-            to_approve(Some(&waiting), Some("bbbb"))
-                .unwrap_err()
-                .contains("now aaaa")
+        assert_eq!(
+            to_approve(Some(&waiting), Some("bbbb")),
+            Err(NotApprovable::Changed {
+                waiting: "aaaa".into(),
+                reviewed: "bbbb".into()
+            })
         );
-        assert!(to_approve(Some(&applied), None).is_err());
-        assert!(to_approve(None, None).is_err());
+        assert_eq!(
+            to_approve(Some(&applied), None),
+            Err(NotApprovable::NotWaiting)
+        );
+        assert_eq!(to_approve(None, None), Err(NotApprovable::NoPlan));
         assert!(row("ContactSyncPolicy", "big", &[], Some(&waiting)).contains("aaaa (waiting)"));
     }
 }

@@ -80,14 +80,11 @@ fn print_reports(reports: &[Report]) {
 /// One piece: the demo is a script, read top to bottom as the user sees it.
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let manifests = match &args.examples {
-        Some(path) => {
-            Manifests::load(std::slice::from_ref(path), "default").map_err(|e| anyhow!(e))?
-        }
+        Some(path) => Manifests::load(std::slice::from_ref(path), "default")?,
         None => {
             let mut m = Manifests::default();
             for (origin, text) in EXAMPLES {
-                m.add_text(text, origin, "default")
-                    .map_err(|e| anyhow!(e))?;
+                m.add_text(text, origin, "default")?;
             }
             m
         }

@@ -27,13 +27,42 @@ pub struct Manifests {
     pub config_maps: BTreeMap<ObjectKey, BTreeMap<String, String>>,
 }
 
+/// Why manifests could not be read; `at` names the file (and document).
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{at}: {source}")]
+    Io {
+        at: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}: no such file or folder")]
+    NotFound(String),
+    #[error("{at}: not valid YAML: {reason}")]
+    NotYaml { at: String, reason: String },
+    #[error("{at}: {kind} without metadata.name")]
+    NoName { at: String, kind: String },
+    #[error("{at}: Secret data {key:?} is not base64")]
+    NotBase64 { at: String, key: String },
+    /// Refused as the API server would: a type or a CEL rule.
+    #[error("{at}: {reason}")]
+    Invalid { at: String, reason: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ManifestError + '_ {
+    move |source| ManifestError::Io {
+        at: path.display().to_string(),
+        source,
+    }
+}
+
 /// The files under `paths` (folders are walked; `.yaml`, `.yml`, `.json`), sorted.
-fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ManifestError> {
     let mut out = Vec::new();
     for path in paths {
         if path.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?
+                .map_err(io(path))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .collect();
             entries.sort();
@@ -45,7 +74,7 @@ fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         } else if path.exists() {
             out.push(path.clone());
         } else {
-            return Err(format!("{}: no such file or folder", path.display()));
+            return Err(ManifestError::NotFound(path.display().to_string()));
         }
     }
     Ok(out)
@@ -60,11 +89,10 @@ fn is_manifest(path: &Path) -> bool {
 
 impl Manifests {
     /// Reads every manifest under `paths`. `default_namespace` applies to objects without one.
-    pub fn load(paths: &[PathBuf], default_namespace: &str) -> Result<Self, String> {
+    pub fn load(paths: &[PathBuf], default_namespace: &str) -> Result<Self, ManifestError> {
         let mut manifests = Manifests::default();
         for file in files(paths)? {
-            let text =
-                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let text = std::fs::read_to_string(&file).map_err(io(&file))?;
             manifests.add_text(&text, &file.display().to_string(), default_namespace)?;
         }
         Ok(manifests)
@@ -76,9 +104,12 @@ impl Manifests {
         text: &str,
         origin: &str,
         default_namespace: &str,
-    ) -> Result<(), String> {
-        let docs: Vec<Value> = serde_saphyr::from_multiple(text)
-            .map_err(|e| format!("{origin}: not valid YAML: {e}"))?;
+    ) -> Result<(), ManifestError> {
+        let docs: Vec<Value> =
+            serde_saphyr::from_multiple(text).map_err(|e| ManifestError::NotYaml {
+                at: origin.to_owned(),
+                reason: e.to_string(),
+            })?;
         for (n, mut doc) in docs.into_iter().enumerate() {
             if doc.is_null() {
                 continue;
@@ -95,7 +126,10 @@ impl Manifests {
                     .to_owned(),
                 doc["metadata"]["name"]
                     .as_str()
-                    .ok_or_else(|| format!("{at}: {kind} without metadata.name"))?
+                    .ok_or_else(|| ManifestError::NoName {
+                        at: at.clone(),
+                        kind: kind.clone(),
+                    })?
                     .to_owned(),
             );
             match kind.as_str() {
@@ -114,9 +148,13 @@ impl Manifests {
                 "Secret" => {
                     let mut data = BTreeMap::new();
                     for (k, v) in doc["data"].as_object().into_iter().flatten() {
-                        let bytes = BASE64
-                            .decode(v.as_str().unwrap_or_default())
-                            .map_err(|_| format!("{at}: Secret data {k:?} is not base64"))?;
+                        let bytes =
+                            BASE64.decode(v.as_str().unwrap_or_default()).map_err(|_| {
+                                ManifestError::NotBase64 {
+                                    at: at.clone(),
+                                    key: k.clone(),
+                                }
+                            })?;
                         data.insert(k.clone(), String::from_utf8_lossy(&bytes).into_owned());
                     }
                     for (k, v) in doc["stringData"].as_object().into_iter().flatten() {
@@ -142,7 +180,7 @@ impl Manifests {
 
 /// Deserializes a custom resource after the checks the API server makes: types (through
 /// serde) and the CRD's CEL rules.
-fn checked<K>(doc: &Value, at: &str) -> Result<K, String>
+fn checked<K>(doc: &Value, at: &str) -> Result<K, ManifestError>
 where
     K: CustomResourceExt + serde::de::DeserializeOwned,
 {
@@ -153,10 +191,14 @@ where
         .and_then(|s| s.open_api_v3_schema.as_ref())
         .and_then(|s| serde_json::to_value(s).ok())
         .unwrap_or(Value::Null);
+    let invalid = |reason: String| ManifestError::Invalid {
+        at: at.to_owned(),
+        reason,
+    };
     if let Err(errors) = Validator::new().validate(&schema, doc, None) {
-        return Err(format!("{at}: {errors}"));
+        return Err(invalid(errors.to_string()));
     }
-    serde_json::from_value(doc.clone()).map_err(|e| format!("{at}: {e}"))
+    serde_json::from_value(doc.clone()).map_err(|e| invalid(e.to_string()))
 }
 
 #[cfg(test)]
@@ -217,7 +259,8 @@ spec:
 "#;
         let err = Manifests::default()
             .add_text(both_auths, "bad.yaml", "default")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("bad.yaml (document 1)") && err.contains("exactly one"),
             "{err}"
@@ -226,6 +269,8 @@ spec:
         let err = Manifests::default()
             .add_text(bad_type, "p.yaml", "default")
             .unwrap_err();
+        assert!(matches!(err, ManifestError::Invalid { .. }), "{err}");
+        let err = err.to_string();
         assert!(err.contains("p.yaml"), "{err}");
     }
 

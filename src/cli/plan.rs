@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::workspace::{CommonArgs, Output, Workspace};
+use super::workspace::{CommonArgs, Output, Report, Workspace};
 use crate::crd::common::Mode;
 
 #[derive(Debug, clap::Args)]
@@ -19,24 +19,30 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let reports = workspace.run(Mode::Plan, None).await;
     let errors = reports.iter().filter(|r| r.error.is_some()).count();
     let changes = reports.iter().any(|r| r.changes);
-    match args.common.output {
+    print(&reports, args.common.output, &totals(&reports))?;
+    Ok(exit_code(errors > 0, changes, args.detailed_exitcode))
+}
+
+/// Prints the reports as `output` asks, text ending with `last`.
+pub fn print(reports: &[Report], output: Output, last: &str) -> anyhow::Result<()> {
+    match output {
         Output::Json => {
             let all: Vec<&serde_json::Value> = reports.iter().map(|r| &r.json).collect();
             println!("{}", serde_json::to_string_pretty(&all)?);
         }
         Output::Text => {
-            for report in &reports {
+            for report in reports {
                 print!("{}", report.text);
                 println!();
             }
-            println!("{}", totals(&reports));
+            println!("{last}");
         }
     }
-    Ok(exit_code(errors > 0, changes, args.detailed_exitcode))
+    Ok(())
 }
 
 /// The summary line over all reports.
-pub fn totals(reports: &[super::workspace::Report]) -> String {
+pub fn totals(reports: &[Report]) -> String {
     let mut s = crate::crd::common::PlanSummary::default();
     for report in reports {
         if let Some(summary) = report.json.get("summary") {

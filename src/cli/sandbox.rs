@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 
 use crate::crd::DurationString;
 use crate::sandbox::config::{
@@ -72,7 +72,7 @@ pub struct SandboxArgs {
 impl SandboxArgs {
     pub fn to_config(&self) -> anyhow::Result<SandboxConfig> {
         let seed = match &self.seed {
-            Some(path) => load_seed(path).map_err(|e| anyhow!(e))?,
+            Some(path) => load_seed(path)?,
             None => Default::default(),
         };
         Ok(SandboxConfig {
@@ -98,9 +98,7 @@ impl SandboxArgs {
 pub async fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     let config = args.to_config()?;
     let webhooks = config.webhook_url.is_some();
-    let running = sandbox::start(config, args.listen)
-        .await
-        .map_err(|e| anyhow!(e))?;
+    let running = sandbox::start(config, args.listen).await?;
     println!("GHL sandbox listening on {}", running.url);
     for (location, token) in &running.locations {
         println!("  location id: {location}  token: {token}");

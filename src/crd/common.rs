@@ -144,15 +144,18 @@ impl DurationString {
         field: &str,
         min: Duration,
         max: Duration,
-    ) -> Result<Duration, String> {
-        let value = self.parse().map_err(|e| format!("{field}: {e}"))?;
+    ) -> Result<Duration, InvalidField> {
+        let value = self.parse().map_err(|source| InvalidField::Duration {
+            field: field.to_owned(),
+            source,
+        })?;
         if value < min || value > max {
-            return Err(format!(
-                "{field}: {:?} is out of range (from {} to {})",
-                self.0,
-                humantime::format_duration(min),
-                humantime::format_duration(max)
-            ));
+            return Err(InvalidField::OutOfRange {
+                field: field.to_owned(),
+                value: format!("{:?}", self.0),
+                min: humantime::format_duration(min).to_string(),
+                max: humantime::format_duration(max).to_string(),
+            });
         }
         Ok(value)
     }
@@ -165,11 +168,30 @@ pub fn duration_field(
     default: Duration,
     min: Duration,
     max: Duration,
-) -> Result<Duration, String> {
+) -> Result<Duration, InvalidField> {
     match value {
         Some(value) => value.parse_field(field, min, max),
         None => Ok(default),
     }
+}
+
+/// A spec field that cannot be used as it is; the message names the field, so it can be
+/// reported as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidField {
+    #[error("{field}: {source}")]
+    Duration {
+        field: String,
+        #[source]
+        source: InvalidDuration,
+    },
+    #[error("{field}: {value} is out of range (from {min} to {max})")]
+    OutOfRange {
+        field: String,
+        value: String,
+        min: String,
+        max: String,
+    },
 }
 
 impl std::str::FromStr for DurationString {
@@ -329,14 +351,16 @@ mod tests {
         );
         let err = DurationString::new("2h")
             .parse_field("spec.resyncInterval", min, max)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("spec.resyncInterval: \"2h\" is out of range"),
             "{err}"
         );
         let err = DurationString::new("soon")
             .parse_field("spec.resyncInterval", min, max)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("spec.resyncInterval: invalid duration"),
             "{err}"

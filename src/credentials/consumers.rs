@@ -161,44 +161,49 @@ pub fn decide(
     }
 }
 
-async fn roll<K>(
-    api: Api<K>,
-    name: &str,
-    connection: &str,
-    fingerprint: &str,
+/// One rollout's inputs, whatever the workload's kind.
+struct Roll<'a> {
+    name: &'a str,
+    connection: &'a str,
+    fingerprint: &'a str,
     min_interval: Duration,
     now: Timestamp,
-) -> Result<Rollout, kube::Error>
-where
-    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let Some(object) = api.get_opt(name).await? else {
-        return Ok(Rollout::Missing);
-    };
-    let annotations = object.annotations();
-    if !permits(annotations, connection) {
-        return Ok(Rollout::NotPermitted);
-    }
-    let rolled_for = annotations
-        .get(annotation::RESTARTED_FOR_REVISION)
-        .map(String::as_str);
-    let rolled_at = annotations
-        .get(annotation::RESTARTED_AT)
-        .and_then(|t| t.parse().ok());
-    let decision = decide(rolled_for, rolled_at, fingerprint, min_interval, now);
-    let patch = match decision {
-        Rollout::Adopted => {
-            json!({"metadata": {"annotations": {annotation::RESTARTED_FOR_REVISION: fingerprint}}})
+}
+
+impl Roll<'_> {
+    async fn on<K>(&self, api: Api<K>) -> Result<Rollout, kube::Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let (name, fingerprint, now) = (self.name, self.fingerprint, self.now);
+        let Some(object) = api.get_opt(name).await? else {
+            return Ok(Rollout::Missing);
+        };
+        let annotations = object.annotations();
+        if !permits(annotations, self.connection) {
+            return Ok(Rollout::NotPermitted);
         }
-        Rollout::Restarted => json!({
-            "metadata": {"annotations": {annotation::RESTARTED_FOR_REVISION: fingerprint, annotation::RESTARTED_AT: now.to_string()}},
-            "spec": {"template": {"metadata": {"annotations": {annotation::KUBECTL_RESTARTED_AT: now.to_string()}}}}
-        }),
-        _ => return Ok(decision),
-    };
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(decision)
+        let rolled_for = annotations
+            .get(annotation::RESTARTED_FOR_REVISION)
+            .map(String::as_str);
+        let rolled_at = annotations
+            .get(annotation::RESTARTED_AT)
+            .and_then(|t| t.parse().ok());
+        let decision = decide(rolled_for, rolled_at, fingerprint, self.min_interval, now);
+        let patch = match decision {
+            Rollout::Adopted => {
+                json!({"metadata": {"annotations": {annotation::RESTARTED_FOR_REVISION: fingerprint}}})
+            }
+            Rollout::Restarted => json!({
+                "metadata": {"annotations": {annotation::RESTARTED_FOR_REVISION: fingerprint, annotation::RESTARTED_AT: now.to_string()}},
+                "spec": {"template": {"metadata": {"annotations": {annotation::KUBECTL_RESTARTED_AT: now.to_string()}}}}
+            }),
+            _ => return Ok(decision),
+        };
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(decision)
+    }
 }
 
 /// Rolls `target` if the token changed since its last roll — when the target opts in to
@@ -212,39 +217,26 @@ pub async fn rollout(
     min_interval: Duration,
     now: Timestamp,
 ) -> Result<Rollout, kube::Error> {
+    let roll = Roll {
+        name: &target.name,
+        connection,
+        fingerprint,
+        min_interval,
+        now,
+    };
+    let client = client.clone();
     match target.kind {
         WorkloadKind::Deployment => {
-            roll(
-                Api::<Deployment>::namespaced(client.clone(), namespace),
-                &target.name,
-                connection,
-                fingerprint,
-                min_interval,
-                now,
-            )
-            .await
+            roll.on(Api::<Deployment>::namespaced(client, namespace))
+                .await
         }
         WorkloadKind::StatefulSet => {
-            roll(
-                Api::<StatefulSet>::namespaced(client.clone(), namespace),
-                &target.name,
-                connection,
-                fingerprint,
-                min_interval,
-                now,
-            )
-            .await
+            roll.on(Api::<StatefulSet>::namespaced(client, namespace))
+                .await
         }
         WorkloadKind::DaemonSet => {
-            roll(
-                Api::<DaemonSet>::namespaced(client.clone(), namespace),
-                &target.name,
-                connection,
-                fingerprint,
-                min_interval,
-                now,
-            )
-            .await
+            roll.on(Api::<DaemonSet>::namespaced(client, namespace))
+                .await
         }
     }
 }

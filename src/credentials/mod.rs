@@ -1,7 +1,7 @@
 //! Credentials: where a connection's access token comes from and how it stays valid.
 //!
 //! - [`pit`]: Private Integration Tokens from the user's Secret, with their age;
-//! - [`oauth`]: the OAuth lifecycle (code exchange, fenced refresh, agency → location tokens);
+//! - [`oauth`]: the OAuth lifecycle (code exchange, single-flight refresh, agency → location tokens);
 //! - [`token_secret`]: the operator-managed token Secret's format and the refresh claim;
 //! - [`schedule`]: when to renew (pure functions);
 //! - [`consumers`]: the consumer Secret and rollout restarts of dependent workloads;

@@ -118,7 +118,7 @@ pub async fn observe(
                 std::time::Duration::from_secs(1),
                 crate::crd::common::MAX_DURATION,
             )
-            .map_err(|e| Problem::stalled(reason::INVALID_SPEC, e))?,
+            .map_err(|e| Problem::stalled(reason::INVALID_SPEC, e.to_string()))?,
         ),
         None => None,
     };

@@ -26,18 +26,28 @@ pub const MIN_REFRESH_GAP: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct Schedule(Cron);
 
+/// A `rotationSchedule` that is not a five-field cron.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSchedule {
+    #[error("rotationSchedule {0:?}: expected five cron fields (minute hour day month weekday)")]
+    Fields(String),
+    #[error("rotationSchedule {text:?}: {reason}")]
+    Cron { text: String, reason: String },
+}
+
 impl FromStr for Schedule {
-    type Err = String;
+    type Err = InvalidSchedule;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         if text.split_whitespace().count() != 5 {
-            return Err(format!(
-                "rotationSchedule {text:?}: expected five cron fields (minute hour day month weekday)"
-            ));
+            return Err(InvalidSchedule::Fields(text.to_owned()));
         }
         Cron::from_str(text)
             .map(Schedule)
-            .map_err(|e| format!("rotationSchedule {text:?}: {e}"))
+            .map_err(|e| InvalidSchedule::Cron {
+                text: text.to_owned(),
+                reason: e.to_string(),
+            })
     }
 }
 
@@ -281,6 +291,7 @@ mod tests {
             "0 */12 * *"
                 .parse::<Schedule>()
                 .unwrap_err()
+                .to_string()
                 .contains("five cron fields")
         );
         assert!("99 * * * *".parse::<Schedule>().is_err());

@@ -137,25 +137,9 @@ impl Field {
 
     /// Sets the field on a create body.
     pub fn write_create(self, body: &mut CreateContact, value: &str) {
-        let v = Some(value.to_owned());
         match self {
-            Field::FirstName => body.first_name = v,
-            Field::LastName => body.last_name = v,
-            Field::Name => body.name = v,
-            Field::Email => body.email = v,
-            Field::Phone => body.phone = v,
-            Field::CompanyName => body.company_name = v,
-            Field::Address1 => body.address1 = v,
-            Field::City => body.city = v,
-            Field::State => body.state = v,
-            Field::PostalCode => body.postal_code = v,
-            Field::Country => body.country = v,
-            Field::Website => body.website = v,
-            Field::Timezone => body.timezone = v,
-            Field::Source => body.source = v,
-            Field::DateOfBirth => body.date_of_birth = v,
-            Field::AssignedTo => body.assigned_to = v,
-            Field::Dnd => body.dnd = Some(value == "true"),
+            Field::CompanyName => body.company_name = Some(value.to_owned()),
+            _ => self.write_update(&mut body.fields, value),
         }
     }
 

@@ -109,20 +109,12 @@ pub async fn observe(
             }
         }
     }
-    let fetched: Vec<(String, Result<Option<ContactView>, GhlError>)> = stream::iter(to_get)
-        .map(|id| async move {
-            let result = match api.get_contact(&id).await {
-                Ok(contact) => Ok(Some(ContactView::from_contact(&contact, true))),
-                Err(e) if e.class() == ErrorClass::NotFound => Ok(None),
-                Err(e) => Err(e),
-            };
-            (id, result)
-        })
-        .buffer_unordered(options.concurrency.max(1))
-        .collect()
-        .await;
-    for (id, result) in fetched {
-        match result? {
+    let fetched = get_contacts(api, to_get, options.concurrency, |contact| {
+        ContactView::from_contact(contact, true)
+    })
+    .await?;
+    for (id, view) in fetched {
+        match view {
             Some(view) => observed.insert(view, match_by),
             None => {
                 observed.contacts.remove(id.as_str());
@@ -278,28 +270,67 @@ pub(crate) async fn read_tasks(
         }
     }
     if fallback {
-        let lists: Vec<(String, Result<Vec<crate::ghl::models::Task>, GhlError>)> =
-            stream::iter(contacts.iter().cloned())
-                .map(|id| async move {
-                    let result = api.list_tasks(&id).await;
-                    (id, result)
-                })
-                .buffer_unordered(concurrency.max(1))
-                .collect()
-                .await;
-        for (id, result) in lists {
-            match result {
-                Ok(tasks) => {
-                    observed.tasks.insert(id, tasks);
-                }
-                Err(e) if e.class() == ErrorClass::NotFound => {
-                    observed.tasks.insert(id, Vec::new());
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let lists = per_contact(contacts, concurrency, |id| async move {
+            api.list_tasks(&id).await
+        })
+        .await?;
+        observed.tasks.extend(lists);
     }
     Ok(())
+}
+
+/// Reads contacts by id (GET), `concurrency` at once, each as `view` makes of it; `None` for
+/// those GHL no longer has.
+pub(crate) async fn get_contacts<V>(
+    api: &dyn GhlApi,
+    ids: impl IntoIterator<Item = String>,
+    concurrency: usize,
+    view: impl Fn(&crate::ghl::models::Contact) -> V,
+) -> Result<Vec<(String, Option<V>)>, GhlError> {
+    let view = &view;
+    let fetched: Vec<(String, Result<Option<V>, GhlError>)> = stream::iter(ids)
+        .map(|id| async move {
+            let result = match api.get_contact(&id).await {
+                Ok(contact) => Ok(Some(view(&contact))),
+                Err(e) if e.class() == ErrorClass::NotFound => Ok(None),
+                Err(e) => Err(e),
+            };
+            (id, result)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    fetched
+        .into_iter()
+        .map(|(id, result)| result.map(|view| (id, view)))
+        .collect()
+}
+
+/// Reads a list per contact, `concurrency` at once; a contact GHL no longer has lists
+/// nothing.
+pub(crate) async fn per_contact<T, F, Fut>(
+    contacts: &BTreeSet<String>,
+    concurrency: usize,
+    read: F,
+) -> Result<Vec<(String, Vec<T>)>, GhlError>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, GhlError>>,
+{
+    let read = &read;
+    let lists: Vec<(String, Result<Vec<T>, GhlError>)> = stream::iter(contacts.iter().cloned())
+        .map(|id| async move { (id.clone(), read(id).await) })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    lists
+        .into_iter()
+        .map(|(id, result)| match result {
+            Ok(items) => Ok((id, items)),
+            Err(e) if e.class() == ErrorClass::NotFound => Ok((id, Vec::new())),
+            Err(e) => Err(e),
+        })
+        .collect()
 }
 
 pub(crate) async fn read_notes(
@@ -308,25 +339,10 @@ pub(crate) async fn read_notes(
     observed: &mut Observed,
     concurrency: usize,
 ) -> Result<(), GhlError> {
-    let lists: Vec<(String, Result<Vec<crate::ghl::models::Note>, GhlError>)> =
-        stream::iter(contacts.iter().cloned())
-            .map(|id| async move {
-                let result = api.list_notes(&id).await;
-                (id, result)
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-    for (id, result) in lists {
-        match result {
-            Ok(notes) => {
-                observed.notes.insert(id, notes);
-            }
-            Err(e) if e.class() == ErrorClass::NotFound => {
-                observed.notes.insert(id, Vec::new());
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let lists = per_contact(contacts, concurrency, |id| async move {
+        api.list_notes(&id).await
+    })
+    .await?;
+    observed.notes.extend(lists);
     Ok(())
 }

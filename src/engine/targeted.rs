@@ -6,19 +6,17 @@
 
 use std::collections::BTreeSet;
 
-use futures::{StreamExt, stream};
-
 use crate::engine::apply::apply;
 use crate::engine::desired::Desired;
 use crate::engine::ledger::{KeyDigest, Ledger};
-use crate::engine::observe::{read_notes, read_tasks};
+use crate::engine::observe::{get_contacts, read_notes, read_tasks};
 use crate::engine::observed::{ContactView, Observed};
 use crate::engine::ownership::OwnedIds;
 use crate::engine::plan::{Plan, PlanOptions, plan};
 use crate::engine::settle::{Terms, settle};
 use crate::engine::state::StateStore;
 use crate::engine::sync::{SyncError, SyncOptions, SyncOutcome};
-use crate::ghl::{ErrorClass, GhlApi, GhlError};
+use crate::ghl::{GhlApi, GhlError};
 
 /// Which contacts changed, and which of their parts are worth reading.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,21 +36,12 @@ async fn get_views(
     desired: &Desired,
     concurrency: usize,
 ) -> Result<(), GhlError> {
-    let fetched: Vec<(String, Result<Option<ContactView>, GhlError>)> =
-        stream::iter(ids.iter().cloned())
-            .map(|id| async move {
-                let view = match api.get_contact(&id).await {
-                    Ok(contact) => Ok(Some(ContactView::from_contact(&contact, true))),
-                    Err(e) if e.class() == ErrorClass::NotFound => Ok(None),
-                    Err(e) => Err(e),
-                };
-                (id, view)
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
+    let fetched = get_contacts(api, ids.iter().cloned(), concurrency, |contact| {
+        ContactView::from_contact(contact, true)
+    })
+    .await?;
     for (id, view) in fetched {
-        match view? {
+        match view {
             Some(view) => observed.insert(view, desired.match_by),
             None => {
                 observed.gone.insert(id);

@@ -32,11 +32,13 @@ use tokio::sync::{Notify, Semaphore};
 use self::cloudevent::Snapshot;
 pub use self::metrics::FeedMetrics;
 use self::queue::{Attempt, Due, Finished, Queue};
-use self::signature::SigningKey;
+use self::signature::{InvalidSigningKey, SigningKey};
 use crate::crd::export::{ExportPart, ExportStatus, SinkStatus};
+use crate::egress::UrlRefused;
 use crate::ghl::models::{ContactSearch, FilterOperator, SearchFilter, SearchSort, SortDirection};
 use crate::ghl::paginate::search_all;
 use crate::ghl::{ErrorClass, GhlApi, GhlError};
+use crate::refs::RefError;
 
 /// How far behind its start a catch-up moves the cursor: GHL's search lags writes by seconds.
 pub const SEARCH_LAG_MARGIN: Duration = Duration::from_secs(30);
@@ -52,6 +54,37 @@ pub fn fresh_cursor(now: Timestamp) -> Timestamp {
 /// Contacts delivered at once per feed.
 const CONCURRENCY: usize = 32;
 
+/// Why a sink cannot send.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum SinkUnusable {
+    #[error("sink URL not allowed: {0} (--allowed-sink-url)")]
+    NotAllowed(#[source] UrlRefused),
+    #[error(transparent)]
+    Secret(#[from] RefError),
+    #[error("Secret {name}: {source}")]
+    Key {
+        name: String,
+        #[source]
+        source: InvalidSigningKey,
+    },
+}
+
+/// Why a change could not be read from GHL (the delivery is retried).
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("the connection is not ready")]
+    NotReady,
+    /// GHL failed, by the error's category (its text may name the contact).
+    #[error("reading the contact from GHL: {0}")]
+    Ghl(&'static str),
+}
+
+impl From<GhlError> for ReadError {
+    fn from(e: GhlError) -> Self {
+        Self::Ghl(e.category())
+    }
+}
+
 /// A sink, as configured and checked.
 #[derive(Clone, Debug)]
 pub struct SinkConfig {
@@ -59,7 +92,7 @@ pub struct SinkConfig {
     pub url: String,
     pub include: BTreeSet<ExportPart>,
     /// The signing key, or why the sink cannot send (URL not allowed, Secret unreadable).
-    pub ready: Result<SigningKey, String>,
+    pub ready: Result<SigningKey, SinkUnusable>,
 }
 
 /// A feed's settings.
@@ -197,7 +230,7 @@ impl Feed {
                     failed: counts.failed,
                     last_delivered_at: counts.last_delivered_at.map(Time),
                     last_error: match &sink.ready {
-                        Err(why) => Some(why.clone()),
+                        Err(why) => Some(why.to_string()),
                         Ok(_) => counts.last_error,
                     },
                 }
@@ -353,13 +386,13 @@ impl Shared {
             .collect();
         let fetched = match (self.client)() {
             Some(api) => fetch(api.as_ref(), contact, &parts).await,
-            None => Err("the connection is not ready".to_owned()),
+            None => Err(ReadError::NotReady),
         };
         for (sink_name, due) in dues {
             let attempt = match (&fetched, sinks.get(sink_name.as_str())) {
                 (Err(error), _) => Attempt::Retry {
                     after: None,
-                    error: error.clone(),
+                    error: error.to_string(),
                 },
                 (Ok(_), None) => continue,
                 (Ok(found), Some(sink)) => {
@@ -382,7 +415,7 @@ impl Shared {
                         Ok(key) => sink::send(&self.http, &sink.url, key, &envelope).await,
                         Err(why) => Attempt::Retry {
                             after: None,
-                            error: why.clone(),
+                            error: why.to_string(),
                         },
                     }
                 }
@@ -496,8 +529,8 @@ impl Shared {
     }
 
     /// Every contact changed since `from` (every contact when `None`) becomes a change.
-    async fn catch_up(&self, from: Option<Timestamp>, snapshot: bool) -> Result<(), String> {
-        let api = (self.client)().ok_or("the connection is not ready")?;
+    async fn catch_up(&self, from: Option<Timestamp>, snapshot: bool) -> Result<(), ReadError> {
+        let api = (self.client)().ok_or(ReadError::NotReady)?;
         let filters = from
             .map(|from| {
                 vec![SearchFilter::condition(
@@ -518,7 +551,7 @@ impl Shared {
         };
         let trigger = if snapshot { "Snapshot" } else { "CatchUp" };
         let mut pages = search_all(api.as_ref(), search);
-        while let Some(contact) = pages.try_next().await.map_err(|e| e.to_string())? {
+        while let Some(contact) = pages.try_next().await? {
             self.change(&contact.id, trigger, false);
         }
         Ok(())
@@ -579,8 +612,11 @@ impl Found {
 }
 
 /// Reads the contact and `parts` (GHL trouble is an error: the delivery retries).
-async fn fetch(api: &dyn GhlApi, id: &str, parts: &BTreeSet<ExportPart>) -> Result<Found, String> {
-    let reason = |e: GhlError| format!("reading the contact from GHL: {}", e.category());
+async fn fetch(
+    api: &dyn GhlApi,
+    id: &str,
+    parts: &BTreeSet<ExportPart>,
+) -> Result<Found, ReadError> {
     let contact = match api.get_contact(id).await {
         Ok(contact) => contact,
         Err(e) if e.class() == ErrorClass::NotFound => {
@@ -592,7 +628,7 @@ async fn fetch(api: &dyn GhlApi, id: &str, parts: &BTreeSet<ExportPart>) -> Resu
                 time: Timestamp::now(),
             });
         }
-        Err(e) => return Err(reason(e)),
+        Err(e) => return Err(e.into()),
     };
     let time = contact
         .date_updated
@@ -601,22 +637,18 @@ async fn fetch(api: &dyn GhlApi, id: &str, parts: &BTreeSet<ExportPart>) -> Resu
         .unwrap_or_else(Timestamp::now);
     let value = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
     let tasks = if parts.contains(&ExportPart::Tasks) {
-        Some(value(serde_json::to_value(
-            api.list_tasks(id).await.map_err(reason)?,
-        )))
+        Some(value(serde_json::to_value(api.list_tasks(id).await?)))
     } else {
         None
     };
     let notes = if parts.contains(&ExportPart::Notes) {
-        Some(value(serde_json::to_value(
-            api.list_notes(id).await.map_err(reason)?,
-        )))
+        Some(value(serde_json::to_value(api.list_notes(id).await?)))
     } else {
         None
     };
     let appointments = if parts.contains(&ExportPart::Appointments) {
         Some(value(serde_json::to_value(
-            api.list_appointments(id).await.map_err(reason)?,
+            api.list_appointments(id).await?,
         )))
     } else {
         None

@@ -18,24 +18,33 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
+/// Why a Secret value is not a signing key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSigningKey {
+    #[error("the signing secret starts with whsec_ but is not base64 after it")]
+    NotBase64,
+    #[error("the signing secret is empty")]
+    Empty,
+}
+
 impl SigningKey {
     /// The key a Secret value stands for: `whsec_<base64>`, or the bytes as they are.
-    pub fn from_secret(secret: &[u8]) -> Result<Self, String> {
+    pub fn from_secret(secret: &[u8]) -> Result<Self, InvalidSigningKey> {
         let trimmed = secret.trim_ascii();
         let key = match trimmed.strip_prefix(b"whsec_") {
-            Some(encoded) => BASE64.decode(encoded).map_err(|_| {
-                "the signing secret starts with whsec_ but is not base64 after it".to_owned()
-            })?,
+            Some(encoded) => BASE64
+                .decode(encoded)
+                .map_err(|_| InvalidSigningKey::NotBase64)?,
             None => trimmed.to_vec(),
         };
         if key.is_empty() {
-            return Err("the signing secret is empty".into());
+            return Err(InvalidSigningKey::Empty);
         }
         Ok(Self(key))
     }
 
-    /// The `webhook-signature` header value for a message.
-    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+    /// The MAC of `<id>.<timestamp>.<body>`.
+    fn mac(&self, id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
             .expect("HMAC takes keys of any length");
         mac.update(id.as_bytes());
@@ -43,6 +52,12 @@ impl SigningKey {
         mac.update(timestamp.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
+        mac
+    }
+
+    /// The `webhook-signature` header value for a message.
+    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mac = self.mac(id, timestamp, body);
         format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
     }
 
@@ -56,14 +71,7 @@ impl SigningKey {
             let Ok(given) = BASE64.decode(encoded) else {
                 return false;
             };
-            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
-                .expect("HMAC takes keys of any length");
-            mac.update(id.as_bytes());
-            mac.update(b".");
-            mac.update(timestamp.to_string().as_bytes());
-            mac.update(b".");
-            mac.update(body);
-            mac.verify_slice(&given).is_ok()
+            self.mac(id, timestamp, body).verify_slice(&given).is_ok()
         })
     }
 }

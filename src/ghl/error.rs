@@ -146,6 +146,14 @@ impl GhlError {
         }
     }
 
+    /// A create refused because the contact exists ("This location does not allow duplicated
+    /// contacts.", a 400 that names the existing contact in `meta.contactId`): GHL has no
+    /// error code for it, so its message is the one sign, read here, in the GHL layer.
+    pub fn is_duplicate_contact(&self) -> bool {
+        matches!(self, GhlError::Api { status: 400, message, .. }
+            if message.to_ascii_lowercase().contains("duplicat"))
+    }
+
     /// A bounded, stable name for metrics labels and Event reasons.
     pub fn category(&self) -> &'static str {
         match self {

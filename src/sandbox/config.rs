@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::seed::Seed;
 use crate::crd::DurationString;
+use crate::crd::common::InvalidDuration;
 
 /// The sandbox's location when none is given (the id GHL's own examples use).
 pub const DEFAULT_LOCATION_ID: &str = "ve9EPM428h8vShlRW1KT";
@@ -116,25 +117,50 @@ impl Default for RateLimit {
     }
 }
 
+/// A sandbox flag's value that does not parse.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidFlag {
+    #[error("expected REQUESTS/WINDOW like 100/10s, got {0:?}")]
+    NotARate(String),
+    #[error("invalid request count {0:?}")]
+    Count(String),
+    #[error("the request count must be at least 1")]
+    NoRequests,
+    #[error(transparent)]
+    Duration(#[from] InvalidDuration),
+    #[error("the window must be longer than zero")]
+    EmptyWindow,
+    #[error("expected key=value, got {0:?}")]
+    NotKeyValue(String),
+    #[error("{key}: expected a share between 0 and 1, got {value:?}")]
+    Share { key: String, value: String },
+    #[error("seed: expected a number, got {0:?}")]
+    Seed(String),
+    #[error(
+        "unknown fault {0:?} (known: seed, 5xx, slow, slow-delay, timeout, drop, 422-created, webhook-drop, on)"
+    )]
+    UnknownFault(String),
+    #[error("the fault shares add up to {0}, more than 1")]
+    SharesOver(f64),
+}
+
 impl FromStr for RateLimit {
-    type Err = String;
+    type Err = InvalidFlag;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (count, window) = text
             .split_once('/')
-            .ok_or_else(|| format!("expected REQUESTS/WINDOW like 100/10s, got {text:?}"))?;
+            .ok_or_else(|| InvalidFlag::NotARate(text.to_owned()))?;
         let requests: u32 = count
             .trim()
             .parse()
-            .map_err(|_| format!("invalid request count {count:?}"))?;
+            .map_err(|_| InvalidFlag::Count(count.to_owned()))?;
         if requests == 0 {
-            return Err("the request count must be at least 1".into());
+            return Err(InvalidFlag::NoRequests);
         }
-        let window = DurationString::new(window.trim())
-            .parse()
-            .map_err(|e| e.to_string())?;
+        let window = DurationString::new(window.trim()).parse()?;
         if window.is_zero() {
-            return Err("the window must be longer than zero".into());
+            return Err(InvalidFlag::EmptyWindow);
         }
         Ok(Self { requests, window })
     }
@@ -175,7 +201,7 @@ impl FaultSpec {
 }
 
 impl FromStr for FaultSpec {
-    type Err = String;
+    type Err = InvalidFlag;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let mut spec = FaultSpec {
@@ -185,54 +211,71 @@ impl FromStr for FaultSpec {
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, value) = part
                 .split_once('=')
-                .ok_or_else(|| format!("expected key=value, got {part:?}"))?;
-            let share = || -> Result<f64, String> {
-                let v: f64 = value.parse().map_err(|_| {
-                    format!("{key}: expected a share between 0 and 1, got {value:?}")
-                })?;
-                if (0.0..=1.0).contains(&v) {
-                    Ok(v)
-                } else {
-                    Err(format!("{key}: {v} is not between 0 and 1"))
-                }
+                .ok_or_else(|| InvalidFlag::NotKeyValue(part.to_owned()))?;
+            let share = || -> Result<f64, InvalidFlag> {
+                value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| (0.0..=1.0).contains(v))
+                    .ok_or_else(|| InvalidFlag::Share {
+                        key: key.to_owned(),
+                        value: value.to_owned(),
+                    })
             };
             match key {
                 "seed" => {
                     spec.seed = value
                         .parse()
-                        .map_err(|_| format!("seed: expected a number, got {value:?}"))?
+                        .map_err(|_| InvalidFlag::Seed(value.to_owned()))?
                 }
                 "5xx" => spec.server_error = share()?,
                 "slow" => spec.slow = share()?,
-                "slow-delay" => {
-                    spec.slow_delay = DurationString::new(value)
-                        .parse()
-                        .map_err(|e| e.to_string())?
-                }
+                "slow-delay" => spec.slow_delay = DurationString::new(value).parse()?,
                 "timeout" => spec.timeout = share()?,
                 "drop" => spec.drop = share()?,
                 "422-created" => spec.created_but_422 = share()?,
                 "webhook-drop" => spec.webhook_drop = share()?,
                 "on" => spec.only = value.to_owned(),
-                other => {
-                    return Err(format!(
-                        "unknown fault {other:?} (known: seed, 5xx, slow, slow-delay, timeout, drop, 422-created, webhook-drop, on)"
-                    ));
-                }
+                other => return Err(InvalidFlag::UnknownFault(other.to_owned())),
             }
         }
         let total = spec.server_error + spec.slow + spec.timeout + spec.drop;
         if total > 1.0 {
-            return Err(format!("the fault shares add up to {total}, more than 1"));
+            return Err(InvalidFlag::SharesOver(total));
         }
         Ok(spec)
     }
 }
 
 /// Reads a seed file (JSON or YAML, by extension; YAML is a superset of JSON anyway).
-pub fn load_seed(path: &Path) -> Result<Seed, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+pub fn load_seed(path: &Path) -> Result<Seed, SeedError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SeedError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_saphyr::from_str(&text).map_err(|e| SeedError::Parse {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// A seed that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("{path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Parse {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// One contact of the seed is refused as GHL would refuse it.
+    #[error("seed contact {contact}: {problem}")]
+    Contact { contact: usize, problem: String },
 }
 
 #[cfg(test)]

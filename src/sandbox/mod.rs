@@ -70,6 +70,7 @@ pub use store::fields::field_id;
 
 use auth::{OAuthApp, Tokens};
 use clock::Clock;
+use config::SeedError;
 use ids::IdGen;
 use rate_limit::RateLimiter;
 use stats::Stats;
@@ -113,7 +114,7 @@ impl App {
 
     /// Back to the seeded state: data, rate limits and counters (issued tokens stay valid).
     /// The seed fills the first location; the others start empty.
-    fn reset(&self) -> Result<(), String> {
+    fn reset(&self) -> Result<(), SeedError> {
         self.store().reset(&self.seed, self.allow_duplicates)?;
         for store in &self.stores[1..] {
             lock(store).reset(&Seed::default(), self.allow_duplicates)?;
@@ -155,19 +156,41 @@ impl Drop for RunningSandbox {
     }
 }
 
+/// Why a sandbox could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("listener has no address: {0}")]
+    NoAddress(#[source] std::io::Error),
+    #[error(transparent)]
+    Seed(#[from] SeedError),
+}
+
 /// Starts a sandbox on `listen` (port 0 picks a free port).
-pub async fn start(config: SandboxConfig, listen: SocketAddr) -> Result<RunningSandbox, String> {
+pub async fn start(
+    config: SandboxConfig,
+    listen: SocketAddr,
+) -> Result<RunningSandbox, SandboxError> {
     let listener = TcpListener::bind(listen)
         .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        .map_err(|source| SandboxError::Listen {
+            addr: listen,
+            source,
+        })?;
     serve(config, listener).await
 }
 
 /// Serves a sandbox on an already bound listener.
-pub async fn serve(config: SandboxConfig, listener: TcpListener) -> Result<RunningSandbox, String> {
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("listener has no address: {e}"))?;
+pub async fn serve(
+    config: SandboxConfig,
+    listener: TcpListener,
+) -> Result<RunningSandbox, SandboxError> {
+    let addr = listener.local_addr().map_err(SandboxError::NoAddress)?;
     let ids = Arc::new(IdGen::new(config.faults.seed));
     let clock = Arc::new(Clock::default());
     let stats = Arc::new(Stats::default());

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodFilter, MethodRouter, get, post};
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -21,45 +21,254 @@ use super::store::Store;
 /// Largest request body accepted (GHL's own limit is undocumented; 1 MiB is plenty).
 const BODY_LIMIT: usize = 1 << 20;
 
+/// What a route does to a location's store, given its call.
+type Op = fn(&mut Store, &Call) -> ApiResult<Value>;
+
+/// A route of GHL's API served from a location's store: the scope it needs and the status it
+/// answers with.
+struct StoreRoute {
+    method: MethodFilter,
+    path: &'static str,
+    scope: &'static str,
+    status: StatusCode,
+    op: Op,
+}
+
+const fn route(
+    method: MethodFilter,
+    path: &'static str,
+    scope: &'static str,
+    status: StatusCode,
+    op: Op,
+) -> StoreRoute {
+    StoreRoute {
+        method,
+        path,
+        scope,
+        status,
+        op,
+    }
+}
+
+const READ: &str = "contacts.readonly";
+const WRITE: &str = "contacts.write";
+const OK: StatusCode = StatusCode::OK;
+const CREATED: StatusCode = StatusCode::CREATED;
+const GET: MethodFilter = MethodFilter::GET;
+const POST: MethodFilter = MethodFilter::POST;
+const PUT: MethodFilter = MethodFilter::PUT;
+const DELETE: MethodFilter = MethodFilter::DELETE;
+const PATCH: MethodFilter = MethodFilter::PATCH;
+
+/// GHL's Contacts API, as the sandbox serves it.
+const GHL_ROUTES: &[StoreRoute] = &[
+    route(GET, "/contacts/", READ, OK, |s, c| {
+        s.list_contacts(&c.query)
+    }),
+    route(GET, "/contacts", READ, OK, |s, c| s.list_contacts(&c.query)),
+    route(POST, "/contacts/", WRITE, CREATED, |s, c| {
+        s.create_contact(&c.body)
+    }),
+    route(POST, "/contacts", WRITE, CREATED, |s, c| {
+        s.create_contact(&c.body)
+    }),
+    route(POST, "/contacts/upsert", WRITE, OK, |s, c| {
+        s.upsert_contact(&c.body)
+    }),
+    route(POST, "/contacts/search", READ, OK, |s, c| s.search(&c.body)),
+    route(GET, "/contacts/business/{businessId}", READ, OK, |s, c| {
+        s.contacts_by_business(c.id(0), &c.query)
+    }),
+    route(GET, "/contacts/{contactId}", READ, OK, |s, c| {
+        s.get_contact(c.id(0))
+    }),
+    route(PUT, "/contacts/{contactId}", WRITE, OK, |s, c| {
+        s.update_contact(c.id(0), &c.body)
+    }),
+    route(DELETE, "/contacts/{contactId}", WRITE, OK, |s, c| {
+        s.delete_contact(c.id(0))
+    }),
+    route(GET, "/contacts/{contactId}/tasks", READ, OK, |s, c| {
+        s.list_tasks(c.id(0))
+    }),
+    route(
+        POST,
+        "/contacts/{contactId}/tasks",
+        WRITE,
+        CREATED,
+        |s, c| s.create_task(c.id(0), &c.body),
+    ),
+    route(
+        GET,
+        "/contacts/{contactId}/tasks/{taskId}",
+        READ,
+        OK,
+        |s, c| s.get_task(c.id(0), c.id(1)),
+    ),
+    route(
+        PUT,
+        "/contacts/{contactId}/tasks/{taskId}",
+        WRITE,
+        OK,
+        |s, c| s.update_task(c.id(0), c.id(1), &c.body),
+    ),
+    route(
+        DELETE,
+        "/contacts/{contactId}/tasks/{taskId}",
+        WRITE,
+        OK,
+        |s, c| s.delete_task(c.id(0), c.id(1)),
+    ),
+    route(
+        PUT,
+        "/contacts/{contactId}/tasks/{taskId}/completed",
+        WRITE,
+        OK,
+        |s, c| s.complete_task(c.id(0), c.id(1), &c.body),
+    ),
+    route(
+        POST,
+        "/locations/{locationId}/tasks/search",
+        "locations/tasks.readonly",
+        OK,
+        |s, c| s.search_tasks(c.id(0), &c.body),
+    ),
+    route(
+        GET,
+        "/locations/{locationId}/customFields",
+        "locations/customFields.readonly",
+        OK,
+        |s, c| s.custom_fields(c.id(0), c.query.get("model").map(String::as_str)),
+    ),
+    route(GET, "/contacts/{contactId}/notes", READ, OK, |s, c| {
+        s.list_notes(c.id(0))
+    }),
+    route(
+        POST,
+        "/contacts/{contactId}/notes",
+        WRITE,
+        CREATED,
+        |s, c| s.create_note(c.id(0), &c.body),
+    ),
+    route(GET, "/contacts/{contactId}/notes/{id}", READ, OK, |s, c| {
+        s.get_note(c.id(0), c.id(1))
+    }),
+    route(
+        PUT,
+        "/contacts/{contactId}/notes/{id}",
+        WRITE,
+        OK,
+        |s, c| s.update_note(c.id(0), c.id(1), &c.body),
+    ),
+    route(
+        DELETE,
+        "/contacts/{contactId}/notes/{id}",
+        WRITE,
+        OK,
+        |s, c| s.delete_note(c.id(0), c.id(1)),
+    ),
+    route(
+        GET,
+        "/contacts/{contactId}/appointments",
+        READ,
+        OK,
+        |s, c| s.list_appointments(c.id(0)),
+    ),
+    route(
+        POST,
+        "/contacts/{contactId}/tags",
+        WRITE,
+        CREATED,
+        |s, c| s.add_tags(c.id(0), &c.body),
+    ),
+    route(DELETE, "/contacts/{contactId}/tags", WRITE, OK, |s, c| {
+        s.remove_tags(c.id(0), &c.body)
+    }),
+    route(
+        POST,
+        "/contacts/bulk/tags/update/{type}",
+        WRITE,
+        CREATED,
+        |s, c| s.bulk_tags(c.id(0), &c.body),
+    ),
+];
+
+/// Changes a person makes in GHL's UI (not GHL's API: not counted, webhooks sent), under
+/// `/__sandbox/`, on `?locationId=` (default the first location).
+const ADMIN_ROUTES: &[StoreRoute] = &[
+    route(PATCH, "/__sandbox/contacts/{contactId}", "", OK, |s, c| {
+        s.edit_contact(c.id(0), &c.body)
+            .map(|contact| json!({"contact": contact}))
+    }),
+    route(DELETE, "/__sandbox/contacts/{contactId}", "", OK, |s, c| {
+        s.delete_contact(c.id(0))
+    }),
+    route(
+        POST,
+        "/__sandbox/contacts/{contactId}/appointments",
+        "",
+        OK,
+        |s, c| s.create_appointment(c.id(0), &c.body),
+    ),
+    route(
+        PATCH,
+        "/__sandbox/appointments/{appointmentId}",
+        "",
+        OK,
+        |s, c| s.update_appointment(c.id(0), &c.body),
+    ),
+];
+
+/// One call to a store route: its path parameters in order, its query and its JSON body.
+struct Call {
+    ids: Vec<String>,
+    query: BTreeMap<String, String>,
+    body: Value,
+}
+
+impl Call {
+    fn id(&self, n: usize) -> &str {
+        self.ids.get(n).map_or("", String::as_str)
+    }
+}
+
+/// The routes of `table`, each answered by running its op on a store: `admin` routes on the
+/// store `?locationId=` names, the others on the caller's location after its scope is checked.
+fn store_routes(table: &'static [StoreRoute], admin: bool) -> Router<Arc<App>> {
+    let mut by_path: BTreeMap<&str, MethodRouter<Arc<App>>> = BTreeMap::new();
+    for entry in table {
+        let handler = move |State(app): State<Arc<App>>,
+                            principal: Option<Extension<Principal>>,
+                            Path(ids): Path<Vec<String>>,
+                            RawQuery(q): RawQuery,
+                            JsonBody(body): JsonBody| async move {
+            let call = Call {
+                ids,
+                query: query_map(q),
+                body,
+            };
+            match (admin, principal) {
+                (true, _) => admin_change(&app, &call.query, |s| (entry.op)(s, &call)),
+                (false, Some(Extension(p))) => {
+                    with_store(&app, &p, entry.scope, entry.status, |s| {
+                        (entry.op)(s, &call)
+                    })
+                }
+                (false, None) => ApiError::unauthorized("no token").into_response(),
+            }
+        };
+        let methods = by_path.remove(entry.path).unwrap_or_default();
+        by_path.insert(entry.path, methods.on(entry.method, handler));
+    }
+    by_path
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| {
+            router.route(path, methods)
+        })
+}
+
 pub fn router(app: Arc<App>) -> Router {
-    let ghl = Router::new()
-        .route("/contacts/", get(list_contacts).post(create_contact))
-        .route("/contacts", get(list_contacts).post(create_contact))
-        .route("/contacts/upsert", post(upsert_contact))
-        .route("/contacts/search", post(search_contacts))
-        .route("/contacts/business/{businessId}", get(contacts_by_business))
-        .route(
-            "/contacts/{contactId}",
-            get(get_contact).put(update_contact).delete(delete_contact),
-        )
-        .route(
-            "/contacts/{contactId}/tasks",
-            get(list_tasks).post(create_task),
-        )
-        .route(
-            "/contacts/{contactId}/tasks/{taskId}",
-            get(get_task).put(update_task).delete(delete_task),
-        )
-        .route(
-            "/contacts/{contactId}/tasks/{taskId}/completed",
-            put(complete_task),
-        )
-        .route("/locations/{locationId}/tasks/search", post(search_tasks))
-        .route("/locations/{locationId}/customFields", get(custom_fields))
-        .route(
-            "/contacts/{contactId}/notes",
-            get(list_notes).post(create_note),
-        )
-        .route(
-            "/contacts/{contactId}/notes/{id}",
-            get(get_note).put(update_note).delete(delete_note),
-        )
-        .route("/contacts/{contactId}/appointments", get(list_appointments))
-        .route(
-            "/contacts/{contactId}/tags",
-            post(add_tags).delete(remove_tags),
-        )
-        .route("/contacts/bulk/tags/update/{type}", post(bulk_tags))
+    let ghl = store_routes(GHL_ROUTES, false)
         .route("/oauth/token", post(oauth_token))
         .route("/oauth/locationToken", post(location_token))
         .route("/oauth/installedLocations", get(installed_locations))
@@ -67,25 +276,13 @@ pub fn router(app: Arc<App>) -> Router {
             Arc::clone(&app),
             gateway,
         ));
-    let admin = Router::new()
+    let admin = store_routes(ADMIN_ROUTES, true)
         .route("/__sandbox/stats", get(admin_stats))
         .route("/__sandbox/state", get(admin_state))
         .route("/__sandbox/reset", post(admin_reset))
         .route("/__sandbox/oauth/code", post(admin_oauth_code))
         .route("/__sandbox/clock", post(admin_clock))
-        .route("/__sandbox/webhook-keys", get(admin_webhook_keys))
-        .route(
-            "/__sandbox/contacts/{contactId}",
-            axum::routing::patch(admin_edit_contact).delete(admin_delete_contact),
-        )
-        .route(
-            "/__sandbox/contacts/{contactId}/appointments",
-            post(admin_create_appointment),
-        )
-        .route(
-            "/__sandbox/appointments/{appointmentId}",
-            axum::routing::patch(admin_update_appointment),
-        );
+        .route("/__sandbox/webhook-keys", get(admin_webhook_keys));
     ghl.merge(admin)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -147,9 +344,6 @@ fn query_map(raw: Option<String>) -> BTreeMap<String, String> {
         .collect()
 }
 
-const READ: &str = "contacts.readonly";
-const WRITE: &str = "contacts.write";
-
 /// Checks the scope and the token's location, runs `work` on the store, sends the webhooks it
 /// recorded, and answers `status` with its JSON.
 fn with_store(
@@ -177,261 +371,6 @@ fn with_store(
 }
 
 type Caller = Extension<Principal>;
-
-async fn get_contact(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path(id): Path<String>,
-) -> Response {
-    with_store(&app, &p, READ, StatusCode::OK, |s| s.get_contact(&id))
-}
-
-async fn create_contact(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    JsonBody(body): JsonBody,
-) -> Response {
-    with_store(&app, &p, WRITE, StatusCode::CREATED, |s| {
-        s.create_contact(&body)
-    })
-}
-
-async fn update_contact(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> Response {
-    with_store(&app, &p, WRITE, StatusCode::OK, |s| {
-        s.update_contact(&id, &body)
-    })
-}
-
-async fn delete_contact(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path(id): Path<String>,
-) -> Response {
-    with_store(&app, &p, WRITE, StatusCode::OK, |s| s.delete_contact(&id))
-}
-
-async fn upsert_contact(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    JsonBody(body): JsonBody,
-) -> Response {
-    with_store(&app, &p, WRITE, StatusCode::OK, |s| s.upsert_contact(&body))
-}
-
-async fn search_contacts(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    JsonBody(body): JsonBody,
-) -> Response {
-    with_store(&app, &p, READ, StatusCode::OK, |s| s.search(&body))
-}
-
-async fn list_contacts(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let query = query_map(q);
-    with_store(&app, &p, READ, StatusCode::OK, |s| s.list_contacts(&query))
-}
-
-async fn contacts_by_business(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path(business): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let query = query_map(q);
-    with_store(&app, &p, READ, StatusCode::OK, |s| {
-        s.contacts_by_business(&business, &query)
-    })
-}
-
-async fn list_tasks(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path(id): Path<String>,
-) -> Response {
-    with_store(&app, &p, READ, StatusCode::OK, |s| s.list_tasks(&id))
-}
-
-async fn create_task(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> Response {
-    with_store(&app, &p, WRITE, StatusCode::CREATED, |s| {
-        s.create_task(&id, &body)
-    })
-}
-
-async fn get_task(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path((contact, task)): Path<(String, String)>,
-) -> Response {
-    with_store(&app, &p, READ, StatusCode::OK, |s| {
-        s.get_task(&contact, &task)
-    })
-}
-
-async fn update_task(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path((contact, task)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
-) -> Response {
-    with_store(&app, &p, WRITE, StatusCode::OK, |s| {
-        s.update_task(&contact, &task, &body)
-    })
-}
-
-async fn complete_task(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path((contact, task)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
-) -> Response {
-    with_store(&app, &p, WRITE, StatusCode::OK, |s| {
-        s.complete_task(&contact, &task, &body)
-    })
-}
-
-async fn delete_task(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path((contact, task)): Path<(String, String)>,
-) -> Response {
-    with_store(&app, &p, WRITE, StatusCode::OK, |s| {
-        s.delete_task(&contact, &task)
-    })
-}
-
-async fn search_tasks(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path(location): Path<String>,
-    JsonBody(body): JsonBody,
-) -> Response {
-    with_store(&app, &p, "locations/tasks.readonly", StatusCode::OK, |s| {
-        s.search_tasks(&location, &body)
-    })
-}
-
-async fn custom_fields(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path(location): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let model = url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "model")
-        .map(|(_, v)| v.into_owned());
-    with_store(
-        &app,
-        &p,
-        "locations/customFields.readonly",
-        StatusCode::OK,
-        |s| s.custom_fields(&location, model.as_deref()),
-    )
-}
-
-async fn list_notes(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path(id): Path<String>,
-) -> Response {
-    with_store(&app, &p, READ, StatusCode::OK, |s| s.list_notes(&id))
-}
-
-async fn create_note(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> Response {
-    with_store(&app, &p, WRITE, StatusCode::CREATED, |s| {
-        s.create_note(&id, &body)
-    })
-}
-
-async fn get_note(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path((contact, note)): Path<(String, String)>,
-) -> Response {
-    with_store(&app, &p, READ, StatusCode::OK, |s| {
-        s.get_note(&contact, &note)
-    })
-}
-
-async fn update_note(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path((contact, note)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
-) -> Response {
-    with_store(&app, &p, WRITE, StatusCode::OK, |s| {
-        s.update_note(&contact, &note, &body)
-    })
-}
-
-async fn delete_note(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path((contact, note)): Path<(String, String)>,
-) -> Response {
-    with_store(&app, &p, WRITE, StatusCode::OK, |s| {
-        s.delete_note(&contact, &note)
-    })
-}
-
-async fn list_appointments(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path(id): Path<String>,
-) -> Response {
-    with_store(&app, &p, READ, StatusCode::OK, |s| s.list_appointments(&id))
-}
-
-async fn add_tags(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> Response {
-    with_store(&app, &p, WRITE, StatusCode::CREATED, |s| {
-        s.add_tags(&id, &body)
-    })
-}
-
-async fn remove_tags(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> Response {
-    with_store(&app, &p, WRITE, StatusCode::OK, |s| {
-        s.remove_tags(&id, &body)
-    })
-}
-
-async fn bulk_tags(
-    State(app): State<Arc<App>>,
-    Extension(p): Caller,
-    Path(kind): Path<String>,
-    JsonBody(body): JsonBody,
-) -> Response {
-    with_store(&app, &p, WRITE, StatusCode::CREATED, |s| {
-        s.bulk_tags(&kind, &body)
-    })
-}
 
 async fn oauth_token(State(app): State<Arc<App>>, FormBody(form): FormBody) -> Response {
     let now = app.clock.now();
@@ -503,7 +442,7 @@ fn admin_store<'a>(
 async fn admin_reset(State(app): State<Arc<App>>) -> Response {
     match app.reset() {
         Ok(()) => Json(json!({"reset": true})).into_response(),
-        Err(e) => ApiError::bad_request(e).into_response(),
+        Err(e) => ApiError::bad_request(e.to_string()).into_response(),
     }
 }
 
@@ -552,41 +491,6 @@ async fn admin_webhook_keys() -> Json<Value> {
     Json(super::webhooks::Keys::get().public_keys_json())
 }
 
-async fn admin_edit_contact(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-    JsonBody(patch): JsonBody,
-) -> Response {
-    admin_change(&app, &query_map(q), |store| {
-        store
-            .edit_contact(&id, &patch)
-            .map(|contact| json!({"contact": contact}))
-    })
-}
-
-async fn admin_create_appointment(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-    JsonBody(body): JsonBody,
-) -> Response {
-    admin_change(&app, &query_map(q), |store| {
-        store.create_appointment(&id, &body)
-    })
-}
-
-async fn admin_update_appointment(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-    JsonBody(patch): JsonBody,
-) -> Response {
-    admin_change(&app, &query_map(q), |store| {
-        store.update_appointment(&id, &patch)
-    })
-}
-
 /// Runs an admin change on a location's store (`?locationId=`, default the first) and sends
 /// the webhooks it causes.
 fn admin_change(
@@ -606,12 +510,4 @@ fn admin_change(
         Ok(body) => Json(body).into_response(),
         Err(e) => e.into_response(),
     }
-}
-
-async fn admin_delete_contact(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    admin_change(&app, &query_map(q), |store| store.delete_contact(&id))
 }

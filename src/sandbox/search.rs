@@ -178,7 +178,7 @@ impl SearchRequest {
         }
         for filter in &filters {
             if let Err(problem) = check_filter(filter) {
-                problems.push(problem);
+                problems.push(problem.to_string());
             }
         }
         if !problems.is_empty() {
@@ -352,37 +352,53 @@ const OPERATORS: &[&str] = &[
     "range",
 ];
 
-fn check_filter(filter: &Value) -> Result<(), String> {
+/// What GHL refuses in a search filter (its 422 message).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum FilterProblem {
+    #[error("filter groups must be AND or OR")]
+    Group,
+    #[error("filter groups need a filters array")]
+    GroupFilters,
+    #[error("each filter needs a field")]
+    NoField,
+    #[error("filter operator {0} needs a value")]
+    NoValue(String),
+    #[error("filter values are limited to 75 characters")]
+    LongValue,
+    #[error("unsupported filter operator {0}")]
+    Operator(String),
+}
+
+fn check_filter(filter: &Value) -> Result<(), FilterProblem> {
     if let Some(group) = filter.get("group") {
         if !matches!(group.as_str(), Some("AND" | "OR")) {
-            return Err("filter groups must be AND or OR".into());
+            return Err(FilterProblem::Group);
         }
         let Some(inner) = filter.get("filters").and_then(Value::as_array) else {
-            return Err("filter groups need a filters array".into());
+            return Err(FilterProblem::GroupFilters);
         };
         return inner.iter().try_for_each(check_filter);
     }
     let field = filter.get("field").and_then(Value::as_str);
     let operator = filter.get("operator").and_then(Value::as_str);
     match (field, operator) {
-        (None, _) => Err("each filter needs a field".into()),
+        (None, _) => Err(FilterProblem::NoField),
         (_, Some(op)) if OPERATORS.contains(&op) => {
             let needs_value = !matches!(op, "exists" | "not_exists");
             let value = filter.get("value").filter(|v| !v.is_null());
             if needs_value && value.is_none() {
-                Err(format!("filter operator {op} needs a value"))
+                Err(FilterProblem::NoValue(op.to_owned()))
             } else if value
                 .and_then(Value::as_str)
                 .is_some_and(|v| v.chars().count() > 75)
             {
-                Err("filter values are limited to 75 characters".into())
+                Err(FilterProblem::LongValue)
             } else {
                 Ok(())
             }
         }
-        (_, other) => Err(format!(
-            "unsupported filter operator {}",
-            other.unwrap_or("(none)")
+        (_, other) => Err(FilterProblem::Operator(
+            other.unwrap_or("(none)").to_owned(),
         )),
     }
 }

@@ -2,18 +2,18 @@
 //!
 //! - [`verify`]: Ed25519 (`X-GHL-Signature`) or RSA (`x-wh-signature`) on the raw bytes, with
 //!   GHL's published keys built in or the installer's (`--webhook-public-key`);
-//! - [`event`]: the event's envelope and which contact (and part of it) changed;
+//! - [`payload`]: a webhook's envelope and which contact (and part of it) changed;
 //! - [`replay`]: `webhookId`s already accepted (bounded);
 //! - [`receiver`]: `POST /webhooks/ghl` — the checks in order, the answers GHL gets, metrics.
 //!
-//! What an accepted event causes (targeted reconciles, the change feed) is the controller's:
-//! see `controller::events`.
+//! What an accepted webhook causes (targeted reconciles, the change feeds) is the
+//! controller's: see `controller::intake`.
 
-pub mod event;
+pub mod payload;
 pub mod receiver;
 pub mod replay;
 pub mod verify;
 
-pub use event::{Change, Event, Part};
+pub use payload::{Change, Part, Webhook};
 pub use receiver::{Intake, Receiver, WebhookMetrics};
 pub use verify::PublicKeys;

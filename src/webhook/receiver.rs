@@ -5,7 +5,7 @@
 //! |-----------------------------------------|------------------------------------------|
 //! | body over 1 MiB                          | 413                                      |
 //! | signature missing or wrong (raw bytes)   | 401                                      |
-//! | not a GHL event                          | 400                                      |
+//! | not a GHL webhook                          | 400                                      |
 //! | `timestamp` outside ±5 minutes (replay)  | 401                                      |
 //! | `webhookId` seen already                 | 200, not processed again                 |
 //! | no connection serves the location        | 202, counted                             |
@@ -30,7 +30,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use super::event::{Change, Event};
+use super::payload::{Change, Webhook};
 use super::replay::SeenIds;
 use super::verify::PublicKeys;
 
@@ -49,19 +49,19 @@ pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 /// The headers a forward carries: what the holder needs to verify the body.
 const FORWARDED_HEADERS: [&str; 3] = ["content-type", "x-ghl-signature", "x-wh-signature"];
 
-/// Where accepted events go.
+/// Where accepted webhooks go.
 pub trait Intake: Send + Sync {
     /// Whether a connection the operator serves has this location.
     fn knows(&self, location: &str) -> bool;
     /// Whether an agency connection the operator serves belongs to this company (app
     /// installs name the company, and often a location no connection has yet).
     fn knows_company(&self, company: &str) -> bool;
-    /// Takes an event for processing; false when it cannot now (the backlog is full, or this
+    /// Takes an webhook for processing; false when it cannot now (the backlog is full, or this
     /// process is not the leader), so that GHL retries it.
-    fn admit(&self, event: Event, received: Instant) -> bool;
-    /// Where another replica that holds the event's location takes webhooks (`ip:port`), when
+    fn admit(&self, webhook: Webhook, received: Instant) -> bool;
+    /// Where another replica that holds the webhook's location takes webhooks (`ip:port`), when
     /// one does and said where.
-    fn elsewhere(&self, _event: &Event) -> Option<String> {
+    fn elsewhere(&self, _webhook: &Webhook) -> Option<String> {
         None
     }
 }
@@ -218,7 +218,7 @@ impl Receiver {
     /// Decides on one webhook (everything but reading the body and forwarding it).
     pub fn route(&self, headers: &HeaderMap, body: &[u8], now: jiff::Timestamp) -> Decision {
         match self.check(headers, body, now) {
-            Ok(event) => self.take(event),
+            Ok(webhook) => self.take(webhook),
             Err(outcome) => Decision::Answer(outcome),
         }
     }
@@ -229,7 +229,7 @@ impl Receiver {
         headers: &HeaderMap,
         body: &[u8],
         now: jiff::Timestamp,
-    ) -> Result<Event, Outcome> {
+    ) -> Result<Webhook, Outcome> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         if self
             .keys
@@ -238,35 +238,35 @@ impl Receiver {
         {
             return Err(Outcome::BadSignature);
         }
-        let Ok(event) = Event::parse(body) else {
+        let Ok(webhook) = Webhook::parse(body) else {
             return Err(Outcome::Malformed);
         };
-        if !event.fresh(now, FRESHNESS) {
+        if !webhook.fresh(now, FRESHNESS) {
             return Err(Outcome::Stale);
         }
-        Ok(event)
+        Ok(webhook)
     }
 
-    /// Admits a checked event here, or names the replica to pass it to.
-    fn take(&self, event: Event) -> Decision {
+    /// Admits a checked webhook here, or names the replica to pass it to.
+    fn take(&self, webhook: Webhook) -> Decision {
         // Held while admitting, so that two deliveries of one id are never both processed.
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.contains(&event.webhook_id) {
+        if seen.contains(&webhook.webhook_id) {
             return Decision::Answer(Outcome::Duplicate);
         }
-        let known = match &event.change {
+        let known = match &webhook.change {
             Change::Installation { company_id } => self.intake.knows_company(company_id),
-            _ => event.location_id.is_empty() || self.intake.knows(&event.location_id),
+            _ => webhook.location_id.is_empty() || self.intake.knows(&webhook.location_id),
         };
         if !known {
             return Decision::Answer(Outcome::UnknownLocation);
         }
         // The holder remembers the id (a retry may come back here and be forwarded again).
-        if let Some(address) = self.intake.elsewhere(&event) {
+        if let Some(address) = self.intake.elsewhere(&webhook) {
             return Decision::Forward(address);
         }
-        let id = event.webhook_id.clone();
-        if !self.intake.admit(event, Instant::now()) {
+        let id = webhook.webhook_id.clone();
+        if !self.intake.admit(webhook, Instant::now()) {
             return Decision::Answer(Outcome::Overloaded);
         }
         seen.insert(&id);
@@ -358,8 +358,8 @@ mod tests {
             location == "loc" || (location == "far" && !self.far_unknown.load(Ordering::SeqCst))
         }
 
-        fn elsewhere(&self, event: &Event) -> Option<String> {
-            (event.location_id == "far")
+        fn elsewhere(&self, webhook: &Webhook) -> Option<String> {
+            (webhook.location_id == "far")
                 .then(|| self.far.lock().unwrap().clone())
                 .flatten()
         }
@@ -368,7 +368,7 @@ mod tests {
             company == "co"
         }
 
-        fn admit(&self, _: Event, _: Instant) -> bool {
+        fn admit(&self, _: Webhook, _: Instant) -> bool {
             if self.full.load(Ordering::SeqCst) {
                 return false;
             }

@@ -59,8 +59,11 @@ async fn code_exchange_posts_the_form_without_bearer_or_version() {
         )
         .await
         .unwrap();
-    assert_eq!(grant.access_token.expose_secret(), "at-1");
-    assert_eq!(grant.scopes(), ["contacts.readonly", "contacts.write"]);
+    assert_eq!(grant.tokens.access_token.expose_secret(), "at-1");
+    assert_eq!(
+        grant.tokens.scopes(),
+        ["contacts.readonly", "contacts.write"]
+    );
     let req = &server.received_requests().await.unwrap()[0];
     assert_eq!(
         (req.method.as_str(), req.url.path()),
@@ -112,7 +115,7 @@ async fn location_token_uses_the_agency_token_and_version() {
         .location_token(&agency, "company-1", "ve9EPM428h8vShlRW1KT")
         .await
         .unwrap();
-    assert_eq!(grant.access_token.expose_secret(), "loc-at");
+    assert_eq!(grant.tokens.access_token.expose_secret(), "loc-at");
     let req = &server.received_requests().await.unwrap()[0];
     assert_eq!(
         (req.method.as_str(), req.url.path()),

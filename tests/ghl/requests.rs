@@ -38,13 +38,16 @@ async fn ids_are_percent_encoded_in_paths() {
 #[tokio::test]
 async fn create_contact_adds_the_location() {
     let body = CreateContact {
-        email: Some("ada@example.com".into()),
-        first_name: Some("Ada".into()),
+        fields: UpdateContact {
+            email: Some("ada@example.com".into()),
+            first_name: Some("Ada".into()),
+            custom_fields: vec![CustomFieldInput {
+                id: "ZtPpXCQ5SVSmrSrpGOq6".into(),
+                field_value: json!("gold"),
+            }],
+            ..UpdateContact::default()
+        },
         tags: vec!["vip".into()],
-        custom_fields: vec![CustomFieldInput {
-            id: "ZtPpXCQ5SVSmrSrpGOq6".into(),
-            field_value: json!("gold"),
-        }],
         ..CreateContact::default()
     };
     let (result, req) = exchange(201, json!({"contact": contact_json("new1")}), async |c| {
@@ -99,7 +102,10 @@ async fn delete_contact() {
 async fn upsert_contact() {
     let body = UpsertContact {
         contact: CreateContact {
-            email: Some("ada@example.com".into()),
+            fields: UpdateContact {
+                email: Some("ada@example.com".into()),
+                ..UpdateContact::default()
+            },
             ..CreateContact::default()
         },
         create_new_if_duplicate_allowed: Some(false),

@@ -126,15 +126,15 @@ fn task_note_appointment_and_tag_responses_deserialize() {
 fn oauth_responses_deserialize_from_the_spec_examples() {
     let spec = Spec::load("oauth.json");
     let (grant, _): (TokenGrant, _) = example_into(&spec, "get-access-token", "200");
-    assert_eq!(grant.expires_in, Some(86399));
+    assert_eq!(grant.tokens.expires_in, Some(86399));
     assert_eq!(
-        grant.scopes(),
+        grant.tokens.scopes(),
         [
             "conversations/message.readonly",
             "conversations/message.write"
         ]
     );
-    assert!(grant.refresh_token.is_some());
+    assert!(grant.tokens.refresh_token.is_some());
     let (location, _): (LocationTokenGrant, _) =
         example_into(&spec, "get-location-access-token", "200");
     assert_eq!(
@@ -312,28 +312,30 @@ fn every_field_our_models_name_is_declared_by_the_spec() {
 fn request_bodies_we_send_validate_against_the_spec() {
     let spec = contacts();
     let full_create = CreateContact {
-        first_name: Some("Ada".into()),
-        last_name: Some("Lovelace".into()),
-        name: Some("Ada Lovelace".into()),
-        email: Some("ada@example.com".into()),
-        phone: Some("+14155550100".into()),
-        address1: Some("1 Engine Way".into()),
-        city: Some("London".into()),
-        state: Some("LDN".into()),
-        postal_code: Some("N1".into()),
-        website: Some("https://example.com".into()),
-        timezone: Some("Europe/London".into()),
-        dnd: Some(false),
+        fields: UpdateContact {
+            first_name: Some("Ada".into()),
+            last_name: Some("Lovelace".into()),
+            name: Some("Ada Lovelace".into()),
+            email: Some("ada@example.com".into()),
+            phone: Some("+14155550100".into()),
+            address1: Some("1 Engine Way".into()),
+            city: Some("London".into()),
+            state: Some("LDN".into()),
+            postal_code: Some("N1".into()),
+            website: Some("https://example.com".into()),
+            timezone: Some("Europe/London".into()),
+            dnd: Some(false),
+            custom_fields: vec![CustomFieldInput {
+                id: "ZtPpXCQ5SVSmrSrpGOq6".into(),
+                field_value: json!("gold"),
+            }],
+            source: Some("ghl-operator".into()),
+            date_of_birth: Some("1815-12-10".into()),
+            country: Some("GB".into()),
+            assigned_to: Some("y0BeYjuRIlDwsDcOHOJo".into()),
+        },
         tags: vec!["vip".into()],
-        custom_fields: vec![CustomFieldInput {
-            id: "ZtPpXCQ5SVSmrSrpGOq6".into(),
-            field_value: json!("gold"),
-        }],
-        source: Some("ghl-operator".into()),
-        date_of_birth: Some("1815-12-10".into()),
-        country: Some("GB".into()),
         company_name: Some("Analytical Engines".into()),
-        assigned_to: Some("y0BeYjuRIlDwsDcOHOJo".into()),
     };
     let mut body = serde_json::to_value(&full_create).unwrap();
     body["locationId"] = json!("ve9EPM428h8vShlRW1KT");

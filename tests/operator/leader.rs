@@ -110,7 +110,7 @@ async fn a_tenure_interrupted_by_another_holder_never_writes_again() {
     ));
     assert!(fence.is_open());
 
-    // Another process takes it, then releases it.
+    // Another process takes it, then gives it up.
     let leases: kube::Api<Lease> = kube::Api::namespaced(client.clone(), &ns.name);
     for holder in [json!("thief"), json!(null)] {
         let patch = json!({"spec": {"holderIdentity": holder,

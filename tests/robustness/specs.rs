@@ -108,7 +108,7 @@ fn sources() -> impl Strategy<Value = Vec<SourceText>> {
                     text: if readable {
                         Ok(text)
                     } else {
-                        Err("missing".into())
+                        Err(ghl_operator::refs::RefError::NoRef)
                     },
                     sensitive,
                 })
@@ -308,7 +308,8 @@ fn extreme_values_in_a_spec_are_refused_with_the_field_named() {
         Duration::from_secs(1),
         MAX_DURATION,
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(refused.contains("spec.resyncInterval"), "{refused}");
     let options = PlanOptions::for_spec(&spec);
     assert_eq!(options.max_changes, u32::MAX);

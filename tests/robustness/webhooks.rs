@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::Request;
-use ghl_operator::webhook::event::Event;
+use ghl_operator::webhook::payload::Webhook;
 use ghl_operator::webhook::receiver::{Intake, PATH, Receiver, WebhookMetrics, router};
 use ghl_operator::webhook::verify::PublicKeys;
 use proptest::prelude::*;
@@ -29,7 +29,7 @@ impl Intake for Counting {
         true
     }
 
-    fn admit(&self, _event: Event, _received: Instant) -> bool {
+    fn admit(&self, _webhook: Webhook, _received: Instant) -> bool {
         self.0.fetch_add(1, Ordering::SeqCst);
         true
     }
@@ -65,7 +65,7 @@ proptest! {
         ed25519 in signature(),
         rsa in signature(),
     ) {
-        let _ = Event::parse(&body).map(|e| e.fresh(jiff::Timestamp::now(), std::time::Duration::MAX));
+        let _ = Webhook::parse(&body).map(|e| e.fresh(jiff::Timestamp::now(), std::time::Duration::MAX));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let intake = Arc::new(Counting::default());
         let receiver = Receiver::new(PublicKeys::ghl(), intake.clone(), WebhookMetrics::default());

@@ -82,7 +82,7 @@ pub enum Format {
 
 /// One piece: the command as a user runs it, step by step.
 pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let manifests = Manifests::load(&args.paths, &args.namespace).map_err(|e| anyhow!(e))?;
+    let manifests = Manifests::load(&args.paths, &args.namespace)?;
     let chosen = pick_connection(&manifests, args.connection.as_deref())?;
     let location = args
         .location
@@ -92,7 +92,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let _sandbox;
     let (url, token) = if args.sandbox {
         let seed = match &args.seed {
-            Some(path) => sandbox::config::load_seed(path).map_err(|e| anyhow!(e))?,
+            Some(path) => sandbox::config::load_seed(path)?,
             None => Default::default(),
         };
         let running = sandbox::start(
@@ -103,8 +103,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
             },
             "127.0.0.1:0".parse()?,
         )
-        .await
-        .map_err(|e| anyhow!(e))?;
+        .await?;
         let pair = (running.url.clone(), running.token.clone());
         _sandbox = Some(running);
         pair

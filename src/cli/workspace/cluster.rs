@@ -85,18 +85,39 @@ pub struct ClusterToken {
     pub base_url: String,
 }
 
+/// Why a connection has no token to plan with.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NoToken {
+    #[error("no auth configured")]
+    NoAuth,
+    #[error(
+        "Secret {namespace}/{name} is not among the manifests (or pass --token / --sandbox, or \
+         --kubeconfig to read it from the cluster)"
+    )]
+    NotInManifests { namespace: String, name: String },
+    #[error("Secret {namespace}/{name} has no key {key:?}")]
+    NoKey {
+        namespace: String,
+        name: String,
+        key: String,
+    },
+    #[error(
+        "the cluster's token for it is only sent to its baseUrl in the cluster ({base_url}), not {url}"
+    )]
+    OtherBaseUrl { base_url: String, url: String },
+}
+
 impl ClusterToken {
     /// The token, if `url` is where the cluster's connection sends it; else why not.
-    pub fn for_url(&self, url: &str) -> Result<&str, String> {
+    pub fn for_url(&self, url: &str) -> Result<&str, NoToken> {
         let same = |u: &str| u.trim_end_matches('/').to_owned();
         if same(url) == same(&self.base_url) {
             Ok(&self.token)
         } else {
-            Err(format!(
-                "the cluster's token for it is only sent to its baseUrl in the cluster ({}), \
-                 not {url}",
-                self.base_url
-            ))
+            Err(NoToken::OtherBaseUrl {
+                base_url: self.base_url.clone(),
+                url: url.to_owned(),
+            })
         }
     }
 }

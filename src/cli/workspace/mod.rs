@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
 
-use self::cluster::{ClusterArgs, ClusterState, token_ref};
+use self::cluster::{ClusterArgs, ClusterState, NoToken, token_ref};
 
 use super::manifests::{Manifests, ObjectKey};
 use crate::crd::common::ConnectionRef;
@@ -28,6 +28,7 @@ use crate::engine::state::file::StateFile;
 use crate::engine::state::{MemoryStore, StateStore};
 use crate::ghl::budget::BudgetConfig;
 use crate::ghl::{ConnectionSettings, GhlClient, GhlMetrics, StaticToken};
+use crate::refs::RefError;
 use crate::sandbox::{self, RunningSandbox, SandboxConfig};
 
 /// Options `plan` and `apply` share.
@@ -94,14 +95,14 @@ pub struct Workspace {
     /// Ledgers and tokens read from a cluster (`--kubeconfig` / `--context` / `--in-cluster`).
     cluster: ClusterState,
     /// Connections given no client, and why (beyond what the manifests say).
-    refused: BTreeMap<ObjectKey, String>,
+    refused: BTreeMap<ObjectKey, NoToken>,
     pub sandboxes: Vec<RunningSandbox>,
     pub(super) args: CommonArgs,
 }
 
 impl Workspace {
     pub async fn open(args: &CommonArgs) -> anyhow::Result<Self> {
-        let manifests = Manifests::load(&args.paths, &args.namespace).map_err(|e| anyhow!(e))?;
+        let manifests = Manifests::load(&args.paths, &args.namespace)?;
         Self::from_manifests(manifests, args, SandboxConfig::default()).await
     }
 
@@ -132,9 +133,7 @@ impl Workspace {
                         location_id: location.clone(),
                         ..base.clone()
                     };
-                    let running = sandbox::start(config, "127.0.0.1:0".parse()?)
-                        .await
-                        .map_err(|e| anyhow!(e))?;
+                    let running = sandbox::start(config, "127.0.0.1:0".parse()?).await?;
                     sandboxes.insert(location.clone(), running);
                 }
                 let running = &sandboxes[&location];
@@ -234,12 +233,10 @@ impl Workspace {
             Some(_) if self.refused.contains_key(&key) => {
                 bail!("GhlConnection {}/{}: {}", key.0, key.1, self.refused[&key])
             }
-            Some(connection) => {
-                let why = token_from_manifests(connection, &key, &self.manifests)
-                    .err()
-                    .unwrap_or_else(|| "no usable credentials".into());
-                bail!("GhlConnection {}/{}: {why}", key.0, key.1)
-            }
+            Some(connection) => match token_from_manifests(connection, &key, &self.manifests) {
+                Err(why) => bail!("GhlConnection {}/{}: {why}", key.0, key.1),
+                Ok(_) => bail!("GhlConnection {}/{}: no usable credentials", key.0, key.1),
+            },
         }
     }
 
@@ -268,14 +265,14 @@ impl Workspace {
                     ),
                     (None, None) => ("ConfigMap", &String::new(), &String::new(), None),
                 };
+                let name = format!("{namespace}/{name}");
                 let text = match data {
-                    None => Err(format!(
-                        "{kind} {namespace}/{name} is not among the manifests"
-                    )),
-                    Some(data) => data
-                        .get(key)
-                        .cloned()
-                        .ok_or_else(|| format!("{kind} {namespace}/{name} has no key {key:?}")),
+                    None => Err(RefError::NotInManifests { kind, name }),
+                    Some(data) => data.get(key).cloned().ok_or(RefError::NoKey {
+                        kind,
+                        name,
+                        key: key.clone(),
+                    }),
                 };
                 SourceText {
                     key: key.clone(),
@@ -304,20 +301,21 @@ fn token_from_manifests(
     connection: &GhlConnection,
     key: &ObjectKey,
     manifests: &Manifests,
-) -> Result<String, String> {
-    let (secret, field) = token_ref(connection).ok_or("no auth configured")?;
+) -> Result<String, NoToken> {
+    let (secret, field) = token_ref(connection).ok_or(NoToken::NoAuth)?;
     let data = manifests
         .secrets
         .get(&(key.0.clone(), secret.clone()))
-        .ok_or_else(|| {
-            format!(
-                "Secret {}/{secret} is not among the manifests (or pass --token / --sandbox, or \
-                 --kubeconfig to read it from the cluster)",
-                key.0
-            )
+        .ok_or_else(|| NoToken::NotInManifests {
+            namespace: key.0.clone(),
+            name: secret.clone(),
         })?;
     data.get(&field)
         .filter(|t| !t.is_empty())
         .cloned()
-        .ok_or_else(|| format!("Secret {}/{secret} has no key {field:?}", key.0))
+        .ok_or_else(|| NoToken::NoKey {
+            namespace: key.0.clone(),
+            name: secret,
+            key: field,
+        })
 }

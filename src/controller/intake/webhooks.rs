@@ -15,7 +15,7 @@ use crate::controller::context::Context;
 use crate::controller::object::ObjectKey;
 use crate::crd::Kind;
 use crate::crd::connection::UserType;
-use crate::webhook::{Change, Event, Part};
+use crate::webhook::{Change, Part, Webhook};
 
 /// What the webhook receiver hands verified webhooks to.
 pub struct Handler(pub Arc<Context>);
@@ -35,31 +35,31 @@ impl crate::webhook::Intake for Handler {
         !agency_connections(&self.0, company).is_empty()
     }
 
-    fn elsewhere(&self, event: &Event) -> Option<String> {
+    fn elsewhere(&self, webhook: &Webhook) -> Option<String> {
         let ctx = &self.0;
-        if matches!(event.change, Change::Installation { .. })
-            || event.location_id.is_empty()
-            || ctx.registry.holds_location(&event.location_id)
+        if matches!(webhook.change, Change::Installation { .. })
+            || webhook.location_id.is_empty()
+            || ctx.registry.holds_location(&webhook.location_id)
         {
             return None;
         }
         let shards = &ctx.registry.shards;
-        shards.route(shards.of(&event.location_id))
+        shards.route(shards.of(&webhook.location_id))
     }
 
-    fn admit(&self, event: Event, received: Instant) -> bool {
+    fn admit(&self, webhook: Webhook, received: Instant) -> bool {
         let ctx = &self.0;
-        if let Change::Installation { company_id } = &event.change {
+        if let Change::Installation { company_id } = &webhook.change {
             return installation(ctx, company_id);
         }
-        let location = event.location_id.as_str();
+        let location = webhook.location_id.as_str();
         // Another replica's shard whose address is unknown: 429, and GHL's retry may reach
         // the replica that holds it.
         if !ctx.intake.feeds.admits() || !ctx.registry.holds_location(location) {
             return false;
         }
         ctx.intake.feeds.webhook(location, Timestamp::now());
-        let (contact, part, email, phone, deleted) = match &event.change {
+        let (contact, part, email, phone, deleted) = match &webhook.change {
             Change::Contact {
                 id,
                 part,
@@ -71,7 +71,7 @@ impl crate::webhook::Intake for Handler {
         };
         ctx.intake
             .feeds
-            .feed(location, contact, &event.kind, deleted);
+            .feed(location, contact, &webhook.kind, deleted);
         let mut queued = 0;
         let concerned = ctx
             .registry

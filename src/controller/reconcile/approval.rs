@@ -183,20 +183,26 @@ mod tests {
         assert_eq!(approver(&ObjectMeta::default()), None);
     }
 
+    /// An applied and a blocked outcome.
+    fn outcomes() -> (SyncOutcome<()>, SyncOutcome<()>) {
+        let applied = SyncOutcome::Applied {
+            plan: (),
+            report: ApplyReport::default(),
+        };
+        let blocked = SyncOutcome::Blocked {
+            plan: (),
+            reason: "over".into(),
+        };
+        (applied, blocked)
+    }
+
     #[test]
     fn notices_say_applied_or_outdated() {
         let summary = PlanSummary {
             hash: Some("aaaa".into()),
             ..PlanSummary::default()
         };
-        let applied: SyncOutcome<()> = SyncOutcome::Applied {
-            plan: (),
-            report: ApplyReport::default(),
-        };
-        let blocked: SyncOutcome<()> = SyncOutcome::Blocked {
-            plan: (),
-            reason: "over".into(),
-        };
+        let (applied, blocked) = outcomes();
         let who = Some(("kubectl-annotate".to_owned(), None));
         let notice_of = |approval, outcome| notice(approval, &summary, outcome, who.clone());
         let applied_notice = notice_of(Some("aaaa"), &applied).unwrap();
@@ -214,14 +220,7 @@ mod tests {
 
     #[test]
     fn the_review_records_what_waits_and_what_was_used() {
-        let applied: SyncOutcome<()> = SyncOutcome::Applied {
-            plan: (),
-            report: ApplyReport::default(),
-        };
-        let blocked: SyncOutcome<()> = SyncOutcome::Blocked {
-            plan: (),
-            reason: "over".into(),
-        };
+        let (applied, blocked) = outcomes();
         let plan = || PlanSummary {
             hash: Some("aaaa".into()),
             ..PlanSummary::default()

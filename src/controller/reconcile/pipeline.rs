@@ -44,6 +44,7 @@ use crate::crd::kind::Object;
 use crate::crd::owner::Owner;
 use crate::crd::vocabulary::{action, reason};
 use crate::crd::{GhlConnection, Kind};
+use crate::engine::state::secret::{LedgerOwner, SecretLedgerStore};
 use crate::engine::targeted::Scope;
 use crate::engine::{SyncError, SyncOutcome};
 use crate::ghl::ErrorClass;
@@ -120,6 +121,15 @@ pub trait Synced: Owner + Object + Send + Sync {
 
     /// Records the kind's own facts of a sync in its status.
     fn record(status: &mut Self::Status, detail: &Self::Detail);
+}
+
+/// The ledger of `obj` in the Secrets it owns, its writes fenced by the object's shard.
+pub fn ledger_of<K: Synced>(ctx: &Context, obj: &K) -> SecretLedgerStore {
+    SecretLedgerStore::new(
+        ctx.client.clone(),
+        LedgerOwner::of(K::KIND, obj),
+        ctx.registry.fence_for(&ObjectKey::of(K::KIND, obj)),
+    )
 }
 
 /// The interval with ±10% jitter, so objects created together do not resync together.

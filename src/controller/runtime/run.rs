@@ -1,5 +1,5 @@
 //! The `ghl-operator run` process: the metrics and health server, a preflight check, leader
-//! election, and a clean stop on SIGTERM (in-flight reconciles finish, the Lease is released)
+//! election, and a clean stop on SIGTERM (in-flight reconciles finish, the Lease is given up)
 //! or on a lost Lease (an error: the process should restart and stand by).
 
 use std::net::SocketAddr;
@@ -128,9 +128,9 @@ async fn serve_webhooks(
 }
 
 /// Runs the controllers until SIGTERM / Ctrl-C (graceful: in-flight reconciles finish and
-/// the Lease is released) or until leadership is lost (an error: the process should restart).
+/// the Lease is given up) or until leadership is lost (an error: the process should restart).
 ///
-/// One piece: the process' life in order — serve, wait to lead, reconcile, drain, release —
+/// One piece: the process' life in order — serve, wait to lead, reconcile, drain, step down —
 /// with the shutdown paths of each step next to it.
 pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
     let mut registry = MetricsRegistry::default();
@@ -279,7 +279,7 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
     if let Some(manager) = manager
         && let Ok(mut manager) = manager.await
     {
-        manager.release_all().await;
+        manager.step_down_all().await;
     }
     metrics.shards_held.set(0);
     let lost = *lost_rx.borrow_and_update();
@@ -287,7 +287,7 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
         && let Ok(mut elector) = holder.await
         && !lost
     {
-        elector.release().await;
+        elector.step_down().await;
     }
     terminate.abort();
     let _ = stop_tx.send(true);

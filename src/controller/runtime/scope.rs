@@ -17,30 +17,13 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+
+use crate::crd::kind::Object;
 
 /// A namespaced kind the operator watches.
-pub trait Watched:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope>
-    + Clone
-    + DeserializeOwned
-    + Debug
-    + Send
-    + Sync
-    + 'static
-{
-}
+pub trait Watched: Object + Send + Sync + 'static {}
 
-impl<K> Watched for K where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static
-{
-}
+impl<K: Object + Send + Sync + 'static> Watched for K {}
 
 /// The namespaces watched.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

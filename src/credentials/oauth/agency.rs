@@ -6,8 +6,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
-use super::fence::{Guard, Stored, persist, read_secret};
 use super::spend::superseded;
+use super::token_writes::{Guard, Stored, persist, read_secret};
 use super::{Inputs, Pending, Usable};
 use crate::crd::connection::UserType;
 use crate::crd::vocabulary::reason;
@@ -115,8 +115,8 @@ async fn mint_location_token(
     )
     .await?;
     let mut grant = usable.grant.clone();
-    grant.location_access_token = Some(minted.access_token);
-    grant.location_expires_at = Some(schedule::expiry_of(input.now, minted.expires_in));
+    grant.location_access_token = Some(minted.tokens.access_token);
+    grant.location_expires_at = Some(schedule::expiry_of(input.now, minted.tokens.expires_in));
     if bump {
         grant.revision = grant.revision.saturating_add(1);
     }

@@ -13,7 +13,7 @@ use kube::{Api, Client};
 
 use super::Usable;
 use super::agency::{may_mint, mint};
-use super::fence::{Guard, Stored, persist, read_secret};
+use super::token_writes::{Guard, Stored, persist, read_secret};
 use crate::crd::common::MAX_DURATION;
 use crate::crd::connection::{AgencyGrantAuth, GhlConnectionSpec, OAuthAuth, UserType};
 use crate::crd::vocabulary::reason;
@@ -96,7 +96,7 @@ pub async fn ensure(input: &BorrowInputs<'_>) -> Result<Usable, Problem> {
             Duration::ZERO,
             MAX_DURATION,
         )
-        .map_err(|e| Problem::stalled(reason::INVALID_SPEC, e))?,
+        .map_err(|e| Problem::stalled(reason::INVALID_SPEC, e.to_string()))?,
         schedule: None,
     };
     let secrets: Api<Secret> = Api::namespaced(input.client.clone(), input.namespace);
@@ -129,10 +129,10 @@ pub async fn ensure(input: &BorrowInputs<'_>) -> Result<Usable, Problem> {
     )
     .await?;
     let grant = StoredGrant {
-        access_token: minted.access_token,
+        access_token: minted.tokens.access_token,
         refresh_token: None,
-        expires_at: schedule::expiry_of(input.now, minted.expires_in),
-        scope: minted.scope,
+        expires_at: schedule::expiry_of(input.now, minted.tokens.expires_in),
+        scope: minted.tokens.scope,
         user_type: Some("Location".into()),
         revision: stored.as_ref().map_or(1, |g| g.revision.saturating_add(1)),
         refreshed_at: input.now,

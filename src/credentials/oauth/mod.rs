@@ -2,7 +2,7 @@
 //! refresh on schedule, agency → location tokens — never losing or double-spending a
 //! single-use token.
 //!
-//! Every spend (code exchange or refresh) follows the same fenced sequence:
+//! Every spend (code exchange or refresh) follows the same guarded sequence:
 //! 1. **claim**: annotate the token Secret with what is about to be spent, using
 //!    compare-and-swap on its resourceVersion — a concurrent process gets a 409 and backs off;
 //! 2. **spend**: one call to GHL (never retried after a lost answer);
@@ -14,12 +14,12 @@
 //! means the token may already be spent: it is never spent again (GHL would count a reuse);
 //! the connection reports `ReauthorizationRequired` and recovers as soon as a new
 //! authorization code is supplied. Grants are written only over what they were derived from
-//! (see [`fence::Guard`]), and nothing is spent by a process that no longer leads.
+//! (see [`token_writes::Guard`]), and nothing is spent by a process that no longer leads.
 
 mod agency;
 pub mod borrowed;
-mod fence;
 mod spend;
+mod token_writes;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -30,7 +30,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use secrecy::SecretString;
 
-pub use fence::confirm;
+pub use token_writes::confirm;
 
 use super::Problem;
 use super::schedule::{self, RenewalPolicy, Schedule};
@@ -42,8 +42,8 @@ use crate::engine::fence::Fence;
 use crate::ghl::models::UserTypeParam;
 use crate::ghl::oauth::{ClientCredentials, OAuthClient};
 use agency::finish;
-use fence::{Guard, persist, read_secret};
 use spend::{exchange, refresh};
+use token_writes::{Guard, persist, read_secret};
 
 /// A claim younger than this, held by another process, is a refresh in progress.
 const CLAIM_PATIENCE: Duration = Duration::from_secs(60);
@@ -162,8 +162,8 @@ impl OAuthManager {
         result
     }
 
-    /// One piece: the whole fenced sequence runs under the connection's lock, and each early
-    /// return is a different, final answer; split, the order of the fences would be harder to see.
+    /// One piece: the whole guarded sequence runs under the connection's lock, and each early
+    /// return is a different, final answer; split, the order of the guards would be harder to see.
     async fn ensure_once(&self, input: &Inputs<'_>) -> Result<Usable, Problem> {
         let lock = self.lock(input.namespace, input.connection);
         let mut pending = lock.lock().await;
@@ -345,7 +345,7 @@ fn renewal_policy(auth: &OAuthAuth) -> Result<RenewalPolicy, Problem> {
         Duration::ZERO,
         MAX_DURATION,
     )
-    .map_err(|e| Problem::stalled(reason::INVALID_SPEC, e))?;
+    .map_err(|e| Problem::stalled(reason::INVALID_SPEC, e.to_string()))?;
     let schedule = match &auth.rotation_schedule {
         Some(text) => Some(text.parse::<Schedule>().map_err(|e| {
             Problem::stalled(

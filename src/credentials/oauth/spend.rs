@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use secrecy::SecretString;
 
-use super::fence::{Guard, Stored, claim, persist, release};
+use super::token_writes::{Guard, Stored, claim, persist, withdraw};
 use super::{Inputs, Pending, Usable, user_type};
 use crate::crd::vocabulary::reason;
 use crate::credentials::Problem;
@@ -63,12 +63,14 @@ fn grant_from(
     now: Timestamp,
 ) -> StoredGrant {
     StoredGrant {
-        access_token: response.access_token,
+        access_token: response.tokens.access_token,
         refresh_token: response
+            .tokens
             .refresh_token
             .or_else(|| previous.and_then(|p| p.refresh_token.clone())),
-        expires_at: schedule::expiry_of(now, response.expires_in),
+        expires_at: schedule::expiry_of(now, response.tokens.expires_in),
         scope: response
+            .tokens
             .scope
             .or_else(|| previous.and_then(|p| p.scope.clone())),
         user_type: response
@@ -116,7 +118,7 @@ pub(super) async fn exchange(
         Ok(response) => response,
         Err(error) => {
             // A code is worth nothing once tried: clear the claim either way.
-            release(secrets, name, claimed).await;
+            withdraw(secrets, name, claimed).await;
             let outcome = spent(&error);
             if outcome == Spent::No {
                 return Err(Problem::retry(
@@ -212,7 +214,7 @@ pub(super) async fn refresh(
     let response = match answer {
         Ok(response) => response,
         Err(error) if spent(&error) == Spent::No => {
-            release(secrets, name, claimed).await;
+            withdraw(secrets, name, claimed).await;
             let why = if error.class() == ErrorClass::RateLimited {
                 reason::RATE_LIMITED
             } else {

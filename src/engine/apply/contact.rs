@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::items::apply_item;
-use super::{Run, Step, StepError, ambiguous, is_duplicate};
+use super::{Run, Step, StepError, ambiguous};
 use crate::crd::contact_sync_policy::MatchBy;
 use crate::engine::collections::TagSet;
 use crate::engine::fields::{Field, normalize_tag};
@@ -182,7 +182,7 @@ async fn create_contact(
                     ContactView::from_contact(&contact, true),
                 ));
             }
-            Err(e) if ambiguous(&e) || is_duplicate(&e) => {
+            Err(e) if ambiguous(&e) || e.is_duplicate_contact() => {
                 tracing::info!(
                     category = e.category(),
                     "create answer lost or refused as duplicate; resolving by upsert"

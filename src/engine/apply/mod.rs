@@ -253,10 +253,6 @@ pub(super) fn ambiguous(e: &GhlError) -> bool {
     e.class() == ErrorClass::Retryable || e.status() == Some(422)
 }
 
-pub(super) fn is_duplicate(e: &GhlError) -> bool {
-    e.status() == Some(400) && e.to_string().to_lowercase().contains("duplicate")
-}
-
 /// A per-record failure for status, classified by the error.
 pub(crate) fn record_failure(source: &str, e: &GhlError) -> RecordFailure {
     let reason = match e.class() {

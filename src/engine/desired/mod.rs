@@ -16,6 +16,7 @@ use crate::crd::contact_sync_policy::{
 use crate::engine::collections::{SmallMap, TagSet, Text};
 use crate::engine::fields::{Field, normalize_phone, normalize_tag};
 use crate::engine::ledger::KeyDigest;
+use crate::refs::RefError;
 
 use records::{RecordError, format_for};
 
@@ -24,7 +25,7 @@ use records::{RecordError, format_for};
 #[derive(Clone, Debug)]
 pub struct SourceText {
     pub key: String,
-    pub text: Result<String, String>,
+    pub text: Result<String, RefError>,
     /// Read from a Secret: what it holds is never repeated in a failure (status is readable
     /// by more people than the Secret).
     pub sensitive: bool,
@@ -129,8 +130,15 @@ pub struct Desired {
 
 /// A problem with the spec as a whole (not one record): the policy stalls until it changes.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SpecError(pub String);
+pub enum SpecError {
+    /// The caller did not load `contactsFrom[index]` (a bug of the caller).
+    #[error("contactsFrom[{index}] was not loaded")]
+    NotLoaded { index: usize },
+    #[error(
+        "fieldPolicy: unknown field {field:?} (use a contact field name, customFields.<id or key>, or tags)"
+    )]
+    UnknownPolicyField { field: String },
+}
 
 /// Builds the desired state. `sources[i]` holds what `spec.contactsFrom[i]` yielded.
 pub fn build(spec: &ContactSyncPolicySpec, sources: &[SourceText]) -> Result<Desired, SpecError> {
@@ -175,7 +183,7 @@ pub fn build(spec: &ContactSyncPolicySpec, sources: &[SourceText]) -> Result<Des
     for (i, source) in spec.contacts_from.iter().enumerate() {
         let label = format!("contactsFrom[{i}]");
         let Some(loaded) = sources.get(i) else {
-            return Err(SpecError(format!("{label} was not loaded")));
+            return Err(SpecError::NotLoaded { index: i });
         };
         let failures_before = desired.failures.len();
         let mut n = 0;
@@ -212,7 +220,7 @@ fn records_of(
     let text = loaded
         .text
         .as_ref()
-        .map_err(|why| RecordError::new(None, "SourceUnavailable", why.clone()))?;
+        .map_err(|why| RecordError::new(None, "SourceUnavailable", why.to_string()))?;
     let format = format_for(declared, &loaded.key).ok_or_else(|| {
         RecordError::new(
             None,
@@ -243,9 +251,7 @@ fn validate_field_policy(
                 .strip_prefix("customFields.")
                 .is_some_and(|id| !id.is_empty());
         if !known {
-            return Err(SpecError(format!(
-                "fieldPolicy: unknown field {key:?} (use a contact field name, customFields.<id or key>, or tags)"
-            )));
+            return Err(SpecError::UnknownPolicyField { field: key.clone() });
         }
     }
     Ok(FieldPolicies(policies.clone()))
@@ -559,7 +565,10 @@ mod tests {
             },
             SourceText {
                 key: "gone.csv".into(),
-                text: Err("ConfigMap b not found".into()),
+                text: Err(crate::refs::RefError::Missing {
+                    kind: "ConfigMap",
+                    name: "b".into(),
+                }),
                 sensitive: false,
             },
             SourceText {

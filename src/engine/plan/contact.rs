@@ -90,7 +90,7 @@ fn create_body(contact: &DesiredContact, desired: &Desired) -> CreateContact {
             field.write_create(&mut body, value);
         }
     }
-    body.custom_fields = contact
+    body.fields.custom_fields = contact
         .custom_fields
         .iter()
         .filter(|(id, _)| policies.custom(id) != FieldPolicy::Observe)

@@ -35,13 +35,116 @@ pub fn note_fingerprint(note: &DesiredNote) -> u64 {
     fingerprint([note.body.trim()])
 }
 
-fn create_task(task: &DesiredTask) -> CreateTask {
-    CreateTask {
-        title: task.title.clone(),
-        body: task.body.clone(),
-        due_date: due_text(task.due),
-        completed: task.completed,
-        assigned_to: task.assigned_to.clone(),
+/// What the planner needs of a declared task or note, and of the one GHL holds.
+trait Declared {
+    /// The item as GHL holds it.
+    type Current;
+    const KIND: ItemKind;
+    fn key(&self) -> &str;
+    fn fingerprint(&self) -> u64;
+    fn create(&self) -> ItemBody;
+    /// The update of every field, when the item was not read (the ledger's fingerprint says
+    /// the declaration changed).
+    fn full_update(&self) -> (ItemUpdate, Vec<String>);
+    /// What turns `current` into this item, if anything.
+    fn update_from(&self, current: &Self::Current, fingerprint: u64) -> Option<ItemOp>;
+    /// Whether `current` is this item made by someone else (adopted rather than duplicated).
+    fn same_as(&self, current: &Self::Current) -> bool;
+    fn id_of(current: &Self::Current) -> &str;
+}
+
+impl Declared for DesiredTask {
+    type Current = Task;
+    const KIND: ItemKind = ItemKind::Task;
+
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn fingerprint(&self) -> u64 {
+        task_fingerprint(self)
+    }
+
+    fn create(&self) -> ItemBody {
+        ItemBody::Task(CreateTask {
+            title: self.title.clone(),
+            body: self.body.clone(),
+            due_date: due_text(self.due),
+            completed: self.completed,
+            assigned_to: self.assigned_to.clone(),
+        })
+    }
+
+    fn full_update(&self) -> (ItemUpdate, Vec<String>) {
+        let update = UpdateTask {
+            title: Some(self.title.clone()),
+            body: self.body.clone(),
+            due_date: Some(due_text(self.due)),
+            completed: Some(self.completed),
+            assigned_to: self.assigned_to.clone(),
+        };
+        let fields = ["title", "body", "dueDate", "assignedTo", "completed"];
+        (ItemUpdate::Task(update), fields.map(str::to_owned).to_vec())
+    }
+
+    fn update_from(&self, current: &Task, fp: u64) -> Option<ItemOp> {
+        task_update(self, current, fp)
+    }
+
+    fn same_as(&self, current: &Task) -> bool {
+        current.title.as_deref().map(str::trim) == Some(self.title.as_str())
+    }
+
+    fn id_of(current: &Task) -> &str {
+        &current.id
+    }
+}
+
+impl Declared for DesiredNote {
+    type Current = Note;
+    const KIND: ItemKind = ItemKind::Note;
+
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn fingerprint(&self) -> u64 {
+        note_fingerprint(self)
+    }
+
+    fn create(&self) -> ItemBody {
+        ItemBody::Note(CreateNote {
+            body: self.body.clone(),
+            ..CreateNote::default()
+        })
+    }
+
+    fn full_update(&self) -> (ItemUpdate, Vec<String>) {
+        let update = UpdateNote {
+            body: Some(self.body.clone()),
+            ..UpdateNote::default()
+        };
+        (ItemUpdate::Note(update), vec!["body".into()])
+    }
+
+    fn update_from(&self, current: &Note, fp: u64) -> Option<ItemOp> {
+        let (body, fields) = self.full_update();
+        (!self.same_as(current)).then(|| ItemOp::Update {
+            kind: ItemKind::Note,
+            key: self.key.clone(),
+            id: current.id.clone(),
+            body,
+            fields,
+            fingerprint: fp,
+        })
+    }
+
+    fn same_as(&self, current: &Note) -> bool {
+        current.body.trim() == self.body.trim()
+    }
+
+    fn id_of(current: &Note) -> &str {
+        &current.id
     }
 }
 
@@ -56,126 +159,93 @@ pub fn plan_items(
     let mut ops = Vec::new();
     let tasks = id.and_then(|id| observed.tasks.get(id));
     let notes = id.and_then(|id| observed.notes.get(id));
-    plan_tasks(contact, owned, tasks, &mut ops);
-    undeclared(
-        contact.tasks.iter().map(|t| t.key.as_str()),
-        owned,
-        ItemKind::Task,
-        tasks.map(|l| l.iter().map(|t| t.id.as_str()).collect()),
-        prune,
-        &mut ops,
-    );
-    plan_notes(contact, owned, notes, &mut ops);
-    undeclared(
-        contact.notes.iter().map(|n| n.key.as_str()),
-        owned,
-        ItemKind::Note,
-        notes.map(|l| l.iter().map(|n| n.id.as_str()).collect()),
-        prune,
-        &mut ops,
-    );
+    plan_kind(&contact.tasks, owned, tasks, prune, &mut ops);
+    plan_kind(&contact.notes, owned, notes, prune, &mut ops);
     ops
 }
 
-/// One piece: one decision per owned or declared task, in the order the table tests read.
-fn plan_tasks(
-    contact: &DesiredContact,
+/// Plans one kind of item: each declared one updated, recreated, adopted or created, then the
+/// owned ones no longer declared.
+///
+/// One piece: one decision per owned or declared item, in the order the table tests read.
+fn plan_kind<D: Declared>(
+    declared: &[D],
     owned: Option<&OwnedContact>,
-    observed: Option<&Vec<Task>>,
+    observed: Option<&Vec<D::Current>>,
+    prune: bool,
     ops: &mut Vec<ItemOp>,
 ) {
-    let owned_items = owned.map(|o| o.items(ItemKind::Task));
+    let owned_items = owned.map(|o| o.items(D::KIND));
     let owned_ids: BTreeSet<&str> = owned_items
         .into_iter()
         .flatten()
         .filter_map(|(_, item)| item.id.as_deref())
         .collect();
-    let mut adopted: BTreeSet<String> = BTreeSet::new();
-    for task in &contact.tasks {
-        let fp = task_fingerprint(task);
-        let item = owned_items.and_then(|items| items.get(&task.key));
+    let mut adopted: BTreeSet<&str> = BTreeSet::new();
+    for wanted in declared {
+        let fp = wanted.fingerprint();
+        let create = |resolve: bool, replaces: Option<&str>| ItemOp::Create {
+            kind: D::KIND,
+            key: wanted.key().to_owned(),
+            body: wanted.create(),
+            fingerprint: fp,
+            resolve,
+            replaces: replaces.map(str::to_owned),
+        };
+        let item = owned_items.and_then(|items| items.get(wanted.key()));
         match item.map(|i| i.id.as_deref()) {
-            Some(Some(task_id)) => match observed {
-                Some(list) => match list.iter().find(|t| t.id == task_id) {
-                    Some(current) => ops.extend(task_update(task, current, fp)),
-                    None => ops.push(ItemOp::Create {
-                        kind: ItemKind::Task,
-                        key: task.key.clone(),
-                        body: ItemBody::Task(create_task(task)),
-                        fingerprint: fp,
-                        resolve: false,
-                        replaces: Some(task_id.to_owned()),
-                    }),
+            Some(Some(id)) => match observed {
+                Some(list) => match list.iter().find(|c| D::id_of(c) == id) {
+                    Some(current) => ops.extend(wanted.update_from(current, fp)),
+                    None => ops.push(create(false, Some(id))),
                 },
                 // Not read this time: trust the ledger, write only if the declaration changed.
-                None => {
-                    if item.and_then(|i| i.fingerprint) != Some(fp) {
-                        ops.push(ItemOp::Update {
-                            kind: ItemKind::Task,
-                            key: task.key.clone(),
-                            id: task_id.to_owned(),
-                            body: ItemUpdate::Task(full_task_update(task)),
-                            fields: vec![
-                                "title".into(),
-                                "body".into(),
-                                "dueDate".into(),
-                                "assignedTo".into(),
-                                "completed".into(),
-                            ],
-                            fingerprint: fp,
-                        });
-                    }
+                None if item.and_then(|i| i.fingerprint) != Some(fp) => {
+                    let (body, fields) = wanted.full_update();
+                    ops.push(ItemOp::Update {
+                        kind: D::KIND,
+                        key: wanted.key().to_owned(),
+                        id: id.to_owned(),
+                        body,
+                        fields,
+                        fingerprint: fp,
+                    });
                 }
+                None => {}
             },
-            Some(None) => ops.push(ItemOp::Create {
-                kind: ItemKind::Task,
-                key: task.key.clone(),
-                body: ItemBody::Task(create_task(task)),
-                fingerprint: fp,
-                resolve: true,
-                replaces: None,
-            }),
+            Some(None) => ops.push(create(true, None)),
             None => {
                 let same = observed.and_then(|list| {
-                    list.iter().find(|t| {
-                        !owned_ids.contains(t.id.as_str())
-                            && !adopted.contains(&t.id)
-                            && t.title.as_deref().map(str::trim) == Some(task.title.as_str())
+                    list.iter().find(|c| {
+                        !owned_ids.contains(D::id_of(c))
+                            && !adopted.contains(D::id_of(c))
+                            && wanted.same_as(c)
                     })
                 });
                 match same {
                     Some(existing) => {
-                        adopted.insert(existing.id.clone());
+                        adopted.insert(D::id_of(existing));
                         ops.push(ItemOp::Adopt {
-                            kind: ItemKind::Task,
-                            key: task.key.clone(),
-                            id: existing.id.clone(),
+                            kind: D::KIND,
+                            key: wanted.key().to_owned(),
+                            id: D::id_of(existing).to_owned(),
                             fingerprint: fp,
                         });
-                        ops.extend(task_update(task, existing, fp));
+                        ops.extend(wanted.update_from(existing, fp));
                     }
-                    None => ops.push(ItemOp::Create {
-                        kind: ItemKind::Task,
-                        key: task.key.clone(),
-                        body: ItemBody::Task(create_task(task)),
-                        fingerprint: fp,
-                        resolve: false,
-                        replaces: None,
-                    }),
+                    None => ops.push(create(false, None)),
                 }
             }
         }
     }
-}
-
-fn full_task_update(task: &DesiredTask) -> UpdateTask {
-    UpdateTask {
-        title: Some(task.title.clone()),
-        body: task.body.clone(),
-        due_date: Some(due_text(task.due)),
-        completed: Some(task.completed),
-        assigned_to: task.assigned_to.clone(),
-    }
+    undeclared(
+        declared.iter().map(Declared::key),
+        owned,
+        D::KIND,
+        observed.map(|l| l.iter().map(D::id_of).collect()),
+        prune,
+        ops,
+    );
 }
 
 /// The update (or completion) that turns `current` into `task`.
@@ -224,83 +294,6 @@ fn task_update(task: &DesiredTask, current: &Task, fp: u64) -> Option<ItemOp> {
         fields,
         fingerprint: fp,
     })
-}
-
-fn plan_notes(
-    contact: &DesiredContact,
-    owned: Option<&OwnedContact>,
-    observed: Option<&Vec<Note>>,
-    ops: &mut Vec<ItemOp>,
-) {
-    let owned_items = owned.map(|o| o.items(ItemKind::Note));
-    let owned_ids: BTreeSet<&str> = owned_items
-        .into_iter()
-        .flatten()
-        .filter_map(|(_, item)| item.id.as_deref())
-        .collect();
-    let mut adopted: BTreeSet<String> = BTreeSet::new();
-    for note in &contact.notes {
-        let fp = note_fingerprint(note);
-        let create = |resolve: bool, replaces: Option<String>| ItemOp::Create {
-            kind: ItemKind::Note,
-            key: note.key.clone(),
-            body: ItemBody::Note(CreateNote {
-                body: note.body.clone(),
-                ..CreateNote::default()
-            }),
-            fingerprint: fp,
-            resolve,
-            replaces,
-        };
-        let update = |id: &str| ItemOp::Update {
-            kind: ItemKind::Note,
-            key: note.key.clone(),
-            id: id.to_owned(),
-            body: ItemUpdate::Note(UpdateNote {
-                body: Some(note.body.clone()),
-                ..UpdateNote::default()
-            }),
-            fields: vec!["body".into()],
-            fingerprint: fp,
-        };
-        let item = owned_items.and_then(|items| items.get(&note.key));
-        match item.map(|i| i.id.as_deref()) {
-            Some(Some(note_id)) => match observed {
-                Some(list) => match list.iter().find(|n| n.id == note_id) {
-                    Some(current) if current.body.trim() == note.body.trim() => {}
-                    Some(_) => ops.push(update(note_id)),
-                    None => ops.push(create(false, Some(note_id.to_owned()))),
-                },
-                None => {
-                    if item.and_then(|i| i.fingerprint) != Some(fp) {
-                        ops.push(update(note_id));
-                    }
-                }
-            },
-            Some(None) => ops.push(create(true, None)),
-            None => {
-                let same = observed.and_then(|list| {
-                    list.iter().find(|n| {
-                        !owned_ids.contains(n.id.as_str())
-                            && !adopted.contains(&n.id)
-                            && n.body.trim() == note.body.trim()
-                    })
-                });
-                match same {
-                    Some(existing) => {
-                        adopted.insert(existing.id.clone());
-                        ops.push(ItemOp::Adopt {
-                            kind: ItemKind::Note,
-                            key: note.key.clone(),
-                            id: existing.id.clone(),
-                            fingerprint: fp,
-                        });
-                    }
-                    None => ops.push(create(false, None)),
-                }
-            }
-        }
-    }
 }
 
 /// Owned items no longer declared: deleted with `prune` (when still there), else forgotten.

@@ -9,6 +9,7 @@ use super::RuleObservation;
 use super::plan::search_filters;
 use crate::crd::tag_rule::TagRuleSpec;
 use crate::engine::ledger::Ledger;
+use crate::engine::observe::get_contacts;
 use crate::engine::ownership::SeenContact;
 use crate::ghl::models::ContactSearch;
 use crate::ghl::paginate::search_all;
@@ -104,22 +105,6 @@ async fn get_all(
     ids: Vec<String>,
     concurrency: usize,
 ) -> Result<BTreeMap<String, Option<SeenContact>>, GhlError> {
-    type Fetched = (String, Result<Option<SeenContact>, GhlError>);
-    let fetched: Vec<Fetched> = stream::iter(ids)
-        .map(|id| async move {
-            let seen = match api.get_contact(&id).await {
-                Ok(c) => Ok(Some(SeenContact::from_contact(&c))),
-                Err(e) if e.class() == ErrorClass::NotFound => Ok(None),
-                Err(e) => Err(e),
-            };
-            (id, seen)
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    let mut out = BTreeMap::new();
-    for (id, seen) in fetched {
-        out.insert(id, seen?);
-    }
-    Ok(out)
+    let fetched = get_contacts(api, ids, concurrency, SeenContact::from_contact).await?;
+    Ok(fetched.into_iter().collect())
 }

@@ -37,10 +37,9 @@ pub struct TokenRequest<'a> {
     pub redirect_uri: Option<&'a str>,
 }
 
-/// A token grant (`GetAccessCodeSuccessfulResponseDto`). Token values are secrets: their
-/// `Debug` output is redacted.
+/// The tokens every grant carries. Token values are secrets: their `Debug` output is redacted.
 #[derive(Deserialize, JsonSchema, Clone, Debug)]
-pub struct TokenGrant {
+pub struct Tokens {
     #[schemars(with = "String")]
     pub access_token: SecretString,
     #[serde(default)]
@@ -54,21 +53,37 @@ pub struct TokenGrant {
     /// Space-separated scopes.
     #[serde(default)]
     pub scope: Option<String>,
-    #[serde(rename = "userType", default)]
+}
+
+impl Tokens {
+    /// The granted scopes as a list.
+    pub fn scopes(&self) -> Vec<String> {
+        self.scope
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// A token grant (`GetAccessCodeSuccessfulResponseDto`).
+#[derive(Deserialize, JsonSchema, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenGrant {
+    #[serde(flatten)]
+    pub tokens: Tokens,
+    #[serde(default)]
     pub user_type: Option<String>,
-    #[serde(rename = "locationId", default)]
+    #[serde(default)]
     pub location_id: Option<String>,
-    #[serde(rename = "companyId", default)]
+    #[serde(default)]
     pub company_id: Option<String>,
-    #[serde(
-        rename = "approvedLocations",
-        default,
-        deserialize_with = "nullable_vec"
-    )]
+    #[serde(default, deserialize_with = "nullable_vec")]
     pub approved_locations: Vec<String>,
-    #[serde(rename = "userId", default)]
+    #[serde(default)]
     pub user_id: Option<String>,
-    #[serde(rename = "planId", default)]
+    #[serde(default)]
     pub plan_id: Option<String>,
 }
 
@@ -83,23 +98,15 @@ pub struct LocationTokenRequest<'a> {
 /// A location token minted from an agency token (`GetLocationAccessTokenSuccessfulResponseDto`;
 /// GHL added `refresh_token` in 2026).
 #[derive(Deserialize, JsonSchema, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
 pub struct LocationTokenGrant {
-    #[schemars(with = "String")]
-    pub access_token: SecretString,
+    #[serde(flatten)]
+    pub tokens: Tokens,
     #[serde(default)]
-    pub token_type: Option<String>,
-    #[serde(default, deserialize_with = "lenient_u64")]
-    pub expires_in: Option<u64>,
-    #[serde(default)]
-    #[schemars(with = "Option<String>")]
-    pub refresh_token: Option<SecretString>,
-    #[serde(default)]
-    pub scope: Option<String>,
-    #[serde(rename = "locationId", default)]
     pub location_id: Option<String>,
-    #[serde(rename = "planId", default)]
+    #[serde(default)]
     pub plan_id: Option<String>,
-    #[serde(rename = "userId", default)]
+    #[serde(default)]
     pub user_id: Option<String>,
 }
 
@@ -121,26 +128,4 @@ pub struct InstalledLocation {
     pub id: String,
     #[serde(rename = "isInstalled", default)]
     pub is_installed: Option<bool>,
-}
-
-impl TokenGrant {
-    /// The granted scopes as a list.
-    pub fn scopes(&self) -> Vec<String> {
-        split_scopes(self.scope.as_deref())
-    }
-}
-
-impl LocationTokenGrant {
-    /// The granted scopes as a list.
-    pub fn scopes(&self) -> Vec<String> {
-        split_scopes(self.scope.as_deref())
-    }
-}
-
-fn split_scopes(scope: Option<&str>) -> Vec<String> {
-    scope
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
 }

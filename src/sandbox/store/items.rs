@@ -68,7 +68,8 @@ impl Store {
                 .get("body")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-            due_date: normalize_date(due).map_err(|e| ApiError::unprocessable(vec![e]))?,
+            due_date: normalize_date(due)
+                .map_err(|e| ApiError::unprocessable(vec![e.to_string()]))?,
             completed: object["completed"].as_bool().unwrap_or(false),
             assigned_to: object
                 .get("assignedTo")
@@ -94,7 +95,9 @@ impl Store {
         let object = check(body, &[TASK_UPDATE])?.clone();
         self.task(contact_id, task_id)?;
         let due = match object.get("dueDate").and_then(Value::as_str) {
-            Some(d) => Some(normalize_date(d).map_err(|e| ApiError::unprocessable(vec![e]))?),
+            Some(d) => {
+                Some(normalize_date(d).map_err(|e| ApiError::unprocessable(vec![e.to_string()]))?)
+            }
             None => None,
         };
         let task = self

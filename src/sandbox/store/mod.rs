@@ -19,6 +19,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use super::clock::{Clock, iso};
+use super::config::SeedError;
 use super::errors::{ApiError, ApiResult};
 use super::ids::IdGen;
 use super::search::{SearchIndex, SearchRequest};
@@ -186,7 +187,7 @@ impl Store {
     }
 
     /// Empties the location, then loads `seed` (visible to search at once, as old data is).
-    pub fn reset(&mut self, seed: &Seed, default_allow_duplicates: bool) -> Result<(), String> {
+    pub fn reset(&mut self, seed: &Seed, default_allow_duplicates: bool) -> Result<(), SeedError> {
         self.contacts.clear();
         self.tasks.clear();
         self.notes.clear();
@@ -210,12 +211,16 @@ impl Store {
         result
     }
 
-    fn load(&mut self, seed: &Seed) -> Result<(), String> {
+    fn load(&mut self, seed: &Seed) -> Result<(), SeedError> {
         let now = self.clock.now();
         for (n, contact) in seed.contacts.iter().enumerate() {
             let attributes = Value::Object(contact.attributes.clone());
+            let refused = |problem: String| SeedError::Contact {
+                contact: n,
+                problem,
+            };
             check(&attributes, &[CONTACT_ATTRIBUTES])
-                .map_err(|e| format!("seed contact {n}: {}", e.body["message"]))?;
+                .map_err(|e| refused(e.body["message"].to_string()))?;
             let id = contact.id.clone().unwrap_or_else(|| self.ids.id());
             let record = Contact {
                 id: id.clone(),
@@ -242,7 +247,7 @@ impl Store {
                         title: task.title.clone(),
                         body: task.body.clone(),
                         due_date: normalize_date(&task.due_date)
-                            .map_err(|e| format!("seed contact {n}: {e}"))?,
+                            .map_err(|e| refused(e.to_string()))?,
                         completed: task.completed,
                         assigned_to: task.assigned_to.clone(),
                         date_added: now,
@@ -290,9 +295,14 @@ fn dedupe(tags: impl Iterator<Item = String>) -> Vec<String> {
         .collect()
 }
 
+/// A due date that is not one.
+#[derive(Debug, thiserror::Error)]
+#[error("dueDate must be a valid ISO 8601 date string, got {0:?}")]
+struct InvalidDate(String);
+
 /// Parses a due date and formats it as GHL returns it (`2030-01-10T15:00:00.000Z`).
-fn normalize_date(text: &str) -> Result<String, String> {
+fn normalize_date(text: &str) -> Result<String, InvalidDate> {
     text.parse::<Timestamp>()
         .map(iso)
-        .map_err(|_| format!("dueDate must be a valid ISO 8601 date string, got {text:?}"))
+        .map_err(|_| InvalidDate(text.to_owned()))
 }

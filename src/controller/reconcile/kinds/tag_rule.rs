@@ -12,7 +12,7 @@ use kube::runtime::reflector::Store;
 
 use crate::controller::context::Context;
 use crate::controller::object::ObjectKey;
-use crate::controller::reconcile::pipeline::{Findings, Reach, Synced};
+use crate::controller::reconcile::pipeline::{Findings, Reach, Synced, ledger_of};
 use crate::controller::reconcile::verdict::{Facts, Outcome};
 use crate::controller::registry::Stores;
 use crate::controller::registry::reference::Usable;
@@ -34,14 +34,6 @@ pub struct Detail {
     compliant: u32,
     pending: u32,
     conflicted: u32,
-}
-
-fn ledger(ctx: &Context, rule: &TagRule) -> SecretLedgerStore {
-    SecretLedgerStore::new(
-        ctx.client.clone(),
-        LedgerOwner::of(Kind::TagRule, rule),
-        ctx.registry.fence_for(&ObjectKey::of(Kind::TagRule, rule)),
-    )
 }
 
 /// The contacts a ContactSyncPolicy manages (for `selector.policyRef`).
@@ -155,7 +147,7 @@ impl Synced for TagRule {
         approved: Option<&str>,
     ) -> Result<Findings<Detail>, SyncError> {
         let client = &connection.handle.client;
-        let store = ledger(ctx, self);
+        let store = ledger_of(ctx, self);
         let scope = match &self.spec.selector.policy_ref {
             Some(p) => Some(policy_contacts(ctx, &key.namespace, &p.name).await?),
             None => None,
@@ -194,7 +186,7 @@ impl Synced for TagRule {
         key: &ObjectKey,
         connection: &Usable,
     ) -> Result<SyncOutcome<()>, SyncError> {
-        let store = ledger(ctx, self);
+        let store = ledger_of(ctx, self);
         let declared = ctx.registry.tag_declarations(&connection.location, key);
         let options = ctx.sync_options(self.spec.mode, key);
         let removed = release_rule(

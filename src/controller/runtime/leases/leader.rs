@@ -2,7 +2,7 @@
 //! takes the Lease when it is free or its holder stopped renewing for `lease_duration` (measured
 //! on the candidate's own clock from when it last saw the record change, so clock skew between
 //! nodes does not matter); the leader renews every `renew_every` and gives up leadership when it
-//! cannot renew within `lease_duration`; a graceful stop releases the Lease so a standby takes
+//! cannot renew within `lease_duration`; a graceful stop gives the Lease up so a standby takes
 //! over at once. Every write carries the resourceVersion it read (compare-and-swap), so two
 //! candidates can never both believe they hold it. The elector keeps a [`Fence`] that is
 //! open only until the renew deadline after its last successful write, which every GHL and
@@ -109,7 +109,7 @@ impl Elector {
     }
 
     /// The write fence this elector keeps: open from a successful acquire or renew until the
-    /// renew deadline after it, closed when leadership is lost or released.
+    /// renew deadline after it, closed when leadership is lost or given up.
     pub fn fence(&self) -> Fence {
         self.fence.clone()
     }
@@ -297,7 +297,7 @@ impl Elector {
 
     /// Releases the Lease if this process holds it (graceful shutdown), so a standby takes
     /// over without waiting for it to expire.
-    pub async fn release(&mut self) {
+    pub async fn step_down(&mut self) {
         self.fence.close();
         self.tenure = false;
         let Ok(Some(mut lease)) = self.api.get_opt(&self.config.name).await else {
@@ -317,7 +317,7 @@ impl Elector {
             .replace(&self.config.name, &PostParams::default(), &lease)
             .await
         {
-            tracing::warn!(%error, "could not release the leader Lease");
+            tracing::warn!(%error, "could not give up the leader Lease");
         }
     }
 }

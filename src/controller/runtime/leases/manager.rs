@@ -2,7 +2,7 @@
 //! its membership Lease (`<name>-member-<identity>`), reads who else is alive, and takes or
 //! gives up shards ([`super::plan::moves`]) until the live replicas hold them evenly. A shard
 //! given up stops writing first (its fence closes), lets its running reconciles finish, and
-//! only then releases its Lease, so the replica that takes it over never overlaps with it.
+//! only then gives its Lease up, so the replica that takes it over never overlaps with it.
 //! A replica that dies stops renewing: the others see its membership go stale and its shard
 //! Leases expire, and take them over within the Lease duration.
 
@@ -22,7 +22,7 @@ use super::plan::{self, Members};
 use crate::controller::registry::shards::Shards;
 use crate::controller::runtime::leases::leader::{Attempt, Elector, LeaseConfig};
 
-/// How long a given-up shard's running reconciles may take before its Lease is released.
+/// How long a given-up shard's running reconciles may take before its Lease is given up.
 const HANDOVER_GRACE: Duration = Duration::from_secs(15);
 
 /// Membership Leases unchanged this many Lease durations are deleted (a replica that died).
@@ -154,7 +154,7 @@ impl Manager {
             &held,
             &taken,
         );
-        for shard in moves.release {
+        for shard in moves.give_up {
             self.give_up(shard).await;
         }
         for shard in moves.take {
@@ -323,7 +323,7 @@ impl Manager {
         held
     }
 
-    /// Stops writing for `shard`, lets its reconciles finish, then releases its Lease.
+    /// Stops writing for `shard`, lets its reconciles finish, then gives its Lease up.
     async fn give_up(&mut self, shard: u32) {
         tracing::info!(shard, "handing a shard over");
         self.shards.lose(shard);
@@ -334,17 +334,17 @@ impl Manager {
                 "a shard's reconciles did not finish; releasing it anyway"
             );
         }
-        self.electors[shard as usize].release().await;
+        self.electors[shard as usize].step_down().await;
     }
 
-    /// A graceful stop (after the controllers stopped): releases every shard and the
+    /// A graceful stop (after the controllers stopped): gives up every shard and the
     /// membership, so the other replicas take over at once.
-    pub async fn release_all(&mut self) {
+    pub async fn step_down_all(&mut self) {
         for shard in 0..self.shards.count() {
             if self.shards.held_since(shard).is_some() {
                 self.shards.lose(shard);
             }
-            self.electors[shard as usize].release().await;
+            self.electors[shard as usize].step_down().await;
         }
         let name = member_lease(&self.config.name, &self.config.identity);
         let _ = self.leases.delete(&name, &DeleteParams::default()).await;

@@ -18,7 +18,7 @@ pub struct Moves {
     /// Shards to try to take (free or expired ones, lowest first), at most up to the quota.
     pub take: Vec<u32>,
     /// Shards to give up (the highest first), so a replica under its quota can take them.
-    pub release: Vec<u32>,
+    pub give_up: Vec<u32>,
 }
 
 /// The moves of replica `me` that holds `held`, among the live replicas `members` (which
@@ -39,7 +39,7 @@ pub fn moves(
     if held.len() > quota {
         return Moves {
             take: Vec::new(),
-            release: held
+            give_up: held
                 .iter()
                 .rev()
                 .take(held.len() - quota)
@@ -52,7 +52,7 @@ pub fn moves(
             .filter(|s| !held.contains(s) && !taken.contains(s))
             .take(quota - held.len())
             .collect(),
-        release: Vec::new(),
+        give_up: Vec::new(),
     }
 }
 
@@ -130,7 +130,7 @@ mod tests {
     }
 
     #[test]
-    fn moves_take_free_shards_up_to_the_quota_and_release_the_excess() {
+    fn moves_take_free_shards_up_to_the_quota_and_give_up_the_excess() {
         // (me, live replicas, held by me, taken by anyone) → moves
         type Case<'a> = (&'a str, &'a [&'a str], &'a [u32], &'a [u32], Moves);
         let cases: [Case; 6] = [
@@ -142,7 +142,7 @@ mod tests {
                 &[],
                 Moves {
                     take: vec![0, 1, 2, 3],
-                    release: vec![],
+                    give_up: vec![],
                 },
             ),
             // A second replica joined: give up the top half.
@@ -153,7 +153,7 @@ mod tests {
                 &[0, 1, 2, 3],
                 Moves {
                     take: vec![],
-                    release: vec![3, 2],
+                    give_up: vec![3, 2],
                 },
             ),
             // The newcomer takes what was given up, not what is still held.
@@ -164,7 +164,7 @@ mod tests {
                 &[0, 1, 3],
                 Moves {
                     take: vec![2],
-                    release: vec![],
+                    give_up: vec![],
                 },
             ),
             // At the quota: nothing to do.
@@ -177,7 +177,7 @@ mod tests {
                 &[2, 3],
                 Moves {
                     take: vec![0, 1],
-                    release: vec![],
+                    give_up: vec![],
                 },
             ),
             // A replica whose own membership is not listed yet still counts itself.
@@ -188,7 +188,7 @@ mod tests {
                 &[0, 1, 2],
                 Moves {
                     take: vec![3],
-                    release: vec![],
+                    give_up: vec![],
                 },
             ),
         ];

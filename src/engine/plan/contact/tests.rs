@@ -140,14 +140,14 @@ fn nothing_in_ghl_creates_contact_task_and_note() {
         panic!("expected a create")
     };
     assert!(!resolve);
-    assert_eq!(body.email.as_deref(), Some("ada@example.com"));
+    assert_eq!(body.fields.email.as_deref(), Some("ada@example.com"));
     assert_eq!(
         body.company_name.as_deref(),
         Some("AE"),
         "companyName is set on create"
     );
     assert_eq!(body.tags, ["vip"]);
-    assert_eq!(body.custom_fields[0].field_value, "gold");
+    assert_eq!(body.fields.custom_fields[0].field_value, "gold");
     assert!(matches!(
         &c.items[0],
         ItemOp::Create {

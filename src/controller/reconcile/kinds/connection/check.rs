@@ -10,7 +10,7 @@ use super::verdict::{Check, Finding, scopes_missing};
 use crate::controller::context::Context;
 use crate::controller::registry::clients::ConnectionKey;
 use crate::crd::GhlConnection;
-use crate::crd::common::duration_field;
+use crate::crd::common::{InvalidField, duration_field};
 use crate::crd::vocabulary::reason;
 use crate::credentials::Problem;
 use crate::ghl::budget::BudgetConfig;
@@ -18,7 +18,7 @@ use crate::ghl::models::ListContactsQuery;
 use crate::ghl::{ErrorClass, GhlApi};
 
 /// `spec.export.catchUpInterval`, checked.
-fn catch_up_interval(obj: &GhlConnection) -> Result<(), String> {
+fn catch_up_interval(obj: &GhlConnection) -> Result<(), InvalidField> {
     let Some(export) = &obj.spec.export else {
         return Ok(());
     };
@@ -51,7 +51,7 @@ pub async fn check(
         .and_then(|budget| catch_up_interval(obj).map(|_| budget))
     {
         Ok(budget) => budget,
-        Err(message) => return (plain(Finding::InvalidSpec(message)), None),
+        Err(invalid) => return (plain(Finding::InvalidSpec(invalid.to_string())), None),
     };
     // The token goes only where the installer allows: nothing is read or sent otherwise.
     if let Err(why) = ctx.config.allowed_base_urls.check(obj.spec.base_url()) {

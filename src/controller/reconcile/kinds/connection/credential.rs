@@ -14,7 +14,7 @@ use crate::controller::context::Context;
 use crate::controller::object::ObjectKey;
 use crate::controller::reconcile::verdict::Notice;
 use crate::crd::Kind;
-use crate::crd::common::{MAX_DURATION, duration_field};
+use crate::crd::common::{InvalidField, MAX_DURATION, duration_field};
 use crate::crd::connection::{
     AgencyGrantAuth, CredentialType, GhlConnection, OAuthAuth, PrivateIntegrationTokenAuth,
     RolloutTarget, UserType,
@@ -56,7 +56,7 @@ pub struct Resolved {
 }
 
 /// `spec.consumers.minInterval`, checked.
-pub fn min_interval(obj: &GhlConnection) -> Result<Duration, String> {
+pub fn min_interval(obj: &GhlConnection) -> Result<Duration, InvalidField> {
     duration_field(
         obj.spec
             .consumers

@@ -5,17 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, ResourceExt};
+use kube::{Client, ResourceExt};
 
 use crate::controller::context::Context;
 use crate::controller::registry::clients::{Clients, ConnectionKey};
-use crate::crd::GhlConnection;
-use crate::crd::common::duration_field;
+use crate::crd::common::{InvalidField, duration_field};
 use crate::crd::vocabulary::annotation;
+use crate::crd::{GhlConnection, SecretKeyRef};
 use crate::feed::signature::SigningKey;
-use crate::feed::{FeedConfig, SinkConfig};
+use crate::feed::{FeedConfig, SinkConfig, SinkUnusable};
 use crate::ghl::GhlApi;
+use crate::refs;
 
 /// `spec.export.catchUpInterval` when none is given, and its bounds.
 pub const CATCH_UP_DEFAULT: Duration = Duration::from_secs(300);
@@ -24,7 +24,10 @@ pub const CATCH_UP_BOUNDS: (Duration, Duration) =
 
 /// The feed `obj` asks for, checked: each sink's URL against the allowed ones and its signing
 /// secret read. `Err` names an unusable field.
-pub async fn feed_config(ctx: &Context, obj: &GhlConnection) -> Result<Option<FeedConfig>, String> {
+pub async fn feed_config(
+    ctx: &Context,
+    obj: &GhlConnection,
+) -> Result<Option<FeedConfig>, InvalidField> {
     let Some(export) = &obj.spec.export else {
         return Ok(None);
     };
@@ -35,13 +38,12 @@ pub async fn feed_config(ctx: &Context, obj: &GhlConnection) -> Result<Option<Fe
         CATCH_UP_BOUNDS.0,
         CATCH_UP_BOUNDS.1,
     )?;
-    let secrets: Api<Secret> =
-        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let namespace = obj.namespace().unwrap_or_default();
     let mut sinks = Vec::with_capacity(export.sinks.len());
     for sink in &export.sinks {
         let ready = match ctx.config.allowed_sinks.check(&sink.url) {
-            Err(why) => Err(format!("sink URL not allowed: {why} (--allowed-sink-url)")),
-            Ok(()) => signing_key(&secrets, &sink.signing_secret_ref).await,
+            Err(why) => Err(SinkUnusable::NotAllowed(why)),
+            Ok(()) => signing_key(&ctx.client, &namespace, &sink.signing_secret_ref).await,
         };
         sinks.push(SinkConfig {
             name: sink.name.clone(),
@@ -59,20 +61,15 @@ pub async fn feed_config(ctx: &Context, obj: &GhlConnection) -> Result<Option<Fe
 }
 
 async fn signing_key(
-    secrets: &Api<Secret>,
-    reference: &crate::crd::SecretKeyRef,
-) -> Result<SigningKey, String> {
-    let secret = secrets
-        .get_opt(&reference.name)
-        .await
-        .map_err(|e| format!("cannot read Secret {}: {e}", reference.name))?
-        .ok_or_else(|| format!("Secret {} does not exist", reference.name))?;
-    let value = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&reference.key))
-        .ok_or_else(|| format!("Secret {} has no key {:?}", reference.name, reference.key))?;
-    SigningKey::from_secret(&value.0).map_err(|e| format!("Secret {}: {e}", reference.name))
+    client: &Client,
+    namespace: &str,
+    reference: &SecretKeyRef,
+) -> Result<SigningKey, SinkUnusable> {
+    let value = refs::secret_key(client, namespace, &reference.name, &reference.key).await?;
+    SigningKey::from_secret(&value).map_err(|source| SinkUnusable::Key {
+        name: reference.name.clone(),
+        source,
+    })
 }
 
 /// How a feed reaches GHL: the connection's live client, while the connection is ready.

@@ -132,7 +132,7 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
             export::client_of(&ctx.registry.clients, &key),
         ),
         // Checked with the spec above: a bad value stalls the connection and names it.
-        Err(message) => tracing::debug!(object = %object, "no change feed: {message}"),
+        Err(invalid) => tracing::debug!(object = %object, "no change feed: {invalid}"),
     }
     let reference = obj.object_ref(&());
     for notice in &verdict.events {

@@ -13,7 +13,7 @@ use kube::runtime::reflector::Store;
 
 use crate::controller::context::Context;
 use crate::controller::object::ObjectKey;
-use crate::controller::reconcile::pipeline::{Findings, Reach, Synced};
+use crate::controller::reconcile::pipeline::{Findings, Reach, Synced, ledger_of};
 use crate::controller::reconcile::verdict::{Facts, Outcome};
 use crate::controller::registry::Stores;
 use crate::controller::registry::reference::Usable;
@@ -32,7 +32,6 @@ use crate::engine::ownership::{
 use crate::engine::plan::render::summary_line;
 use crate::engine::plan::{Plan, PlanOptions};
 use crate::engine::state::StateStore;
-use crate::engine::state::secret::{LedgerOwner, SecretLedgerStore};
 use crate::engine::targeted::sync_contacts;
 use crate::engine::{SyncError, SyncOutcome, sync_policy, sync_policy_owning};
 
@@ -52,15 +51,6 @@ pub struct Prepared {
 pub struct Detail {
     counts: SyncCounts,
     failures: Vec<RecordFailure>,
-}
-
-fn ledger(ctx: &Context, policy: &ContactSyncPolicy) -> SecretLedgerStore {
-    SecretLedgerStore::new(
-        ctx.client.clone(),
-        LedgerOwner::of(Kind::ContactSyncPolicy, policy),
-        ctx.registry
-            .fence_for(&ObjectKey::of(Kind::ContactSyncPolicy, policy)),
-    )
 }
 
 #[async_trait]
@@ -136,7 +126,7 @@ impl Synced for ContactSyncPolicy {
         reach: &Reach,
         approved: Option<&str>,
     ) -> Result<Findings<Detail>, SyncError> {
-        let store = ledger(ctx, self);
+        let store = ledger_of(ctx, self);
         let mut options = ctx.sync_options(self.spec.mode, key);
         let api = &connection.handle.client;
         let plan_options = PlanOptions::for_spec(&self.spec);
@@ -175,7 +165,7 @@ impl Synced for ContactSyncPolicy {
         key: &ObjectKey,
         connection: &Usable,
     ) -> Result<SyncOutcome<()>, SyncError> {
-        let store = ledger(ctx, self);
+        let store = ledger_of(ctx, self);
         // Contacts another policy on the location declares stay (only forgotten with us).
         let others = ctx.registry.policy_declarations(&connection.location, key);
         let held: BTreeSet<KeyDigest> = store

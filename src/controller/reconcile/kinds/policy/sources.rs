@@ -1,11 +1,11 @@
 //! Reading a policy's `contactsFrom` (network: the Kubernetes API). What could not be read is
 //! said without echoing any of the object's content.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::{Api, Client};
+use kube::Client;
 
 use crate::crd::contact_sync_policy::{ContactSource, ContactSyncPolicySpec};
 use crate::engine::desired::SourceText;
+use crate::refs::{self, RefError};
 
 /// The text of every `contactsFrom` entry, in order, or why it could not be read.
 pub async fn read(
@@ -13,13 +13,11 @@ pub async fn read(
     namespace: &str,
     spec: &ContactSyncPolicySpec,
 ) -> Vec<SourceText> {
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let mut out = Vec::with_capacity(spec.contacts_from.len());
     for source in &spec.contacts_from {
         out.push(SourceText {
             key: key_of(source).to_owned(),
-            text: text_of(&config_maps, &secrets, source).await,
+            text: text_of(client, namespace, source).await,
             sensitive: source.secret_ref.is_some(),
         });
     }
@@ -36,30 +34,15 @@ fn key_of(source: &ContactSource) -> &str {
 }
 
 async fn text_of(
-    config_maps: &Api<ConfigMap>,
-    secrets: &Api<Secret>,
+    client: &Client,
+    namespace: &str,
     source: &ContactSource,
-) -> Result<String, String> {
+) -> Result<String, RefError> {
     match (&source.config_map_ref, &source.secret_ref) {
-        (Some(r), _) => match config_maps.get_opt(&r.name).await {
-            Ok(Some(cm)) => cm
-                .data
-                .and_then(|d| d.get(&r.key).cloned())
-                .ok_or_else(|| format!("ConfigMap {} has no key {:?}", r.name, r.key)),
-            Ok(None) => Err(format!("ConfigMap {} does not exist", r.name)),
-            Err(e) => Err(format!("cannot read ConfigMap {}: {e}", r.name)),
-        },
-        (None, Some(r)) => match secrets.get_opt(&r.name).await {
-            Ok(Some(secret)) => secret
-                .data
-                .and_then(|d| {
-                    d.get(&r.key)
-                        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-                })
-                .ok_or_else(|| format!("Secret {} has no key {:?}", r.name, r.key)),
-            Ok(None) => Err(format!("Secret {} does not exist", r.name)),
-            Err(e) => Err(format!("cannot read Secret {}: {e}", r.name)),
-        },
-        (None, None) => Err("set configMapRef or secretRef".to_owned()),
+        (Some(r), _) => refs::config_map_key(client, namespace, &r.name, &r.key).await,
+        (None, Some(r)) => refs::secret_key(client, namespace, &r.name, &r.key)
+            .await
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+        (None, None) => Err(RefError::NoRef),
     }
 }

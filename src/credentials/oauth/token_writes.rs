@@ -1,6 +1,6 @@
-//! Writes to the token Secret, each fenced by compare-and-swap on its resourceVersion: the
-//! claim before a single-use token is spent, the new grant over the claim (only while the
-//! claim is still there), the claim's release after a spend GHL certainly did not process.
+//! Writes to the token Secret, each a compare-and-swap on its resourceVersion: the claim
+//! before a single-use token is spent, the new grant over the claim (only while the claim is
+//! still there), the claim withdrawn after a spend GHL certainly did not process.
 
 use std::time::Duration;
 
@@ -169,7 +169,7 @@ pub(super) async fn persist(
 }
 
 /// Clears our claim after a spend GHL certainly did not process.
-pub(super) async fn release(secrets: &Api<Secret>, name: &str, claimed: Secret) {
+pub(super) async fn withdraw(secrets: &Api<Secret>, name: &str, claimed: Secret) {
     if let Err(error) = secrets
         .replace(
             name,

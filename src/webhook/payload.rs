@@ -1,4 +1,4 @@
-//! GHL's webhook events, read from their flat JSON: the envelope (`type`, `locationId`,
+//! GHL's webhooks, read from their flat JSON: the envelope (`type`, `locationId`,
 //! `webhookId`, `timestamp`) and, for the events the operator acts on, which contact changed
 //! and how. Anything else is kept as its type only. Pure; malformed bodies are refused.
 
@@ -41,7 +41,7 @@ pub enum Change {
 
 /// One verified webhook.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
+pub struct Webhook {
     /// GHL's event type (`ContactUpdate`, `NoteCreate`, …).
     pub kind: String,
     pub location_id: String,
@@ -72,7 +72,7 @@ fn owned(object: &Value, field: &str) -> Option<String> {
     text(object, field).map(str::to_owned)
 }
 
-impl Event {
+impl Webhook {
     /// Reads an event from the raw body.
     pub fn parse(body: &[u8]) -> Result<Self, Malformed> {
         let value: Value = serde_json::from_slice(body).map_err(|_| Malformed::NotAnObject)?;
@@ -249,7 +249,7 @@ mod tests {
             (envelope("INSTALL", json!({"appId": "app"})), Change::Other),
         ];
         for (raw, expected) in cases {
-            let event = Event::parse(&raw).unwrap();
+            let event = Webhook::parse(&raw).unwrap();
             assert_eq!(event.change, expected, "{}", event.kind);
             assert_eq!(
                 (event.location_id.as_str(), event.webhook_id.as_str()),
@@ -281,13 +281,13 @@ mod tests {
             ),
         ];
         for (raw, expected) in cases {
-            assert_eq!(Event::parse(raw), Err(expected));
+            assert_eq!(Webhook::parse(raw), Err(expected));
         }
     }
 
     #[test]
     fn freshness_is_a_window_either_way() {
-        let event = Event::parse(&envelope("ContactUpdate", json!({"id": "c"}))).unwrap();
+        let event = Webhook::parse(&envelope("ContactUpdate", json!({"id": "c"}))).unwrap();
         let at = |s: &str| s.parse::<Timestamp>().unwrap();
         let window = Duration::from_secs(300);
         assert!(event.fresh(at("2030-01-01T00:04:59Z"), window));
