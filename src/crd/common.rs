@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::KubeSchema;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 /// A key inside a Secret in the same namespace as the referring object.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -43,6 +44,7 @@ pub struct ConfigMapKeyRef {
 }
 
 /// The GhlConnection a policy or rule talks to GHL through.
+#[skip_serializing_none]
 #[derive(
     KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
 )]
@@ -53,7 +55,6 @@ pub struct ConnectionRef {
     pub name: String,
     /// Namespace of the GhlConnection. If omitted, the referring object's own namespace.
     /// Other namespaces are refused unless the operator runs with `--allow-cross-namespace-refs`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }
 
@@ -265,6 +266,7 @@ pub fn conditions_schema(generator: &mut SchemaGenerator) -> Schema {
 
 /// Counts of how a plan would change GHL, with a few sample keys. Sample keys are record
 /// indexes or GHL ids, never personal data.
+#[skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanSummary {
@@ -285,13 +287,10 @@ pub struct PlanSummary {
     pub samples: Vec<String>,
     /// A digest of what the plan would write: annotate the object
     /// `ghl.servis.ai/approve-plan=<hash>` to apply exactly this plan once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
     /// Why the plan is not applied: a safety limit, or `mode: Plan`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked: Option<String>,
     /// The hash of the last plan applied by approval (each approval applies once).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved: Option<String>,
 }
 

@@ -4,6 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 use super::common::{Conditions, DurationString, SecretKeyRef, SecretRef, conditions_schema};
 use super::export::{ExportSpec, ExportStatus, WebhookStatus};
@@ -14,6 +15,7 @@ pub const DEFAULT_BASE_URL: &str = "https://services.leadconnectorhq.com";
 pub const DEFAULT_API_VERSION: &str = "2021-07-28";
 
 /// How to reach one GHL sub-account (location) and which credentials to use.
+#[skip_serializing_none]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "ghl.servis.ai",
@@ -42,12 +44,10 @@ pub struct GhlConnectionSpec {
 
     /// Base URL of the GHL API. If omitted, `https://services.leadconnectorhq.com`; point it at
     /// `ghl-operator sandbox` to try things without a GHL account.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
 
     /// Value of the `Version` header sent with every request. If omitted, `2021-07-28`, the only
     /// version the v2 Contacts API accepts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
 
     /// The credentials: exactly one of `privateIntegrationToken` or `oauth`.
@@ -55,12 +55,10 @@ pub struct GhlConnectionSpec {
 
     /// This connection's share of GHL's per-location request budget. If omitted, GHL's published
     /// limits (100 requests / 10 s, 200,000 / day) at a 100% share.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSpec>,
 
     /// Where to publish the current access token, and which workloads to restart when it
     /// rotates. If omitted, the token stays private to the operator.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumers: Option<Consumers>,
 
     /// The change feed: every change in the location (contact, tasks, notes, appointments),
@@ -68,30 +66,28 @@ pub struct GhlConnectionSpec {
     /// downstream systems as signed CloudEvents. Annotate the connection
     /// `ghl.servis.ai/export-snapshot=<any new value>` to send every contact once more. If
     /// omitted, nothing is exported.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<ExportSpec>,
 }
 
 /// Credentials for GHL. Exactly one member must be set.
+#[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("[has(self.privateIntegrationToken), has(self.oauth), has(self.agencyGrant)].filter(x, x).size() == 1").message("set exactly one of privateIntegrationToken, oauth or agencyGrant"))]
 pub struct ConnectionAuth {
     /// A Private Integration Token (static; rotated by a human in GHL and then in the Secret).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_integration_token: Option<PrivateIntegrationTokenAuth>,
 
     /// A Marketplace app's OAuth 2.0 grant; the operator refreshes and stores the tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth: Option<OAuthAuth>,
 
     /// A location token minted from another GhlConnection's agency grant (`oauth` with
     /// `userType: Company`): one consent serves every sub-account of the agency.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agency_grant: Option<AgencyGrantAuth>,
 }
 
 /// A location token minted from an agency grant held by another GhlConnection.
+#[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AgencyGrantAuth {
@@ -104,7 +100,6 @@ pub struct AgencyGrantAuth {
     pub token_secret_ref: SecretRef,
 
     /// Mint a new location token this long before the current one expires. If omitted, `1h`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_before: Option<DurationString>,
 }
 
@@ -118,6 +113,7 @@ pub struct AgencyConnectionRef {
 }
 
 /// A Private Integration Token kept in a Secret.
+#[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PrivateIntegrationTokenAuth {
@@ -126,7 +122,6 @@ pub struct PrivateIntegrationTokenAuth {
 
     /// Report `RotationDue` once the token is older than this (e.g. `90d`). If omitted, the
     /// token's age is tracked but never reported as due.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<DurationString>,
 }
 
@@ -141,6 +136,7 @@ pub enum UserType {
 }
 
 /// An OAuth 2.0 authorization-code grant of a GHL Marketplace app.
+#[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthAuth {
@@ -153,11 +149,9 @@ pub struct OAuthAuth {
 
     /// One-time bootstrap: the key holding an authorization code from GHL's consent screen.
     /// The operator exchanges it once; afterwards the token Secret is the source of truth.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_code_secret_ref: Option<SecretKeyRef>,
 
     /// The redirect URI registered with the app (sent with the code exchange).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_uri: Option<String>,
 
     /// `Location` (default) or `Company`.
@@ -165,7 +159,6 @@ pub struct OAuthAuth {
     pub user_type: UserType,
 
     /// Agency (company) id; required with `userType: Company` to mint location tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company_id: Option<String>,
 
     /// Scopes the app asks for (e.g. `contacts.readonly`, `contacts.write`), for whoever
@@ -177,16 +170,15 @@ pub struct OAuthAuth {
     pub scopes: Vec<String>,
 
     /// Refresh this long before the access token expires. If omitted, `1h`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_before: Option<DurationString>,
 
     /// Also refresh on this cron schedule (five fields, UTC), e.g. `0 */12 * * *`. If omitted,
     /// tokens are refreshed only before they expire.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_schedule: Option<String>,
 }
 
 /// This connection's part of GHL's per-location request budget.
+#[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RateLimitSpec {
@@ -203,7 +195,6 @@ pub struct RateLimitSpec {
     pub requests_per_window: Option<u32>,
 
     /// Length of the burst window. If omitted, `10s`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<DurationString>,
 
     /// Requests GHL allows per day. If omitted, 200000.
@@ -213,12 +204,12 @@ pub struct RateLimitSpec {
 }
 
 /// Who else needs the access token.
+#[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Consumers {
     /// Name of a Secret (in this namespace) the operator keeps filled with the current access
     /// token under the key `token`. The Secret is owned by this connection.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
 
     /// Workloads to restart (rollout) when the access token's content changes.
@@ -226,7 +217,6 @@ pub struct Consumers {
     pub rollout_restart_targets: Vec<RolloutTarget>,
 
     /// At most one restart per target within this interval. If omitted, `10m`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_interval: Option<DurationString>,
 }
 
@@ -250,11 +240,11 @@ pub enum WorkloadKind {
 }
 
 /// Observed state of a GhlConnection. Written only by the operator.
+#[skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct GhlConnectionStatus {
     /// The `metadata.generation` this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
     /// `Ready`, `Authenticated`, `RotationDue`, `RenewalAdjusted`, `ScopesGranted` (and
@@ -264,7 +254,6 @@ pub struct GhlConnectionStatus {
     pub conditions: Conditions,
 
     /// Facts about the credential in use (never the credential itself).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<CredentialStatus>,
 
     /// Scopes GHL granted to the credential, when GHL reports them.
@@ -272,31 +261,27 @@ pub struct GhlConnectionStatus {
     pub scopes: Vec<String>,
 
     /// The request budget as last reported by GHL's `X-RateLimit-*` headers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetStatus>,
 
     /// The webhooks received for the location.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhooks: Option<WebhookStatus>,
 
     /// Where the change feed stands.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<ExportStatus>,
 
     /// Agency grants (`userType: Company`): the company's locations where the app is
     /// installed, and which of them no GhlConnection in this namespace serves yet. Listing
     /// them creates nothing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installed_locations: Option<InstalledLocationsStatus>,
 }
 
 /// The locations of an agency grant's company where the app is installed.
+#[skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct InstalledLocationsStatus {
     /// When GHL was last asked (again at each connection check, and after an install or
     /// uninstall webhook).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checked_at: Option<Time>,
     /// Locations with the app installed, as GHL counts them.
     #[serde(default)]
@@ -321,6 +306,7 @@ pub enum CredentialType {
 }
 
 /// Facts about a connection's credential.
+#[skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialStatus {
@@ -328,19 +314,15 @@ pub struct CredentialStatus {
     #[serde(rename = "type")]
     pub type_: CredentialType,
     /// A fingerprint (truncated SHA-256) of the token in use — never the token itself.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
     /// Increases by one each time the credential in use changes.
     #[serde(default)]
     pub revision: i64,
     /// When the access token expires (OAuth only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
     /// When the operator will next refresh or rotate the credential.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renewal_time: Option<Time>,
     /// When the credential last changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotated_at: Option<Time>,
     /// Refresh attempts that failed since the last success.
     #[serde(default)]
@@ -348,20 +330,17 @@ pub struct CredentialStatus {
 }
 
 /// Remaining request budget of the location, as GHL last reported it.
+#[skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BudgetStatus {
     /// Requests left in the current burst window.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_remaining: Option<u32>,
     /// Requests allowed per burst window.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_limit: Option<u32>,
     /// Requests left today.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daily_remaining: Option<u32>,
     /// Requests allowed per day.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daily_limit: Option<u32>,
 }
 

@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 use super::common::{
     Conditions, ConfigMapKeyRef, ConnectionRef, DeletionPolicy, DurationString, Mode, PlanSummary,
@@ -13,6 +14,7 @@ use super::common::{
 };
 
 /// Declared contacts, their tasks, notes and tags, kept in sync with one GHL sub-account.
+#[skip_serializing_none]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "ghl.servis.ai",
@@ -63,11 +65,9 @@ pub struct ContactSyncPolicySpec {
     /// Full drift check every this long (jittered). If omitted, `10m`. GHL webhooks trigger
     /// targeted checks sooner.
     /// From `1s` to `30d`; another value stalls the object, naming this field.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resync_interval: Option<DurationString>,
 
     /// Limits per run; a plan beyond them is not applied and the policy reports `Stalled`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety: Option<Safety>,
 
     /// Per-field ownership: `Enforce` (default; revert drift), `InitOnly` (set on create
@@ -109,72 +109,55 @@ pub enum FieldPolicy {
 }
 
 /// Per-run limits on what a plan may do.
+#[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Safety {
     /// Most deletes one run may make. If omitted, 10.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_deletes: Option<u32>,
     /// Most changes one run may make: GHL writes (creates, updates, tag changes, deletes)
     /// plus contacts the policy stops managing. If omitted, 1000.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_changes: Option<u32>,
 }
 
 /// One declared contact. Only the fields given are managed; omitted fields are left alone.
+#[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ContactRecord {
     /// Email address; required when `matchBy: email`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// Phone number in E.164 form (`+14155550100`); required when `matchBy: phone`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
     /// First name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_name: Option<String>,
     /// Last name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_name: Option<String>,
     /// Full name, when first/last are not used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Company name (set on create; GHL ignores it on update).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company_name: Option<String>,
     /// Street address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address1: Option<String>,
     /// City.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
     /// State or region.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// Postal code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postal_code: Option<String>,
     /// Two-letter country code (`US`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
     /// Website URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub website: Option<String>,
     /// IANA time zone (`America/Chicago`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// Lead source.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Birth date, `YYYY-MM-DD`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date_of_birth: Option<String>,
     /// GHL user id the contact is assigned to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assigned_to: Option<String>,
     /// Do-not-disturb on all channels.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dnd: Option<bool>,
     /// Custom field values by field key (`contact.tier`, the same in every sub-account that
     /// has the field; resolved per location) or by GHL custom field id: a string, a number, or
@@ -196,6 +179,7 @@ pub struct ContactRecord {
 }
 
 /// A declared task on a contact.
+#[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskRecord {
@@ -206,12 +190,10 @@ pub struct TaskRecord {
     #[schemars(length(min = 1))]
     pub title: String,
     /// Task description.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     /// Due date and time (RFC 3339, e.g. `2030-01-10T15:00:00Z`).
     pub due_date: String,
     /// GHL user id the task is assigned to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assigned_to: Option<String>,
     /// Whether the task is done. If omitted, false.
     #[serde(default)]
@@ -231,15 +213,14 @@ pub struct NoteRecord {
 }
 
 /// A ConfigMap or Secret key holding contact records.
+#[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.configMapRef) != has(self.secretRef)").message("set exactly one of configMapRef or secretRef"))]
 pub struct ContactSource {
     /// A ConfigMap key with the records.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map_ref: Option<ConfigMapKeyRef>,
     /// A Secret key with the records (for lists that must not be readable by everyone).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretKeyRef>,
     /// `csv` (header row of field names; `tags` separated by `;`), `json` (an array of
     /// records) or `yaml` (a list of records). If omitted, guessed from the key's extension.
@@ -258,11 +239,11 @@ pub enum RecordFormat {
 }
 
 /// Observed state of a ContactSyncPolicy. Written only by the operator.
+#[skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ContactSyncPolicyStatus {
     /// The `metadata.generation` this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
     /// `Ready`, `Synced`, `Drifted`, `Conflict` (records left to an older policy declaring the
@@ -272,19 +253,15 @@ pub struct ContactSyncPolicyStatus {
     pub conditions: Conditions,
 
     /// The last computed plan (in `Plan` mode: what would be applied).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanSummary>,
 
     /// How many declared contacts are in which state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counts: Option<SyncCounts>,
 
     /// When the last sync (plan and, in `Apply` mode, apply) finished.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<Time>,
 
     /// When the last sync finished with GHL matching the declared state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_sync_time: Option<Time>,
 
     /// Records that failed validation or could not be applied (at most 20; see `counts.failed`).
@@ -312,13 +289,13 @@ pub struct SyncCounts {
 
 /// One record the operator could not handle. Never carries personal data: records are named
 /// by position and GHL id.
+#[skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordFailure {
     /// Where the record came from, e.g. `contacts[3]` or `contactsFrom[0][17]`.
     pub record: String,
     /// The offending field, when one is to blame.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// A stable CamelCase reason.
     pub reason: String,

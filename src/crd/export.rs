@@ -6,16 +6,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 use super::common::{DurationString, SecretKeyRef};
 
 /// Where the location's changes go.
+#[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportSpec {
     /// How often to search for changes the webhooks missed (GHL drops a webhook it cannot
     /// deliver), from `status.export.cursor` on. If omitted, `5m`. From `10s` to `1d`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catch_up_interval: Option<DurationString>,
 
     /// The receivers. Each gets every change once at least, the newest state of a contact
@@ -59,6 +60,7 @@ pub enum ExportPart {
 }
 
 /// The webhooks received for the connection's location.
+#[skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookStatus {
@@ -66,21 +68,19 @@ pub struct WebhookStatus {
     #[serde(default)]
     pub received: u64,
     /// When the last one was accepted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_received_at: Option<Time>,
 }
 
 /// Where the change feed stands.
+#[skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportStatus {
     /// Every change made before this time has been delivered to every sink (or refused by
     /// it); the catch-up search starts here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<Time>,
 
     /// The last `ghl.servis.ai/export-snapshot` annotation value acted on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
 
     /// Each sink's counts since the operator started.
@@ -90,6 +90,7 @@ pub struct ExportStatus {
 }
 
 /// One sink's deliveries.
+#[skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SinkStatus {
@@ -105,9 +106,7 @@ pub struct SinkStatus {
     /// 24 hours.
     #[serde(default)]
     pub failed: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_delivered_at: Option<Time>,
     /// The last delivery error (status or transport), if any since the last success.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }

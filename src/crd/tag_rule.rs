@@ -4,12 +4,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 use super::common::{
     Conditions, ConnectionRef, DeletionPolicy, DurationString, Mode, PlanSummary, conditions_schema,
 };
 
 /// Tags that contacts matching a selector must carry or lose.
+#[skip_serializing_none]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "ghl.servis.ai",
@@ -62,24 +64,23 @@ pub struct TagRuleSpec {
 
     /// Full re-evaluation every this long (jittered). If omitted, `10m`.
     /// From `1s` to `30d`; another value stalls the object, naming this field.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resync_interval: Option<DurationString>,
     /// Per-run limits: a larger plan is not applied, and the rule stalls until it is raised.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety: Option<RuleSafety>,
 }
 
 /// Per-run limits on what a TagRule may change.
+#[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RuleSafety {
     /// Most changes one run may make: tag writes (one per contact for additions, one for
     /// removals) plus contacts the rule stops tracking. If omitted, 1000.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_changes: Option<u32>,
 }
 
 /// Selects contacts with GHL search semantics. All filters must match (AND).
+#[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct TagSelector {
@@ -88,11 +89,9 @@ pub struct TagSelector {
     pub filters: Vec<ContactFilter>,
 
     /// Only contacts managed by this ContactSyncPolicy (same namespace).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_ref: Option<PolicyRef>,
 
     /// Also require a note on the contact containing this phrase (case-insensitive).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note_contains: Option<String>,
 }
 
@@ -137,11 +136,11 @@ pub enum FilterOperator {
 }
 
 /// Observed state of a TagRule. Written only by the operator.
+#[skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TagRuleStatus {
     /// The `metadata.generation` this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
     /// `Ready`, `Synced`, `Conflict`, `Stalled`, `Reconciling`.
@@ -167,10 +166,8 @@ pub struct TagRuleStatus {
     pub conflicted: u32,
 
     /// The last computed plan.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanSummary>,
 
     /// When the last evaluation finished.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<Time>,
 }

@@ -10,6 +10,7 @@ use crate::engine::collections::{SmallMap, TagSet, Text};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 use crate::engine::fields::Field;
 
@@ -92,6 +93,7 @@ impl OwnedMore {
 }
 
 /// The stored form of an owned contact (the same JSON as before the split).
+#[skip_serializing_none]
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct OwnedContactData {
@@ -104,9 +106,7 @@ struct OwnedContactData {
     tasks: SmallMap<String, OwnedItem>,
     #[serde(default)]
     notes: SmallMap<String, OwnedItem>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     fingerprint: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     written_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     hidden: SmallMap<String, String>,
@@ -147,13 +147,12 @@ impl From<OwnedContact> for OwnedContactData {
 }
 
 /// An owned task or note. `id: None` means its create is in flight.
+#[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OwnedItem {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Fingerprint of the declared content last written or confirmed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<u64>,
 }
 

@@ -5,6 +5,7 @@
 //! - [`signature`]: Standard Webhooks signing (pure);
 //! - [`queue`]: one sink's pending contacts, backoff, give-up (pure);
 //! - [`sink`]: the POST and what its answer means;
+//! - `read`: a changed contact read from GHL with the parts the sinks include;
 //! - `metrics`: `ghl_operator_feed_*`;
 //! - this module: one connection's [`Feed`] — webhooks and the periodic catch-up feed its
 //!   queues; a delivery fetches the contact's latest state (and the parts each sink includes),
@@ -14,6 +15,7 @@
 pub mod cloudevent;
 mod metrics;
 pub mod queue;
+mod read;
 pub mod signature;
 pub mod sink;
 
@@ -26,18 +28,19 @@ use futures::TryStreamExt;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rand::RngExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
 
-use self::cloudevent::Snapshot;
 pub use self::metrics::FeedMetrics;
 use self::queue::{Attempt, Due, Finished, Queue};
+pub use self::read::ReadError;
+use self::read::fetch;
 use self::signature::{InvalidSigningKey, SigningKey};
 use crate::crd::export::{ExportPart, ExportStatus, SinkStatus};
 use crate::egress::UrlRefused;
+use crate::ghl::GhlApi;
 use crate::ghl::models::{ContactSearch, FilterOperator, SearchFilter, SearchSort, SortDirection};
 use crate::ghl::paginate::search_all;
-use crate::ghl::{ErrorClass, GhlApi, GhlError};
 use crate::refs::RefError;
 
 /// How far behind its start a catch-up moves the cursor: GHL's search lags writes by seconds.
@@ -67,22 +70,6 @@ pub enum SinkUnusable {
         #[source]
         source: InvalidSigningKey,
     },
-}
-
-/// Why a change could not be read from GHL (the delivery is retried).
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("the connection is not ready")]
-    NotReady,
-    /// GHL failed, by the error's category (its text may name the contact).
-    #[error("reading the contact from GHL: {0}")]
-    Ghl(&'static str),
-}
-
-impl From<GhlError> for ReadError {
-    fn from(e: GhlError) -> Self {
-        Self::Ghl(e.category())
-    }
 }
 
 /// A sink, as configured and checked.
@@ -578,86 +565,4 @@ async fn run(shared: Arc<Shared>) {
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {},
         }
     }
-}
-
-/// A contact as GHL holds it now, with its parts; `contact: None` when it is gone.
-struct Found {
-    contact: Option<Value>,
-    tasks: Option<Value>,
-    notes: Option<Value>,
-    appointments: Option<Value>,
-    time: Timestamp,
-}
-
-impl Found {
-    fn for_sink(&self, location: &str, contact: &str, sink: &SinkConfig, due: &Due) -> Snapshot {
-        let part = |p: ExportPart, value: &Option<Value>| {
-            if self.contact.is_some() && sink.include.contains(&p) {
-                value.clone()
-            } else {
-                None
-            }
-        };
-        Snapshot {
-            location_id: location.to_owned(),
-            contact_id: contact.to_owned(),
-            contact: self.contact.clone(),
-            tasks: part(ExportPart::Tasks, &self.tasks),
-            notes: part(ExportPart::Notes, &self.notes),
-            appointments: part(ExportPart::Appointments, &self.appointments),
-            triggers: due.triggers.clone(),
-            time: self.time,
-        }
-    }
-}
-
-/// Reads the contact and `parts` (GHL trouble is an error: the delivery retries).
-async fn fetch(
-    api: &dyn GhlApi,
-    id: &str,
-    parts: &BTreeSet<ExportPart>,
-) -> Result<Found, ReadError> {
-    let contact = match api.get_contact(id).await {
-        Ok(contact) => contact,
-        Err(e) if e.class() == ErrorClass::NotFound => {
-            return Ok(Found {
-                contact: None,
-                tasks: None,
-                notes: None,
-                appointments: None,
-                time: Timestamp::now(),
-            });
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let time = contact
-        .date_updated
-        .as_deref()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(Timestamp::now);
-    let value = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
-    let tasks = if parts.contains(&ExportPart::Tasks) {
-        Some(value(serde_json::to_value(api.list_tasks(id).await?)))
-    } else {
-        None
-    };
-    let notes = if parts.contains(&ExportPart::Notes) {
-        Some(value(serde_json::to_value(api.list_notes(id).await?)))
-    } else {
-        None
-    };
-    let appointments = if parts.contains(&ExportPart::Appointments) {
-        Some(value(serde_json::to_value(
-            api.list_appointments(id).await?,
-        )))
-    } else {
-        None
-    };
-    Ok(Found {
-        contact: Some(value(serde_json::to_value(&contact))),
-        tasks,
-        notes,
-        appointments,
-        time,
-    })
 }

@@ -74,6 +74,22 @@ pub const NOT_UPDATABLE: &[&str] = &["companyName", "gender"];
 
 /// Validates `body` against the declared fields plus `extra`; returns the object.
 pub fn check<'a>(body: &'a Value, fields: &[&[Field]]) -> Result<&'a Map<String, Value>, ApiError> {
+    check_with(body, fields, true)
+}
+
+/// Validates a partial update: the same fields, none of them required.
+pub fn check_update<'a>(
+    body: &'a Value,
+    fields: &[&[Field]],
+) -> Result<&'a Map<String, Value>, ApiError> {
+    check_with(body, fields, false)
+}
+
+fn check_with<'a>(
+    body: &'a Value,
+    fields: &[&[Field]],
+    required: bool,
+) -> Result<&'a Map<String, Value>, ApiError> {
     let Some(object) = body.as_object() else {
         return Err(ApiError::unprocessable(vec![
             "request body must be a JSON object".into(),
@@ -94,7 +110,8 @@ pub fn check<'a>(body: &'a Value, fields: &[&[Field]]) -> Result<&'a Map<String,
             }
         }
     }
-    for field in fields.iter().flat_map(|f| f.iter()).filter(|f| f.required) {
+    let wanted = fields.iter().flat_map(|f| f.iter());
+    for field in wanted.filter(|f| required && f.required) {
         if object.get(field.name).is_none_or(Value::is_null) {
             messages.push(format!("{} should not be empty", field.name));
         }

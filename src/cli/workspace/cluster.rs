@@ -25,7 +25,6 @@ use super::super::manifests::{Manifests, ObjectKey};
 use crate::crd::Kind;
 use crate::crd::connection::GhlConnection;
 use crate::crd::kind::Object;
-use crate::crd::{ContactSyncPolicy, TagRule};
 use crate::engine::fence::Fence;
 use crate::engine::state::StateStore;
 use crate::engine::state::secret::{LedgerOwner, SecretLedgerStore};
@@ -151,25 +150,35 @@ fn adopt_identity<K: Resource<DynamicType = ()>>(
     ))
 }
 
+/// The read-only ledgers of the `objects` of `kind` that exist in the cluster, by the
+/// workspace's owner key (`namespace/Kind/name`); each manifest object takes its live identity.
+async fn ledgers<K: Object>(
+    client: &Client,
+    kind: Kind,
+    objects: &mut BTreeMap<ObjectKey, K>,
+    state: &mut ClusterState,
+) -> anyhow::Result<()> {
+    for (key, object) in objects {
+        if let Some(live) = get::<K>(client, key).await? {
+            let store = adopt_identity(client, kind, object, &live);
+            let owner = format!("{}/{}/{}", key.0, kind.as_str(), key.1);
+            state.ledgers.insert(owner, store);
+        }
+    }
+    Ok(())
+}
+
 /// Reads what the manifests need from the cluster (see the module docs).
 pub async fn load(client: &Client, manifests: &mut Manifests) -> anyhow::Result<ClusterState> {
     let mut state = ClusterState::default();
-    for (key, policy) in &mut manifests.policies {
-        if let Some(live) = get::<ContactSyncPolicy>(client, key).await? {
-            let store = adopt_identity(client, Kind::ContactSyncPolicy, policy, &live);
-            state
-                .ledgers
-                .insert(format!("{}/ContactSyncPolicy/{}", key.0, key.1), store);
-        }
-    }
-    for (key, rule) in &mut manifests.rules {
-        if let Some(live) = get::<TagRule>(client, key).await? {
-            let store = adopt_identity(client, Kind::TagRule, rule, &live);
-            state
-                .ledgers
-                .insert(format!("{}/TagRule/{}", key.0, key.1), store);
-        }
-    }
+    ledgers(
+        client,
+        Kind::ContactSyncPolicy,
+        &mut manifests.policies,
+        &mut state,
+    )
+    .await?;
+    ledgers(client, Kind::TagRule, &mut manifests.rules, &mut state).await?;
     // Connections the manifests reference but do not declare.
     let referenced: Vec<ObjectKey> = manifests
         .policies

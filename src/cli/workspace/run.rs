@@ -21,6 +21,7 @@ use crate::engine::ownership::{
 };
 use crate::engine::plan::PlanOptions;
 use crate::engine::plan::render::{RenderOptions, render};
+use crate::engine::settle::Settle;
 use crate::engine::state::StateStore;
 use crate::engine::tag_rule::{RuleObservation, observe_rule, rule_declaration, settle_rule};
 use crate::engine::{SyncOptions, SyncOutcome, sync_policy};
@@ -172,7 +173,7 @@ impl Workspace {
         }
         report.text = text;
         report.json = plan_json(&heading, plan, &failures, self.render_options());
-        report.changes = !plan.is_empty();
+        report.changes = !Settle::is_empty(plan);
         report.failures = failures.len();
         report.blocked = matches!(outcome, SyncOutcome::Blocked { .. });
         report
@@ -273,7 +274,7 @@ impl Workspace {
         report.json = json!({"name": rule.heading, "matched": plan.matched, "compliant": plan.compliant,
                              "pending": plan.pending, "conflicted": plan.conflicted,
                              "conflicts": plan.conflicts, "changes": plan.changes});
-        report.changes = !plan.is_empty();
+        report.changes = !Settle::is_empty(plan);
         if let Some(applied) = outcome.report() {
             report.writes = applied.writes;
             report.failures = applied.failures.len();

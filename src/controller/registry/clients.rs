@@ -4,7 +4,7 @@
 //! Readiness changes are broadcast, so waiting policies and rules run as soon as their
 //! connection becomes usable (and stop as soon as it is not).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use secrecy::SecretString;
@@ -39,42 +39,48 @@ pub struct Handle {
     pub gate: Arc<tokio::sync::Semaphore>,
     /// Settings the client was built from (a change rebuilds it).
     settings_id: String,
-    readiness: RwLock<Readiness>,
-    /// The scopes GHL granted the credential, when it says (OAuth grants; a PIT's are not
-    /// reported).
-    scopes: RwLock<Option<std::collections::BTreeSet<String>>>,
+    /// Whether it may be used now, and what its grant allows.
+    state: RwLock<HandleState>,
     key: ConnectionKey,
     changes: broadcast::Sender<ConnectionKey>,
 }
 
+/// What a connection's handle knows of it now.
+#[derive(Debug)]
+struct HandleState {
+    readiness: Readiness,
+    /// The scopes GHL granted the credential, when it says (OAuth grants; a PIT's are not
+    /// reported).
+    scopes: Option<BTreeSet<String>>,
+}
+
 impl Handle {
+    fn state(&self) -> std::sync::RwLockReadGuard<'_, HandleState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn readiness(&self) -> Readiness {
-        self.readiness
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.state().readiness.clone()
     }
 
     /// The scopes granted, when known.
-    pub fn scopes(&self) -> Option<std::collections::BTreeSet<String>> {
-        self.scopes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    pub fn scopes(&self) -> Option<BTreeSet<String>> {
+        self.state().scopes.clone()
     }
 
     /// Records the scopes GHL granted (`None`: not reported).
-    pub fn set_scopes(&self, scopes: Option<std::collections::BTreeSet<String>>) {
-        *self.scopes.write().unwrap_or_else(|p| p.into_inner()) = scopes;
+    pub fn set_scopes(&self, scopes: Option<BTreeSet<String>>) {
+        self.state.write().unwrap_or_else(|p| p.into_inner()).scopes = scopes;
     }
 
     /// Sets the readiness; a change (of `ready` or of its reason) is announced to the
     /// connection's users, so they report it and resume without waiting for their requeue.
     pub fn set_readiness(&self, readiness: Readiness) {
         let changed = {
-            let mut current = self.readiness.write().unwrap_or_else(|p| p.into_inner());
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            let current = &state.readiness;
             let changed = current.ready != readiness.ready || current.reason != readiness.reason;
-            *current = readiness;
+            state.readiness = readiness;
             changed
         };
         if changed {
@@ -166,11 +172,13 @@ impl Clients {
             settings_id,
             key: key.clone(),
             changes: self.changes.clone(),
-            scopes: RwLock::new(None),
-            readiness: RwLock::new(Readiness {
-                ready: false,
-                reason: crate::crd::vocabulary::reason::PROGRESSING,
-                message: "credentials not checked yet".into(),
+            state: RwLock::new(HandleState {
+                readiness: Readiness {
+                    ready: false,
+                    reason: crate::crd::vocabulary::reason::PROGRESSING,
+                    message: "credentials not checked yet".into(),
+                },
+                scopes: None,
             }),
         });
         self.handles

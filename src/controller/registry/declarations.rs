@@ -172,35 +172,19 @@ impl Declarations {
         let locations = self.locations.read().unwrap_or_else(|p| p.into_inner());
         locations
             .get(location)
-            .map(|l| {
-                l.policies
-                    .iter()
-                    .filter(|(k, _)| *k != except)
-                    .map(|(_, d)| Arc::clone(d))
-                    .collect()
-            })
+            .map(|l| others(&l.policies, except))
             .unwrap_or_default()
     }
 
-    /// What every owner on `location` but `except` wants for tags.
+    /// What every owner on `location` but `except` declares for tags.
     pub fn tags(&self, location: &str, except: &ObjectKey) -> TagDeclarations {
         let locations = self.locations.read().unwrap_or_else(|p| p.into_inner());
         let Some(l) = locations.get(location) else {
             return TagDeclarations::default();
         };
         TagDeclarations {
-            policies: l
-                .policies
-                .iter()
-                .filter(|(k, _)| *k != except)
-                .map(|(_, d)| Arc::clone(d))
-                .collect(),
-            rules: l
-                .rules
-                .iter()
-                .filter(|(k, _)| *k != except)
-                .map(|(_, c)| Arc::clone(c))
-                .collect(),
+            policies: others(&l.policies, except),
+            rules: others(&l.rules, except),
         }
     }
 
@@ -246,6 +230,14 @@ impl Declarations {
             self.announce(&location, key);
         }
     }
+}
+
+/// The declarations in `of` of every owner but `except`.
+fn others<T>(of: &BTreeMap<ObjectKey, Arc<T>>, except: &ObjectKey) -> Vec<Arc<T>> {
+    of.iter()
+        .filter(|(k, _)| *k != except)
+        .map(|(_, d)| Arc::clone(d))
+        .collect()
 }
 
 /// Removes `key` from every location but `location`; true when it was anywhere else.

@@ -33,6 +33,7 @@ use self::reference::ConnectionState;
 use self::shards::{Shards, Work};
 use super::object::ObjectKey;
 use crate::crd::common::ConnectionRef;
+use crate::crd::owner::Owner;
 use crate::crd::{ContactSyncPolicy, GhlConnection, Kind, TagRule};
 use crate::engine::fence::Fence;
 use crate::engine::ownership::{PolicyDeclaration, TagDeclarations};
@@ -193,16 +194,16 @@ impl Registry {
         self.shards.holds(self.shards.of(location))
     }
 
-    /// Whether the object `namespace`/`reference` uses is on `location`.
-    fn on_location(
-        &self,
-        namespace: Option<&String>,
-        reference: &ConnectionRef,
-        location: &str,
-    ) -> bool {
-        self.connection(namespace.map_or("", String::as_str), reference)
-            .location()
-            == Some(location)
+    /// The objects of `store` whose connection is on `location`.
+    fn on_location<K: Owner>(&self, store: &Store<K>, location: &str) -> Vec<Arc<K>> {
+        store
+            .state()
+            .into_iter()
+            .filter(|o| {
+                let namespace = o.meta().namespace.as_deref().unwrap_or_default();
+                self.connection(namespace, o.connection_ref()).location() == Some(location)
+            })
+            .collect()
     }
 
     /// Policies on `location` other than `except` for which `include` holds, that have not
@@ -218,18 +219,9 @@ impl Registry {
         if since.is_none_or(|since| since.elapsed() > OWNERS_PATIENCE) {
             return Vec::new();
         }
-        self.stores
-            .policies
-            .state()
+        self.on_location(&self.stores.policies, location)
             .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none() && include(p))
-            .filter(|p| {
-                self.on_location(
-                    p.metadata.namespace.as_ref(),
-                    &p.spec.connection_ref,
-                    location,
-                )
-            })
             .map(|p| ObjectKey::of(Kind::ContactSyncPolicy, p.as_ref()))
             .filter(|k| k != except && !self.declarations.has_declared(k))
             .collect()
@@ -266,22 +258,8 @@ impl Registry {
 
     /// Reconciles every TagRule on `location` now.
     pub fn wake_rules(&self, location: &str) {
-        let keys: Vec<ObjectKey> = self
-            .stores
-            .rules
-            .state()
-            .iter()
-            .filter(|r| {
-                self.on_location(
-                    r.metadata.namespace.as_ref(),
-                    &r.spec.connection_ref,
-                    location,
-                )
-            })
-            .map(|r| ObjectKey::of(Kind::TagRule, r.as_ref()))
-            .collect();
-        for key in keys {
-            self.wake(key);
+        for rule in self.on_location(&self.stores.rules, location) {
+            self.wake(ObjectKey::of(Kind::TagRule, rule.as_ref()));
         }
     }
 }

@@ -51,23 +51,35 @@ struct KindCategory {
 /// Operator metrics (labels: kind, result, error category; never object names).
 #[derive(Debug)]
 pub struct Metrics {
-    reconciles: Family<KindResult, Counter>,
-    failures: Family<KindCategory, Counter>,
-    durations: Family<KindLabel, Histogram, fn() -> Histogram>,
-    writes: Family<KindLabel, Counter>,
-    credential_expiry: Family<ConnectionLabel, Gauge>,
-    credential_renewal: Family<ConnectionLabel, Gauge>,
-    refresh_failures: Family<ConnectionLabel, Gauge>,
-    rotations: Family<CredentialKind, Counter>,
-    restarts: Counter,
-    targeted: Family<KindResult, Counter>,
-    webhook_to_applied: Histogram,
+    reconcile: ReconcileMetrics,
+    credentials: CredentialMetrics,
     pub leader: Gauge,
     pub shards_held: Gauge,
     pub objects: ObjectStates,
     pub ghl: Arc<GhlMetrics>,
     pub feed: FeedMetrics,
     pub webhooks: WebhookMetrics,
+}
+
+/// Reconciles, full and targeted.
+#[derive(Debug)]
+struct ReconcileMetrics {
+    reconciles: Family<KindResult, Counter>,
+    failures: Family<KindCategory, Counter>,
+    durations: Family<KindLabel, Histogram, fn() -> Histogram>,
+    writes: Family<KindLabel, Counter>,
+    targeted: Family<KindResult, Counter>,
+    webhook_to_applied: Histogram,
+}
+
+/// Credentials: expiry and renewal per connection, rotations, dependents restarted.
+#[derive(Debug, Default)]
+struct CredentialMetrics {
+    expiry: Family<ConnectionLabel, Gauge>,
+    renewal: Family<ConnectionLabel, Gauge>,
+    refresh_failures: Family<ConnectionLabel, Gauge>,
+    rotations: Family<CredentialKind, Counter>,
+    restarts: Counter,
 }
 
 fn reconcile_histogram() -> Histogram {
@@ -81,17 +93,15 @@ impl Metrics {
         let webhooks = WebhookMetrics::register(registry);
         let objects = ObjectStates::register(registry);
         let metrics = Self {
-            reconciles: Family::default(),
-            failures: Family::default(),
-            durations: Family::new_with_constructor(reconcile_histogram),
-            writes: Family::default(),
-            credential_expiry: Family::default(),
-            credential_renewal: Family::default(),
-            refresh_failures: Family::default(),
-            rotations: Family::default(),
-            restarts: Counter::default(),
-            targeted: Family::default(),
-            webhook_to_applied: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
+            reconcile: ReconcileMetrics {
+                reconciles: Family::default(),
+                failures: Family::default(),
+                durations: Family::new_with_constructor(reconcile_histogram),
+                writes: Family::default(),
+                targeted: Family::default(),
+                webhook_to_applied: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
+            },
+            credentials: CredentialMetrics::default(),
             leader: Gauge::default(),
             shards_held: Gauge::default(),
             objects,
@@ -103,22 +113,22 @@ impl Metrics {
         sub.register(
             "reconciles",
             "Reconciles by kind and result: ok (reconciled), requeue (waiting for a connection, the budget or other owners), stalled (invalid spec), error (retried with backoff)",
-            metrics.reconciles.clone(),
+            metrics.reconcile.reconciles.clone(),
         );
         sub.register(
             "reconcile_errors",
             "Failed reconciles by kind and error category",
-            metrics.failures.clone(),
+            metrics.reconcile.failures.clone(),
         );
         sub.register(
             "reconcile_duration_seconds",
             "Time spent in one reconcile",
-            metrics.durations.clone(),
+            metrics.reconcile.durations.clone(),
         );
         sub.register(
             "ghl_writes",
             "GHL write calls made by applied plans, by kind",
-            metrics.writes.clone(),
+            metrics.reconcile.writes.clone(),
         );
         sub.register(
             "leader",
@@ -133,42 +143,43 @@ impl Metrics {
         sub.register(
             "credential_expiry_timestamp_seconds",
             "When each connection's access token expires (OAuth)",
-            metrics.credential_expiry.clone(),
+            metrics.credentials.expiry.clone(),
         );
         sub.register(
             "credential_renewal_timestamp_seconds",
             "When each connection's access token is next renewed (OAuth)",
-            metrics.credential_renewal.clone(),
+            metrics.credentials.renewal.clone(),
         );
         sub.register(
             "credential_refresh_failures",
             "Consecutive failed attempts to renew each connection's access token (OAuth); 0 after a renewal",
-            metrics.refresh_failures.clone(),
+            metrics.credentials.refresh_failures.clone(),
         );
         sub.register(
             "credential_rotations",
             "Access tokens renewed or exchanged, by credential type",
-            metrics.rotations.clone(),
+            metrics.credentials.rotations.clone(),
         );
         sub.register(
             "targeted_syncs",
             "Targeted syncs of the contacts webhooks named, by result: applied, in_sync, planned, skipped, error",
-            metrics.targeted.clone(),
+            metrics.reconcile.targeted.clone(),
         );
         sub.register(
             "webhook_to_applied_seconds",
             "From a webhook reaching the operator to its contact being repaired (or found in sync) by a targeted sync",
-            metrics.webhook_to_applied.clone(),
+            metrics.reconcile.webhook_to_applied.clone(),
         );
         sub.register(
             "rollout_restarts",
             "Dependent workloads restarted for a new access token",
-            metrics.restarts.clone(),
+            metrics.credentials.restarts.clone(),
         );
         // Closed label sets start at 0, so `rate()` and `increase()` see their first event.
         for kind in [Kind::GhlConnection, Kind::ContactSyncPolicy, Kind::TagRule] {
             for result in ["ok", "requeue", "stalled", "error"] {
                 metrics
+                    .reconcile
                     .reconciles
                     .get_or_create(&KindResult {
                         kind: kind.as_str(),
@@ -179,6 +190,7 @@ impl Metrics {
         }
         for result in ["applied", "in_sync", "planned", "skipped", "error"] {
             metrics
+                .reconcile
                 .targeted
                 .get_or_create(&KindResult {
                     kind: Kind::ContactSyncPolicy.as_str(),
@@ -188,6 +200,7 @@ impl Metrics {
         }
         for credential in ["oauth", "pit"] {
             metrics
+                .credentials
                 .rotations
                 .get_or_create(&CredentialKind { credential })
                 .inc_by(0);
@@ -197,16 +210,19 @@ impl Metrics {
 
     pub fn reconciled(&self, kind: Kind, result: &'static str, took: Duration) {
         let kind = kind.as_str();
-        self.reconciles
+        self.reconcile
+            .reconciles
             .get_or_create(&KindResult { kind, result })
             .inc();
-        self.durations
+        self.reconcile
+            .durations
             .get_or_create(&KindLabel { kind })
             .observe(took.as_secs_f64());
     }
 
     pub fn failed(&self, kind: Kind, category: &'static str) {
-        self.failures
+        self.reconcile
+            .failures
             .get_or_create(&KindCategory {
                 kind: kind.as_str(),
                 category,
@@ -215,7 +231,8 @@ impl Metrics {
     }
 
     pub fn wrote(&self, kind: Kind, writes: u64) {
-        self.writes
+        self.reconcile
+            .writes
             .get_or_create(&KindLabel {
                 kind: kind.as_str(),
             })
@@ -227,26 +244,30 @@ impl Metrics {
             CredentialType::OAuth => "oauth",
             CredentialType::PrivateIntegrationToken => "pit",
         };
-        self.rotations
+        self.credentials
+            .rotations
             .get_or_create(&CredentialKind { credential })
             .inc();
     }
 
     /// A targeted sync finished with `result`, `latency` after its oldest webhook.
     pub fn targeted(&self, result: &'static str, latency: Duration) {
-        self.targeted
+        self.reconcile
+            .targeted
             .get_or_create(&KindResult {
                 kind: Kind::ContactSyncPolicy.as_str(),
                 result,
             })
             .inc();
         if matches!(result, "applied" | "in_sync") {
-            self.webhook_to_applied.observe(latency.as_secs_f64());
+            self.reconcile
+                .webhook_to_applied
+                .observe(latency.as_secs_f64());
         }
     }
 
     pub fn restarted(&self) {
-        self.restarts.inc();
+        self.credentials.restarts.inc();
     }
 
     /// Drops a deleted connection's gauges.
@@ -255,9 +276,9 @@ impl Metrics {
             namespace: key.0.clone(),
             name: key.1.clone(),
         };
-        self.credential_expiry.remove(&label);
-        self.credential_renewal.remove(&label);
-        self.refresh_failures.remove(&label);
+        self.credentials.expiry.remove(&label);
+        self.credentials.renewal.remove(&label);
+        self.credentials.refresh_failures.remove(&label);
     }
 
     /// Records a connection's consecutive failed renewals.
@@ -266,7 +287,8 @@ impl Metrics {
             namespace: key.0.clone(),
             name: key.1.clone(),
         };
-        self.refresh_failures
+        self.credentials
+            .refresh_failures
             .get_or_create(&label)
             .set(i64::from(failures));
     }
@@ -283,12 +305,14 @@ impl Metrics {
             name: key.1.clone(),
         };
         if let Some(at) = expiry {
-            self.credential_expiry
+            self.credentials
+                .expiry
                 .get_or_create(&label)
                 .set(at.as_second());
         }
         if let Some(at) = renewal {
-            self.credential_renewal
+            self.credentials
+                .renewal
                 .get_or_create(&label)
                 .set(at.as_second());
         }

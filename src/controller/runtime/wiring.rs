@@ -95,30 +95,6 @@ where
         .await;
 }
 
-/// A controller for a kind that goes through [`pipeline`]: its objects, and a reconcile
-/// whenever its connection's readiness changes.
-fn synced<K>(
-    client: &Client,
-    scope: &Scope,
-    store: (Store<K>, reflector::store::Writer<K>),
-    ctx: &Arc<Context>,
-    config: &ControllerConfig,
-) -> Controller<K>
-where
-    K: Synced + Debug,
-{
-    let reader = store.0.clone();
-    let readiness =
-        triggers::on_connection_change(ctx.registry.clients.subscribe(), reader.clone());
-    Controller::for_stream(
-        objects(client, scope, store, forgetting(ctx, K::KIND)),
-        reader,
-    )
-    .with_config(config.clone())
-    .reconcile_on(readiness)
-    .reconcile_all_on(triggers::on_shards_gained(ctx.registry.shards.subscribe()))
-}
-
 /// The three caches (reflector stores), made before the controllers run so the
 /// [`Context`] can read them.
 pub struct Caches {
@@ -244,6 +220,39 @@ async fn run_connections(
     drain(Kind::GhlConnection, results).await;
 }
 
+/// A kind that goes through [`pipeline`]: its objects reconcile on their own changes, when
+/// their connection's readiness changes, when this process gains a shard, when `owners` (another
+/// owner on the location changing what it declares) names them, and when a webhook wakes them;
+/// `more` adds what else makes the kind reconcile.
+async fn run_synced<K>(
+    shared: &Shared<'_>,
+    store: (Store<K>, reflector::store::Writer<K>),
+    owners: impl futures::Stream<Item = ObjectRef<K>> + Send + 'static,
+    more: impl FnOnce(Controller<K>) -> Controller<K>,
+) where
+    K: Synced + Debug,
+{
+    let ctx = &shared.ctx;
+    let reader = store.0.clone();
+    let registry = &ctx.registry;
+    let readiness = triggers::on_connection_change(registry.clients.subscribe(), reader.clone());
+    let objects = objects(shared.client, shared.scope, store, forgetting(ctx, K::KIND));
+    let controller = Controller::for_stream(objects, reader)
+        .with_config(shared.config.clone())
+        .reconcile_on(readiness)
+        .reconcile_all_on(triggers::on_shards_gained(registry.shards.subscribe()))
+        .reconcile_on(owners)
+        .reconcile_on(triggers::woken::<K>(registry.subscribe_wakes()));
+    let results = more(controller)
+        .graceful_shutdown_on(shared.stop.stopped())
+        .run(
+            pipeline::reconcile::<K>,
+            |obj, error, ctx| error_policy(&ObjectKey::of(K::KIND, obj.as_ref()), error, &ctx),
+            Arc::clone(ctx),
+        );
+    drain(K::KIND, results).await;
+}
+
 /// ContactSyncPolicies: also the ConfigMaps and Secrets they read their records from, and
 /// their seniors on the location changing what they declare.
 async fn run_policies(
@@ -254,37 +263,24 @@ async fn run_policies(
     ),
     stores: &Stores,
 ) {
-    let ctx = &shared.ctx;
     let (by_config_map, by_secret) = (store.0.clone(), store.0.clone());
     let (juniors, homes) = (store.0.clone(), stores.connections.clone());
-    let owners = triggers::on_broadcast(ctx.registry.declarations.subscribe(), move |change| {
+    let changes = shared.ctx.registry.declarations.subscribe();
+    let owners = triggers::on_broadcast(changes, move |change| {
         triggers::policies_after(change, &juniors, &homes)
     });
-    let woken = triggers::woken::<ContactSyncPolicy>(ctx.registry.subscribe_wakes());
     let config_maps = scope::metadata::<ConfigMap>(shared.client, shared.scope);
     let secrets = scope::metadata::<Secret>(shared.client, shared.scope);
-    let results = synced(shared.client, shared.scope, store, ctx, &shared.config)
-        .watches_stream(config_maps, move |cm| {
-            triggers::policies_reading(&by_config_map, SourceKind::ConfigMap, &cm)
-        })
-        .watches_stream(secrets, move |secret| {
-            triggers::policies_reading(&by_secret, SourceKind::Secret, &secret)
-        })
-        .reconcile_on(owners)
-        .reconcile_on(woken)
-        .graceful_shutdown_on(shared.stop.stopped())
-        .run(
-            pipeline::reconcile::<ContactSyncPolicy>,
-            |obj, error, ctx| {
-                error_policy(
-                    &ObjectKey::of(Kind::ContactSyncPolicy, obj.as_ref()),
-                    error,
-                    &ctx,
-                )
-            },
-            Arc::clone(ctx),
-        );
-    drain(Kind::ContactSyncPolicy, results).await;
+    run_synced(shared, store, owners, |controller| {
+        controller
+            .watches_stream(config_maps, move |cm| {
+                triggers::policies_reading(&by_config_map, SourceKind::ConfigMap, &cm)
+            })
+            .watches_stream(secrets, move |secret| {
+                triggers::policies_reading(&by_secret, SourceKind::Secret, &secret)
+            })
+    })
+    .await;
 }
 
 /// TagRules: also any other owner on the location changing what it wants.
@@ -293,24 +289,12 @@ async fn run_rules(
     store: (Store<TagRule>, reflector::store::Writer<TagRule>),
     stores: &Stores,
 ) {
-    let ctx = &shared.ctx;
     let (others, homes) = (store.0.clone(), stores.connections.clone());
-    let owners = triggers::on_broadcast(ctx.registry.declarations.subscribe(), move |change| {
+    let changes = shared.ctx.registry.declarations.subscribe();
+    let owners = triggers::on_broadcast(changes, move |change| {
         triggers::rules_after(change, &others, &homes)
     });
-    let woken = triggers::woken::<TagRule>(ctx.registry.subscribe_wakes());
-    let results = synced(shared.client, shared.scope, store, ctx, &shared.config)
-        .reconcile_on(owners)
-        .reconcile_on(woken)
-        .graceful_shutdown_on(shared.stop.stopped())
-        .run(
-            pipeline::reconcile::<TagRule>,
-            |obj, error, ctx| {
-                error_policy(&ObjectKey::of(Kind::TagRule, obj.as_ref()), error, &ctx)
-            },
-            Arc::clone(ctx),
-        );
-    drain(Kind::TagRule, results).await;
+    run_synced(shared, store, owners, |controller| controller).await;
 }
 
 /// Resolves once the three caches hold their first full listing.

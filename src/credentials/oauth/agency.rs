@@ -6,6 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
+use super::leading;
 use super::spend::superseded;
 use super::token_writes::{Guard, Stored, persist, read_secret};
 use super::{Inputs, Pending, Usable};
@@ -14,7 +15,6 @@ use crate::crd::vocabulary::reason;
 use crate::credentials::Problem;
 use crate::credentials::failpoint::crash_point;
 use crate::credentials::schedule::{self, RenewalPolicy};
-use crate::engine::fence::Fence;
 use crate::ghl::ErrorClass;
 use crate::ghl::models::LocationTokenGrant;
 use crate::ghl::oauth::OAuthClient;
@@ -49,7 +49,7 @@ pub(super) async fn finish(
                 _ => true,
             };
         if needs_location {
-            may_mint(input.fence)?;
+            leading(input.fence, "minting tokens")?;
             // Stored only over the grant it was minted from: a refresh by another process
             // meanwhile wins, and the location token is minted again from its grant.
             let guard = Guard::Revision(usable.grant.revision);
@@ -121,19 +121,6 @@ async fn mint_location_token(
         grant.revision = grant.revision.saturating_add(1);
     }
     Ok(grant)
-}
-
-/// Whether this process may mint tokens: only while it leads.
-pub(super) fn may_mint(fence: &Fence) -> Result<(), Problem> {
-    if fence.is_open() {
-        Ok(())
-    } else {
-        Err(Problem::retry(
-            reason::PROGRESSING,
-            "this process no longer holds the leader Lease; not minting tokens".into(),
-            Duration::from_secs(5),
-        ))
-    }
 }
 
 /// A location token minted from `agency_token`: GHL's refusal stops the connection (its

@@ -12,7 +12,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
 use super::Usable;
-use super::agency::{may_mint, mint};
+use super::agency::mint;
+use super::leading;
 use super::token_writes::{Guard, Stored, persist, read_secret};
 use crate::crd::common::MAX_DURATION;
 use crate::crd::connection::{AgencyGrantAuth, GhlConnectionSpec, OAuthAuth, UserType};
@@ -119,7 +120,7 @@ pub async fn ensure(input: &BorrowInputs<'_>) -> Result<Usable, Problem> {
     {
         return Ok(usable(grant.clone(), &renewal, false));
     }
-    may_mint(input.fence)?;
+    leading(input.fence, "minting tokens")?;
     let agency_token = agency_token(&secrets, agency_name, agency_auth, input.now).await?;
     let minted = mint(
         input.oauth,

@@ -84,6 +84,19 @@ pub(super) struct Pending {
     pub(super) rejected_codes: HashSet<String>,
 }
 
+/// Refuses `doing` (spending or minting tokens) when this process no longer leads.
+fn leading(fence: &Fence, doing: &str) -> Result<(), Problem> {
+    if fence.is_open() {
+        Ok(())
+    } else {
+        Err(Problem::retry(
+            reason::PROGRESSING,
+            format!("this process no longer holds the leader Lease; not {doing}"),
+            Duration::from_secs(5),
+        ))
+    }
+}
+
 /// What a reconcile passes in.
 pub struct Inputs<'a> {
     pub client: &'a Client,

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use secrecy::SecretString;
 
+use super::leading;
 use super::token_writes::{Guard, Stored, claim, persist, withdraw};
 use super::{Inputs, Pending, Usable, user_type};
 use crate::crd::vocabulary::reason;
@@ -40,19 +41,6 @@ fn spent(error: &GhlError) -> Spent {
         GhlError::Token { .. } | GhlError::InvalidRequest { .. } => Spent::No,
         GhlError::Connection { .. } | GhlError::Timeout { .. } => Spent::Maybe,
         GhlError::MalformedResponse { .. } => Spent::Maybe,
-    }
-}
-
-/// Refuses to spend when this process no longer leads.
-fn check_fence(input: &Inputs<'_>) -> Result<(), Problem> {
-    if input.fence.is_open() {
-        Ok(())
-    } else {
-        Err(Problem::retry(
-            reason::PROGRESSING,
-            "this process no longer holds the leader Lease; not spending tokens".into(),
-            Duration::from_secs(5),
-        ))
     }
 }
 
@@ -103,7 +91,7 @@ pub(super) async fn exchange(
         holder: input.identity.to_owned(),
         at: input.now.to_string(),
     };
-    check_fence(input)?;
+    leading(input.fence, "spending tokens")?;
     let claimed = claim(secrets, name, current, &mark).await?;
     let answer = input
         .oauth
@@ -205,7 +193,7 @@ pub(super) async fn refresh(
         holder: input.identity.to_owned(),
         at: input.now.to_string(),
     };
-    check_fence(input)?;
+    leading(input.fence, "spending tokens")?;
     let claimed = claim(secrets, name, Some(current), &mark).await?;
     let answer = input
         .oauth

@@ -198,9 +198,6 @@ fn diff_tags(
     }
 }
 
-#[cfg(test)]
-mod tests;
-
 /// Whether a create of ours whose answer was lost (crash, timeout) made this contact: there
 /// is an intent for its key, and GHL added it after the intent.
 fn made_by_lost_create(ledger: &Ledger, key: &KeyDigest, view: &ContactView) -> bool {

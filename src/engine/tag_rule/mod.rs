@@ -32,7 +32,7 @@ use crate::crd::tag_rule::TagRuleSpec;
 use crate::engine::ledger::Ledger;
 use crate::engine::ownership::{SeenContact, TagDeclarations};
 use crate::engine::plan::DEFAULT_MAX_CHANGES;
-use crate::engine::settle::{Terms, settle};
+use crate::engine::settle::{Settle, Terms, settle};
 use crate::engine::state::StateStore;
 use crate::engine::sync::{Mode, SyncError, SyncOptions, SyncOutcome};
 use crate::ghl::GhlApi;
@@ -96,16 +96,6 @@ pub struct RulePlan {
     pub conflicts: Vec<String>,
 }
 
-impl crate::engine::settle::Settle for RulePlan {
-    fn is_empty(&self) -> bool {
-        RulePlan::is_empty(self)
-    }
-
-    fn hash(&self) -> String {
-        RulePlan::hash(self)
-    }
-}
-
 impl RulePlan {
     pub fn writes(&self) -> usize {
         self.changes.iter().map(TagChange::writes).sum()
@@ -117,34 +107,6 @@ impl RulePlan {
             .iter()
             .map(|c| c.writes().max(usize::from(c.forget)))
             .sum()
-    }
-
-    /// True when applying would change nothing in GHL or in the ledger.
-    pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
-    }
-
-    /// A digest of what applying would do — each contact's tags added and removed, and the
-    /// contacts forgotten — and nothing else: what an approval names.
-    pub fn hash(&self) -> String {
-        #[derive(Serialize)]
-        struct Change<'a> {
-            id: &'a str,
-            add: &'a BTreeSet<String>,
-            remove: &'a BTreeSet<String>,
-            forget: bool,
-        }
-        let changes: Vec<Change<'_>> = self
-            .changes
-            .iter()
-            .map(|c| Change {
-                id: &c.id,
-                add: &c.add,
-                remove: &c.remove,
-                forget: c.forget,
-            })
-            .collect();
-        crate::engine::plan::digest::digest(&changes)
     }
 
     pub fn summary(&self) -> PlanSummary {
@@ -164,6 +126,36 @@ impl RulePlan {
             hash: (!self.is_empty()).then(|| self.hash()),
             ..PlanSummary::default()
         }
+    }
+}
+
+impl Settle for RulePlan {
+    /// True when applying would change nothing in GHL or in the ledger.
+    fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// A digest of what applying would do — each contact's tags added and removed, and the
+    /// contacts forgotten — and nothing else: what an approval names.
+    fn hash(&self) -> String {
+        #[derive(Serialize)]
+        struct Change<'a> {
+            id: &'a str,
+            add: &'a BTreeSet<String>,
+            remove: &'a BTreeSet<String>,
+            forget: bool,
+        }
+        let changes: Vec<Change<'_>> = self
+            .changes
+            .iter()
+            .map(|c| Change {
+                id: &c.id,
+                add: &c.add,
+                remove: &c.remove,
+                forget: c.forget,
+            })
+            .collect();
+        crate::engine::plan::digest::digest(&changes)
     }
 }
 

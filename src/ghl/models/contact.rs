@@ -3,52 +3,35 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 use super::{lenient_u64, nullable_vec};
 
 /// A contact as GHL returns it from get, create, update, upsert, list and search.
 /// The search-only fields (`followers`, `searchAfter`) are empty elsewhere.
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Contact {
     pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address1: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postal_code: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub website: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date_of_birth: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assigned_to: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dnd: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dnd_settings: Option<DndSettings>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub contact_type: Option<String>,
@@ -64,11 +47,8 @@ pub struct Contact {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub custom_fields: Vec<CustomFieldValue>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub business_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date_added: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date_updated: Option<String>,
     #[serde(
         default,
@@ -118,18 +98,18 @@ pub struct DndSettings {
 }
 
 /// One channel's do-not-disturb state.
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 pub struct DndSetting {
     #[serde(default)]
     pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
 }
 
 /// Body of `POST /contacts/` (without `locationId`, which the client adds): the update
 /// body's fields, plus the tag list and `companyName`, which only a create takes.
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateContact {
@@ -138,48 +118,32 @@ pub struct CreateContact {
     /// Replaces the whole tag list; prefer the tag endpoints on existing contacts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company_name: Option<String>,
 }
 
 /// Body of `PUT /contacts/:id`: `UpdateContactDto`, which has no `locationId`, `gender` or
 /// `companyName` (GHL answers 422 to fields it does not declare).
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateContact {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address1: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postal_code: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub website: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dnd: Option<bool>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub custom_fields: Vec<CustomFieldInput>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date_of_birth: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assigned_to: Option<String>,
 }
 
@@ -191,12 +155,12 @@ impl UpdateContact {
 }
 
 /// Body of `POST /contacts/upsert`: the create fields plus `createNewIfDuplicateAllowed`.
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct UpsertContact {
     #[serde(flatten)]
     pub contact: CreateContact,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_new_if_duplicate_allowed: Option<bool>,
 }
 
@@ -218,6 +182,7 @@ pub struct UpdatedContactEnvelope {
 }
 
 /// `{new, contact, traceId}` from `POST /contacts/upsert`.
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct UpsertOutcome {
@@ -225,7 +190,6 @@ pub struct UpsertOutcome {
     #[serde(default)]
     pub new: bool,
     pub contact: Contact,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
 }
 
@@ -237,21 +201,19 @@ pub struct DeleteAck {
 }
 
 /// Query of the deprecated `GET /contacts/` (one page).
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ListContactsQuery {
     /// Page size, at most 100.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_after_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_after: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
 }
 
 /// `{contacts, count, meta}` from `GET /contacts/`.
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 pub struct ContactList {
     #[serde(default, deserialize_with = "nullable_vec")]
@@ -262,11 +224,11 @@ pub struct ContactList {
         skip_serializing_if = "Option::is_none"
     )]
     pub count: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<ContactsMeta>,
 }
 
 /// Paging cursor of `GET /contacts/` (`ContactsMetaSchema`).
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ContactsMeta {
@@ -276,9 +238,7 @@ pub struct ContactsMeta {
         skip_serializing_if = "Option::is_none"
     )]
     pub total: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_page_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_after_id: Option<String>,
     #[serde(
         default,

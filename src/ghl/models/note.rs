@@ -2,33 +2,30 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 use super::nullable_vec;
 
 /// What a note carries besides its body (GHL's notes have no more than this).
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NoteDetails {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub color: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned: Option<bool>,
 }
 
 /// A note as GHL returns it.
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Note {
     pub id: String,
     #[serde(default)]
     pub body: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date_added: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact_id: Option<String>,
     #[serde(flatten)]
     pub details: NoteDetails,
@@ -43,9 +40,9 @@ pub struct CreateNote {
 }
 
 /// Body of `PUT /contacts/:id/notes/:noteId`.
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 pub struct UpdateNote {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     #[serde(flatten)]
     pub details: NoteDetails,

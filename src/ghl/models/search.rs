@@ -6,6 +6,7 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 use super::contact::Contact;
 use super::task::Task;
@@ -18,13 +19,13 @@ pub const PAGE_NUMBER_CAP: u64 = 10_000;
 pub const MAX_PAGE_LIMIT: u32 = 500;
 
 /// Body of a contact search (without `locationId`, which the client adds).
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ContactSearch {
     /// Page size, at most 500.
     pub page_limit: u32,
     /// 1-based page number; not combined with `searchAfter`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<u32>,
     /// Cursor: the `searchAfter` of the last record of the previous page.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -36,7 +37,6 @@ pub struct ContactSearch {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sort: Vec<SearchSort>,
     /// Full-text query (at most 75 characters).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
 }
 
@@ -110,21 +110,19 @@ pub struct SearchContactsResponse {
 }
 
 /// Body of the location task search (`TaskSearchParamsDto`).
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskSearch {
     /// Contact ids whose tasks to return (all contacts when empty).
     #[serde(rename = "contactId", default, skip_serializing_if = "Vec::is_empty")]
     pub contact_ids: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed: Option<bool>,
     #[serde(rename = "assignedTo", default, skip_serializing_if = "Vec::is_empty")]
     pub assigned_to: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
     pub limit: u32,
     pub skip: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub business_id: Option<String>,
 }
 

@@ -57,7 +57,7 @@ impl Store {
     }
 
     pub fn create_task(&mut self, contact_id: &str, body: &Value) -> ApiResult<Value> {
-        let object = check(body, &[TASK_CREATE])?;
+        let object = check(body, &[TASK_FIELDS])?;
         self.contact(contact_id)?;
         let due = object["dueDate"].as_str().unwrap_or_default();
         let task = Task {
@@ -92,7 +92,7 @@ impl Store {
         task_id: &str,
         body: &Value,
     ) -> ApiResult<Value> {
-        let object = check(body, &[TASK_UPDATE])?.clone();
+        let object = check_update(body, &[TASK_FIELDS])?.clone();
         self.task(contact_id, task_id)?;
         let due = match object.get("dueDate").and_then(Value::as_str) {
             Some(d) => {
@@ -240,7 +240,7 @@ impl Store {
     }
 
     pub fn create_note(&mut self, contact_id: &str, body: &Value) -> ApiResult<Value> {
-        let object = check(body, &[NOTE_CREATE])?;
+        let object = check(body, &[NOTE_FIELDS])?;
         self.contact(contact_id)?;
         let mut extra = object.clone();
         let text = extra
@@ -266,7 +266,7 @@ impl Store {
         note_id: &str,
         body: &Value,
     ) -> ApiResult<Value> {
-        let object = check(body, &[NOTE_UPDATE])?.clone();
+        let object = check_update(body, &[NOTE_FIELDS])?.clone();
         self.note(contact_id, note_id)?;
         let note = self
             .notes

@@ -24,7 +24,9 @@ use super::errors::{ApiError, ApiResult};
 use super::ids::IdGen;
 use super::search::{SearchIndex, SearchRequest};
 use super::seed::Seed;
-use super::validate::{CONTACT_ATTRIBUTES, Field, Kind, NOT_UPDATABLE, check, opt, req};
+use super::validate::{
+    CONTACT_ATTRIBUTES, Field, Kind, NOT_UPDATABLE, check, check_update, opt, req,
+};
 
 /// A webhook event: its `type` and payload (without the `timestamp` / `webhookId` envelope).
 #[derive(Clone, Debug, PartialEq)]
@@ -75,30 +77,18 @@ const UPSERT_EXTRA: &[Field] = &[
     req("locationId", Kind::Text),
     opt("createNewIfDuplicateAllowed", Kind::Bool),
 ];
-const TASK_CREATE: &[Field] = &[
+/// A task's fields (all optional in an update).
+const TASK_FIELDS: &[Field] = &[
     req("title", Kind::Text),
     opt("body", Kind::Text),
     req("dueDate", Kind::Text),
     req("completed", Kind::Bool),
     opt("assignedTo", Kind::Text),
 ];
-const TASK_UPDATE: &[Field] = &[
-    opt("title", Kind::Text),
-    opt("body", Kind::Text),
-    opt("dueDate", Kind::Text),
-    opt("completed", Kind::Bool),
-    opt("assignedTo", Kind::Text),
-];
 const TASK_COMPLETED: &[Field] = &[req("completed", Kind::Bool)];
-const NOTE_CREATE: &[Field] = &[
+/// A note's fields (all optional in an update).
+const NOTE_FIELDS: &[Field] = &[
     req("body", Kind::Text),
-    opt("userId", Kind::Text),
-    opt("title", Kind::Text),
-    opt("color", Kind::Text),
-    opt("pinned", Kind::Bool),
-];
-const NOTE_UPDATE: &[Field] = &[
-    opt("body", Kind::Text),
     opt("userId", Kind::Text),
     opt("title", Kind::Text),
     opt("color", Kind::Text),

@@ -61,13 +61,20 @@ pub struct Manager {
     config: LeaseConfig,
     shards: Arc<Shards>,
     electors: Vec<Elector>,
-    members: Members,
+    /// The replicas as their membership Leases show them.
+    peers: Peers,
     /// Called when a shard is lost or given up (forget what was kept about its objects).
     on_lost: Box<dyn Fn(u32) + Send + Sync>,
     /// Shards held, for `/metrics`.
     gauge: Gauge,
     /// Where this replica takes webhooks, advertised on its membership Lease.
     advertise: Option<String>,
+}
+
+/// The replicas seen through their membership Leases, and where each takes webhooks.
+#[derive(Default)]
+struct Peers {
+    members: Members,
     /// Where each live replica takes webhooks, as its membership Lease says.
     addresses: BTreeMap<String, String>,
 }
@@ -93,11 +100,10 @@ impl Manager {
             config,
             shards,
             electors,
-            members: Members::default(),
+            peers: Peers::default(),
             on_lost: Box::new(on_lost),
             gauge,
             advertise: None,
-            addresses: BTreeMap::new(),
         }
     }
 
@@ -181,7 +187,7 @@ impl Manager {
                 .then(|| elector.holder())
                 .flatten()
                 .filter(|holder| alive.contains(*holder) && *holder != self.config.identity)
-                .and_then(|holder| self.addresses.get(holder).cloned());
+                .and_then(|holder| self.peers.addresses.get(holder).cloned());
             self.shards.set_route(shard, address);
         }
     }
@@ -250,8 +256,8 @@ impl Manager {
                         ))
                     })
                     .collect();
-                self.members.observe(&listed, now);
-                self.addresses = list
+                self.peers.members.observe(&listed, now);
+                self.peers.addresses = list
                     .items
                     .iter()
                     .filter_map(|l| {
@@ -280,11 +286,12 @@ impl Manager {
             Err(error) => tracing::warn!(%error, "could not list the shard membership Leases"),
         }
         let after = self.config.lease_duration * FORGET_AFTER;
-        for gone in self.members.long_gone(now, after) {
+        for gone in self.peers.members.long_gone(now, after) {
             let name = member_lease(&self.config.name, &gone);
             let _ = self.leases.delete(&name, &DeleteParams::default()).await;
         }
-        self.members
+        self.peers
+            .members
             .alive(&self.config.identity, now, self.config.lease_duration)
     }
 

@@ -102,15 +102,15 @@ pub async fn check(
     };
     let check = Check {
         finding,
-        next_look: resolved.requeue,
-        rotation_due: resolved.rotation_due.clone(),
-        renewal_adjusted: resolved.renewal_adjusted.clone(),
+        next_look: resolved.outlook.requeue,
+        rotation_due: resolved.outlook.rotation_due.clone(),
+        renewal_adjusted: resolved.outlook.renewal_adjusted.clone(),
         scopes_missing: obj
             .spec
             .auth
             .oauth
             .as_ref()
-            .and_then(|oauth| scopes_missing(&oauth.scopes, &resolved.scopes)),
+            .and_then(|oauth| scopes_missing(&oauth.scopes, &resolved.facts.scopes)),
     };
     (check, Some(resolved))
 }

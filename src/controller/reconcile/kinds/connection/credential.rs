@@ -32,27 +32,41 @@ use crate::ghl::transport::HttpTimeouts;
 /// A usable credential and its facts.
 #[derive(Clone, Debug)]
 pub struct Resolved {
-    pub type_: CredentialType,
     pub token: SecretString,
-    pub fingerprint: String,
-    pub revision: i64,
-    pub expires_at: Option<Timestamp>,
-    pub renewal_time: Option<Timestamp>,
-    pub last_rotated_at: Option<Timestamp>,
+    /// What status reports of it.
+    pub facts: Facts,
+    /// What the verdict reads of its schedule.
+    pub outlook: Outlook,
     /// Refreshed or exchanged just now.
     pub rotated: bool,
-    /// PIT with `maxAge`: (due, message).
-    pub rotation_due: Option<(bool, String)>,
-    /// OAuth: whether renewal had to depart from `renewBefore`, and why.
-    pub renewal_adjusted: Option<(bool, String)>,
-    pub scopes: Vec<String>,
-    /// When to look again at the latest.
-    pub requeue: Duration,
     /// The previous OAuth access token is still kept (dropped once the new one works).
     pub unconfirmed: bool,
     /// An own agency grant (`userType: Company`): the agency token, for agency-level reads
     /// (installed locations). Clients use `token`, the location token.
     pub agency_token: Option<SecretString>,
+}
+
+/// A credential's facts, as status reports them.
+#[derive(Clone, Debug)]
+pub struct Facts {
+    pub type_: CredentialType,
+    pub fingerprint: String,
+    pub revision: i64,
+    pub expires_at: Option<Timestamp>,
+    pub renewal_time: Option<Timestamp>,
+    pub last_rotated_at: Option<Timestamp>,
+    pub scopes: Vec<String>,
+}
+
+/// A credential's schedule, as the verdict reads it.
+#[derive(Clone, Debug)]
+pub struct Outlook {
+    /// PIT with `maxAge`: (due, message).
+    pub rotation_due: Option<(bool, String)>,
+    /// OAuth: whether renewal had to depart from `renewBefore`, and why.
+    pub renewal_adjusted: Option<(bool, String)>,
+    /// When to look again at the latest.
+    pub requeue: Duration,
 }
 
 /// `spec.consumers.minInterval`, checked.
@@ -122,18 +136,22 @@ async fn resolve_pit(
             _ => cap,
         };
         Ok(Resolved {
-            type_: CredentialType::PrivateIntegrationToken,
-            fingerprint: pit.fingerprint.clone(),
+            facts: Facts {
+                type_: CredentialType::PrivateIntegrationToken,
+                fingerprint: pit.fingerprint.clone(),
+                revision: pit.revision as i64,
+                expires_at: None,
+                renewal_time: None,
+                last_rotated_at: Some(pit.observed_at),
+                scopes: Vec::new(),
+            },
+            outlook: Outlook {
+                rotation_due,
+                renewal_adjusted: None,
+                requeue,
+            },
             token: pit.token,
-            revision: pit.revision as i64,
-            expires_at: None,
-            renewal_time: None,
-            last_rotated_at: Some(pit.observed_at),
             rotated: false,
-            rotation_due,
-            renewal_adjusted: None,
-            scopes: Vec::new(),
-            requeue,
             unconfirmed: false,
             agency_token: None,
         })
@@ -200,32 +218,36 @@ pub fn oauth_client(ctx: &Context, obj: &GhlConnection) -> Result<OAuthClient, P
 fn resolved_oauth(usable: oauth::Usable, now: Timestamp, cap: Duration) -> Resolved {
     let grant = &usable.grant;
     Resolved {
-        type_: CredentialType::OAuth,
-        fingerprint: fingerprint(&usable.token),
-        token: usable.token.clone(),
-        revision: grant.revision as i64,
-        expires_at: Some(
-            grant
-                .location_expires_at
-                .map_or(grant.expires_at, |l| l.min(grant.expires_at)),
-        ),
-        renewal_time: Some(usable.next_renewal),
-        last_rotated_at: Some(grant.refreshed_at),
-        rotated: usable.rotated,
-        rotation_due: None,
-        renewal_adjusted: Some(match &usable.renewal_adjusted {
-            Some(why) => (true, why.clone()),
-            None => (
-                false,
-                "renewing renewBefore ahead of expiry, as declared".into(),
+        facts: Facts {
+            type_: CredentialType::OAuth,
+            fingerprint: fingerprint(&usable.token),
+            revision: grant.revision as i64,
+            expires_at: Some(
+                grant
+                    .location_expires_at
+                    .map_or(grant.expires_at, |l| l.min(grant.expires_at)),
             ),
-        }),
-        scopes: grant
-            .scope
-            .as_deref()
-            .map(|s| s.split_whitespace().map(str::to_owned).collect())
-            .unwrap_or_default(),
-        requeue: schedule::requeue_in(usable.next_renewal, now, cap),
+            renewal_time: Some(usable.next_renewal),
+            last_rotated_at: Some(grant.refreshed_at),
+            scopes: grant
+                .scope
+                .as_deref()
+                .map(|s| s.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+        },
+        outlook: Outlook {
+            rotation_due: None,
+            renewal_adjusted: Some(match &usable.renewal_adjusted {
+                Some(why) => (true, why.clone()),
+                None => (
+                    false,
+                    "renewing renewBefore ahead of expiry, as declared".into(),
+                ),
+            }),
+            requeue: schedule::requeue_in(usable.next_renewal, now, cap),
+        },
+        token: usable.token.clone(),
+        rotated: usable.rotated,
         unconfirmed: grant.previous_access_token.is_some(),
         agency_token: None,
     }
@@ -283,15 +305,16 @@ pub async fn after_ready(
         oauth::confirm(&ctx.client, &namespace, auth).await;
     }
     if resolved.rotated {
-        ctx.metrics.rotated(resolved.type_);
+        ctx.metrics.rotated(resolved.facts.type_);
         let notice = Notice {
             warning: false,
             reason: reason::CREDENTIALS_ROTATED,
             action: action::ROTATE,
             note: format!(
                 "new access token (revision {}), next renewal {}",
-                resolved.revision,
+                resolved.facts.revision,
                 resolved
+                    .facts
                     .renewal_time
                     .map(|t| t.to_string())
                     .unwrap_or_default()
@@ -300,7 +323,7 @@ pub async fn after_ready(
         ctx.publish(&reference, &notice).await;
     }
     ctx.metrics
-        .credential_times(&key, resolved.expires_at, resolved.renewal_time);
+        .credential_times(&key, resolved.facts.expires_at, resolved.facts.renewal_time);
     let consumers = obj.spec.consumers.as_ref()?;
     if let Some(secret_name) = &consumers.secret_name {
         match consumers::publish_secret(
@@ -308,7 +331,7 @@ pub async fn after_ready(
             obj,
             secret_name,
             &resolved.token,
-            &resolved.fingerprint,
+            &resolved.facts.fingerprint,
         )
         .await
         {
@@ -354,7 +377,7 @@ async fn roll(
         &namespace,
         &obj.name_any(),
         target,
-        &resolved.fingerprint,
+        &resolved.facts.fingerprint,
         min_interval,
         now,
     )
@@ -368,7 +391,7 @@ async fn roll(
                 action: action::RESTART,
                 note: format!(
                     "restarted {:?} {} for credential revision {}",
-                    target.kind, target.name, resolved.revision
+                    target.kind, target.name, resolved.facts.revision
                 ),
             };
             ctx.publish(&obj.object_ref(&()), &notice).await;

@@ -69,8 +69,9 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
     if let Some(handle) = &handle {
         // What the grant allows, when GHL says (OAuth); users check it before writing.
         if let Some(resolved) = &resolved {
-            let granted = (resolved.type_ == CredentialType::OAuth && !resolved.scopes.is_empty())
-                .then(|| resolved.scopes.iter().cloned().collect());
+            let granted = (resolved.facts.type_ == CredentialType::OAuth
+                && !resolved.facts.scopes.is_empty())
+            .then(|| resolved.facts.scopes.iter().cloned().collect());
             handle.set_scopes(granted);
         }
         handle.set_readiness(Readiness {
@@ -233,12 +234,12 @@ fn status(
     let failed_refresh_attempts = i32::try_from(facts.failed_attempts).unwrap_or(i32::MAX);
     let credentials = match facts.credentials {
         Some(r) => Some(CredentialStatus {
-            type_: r.type_,
-            fingerprint: Some(r.fingerprint.clone()),
-            revision: r.revision,
-            expires_at: r.expires_at.map(Time),
-            renewal_time: r.renewal_time.map(Time),
-            last_rotated_at: r.last_rotated_at.map(Time),
+            type_: r.facts.type_,
+            fingerprint: Some(r.facts.fingerprint.clone()),
+            revision: r.facts.revision,
+            expires_at: r.facts.expires_at.map(Time),
+            renewal_time: r.facts.renewal_time.map(Time),
+            last_rotated_at: r.facts.last_rotated_at.map(Time),
             failed_refresh_attempts,
         }),
         None => previous.credentials.clone().map(|c| CredentialStatus {
@@ -252,7 +253,7 @@ fn status(
         credentials,
         scopes: facts
             .credentials
-            .map_or_else(|| previous.scopes.clone(), |r| r.scopes.clone()),
+            .map_or_else(|| previous.scopes.clone(), |r| r.facts.scopes.clone()),
         budget: facts.budget.map(|view| BudgetStatus {
             window_remaining: view.last_reported.and_then(|r| r.remaining),
             window_limit: Some(view.window_limit),
