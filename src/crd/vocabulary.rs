@@ -1,7 +1,8 @@
 //! The operator's fixed vocabulary: API group, condition types, reasons, Event actions,
 //! finalizers, annotation and label keys, and the field manager. Everything that appears in
 //! status, Events or metadata is named here once, so the words stay stable for users' alerts
-//! and GitOps health checks.
+//! and GitOps health checks. What the words mean (Event, webhook, delivery, fence, declaration,
+//! yielded, release…), one word per idea: `docs/architecture.md`.
 
 /// API group of the custom resources.
 pub const GROUP: &str = "ghl.servis.ai";

@@ -1,18 +1,21 @@
 //! The reconcile engine, Terraform-style: observe GHL, plan against the declared state and the
-//! ledger, apply the plan. One engine for the CLI and the controllers.
+//! ledger, settle the plan (apply it when the mode and the safety limits allow). One engine for
+//! the CLI and the operator; nothing here knows about controllers or processes.
 //!
 //! - [`desired`]: declared records, validated and normalized (pure);
 //! - [`observe`]: reads GHL (network) into [`observed`] views;
-//! - [`plan`]: the pure planner and its rendering;
-//! - [`apply`]: executes a plan crash-safely (network + state);
-//! - [`ledger`] and [`state`]: what each owner holds, and where that is kept;
-//! - [`fence`]: whether this process may still write (leadership);
-//! - [`ownership`]: which owner keeps a contact or a tag two of them want (pure);
-//! - [`settle`]: the one step every sync ends with — decide what happens to a plan, apply it
-//!   when it is to be applied;
-//! - [`sync`]: one policy sync end to end, and the outcome both kinds share;
-//! - [`tag_rule`]: the same pipeline for TagRules;
-//! - [`targeted`]: a sync of the few contacts a webhook reported changed.
+//! - [`plan`]: the pure planner, its model, rendering and digest (the hash approvals name);
+//! - [`settle`]: the one step every sync ends with — decide what happens to a plan (in sync,
+//!   report, block, apply), and apply it only when that is the decision;
+//! - [`apply`]: carries a plan out crash-safely (network + ledger journal);
+//! - [`ledger`], [`state`]: what each owner holds in GHL, and where that is kept (a local
+//!   file for the CLI, Secrets owned by the policy or rule in the operator);
+//! - [`fence`]: whether this process may still write (it holds the Lease behind the object);
+//! - [`ownership`]: which owner keeps a record or a tag two of them declare (pure);
+//! - [`custom_fields`]: custom field keys resolved to each location's ids;
+//! - [`sync`]: one full sync of a policy, and the outcome and errors every sync shares;
+//! - [`targeted`]: a sync limited to the contacts a webhook named (GET, plan, journal);
+//! - [`tag_rule`]: the same pipeline for TagRules, and a rule's removal on deletion.
 
 pub mod apply;
 pub mod collections;

@@ -15,31 +15,8 @@
 //! and `PATCH appointments/{id}` (a booking made or moved in GHL: `AppointmentCreate` /
 //! `AppointmentUpdate` sent).
 //!
-//! # Deliberate deviations from the official spec
-//! Where the spec is silent or contradicts documented behaviour, the sandbox follows the
-//! documented behaviour (see `API-FACTS.md`):
-//! - `POST /contacts/search`: the spec's body schema is empty and its 200 schema missing; the
-//!   sandbox takes `locationId`, `pageLimit` (≤ 500), `page`, `searchAfter`, `filters`, `sort`,
-//!   `query` and answers `{contacts, total}` as the 2025-08-26 spec revision declared, each
-//!   contact carrying its `searchAfter` cursor `[sort value, id]` (a number for dates, as in
-//!   the spec's example, although its schema says strings). Page numbers stop at 10,000
-//!   records (422).
-//! - Unknown ids answer 404 `{"statusCode":404,"message":"Contact not found"}`; the spec declares
-//!   no 404 and GHL's real status for this is unconfirmed.
-//! - Creating a contact that duplicates one by email or phone (when the location does not allow
-//!   duplicates) answers 400 with `meta.contactId` / `meta.matchingField`.
-//! - `POST /contacts/bulk/tags/update/{type}`: `responses` items are objects (as the spec's
-//!   example and GHL send), not the strings the schema declares; `type` is `add` or `remove`.
-//! - `POST /locations/{id}/tasks/search` answers `{tasks: [task, ...]}`; the spec types `tasks`
-//!   as an array of arrays.
-//! - `dateOfBirth` and numeric custom field values are accepted as strings / numbers (the spec
-//!   types them `object` while its examples are strings and numbers).
-//! - Tags are stored trimmed and lower-cased.
-//! - No `TaskUpdate` webhook (GHL documents none); completing a task sends `TaskComplete`.
-//! - A webhook answered 429 is retried after `webhook_retry_delay` (GHL: 10 minutes) up to 6
-//!   times; other failures are dropped, as at GHL.
-//! - `/oauth/locationToken` answers with a `refresh_token` (GHL added it in 2026; the v2 spec
-//!   does not list it).
+//! Where the official spec is silent or contradicts documented behaviour, the sandbox follows
+//! the documented behaviour: `docs/sandbox.md` lists each deliberate deviation.
 
 mod auth;
 mod clock;
