@@ -56,7 +56,7 @@ pub trait Intake: Send + Sync {
     /// Whether an agency connection the operator serves belongs to this company (app
     /// installs name the company, and often a location no connection has yet).
     fn knows_company(&self, company: &str) -> bool;
-    /// Takes an webhook for processing; false when it cannot now (the backlog is full, or this
+    /// Takes a webhook for processing; false when it cannot now (the backlog is full, or this
     /// process is not the leader), so that GHL retries it.
     fn admit(&self, webhook: Webhook, received: Instant) -> bool;
     /// Where another replica that holds the webhook's location takes webhooks (`ip:port`), when
