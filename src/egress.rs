@@ -5,7 +5,7 @@
 use url::Url;
 
 /// Allowed URLs: a URL is allowed when its scheme, host and port equal one of them and its
-/// path starts with that one's path.
+/// path is that one's path or below it, on segment boundaries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AllowList {
     allowed: Vec<Url>,
@@ -25,6 +25,17 @@ pub enum UrlRefused {
     Credentials,
     #[error("{origin} is not among the URLs the operator's installer allows")]
     NotAllowed { origin: String },
+}
+
+/// Whether `path` is `allowed` or below it, on segment boundaries (`/hooks` allows
+/// `/hooks/ghl`, never `/hooks-admin`).
+fn within(path: &str, allowed: &str) -> bool {
+    let allowed = allowed.trim_end_matches('/');
+    path == allowed
+        || allowed.is_empty()
+        || path
+            .strip_prefix(allowed)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 fn parse(url: &str) -> Result<Url, UrlRefused> {
@@ -71,7 +82,7 @@ impl AllowList {
             a.scheme() == parsed.scheme()
                 && a.host_str() == parsed.host_str()
                 && a.port_or_known_default() == parsed.port_or_known_default()
-                && parsed.path().starts_with(a.path())
+                && within(parsed.path(), a.path())
         });
         if allowed {
             Ok(())
@@ -108,6 +119,10 @@ mod tests {
             ("https://evil.example/?services.leadconnectorhq.com", false),
             ("https://user:pw@services.leadconnectorhq.com", false),
             ("http://servis-ai.crm.svc:8080/hooks/ghl", true),
+            ("http://servis-ai.crm.svc:8080/hooks/", true),
+            ("http://servis-ai.crm.svc:8080/hooks", true),
+            ("http://servis-ai.crm.svc:8080/hooks-admin", false),
+            ("http://servis-ai.crm.svc:8080/hooksx/ghl", false),
             ("http://servis-ai.crm.svc:8080/other", false),
             ("not a url", false),
         ];

@@ -70,6 +70,18 @@ pub enum GhlError {
         #[source]
         source: TokenError,
     },
+    /// The base URL answered with a redirect. Redirects are never followed (a token, a
+    /// client secret or a refresh token would go wherever it points); the error names the
+    /// status and where it pointed, never the body.
+    #[error(
+        "{operation}: the base URL answered {status} pointing to {to}; redirects are not followed"
+    )]
+    Redirected {
+        operation: Operation,
+        status: u16,
+        /// The redirect's host (`(none)` without a usable `Location`).
+        to: String,
+    },
     /// The request could not be built (e.g. pagination past GHL's cap without a cursor).
     #[error("{operation}: {message}")]
     InvalidRequest {
@@ -115,6 +127,7 @@ impl GhlError {
             | GhlError::Connection { operation, .. }
             | GhlError::MalformedResponse { operation, .. }
             | GhlError::Token { operation, .. }
+            | GhlError::Redirected { operation, .. }
             | GhlError::InvalidRequest { operation, .. } => *operation,
         }
     }
@@ -122,9 +135,9 @@ impl GhlError {
     /// The HTTP status GHL answered with, if it answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            GhlError::Api { status, .. } | GhlError::MalformedResponse { status, .. } => {
-                Some(*status)
-            }
+            GhlError::Api { status, .. }
+            | GhlError::MalformedResponse { status, .. }
+            | GhlError::Redirected { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -142,7 +155,7 @@ impl GhlError {
             | GhlError::Connection { .. }
             | GhlError::MalformedResponse { .. } => ErrorClass::Retryable,
             GhlError::Token { .. } => ErrorClass::Auth,
-            GhlError::InvalidRequest { .. } => ErrorClass::Terminal,
+            GhlError::InvalidRequest { .. } | GhlError::Redirected { .. } => ErrorClass::Terminal,
         }
     }
 
@@ -173,6 +186,7 @@ impl GhlError {
             GhlError::MalformedResponse { .. } => "malformed_response",
             GhlError::Token { .. } => "token_unavailable",
             GhlError::InvalidRequest { .. } => "invalid_request",
+            GhlError::Redirected { .. } => "redirected",
         }
     }
 

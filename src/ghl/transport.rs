@@ -82,6 +82,8 @@ impl HttpTransport {
         let base_path = base_url.path().trim_end_matches('/').to_owned();
         base_url.set_query(None);
         let http = reqwest::Client::builder()
+            // A redirect would carry the bearer token or the token form elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(timeouts.request)
             .connect_timeout(timeouts.connect)
             .user_agent(concat!("ghl-operator/", env!("CARGO_PKG_VERSION")))
@@ -197,6 +199,19 @@ fn answer(
     body: bytes::Bytes,
 ) -> Result<ApiResponse> {
     let rate_limit = RateLimitSnapshot::from_headers(headers);
+    if (300..400).contains(&status) {
+        let to = headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| Url::parse(l).ok())
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "(none)".to_owned());
+        return Err(GhlError::Redirected {
+            operation,
+            status,
+            to,
+        });
+    }
     if (200..300).contains(&status) {
         Ok(ApiResponse {
             status,

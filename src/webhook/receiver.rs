@@ -3,8 +3,11 @@
 //!
 //! | check                                   | answer                                   |
 //! |-----------------------------------------|------------------------------------------|
-//! | body over 1 MiB                          | 413                                      |
-//! | signature missing or wrong (raw bytes)   | 401                                      |
+//! | no signature header (before the body)    | 401                                      |
+//! | body over 256 KiB (declared or read)     | 413                                      |
+//! | body not sent within 10 s                | 408                                      |
+//! | more than 512 requests in flight         | 429                                      |
+//! | signature wrong (raw bytes)              | 401                                      |
 //! | not a GHL webhook                          | 400                                      |
 //! | `timestamp` outside ±5 minutes (replay)  | 401                                      |
 //! | `webhookId` seen already                 | 200, not processed again                 |
@@ -36,8 +39,13 @@ use super::verify::PublicKeys;
 
 /// The path GHL posts to.
 pub const PATH: &str = "/webhooks/ghl";
-/// Largest body accepted.
-pub const MAX_BODY: usize = 1024 * 1024;
+/// Largest body accepted (GHL's are a few KiB).
+pub const MAX_BODY: usize = 256 * 1024;
+/// How long a body may take to arrive once its headers have.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests handled at once; more are shed with 429 (GHL retries it). With [`MAX_BODY`] this
+/// bounds what bodies in flight can hold to 128 MiB.
+pub const MAX_IN_FLIGHT: usize = 512;
 /// How far a webhook's `timestamp` may be from now.
 pub const FRESHNESS: Duration = Duration::from_secs(300);
 /// `webhookId`s remembered (several minutes of GHL's traffic for many locations).
@@ -86,10 +94,12 @@ pub enum Outcome {
     UnknownLocation,
     Overloaded,
     Forwarded,
+    /// The body did not arrive within [`BODY_TIMEOUT`].
+    TimedOut,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Accepted,
         Outcome::Duplicate,
         Outcome::BadSignature,
@@ -99,6 +109,7 @@ impl Outcome {
         Outcome::UnknownLocation,
         Outcome::Overloaded,
         Outcome::Forwarded,
+        Outcome::TimedOut,
     ];
 
     pub fn label(self) -> &'static str {
@@ -112,6 +123,7 @@ impl Outcome {
             Outcome::UnknownLocation => "unknown_location",
             Outcome::Overloaded => "overloaded",
             Outcome::Forwarded => "forwarded",
+            Outcome::TimedOut => "timed_out",
         }
     }
 
@@ -123,6 +135,7 @@ impl Outcome {
             Outcome::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Outcome::UnknownLocation => StatusCode::ACCEPTED,
             Outcome::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            Outcome::TimedOut => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }
@@ -143,7 +156,7 @@ impl WebhookMetrics {
         let metrics = Self::default();
         registry.sub_registry_with_prefix("ghl_operator").register(
             "webhooks",
-            "GHL webhooks received, by result: accepted, duplicate, bad_signature, malformed, stale, too_large, unknown_location, overloaded, forwarded (to the replica holding the location)",
+            "GHL webhooks received, by result: accepted, duplicate, bad_signature, malformed, stale, too_large, unknown_location, overloaded, forwarded (to the replica holding the location), timed_out (a body too slow to arrive)",
             metrics.results.clone(),
         );
         // Every result starts at 0, so `increase()` sees the first one (alerts on bad
@@ -310,14 +323,17 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> StatusCode {
-    let outcome = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(bytes) => match receiver.route(&headers, &bytes, jiff::Timestamp::now()) {
-            Decision::Answer(outcome) => outcome,
-            // Forwarded once already: the shards moved meanwhile; GHL retries.
-            Decision::Forward(_) if headers.contains_key(FORWARDED) => Outcome::Overloaded,
-            Decision::Forward(address) => receiver.forward(&address, &headers, bytes).await,
+    let outcome = match admissible(&headers) {
+        Err(outcome) => outcome,
+        Ok(()) => match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(bytes) => match receiver.route(&headers, &bytes, jiff::Timestamp::now()) {
+                Decision::Answer(outcome) => outcome,
+                // Forwarded once already: the shards moved meanwhile; GHL retries.
+                Decision::Forward(_) if headers.contains_key(FORWARDED) => Outcome::Overloaded,
+                Decision::Forward(address) => receiver.forward(&address, &headers, bytes).await,
+            },
+            Err(error) => unread(&error),
         },
-        Err(_) => Outcome::TooLarge,
     };
     receiver.metrics.count(outcome);
     if outcome != Outcome::Accepted && outcome != Outcome::Duplicate {
@@ -326,10 +342,47 @@ async fn receive(
     outcome.status()
 }
 
-/// The receiver's routes.
+/// The checks made before a byte of the body is read: a signature header is there, and the
+/// declared length is within [`MAX_BODY`].
+fn admissible(headers: &HeaderMap) -> Result<(), Outcome> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if !super::verify::signed(header("x-ghl-signature"), header("x-wh-signature")) {
+        return Err(Outcome::BadSignature);
+    }
+    let declared = header("content-length").and_then(|l| l.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY as u64) {
+        return Err(Outcome::TooLarge);
+    }
+    Ok(())
+}
+
+/// Why a body could not be read: over the limit, or too slow to arrive.
+fn unread(error: &axum::Error) -> Outcome {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if cause.is::<tower_http::timeout::TimeoutError>() {
+            return Outcome::TimedOut;
+        }
+        source = cause.source();
+    }
+    Outcome::TooLarge
+}
+
+/// The receiver's routes: at most [`MAX_IN_FLIGHT`] requests at once (more are shed with
+/// 429), each body within [`BODY_TIMEOUT`].
 pub fn router(receiver: Arc<Receiver>) -> Router {
+    let shed = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(
+            |_: tower::BoxError| async { StatusCode::TOO_MANY_REQUESTS },
+        ))
+        .load_shed()
+        .concurrency_limit(MAX_IN_FLIGHT)
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            BODY_TIMEOUT,
+        ));
     Router::new()
         .route(PATH, post(receive))
+        .layer(shed)
         .with_state(receiver)
 }
 
@@ -559,8 +612,19 @@ mod tests {
         );
     }
 
+    /// A body that never ends: what a slow or hostile client sends.
+    fn endless() -> Body {
+        use futures::StreamExt as _;
+        let chunks = futures::stream::repeat_with(|| Ok::<_, std::io::Error>(Bytes::from_static(b"x")))
+            .then(|chunk| async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                chunk
+            });
+        Body::from_stream(chunks)
+    }
+
     #[tokio::test]
-    async fn oversized_bodies_get_413_and_answers_match_outcomes() {
+    async fn before_the_body_unsigned_and_oversized_requests_are_refused() {
         use tower::ServiceExt;
         let keys = Keys::get();
         let receiver = Arc::new(Receiver::new(
@@ -569,18 +633,114 @@ mod tests {
             WebhookMetrics::default(),
         ));
         let app = router(Arc::clone(&receiver));
-        let big = vec![b'x'; MAX_BODY + 1];
-        let request = axum::http::Request::post(PATH)
-            .body(Body::from(big))
+        let post = |headers: &[(&str, &str)], body: Body| {
+            let mut request = axum::http::Request::post(PATH);
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            request.body(body).unwrap()
+        };
+        let declared = (5 * 1024 * 1024).to_string();
+        // (case, headers, body, status, outcome): the body never ends, so an answer proves
+        // it was not read.
+        let cases: Vec<(&str, Vec<(&str, &str)>, Body, StatusCode, Outcome)> = vec![
+            (
+                "unsigned, declaring 5 MB",
+                vec![("content-length", declared.as_str())],
+                endless(),
+                StatusCode::UNAUTHORIZED,
+                Outcome::BadSignature,
+            ),
+            (
+                "unsigned, no length",
+                vec![],
+                endless(),
+                StatusCode::UNAUTHORIZED,
+                Outcome::BadSignature,
+            ),
+            (
+                "signed, declaring 5 MB",
+                vec![("x-ghl-signature", "c2ln"), ("content-length", declared.as_str())],
+                endless(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Outcome::TooLarge,
+            ),
+            (
+                "signed, undeclared, over the limit",
+                vec![("x-ghl-signature", "c2ln")],
+                Body::from(vec![b'x'; MAX_BODY + 1]),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Outcome::TooLarge,
+            ),
+            (
+                "signed, small, wrong",
+                vec![("x-ghl-signature", "c2ln")],
+                Body::from("{}"),
+                StatusCode::UNAUTHORIZED,
+                Outcome::BadSignature,
+            ),
+        ];
+        for (case, headers, body, status, outcome) in cases {
+            let before = receiver.metrics.get(outcome);
+            let answer = tokio::time::timeout(
+                Duration::from_secs(5),
+                app.clone().oneshot(post(&headers, body)),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{case}: no answer without the body"))
             .unwrap();
-        let answer = app.clone().oneshot(request).await.unwrap();
-        assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(receiver.metrics.get(Outcome::TooLarge), 1);
+            assert_eq!(answer.status(), status, "{case}");
+            assert_eq!(receiver.metrics.get(outcome), before + 1, "{case}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_does_not_arrive_in_time_is_cut_off() {
+        use tower::ServiceExt;
+        let receiver = Arc::new(Receiver::new(
+            PublicKeys::ghl(),
+            Arc::new(Recorder::default()),
+            WebhookMetrics::default(),
+        ));
+        let stalled = Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
         let request = axum::http::Request::post(PATH)
+            .header("x-ghl-signature", "c2ln")
+            .body(stalled)
+            .unwrap();
+        let answer = router(Arc::clone(&receiver)).oneshot(request).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(receiver.metrics.get(Outcome::TimedOut), 1);
+    }
+
+    #[tokio::test]
+    async fn past_the_in_flight_limit_requests_are_shed_with_429() {
+        use tower::ServiceExt;
+        let receiver = Arc::new(Receiver::new(
+            PublicKeys::ghl(),
+            Arc::new(Recorder::default()),
+            WebhookMetrics::default(),
+        ));
+        let app = router(Arc::clone(&receiver));
+        // Every slot taken by a body that stalls.
+        let mut held = Vec::new();
+        for _ in 0..MAX_IN_FLIGHT {
+            let stalled =
+                Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
+            let request = axum::http::Request::post(PATH)
+                .header("x-ghl-signature", "c2ln")
+                .body(stalled)
+                .unwrap();
+            held.push(tokio::spawn(app.clone().oneshot(request)));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let request = axum::http::Request::post(PATH)
+            .header("x-ghl-signature", "c2ln")
             .body(Body::from("{}"))
             .unwrap();
-        let answer = app.oneshot(request).await.unwrap();
-        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(receiver.metrics.get(Outcome::BadSignature), 1);
+        let answer = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
+        for task in held {
+            task.abort();
+        }
     }
 }

@@ -58,6 +58,8 @@ impl PublicKeys {
             rsa: Vec::new(),
         };
         for pem in pems {
+            // Files written by `echo` or `jq -r` end in blank lines the PEM parser refuses.
+            let pem = &format!("{}\n", pem.trim());
             if let Ok(key) = ed25519_dalek::VerifyingKey::from_public_key_pem(pem) {
                 keys.ed25519.push(key);
             } else if let Ok(key) = rsa::PublicKey::from_public_key_pem(pem) {
@@ -111,6 +113,12 @@ impl PublicKeys {
 }
 
 /// A signature header's value, unless it is empty or `N/A`.
+/// Whether a request carries a signature at all (either header, non-empty): one that does
+/// not is refused before its body is read.
+pub fn signed(ed25519: Option<&str>, rsa: Option<&str>) -> bool {
+    present(ed25519).is_some() || present(rsa).is_some()
+}
+
 fn present(header: Option<&str>) -> Option<&str> {
     header
         .map(str::trim)
@@ -207,6 +215,24 @@ mod tests {
             PublicKeys::ghl().verify(Some(&ed), None, body),
             Err(Refusal::Mismatch)
         );
+    }
+
+    #[test]
+    fn key_files_with_blank_lines_around_them_are_read() {
+        let keys = crate::sandbox::webhooks::Keys::get();
+        for (ed, rsa) in [
+            (
+                format!("{}\n\n", keys.ed25519_public_pem.trim()),
+                format!("{}\n\n\n", keys.rsa_public_pem.trim()),
+            ),
+            (
+                format!("\n  {}", keys.ed25519_public_pem.trim()),
+                keys.rsa_public_pem.trim().to_owned(),
+            ),
+        ] {
+            let read = PublicKeys::from_pems(&[&ed, &rsa]).expect("keys read");
+            assert_eq!(read.counts(), (1, 1));
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod budget;
 mod malformed;
 mod oauth;
 mod paginate;
+mod redirects;
 mod requests;
 mod retry;
 mod spec_models;

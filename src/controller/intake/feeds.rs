@@ -25,6 +25,9 @@ const STATUS_EVERY: Duration = Duration::from_millis(1000);
 /// One connection's webhooks and feed.
 struct Entry {
     location: String,
+    /// GHL accepted the connection's credentials for the location at its last check: only
+    /// then do the location's webhooks count as the connection's.
+    accepted: bool,
     feed: Option<Feed>,
     webhooks: WebhookStatus,
     dirty: bool,
@@ -76,11 +79,13 @@ impl Feeds {
         self.leading.load(Ordering::SeqCst) && self.backlog.load(Ordering::SeqCst) < self.capacity
     }
 
-    /// Starts, reconfigures or stops `key`'s feed.
+    /// Starts, reconfigures or stops `key`'s feed; `accepted`: GHL accepted the connection's
+    /// credentials for `location`.
     pub fn configure(
         &self,
         key: &ConnectionKey,
         location: &str,
+        accepted: bool,
         config: Option<FeedConfig>,
         last: Option<&crate::crd::export::ExportStatus>,
         client: crate::feed::Client,
@@ -88,11 +93,13 @@ impl Feeds {
         let mut entries = self.entries();
         let entry = entries.entry(key.clone()).or_insert_with(|| Entry {
             location: location.to_owned(),
+            accepted,
             feed: None,
             webhooks: WebhookStatus::default(),
             dirty: false,
         });
         entry.location = location.to_owned();
+        entry.accepted = accepted;
         match (config, &entry.feed) {
             (None, _) => entry.feed = None,
             (Some(config), Some(feed)) => feed.configure(config),
@@ -114,9 +121,10 @@ impl Feeds {
         self.entries().remove(key);
     }
 
+    /// Counts a webhook for `location` on the connections GHL accepted for it.
     pub fn webhook(&self, location: &str, now: Timestamp) {
         for entry in self.entries().values_mut() {
-            if entry.location == location {
+            if entry.location == location && entry.accepted {
                 entry.webhooks.received += 1;
                 entry.webhooks.last_received_at = Some(Time(now));
                 entry.dirty = true;

@@ -92,6 +92,12 @@ pub async fn serve(
     .await
 }
 
+/// How long a client may take to send a request's headers: a connection that trickles them
+/// is closed (a slow client cannot hold the listener's memory).
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long requests in flight get to finish after `stop`.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Binds `addr` and serves `app` (named `what` in the logs) until `stop`.
 pub async fn serve_router(
     addr: SocketAddr,
@@ -101,14 +107,57 @@ pub async fn serve_router(
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(address = %listener.local_addr()?, "serving {what}");
-    Ok(tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(%error, "the server of {what} stopped");
-        }
-    }))
+    Ok(tokio::spawn(serve_on(listener, app, what, stop)))
+}
+
+/// Serves `app` on `listener` until `stop`, HTTP/1 and HTTP/2, each request's headers within
+/// [`HEADER_TIMEOUT`]; then lets requests in flight finish (for at most [`DRAIN`]).
+async fn serve_on(
+    listener: TcpListener,
+    app: Router,
+    what: &'static str,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, say: wait a moment rather than spin.
+                    tracing::warn!(%error, "the server of {what} could not accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A client that goes away is no error of ours.
+            let _ = connection.await;
+        });
+    }
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::debug!("the server of {what} stopped with requests in flight");
+    }
 }
 
 #[cfg(test)]

@@ -40,7 +40,8 @@ fn spent(error: &GhlError) -> Spent {
         GhlError::Connection { source, .. } if source.is_connect() => Spent::No,
         GhlError::Token { .. } | GhlError::InvalidRequest { .. } => Spent::No,
         GhlError::Connection { .. } | GhlError::Timeout { .. } => Spent::Maybe,
-        GhlError::MalformedResponse { .. } => Spent::Maybe,
+        // The form reached whatever answered; where it went from there is unknown.
+        GhlError::MalformedResponse { .. } | GhlError::Redirected { .. } => Spent::Maybe,
     }
 }
 

@@ -128,6 +128,7 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
         Ok(config) => ctx.intake.feeds.configure(
             &key,
             &obj.spec.location_id,
+            ready,
             config,
             previous.export.as_ref(),
             export::client_of(&ctx.registry.clients, &key),
