@@ -52,7 +52,7 @@ async fn declare(
         })
         .collect();
     for doc in [
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("pit-{i:03}")},
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("pit-{i:03}"), "labels": {"ghl.servis.ai/secret-type": "pit"}},
                "stringData": {"token": token}}),
         json!({"apiVersion": "ghl.servis.ai/v1alpha1", "kind": "GhlConnection",
                "metadata": {"name": format!("loc-{i:03}")},

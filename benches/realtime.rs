@@ -187,9 +187,9 @@ async fn main() {
         .map(|i| json!({"email": format!("rt{i:03}@bench.example"), "firstName": format!("Declared {i}")}))
         .collect();
     for doc in [
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pit"},
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pit", "labels": {"ghl.servis.ai/secret-type": "pit"}},
                "stringData": {"token": sandbox.token}}),
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "feed"},
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "feed", "labels": {"ghl.servis.ai/secret-type": "feed-signing"}},
                "stringData": {"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}),
         json!({"apiVersion": "ghl.servis.ai/v1alpha1", "kind": "GhlConnection", "metadata": {"name": "acme"},
                "spec": {"locationId": LOCATION, "baseUrl": sandbox.url,

@@ -55,7 +55,8 @@ pub struct RunArgs {
     /// Run without leader election (only ever one replica!).
     #[arg(long, env = "GHL_NO_LEADER_ELECTION")]
     pub no_leader_election: bool,
-    /// Namespace of the leader Lease (default: the pod's namespace).
+    /// The operator's own namespace, where its Leases and its keys Secret live (default: the
+    /// pod's namespace).
     #[arg(long, env = "GHL_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
     /// Name of the leader Lease.
@@ -178,16 +179,18 @@ fn webhook_keys(files: &[PathBuf]) -> anyhow::Result<PublicKeys> {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let identity = args.identity.clone().unwrap_or_else(default_identity);
+    // The operator's own objects (Leases, its keys) live in its namespace.
+    let namespace = args
+        .lease_namespace
+        .clone()
+        .or_else(own_namespace)
+        .or_else(|| args.watch_namespaces.first().cloned())
+        .context("set --lease-namespace (not running in a pod, so the namespace is unknown)")?;
     let leader = if args.no_leader_election {
         None
     } else {
-        let namespace = args
-            .lease_namespace
-            .clone()
-            .or_else(own_namespace)
-            .or_else(|| args.watch_namespaces.first().cloned())
-            .context("set --lease-namespace (not running in a pod, so the namespace is unknown)")?;
-        let mut lease = LeaseConfig::new(namespace, args.lease_name.clone(), identity.clone());
+        let mut lease =
+            LeaseConfig::new(namespace.clone(), args.lease_name.clone(), identity.clone());
         lease.lease_duration = args.lease_duration.parse()?;
         // As client-go: renew often, give up at two thirds of the duration.
         lease.renew_every = (lease.lease_duration / 5).max(std::time::Duration::from_millis(200));
@@ -230,7 +233,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         metrics_addr: args.metrics_addr,
         leader,
         shards: args.shards,
-        instance: identity,
+        namespace,
     };
     let client = kube::Client::try_default()
         .await

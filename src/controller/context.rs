@@ -6,7 +6,8 @@
 //! - `registry` ([`Registry`]): who serves whom and who owns what;
 //! - `intake` ([`Intake`]): the change feeds and the contacts waiting for targeted reconciles;
 //! - `runtime` ([`Runtime`]): backoff, locks and deep resyncs;
-//! - `metrics`, `oauth`: the operator's metrics, and the OAuth refresh state.
+//! - `metrics`, `credentials`: the operator's metrics; the OAuth refresh state and the
+//!   operator's own keys.
 //!
 //! A function that needs one part takes that part; the few that need several (a reconcile,
 //! the webhook handler) take the `Context`.
@@ -31,6 +32,7 @@ use super::runtime::Runtime;
 use super::runtime::metrics::Metrics;
 use crate::crd::Kind;
 use crate::crd::common::Mode;
+use crate::credentials::keys::OperatorKeys;
 use crate::credentials::oauth::OAuthManager;
 use crate::egress::AllowList;
 use crate::engine::SyncOptions;
@@ -97,8 +99,14 @@ pub struct Context {
     pub registry: Registry,
     pub intake: Intake,
     pub runtime: Runtime,
-    /// OAuth refresh state (single flight per connection, grants not stored yet).
+    pub credentials: Credentials,
+}
+
+/// What the operator keeps about credentials: the OAuth refresh state (single flight per
+/// connection, grants not stored yet), and its own keys (fingerprints, approval seals).
+pub struct Credentials {
     pub oauth: OAuthManager,
+    pub keys: OperatorKeys,
 }
 
 impl Context {
@@ -109,6 +117,7 @@ impl Context {
         recorder: Recorder,
         metrics: Arc<Metrics>,
         shards: Arc<Shards>,
+        keys: OperatorKeys,
     ) -> Self {
         let sizing = &config.sizing;
         let clients = Arc::new(Clients::with_syncs_per_connection(
@@ -126,7 +135,10 @@ impl Context {
             config,
             recorder,
             metrics,
-            oauth: OAuthManager::default(),
+            credentials: Credentials {
+                oauth: OAuthManager::default(),
+                keys,
+            },
         }
     }
 
@@ -169,7 +181,7 @@ impl Context {
                 self.intake.feeds.remove(&connection);
                 self.registry.listings.forget(&connection);
                 self.registry.clients.remove(&connection);
-                self.oauth.forget(&connection.0, &connection.1);
+                self.credentials.oauth.forget(&connection.0, &connection.1);
                 self.metrics.forget_connection(&connection);
             }
             Kind::ContactSyncPolicy | Kind::TagRule => self.registry.declarations.forget(key),

@@ -54,6 +54,9 @@ pub mod reason {
     pub const CONNECTION_NOT_FOUND: &str = "ConnectionNotFound";
     pub const CROSS_NAMESPACE_REF_DENIED: &str = "CrossNamespaceReferenceDenied";
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    /// A Secret the object names does not carry the `ghl.servis.ai/secret-type` label of the
+    /// role it would play: nothing is read from it or sent with it.
+    pub const SECRET_NOT_USABLE: &str = "SecretNotUsable";
     pub const CREDENTIALS_ACCEPTED: &str = "CredentialsAccepted";
     pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
     pub const REAUTHORIZATION_REQUIRED: &str = "ReauthorizationRequired";
@@ -168,6 +171,10 @@ pub mod label {
     pub const LEDGER_GENERATION: &str = "ghl.servis.ai/ledger-generation";
     /// On ledger Secrets: the shard's or page's number.
     pub const LEDGER_INDEX: &str = "ghl.servis.ai/ledger-index";
+    /// On a Secret a user names: the role it may play for the operator's objects (`pit`,
+    /// `oauth-client`, `oauth-code`, `feed-signing`, `contacts`). A Secret without it is never
+    /// read on an object's behalf.
+    pub const SECRET_TYPE: &str = "ghl.servis.ai/secret-type";
 }
 
 /// The `type` of the Secrets holding ledgers.

@@ -10,6 +10,7 @@
 
 pub mod consumers;
 pub mod failpoint;
+pub mod keys;
 pub mod oauth;
 pub mod pit;
 mod problem;

@@ -10,10 +10,12 @@ use kube::{Api, Client};
 use secrecy::SecretString;
 
 use super::Problem;
+use super::keys::OperatorKeys;
 use super::schedule;
 use super::token_secret::fingerprint;
 use crate::crd::connection::{CredentialStatus, PrivateIntegrationTokenAuth};
 use crate::crd::vocabulary::{annotation, reason};
+use crate::refs::{self, SecretRole};
 
 /// A PIT as the operator sees it.
 #[derive(Clone, Debug)]
@@ -80,9 +82,9 @@ pub fn age(fingerprint: &str, last: Option<&Seen>, now: Timestamp) -> (Timestamp
 }
 
 /// Reads the token and its age (see [`age`]), from the Secret and the connection's last
-/// credential status.
+/// credential status; `keys` make the fingerprint status shows.
 pub async fn observe(
-    client: &Client,
+    (client, keys): (&Client, &OperatorKeys),
     namespace: &str,
     auth: &PrivateIntegrationTokenAuth,
     previous: Option<&CredentialStatus>,
@@ -91,10 +93,9 @@ pub async fn observe(
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let name = &auth.secret_ref.name;
     let missing = |message: String| Problem::stalled(reason::SECRET_NOT_FOUND, message);
-    let secret = secrets
-        .get_opt(name)
+    let secret = refs::opted_in(&secrets, name, SecretRole::Pit)
         .await
-        .map_err(|e| missing(format!("cannot read Secret {name}: {e}")))?
+        .map_err(|e| Problem::stalled(e.reason(), e.to_string()))?
         .ok_or_else(|| missing(format!("Secret {name} does not exist")))?;
     let value = secret
         .data
@@ -109,8 +110,20 @@ pub async fn observe(
             ))
         })?;
     let token = SecretString::from(value);
-    let fp = fingerprint(&token);
-    let (observed_at, revision) = age(&fp, last_seen(previous, &secret).as_ref(), now);
+    let fp = keys.fingerprint(&token);
+    // Status written before fingerprints were keyed names the same token by its digest.
+    let legacy = fingerprint(&token);
+    let last = last_seen(previous, &secret).map(|seen| {
+        if seen.fingerprint == legacy {
+            Seen {
+                fingerprint: fp.clone(),
+                ..seen
+            }
+        } else {
+            seen
+        }
+    });
+    let (observed_at, revision) = age(&fp, last.as_ref(), now);
     let max_age = match &auth.max_age {
         Some(d) => Some(
             d.parse_field(

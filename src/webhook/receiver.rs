@@ -615,11 +615,12 @@ mod tests {
     /// A body that never ends: what a slow or hostile client sends.
     fn endless() -> Body {
         use futures::StreamExt as _;
-        let chunks = futures::stream::repeat_with(|| Ok::<_, std::io::Error>(Bytes::from_static(b"x")))
-            .then(|chunk| async move {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                chunk
-            });
+        let chunks =
+            futures::stream::repeat_with(|| Ok::<_, std::io::Error>(Bytes::from_static(b"x")))
+                .then(|chunk| async move {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    chunk
+                });
         Body::from_stream(chunks)
     }
 
@@ -643,7 +644,8 @@ mod tests {
         let declared = (5 * 1024 * 1024).to_string();
         // (case, headers, body, status, outcome): the body never ends, so an answer proves
         // it was not read.
-        let cases: Vec<(&str, Vec<(&str, &str)>, Body, StatusCode, Outcome)> = vec![
+        type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Body, StatusCode, Outcome);
+        let cases: Vec<Case> = vec![
             (
                 "unsigned, declaring 5 MB",
                 vec![("content-length", declared.as_str())],
@@ -660,7 +662,10 @@ mod tests {
             ),
             (
                 "signed, declaring 5 MB",
-                vec![("x-ghl-signature", "c2ln"), ("content-length", declared.as_str())],
+                vec![
+                    ("x-ghl-signature", "c2ln"),
+                    ("content-length", declared.as_str()),
+                ],
                 endless(),
                 StatusCode::PAYLOAD_TOO_LARGE,
                 Outcome::TooLarge,
@@ -702,12 +707,16 @@ mod tests {
             Arc::new(Recorder::default()),
             WebhookMetrics::default(),
         ));
-        let stalled = Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
+        let stalled =
+            Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
         let request = axum::http::Request::post(PATH)
             .header("x-ghl-signature", "c2ln")
             .body(stalled)
             .unwrap();
-        let answer = router(Arc::clone(&receiver)).oneshot(request).await.unwrap();
+        let answer = router(Arc::clone(&receiver))
+            .oneshot(request)
+            .await
+            .unwrap();
         assert_eq!(answer.status(), StatusCode::REQUEST_TIMEOUT);
         assert_eq!(receiver.metrics.get(Outcome::TimedOut), 1);
     }

@@ -116,7 +116,7 @@ async fn the_health_check_reads_every_state_the_operator_writes() {
                "metadata": {"name": "invalid"},
                "spec": {"connectionRef": {"name": "acme"}, "resyncInterval": "0s",
                         "contacts": [{"email": "invalid@example.com"}]}}),
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "wrong-pit"},
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "wrong-pit", "labels": {"ghl.servis.ai/secret-type": "pit"}},
                "stringData": {"token": "not-a-token"}}),
         json!({"apiVersion": "ghl.servis.ai/v1alpha1", "kind": "GhlConnection",
                "metadata": {"name": "refused"},

@@ -85,8 +85,8 @@ pub fn oauth_objects(sandbox: &RunningSandbox, code: &str, renew_before: &str) -
 /// Puts a fresh authorization code in the code Secret; the connection and its policy recover.
 async fn reconnect_with_a_new_code(client: &kube::Client, ns: &str, raw: &Raw) {
     let fresh = mint_code(raw, "Location").await;
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acme-oauth-code"},
-                        "stringData": {"code": fresh}});
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acme-oauth-code",
+                        "labels": {"ghl.servis.ai/secret-type": "oauth-code"}}, "stringData": {"code": fresh}});
     apply(client, ns, secret).await;
     wait_object(
         &connections(client, ns),
@@ -575,7 +575,7 @@ async fn a_pit_change_is_picked_up_at_once_and_its_age_raises_rotation_due() {
     apply(
         &client,
         &ns.name,
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acme-pit"},
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acme-pit", "labels": {"ghl.servis.ai/secret-type": "pit"}},
                                    "stringData": {"token": "pit-wrong-token"}}),
     )
     .await;
@@ -643,7 +643,8 @@ async fn a_renew_before_past_the_lifetime_refreshes_at_half_of_it_and_never_reus
                 &client,
                 &ns.name,
                 json!({"apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "acme-oauth-code"}, "stringData": {"code": fresh}}),
+                "metadata": {"name": "acme-oauth-code", "labels": {"ghl.servis.ai/secret-type": "oauth-code"}},
+                "stringData": {"code": fresh}}),
             )
             .await;
             codes += 1;

@@ -25,7 +25,7 @@ fn policy(name: &str, connection: &str, email: &str, deletion: &str) -> Value {
 
 fn connection(sandbox_url: &str, name: &str) -> Vec<Value> {
     vec![
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-pit")},
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-pit"), "labels": {"ghl.servis.ai/secret-type": "pit"}},
                "stringData": {"token": "pit-sandbox-token"}}),
         json!({"apiVersion": "ghl.servis.ai/v1alpha1", "kind": "GhlConnection", "metadata": {"name": name},
                "spec": {"locationId": "ve9EPM428h8vShlRW1KT", "baseUrl": sandbox_url,

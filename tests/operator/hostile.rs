@@ -141,7 +141,8 @@ async fn hostile_objects_get_clear_conditions_and_touch_nothing() {
     let victims = [
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-password"},
                "stringData": {"password": "hunter2-do-not-leak"}}),
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "app-oauth"},
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "app-oauth",
+               "labels": {"ghl.servis.ai/secret-type": "oauth-client"}},
                "stringData": {"client_id": "id", "client_secret": "secret"}}),
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "billing"},
                "spec": {"selector": {"matchLabels": {"app": "b"}},

@@ -75,7 +75,7 @@ async fn two_replicas_divide_the_shards_and_one_takes_over_when_the_other_dies()
     for i in 0..LOCATIONS {
         let (location, token) = &sandbox.locations[i];
         for doc in [
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("pit-{i:02}")},
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("pit-{i:02}"), "labels": {"ghl.servis.ai/secret-type": "pit"}},
                    "stringData": {"token": token}}),
             json!({"apiVersion": "ghl.servis.ai/v1alpha1", "kind": "GhlConnection",
                    "metadata": {"name": format!("loc-{i:02}")},

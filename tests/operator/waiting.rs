@@ -72,7 +72,7 @@ async fn a_refused_token_stops_the_connection_and_its_policy_waits_until_the_sec
         &client,
         &ns.name,
         json!({
-            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acme-pit"},
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acme-pit", "labels": {"ghl.servis.ai/secret-type": "pit"}},
             "stringData": {"token": "pit-sandbox-token"}
         }),
     )

@@ -102,7 +102,7 @@ fn export(sink: &Sink, catch_up: &str) -> Value {
 }
 
 fn feed_secret() -> Value {
-    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "feed-secret"},
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "feed-secret", "labels": {"ghl.servis.ai/secret-type": "feed-signing"}},
            "stringData": {"secret": SECRET}})
 }
 

@@ -28,6 +28,7 @@ use crate::crd::kind::Object;
 use crate::engine::fence::Fence;
 use crate::engine::state::StateStore;
 use crate::engine::state::secret::{LedgerOwner, SecretLedgerStore};
+use crate::refs::SecretRole;
 
 /// Where the cluster is (any of them turns the cluster's ledgers and credentials on).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -220,8 +221,14 @@ pub async fn load(client: &Client, manifests: &mut Manifests) -> anyhow::Result<
             continue;
         };
         let stored = get::<Secret>(client, &(key.0.clone(), secret)).await?;
+        // As the operator would: a PIT Secret that opted in, or a token Secret it wrote.
+        let usable = |secret: &Secret| match live.spec.auth.private_integration_token {
+            Some(_) => SecretRole::Pit.admits(&secret.metadata),
+            None => crate::credentials::token_secret::is_ours(secret),
+        };
         let token = stored
             .as_ref()
+            .filter(|s| usable(s))
             .and_then(|s| s.data.as_ref())
             .and_then(|d| d.get(&field))
             .map(|b| String::from_utf8_lossy(&b.0).trim().to_owned())

@@ -23,6 +23,7 @@ use crate::controller::runtime::scope::Scope;
 use crate::controller::runtime::server::{self, Health};
 use crate::controller::runtime::wiring::{self, Stop};
 use crate::crd::GhlConnection;
+use crate::credentials::keys::OperatorKeys;
 use crate::engine::fence::Fence;
 use crate::webhook::{PublicKeys, Receiver};
 
@@ -52,8 +53,8 @@ pub struct RunOptions {
     /// More than 1: split the locations over this many shards, each with its own Lease
     /// (named after `leader`'s, which it needs); the replicas divide them.
     pub shards: u32,
-    /// This process's name in Events (usually the pod name).
-    pub instance: String,
+    /// The operator's own namespace: its Leases and its keys live there.
+    pub namespace: String,
     /// Serve GHL's webhooks (`POST /webhooks/ghl`).
     pub webhook: Option<WebhookOptions>,
 }
@@ -159,7 +160,7 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
     let caches = wiring::Caches::new();
     let reporter = Reporter {
         controller: crate::crd::vocabulary::FIELD_MANAGER.to_owned(),
-        instance: Some(options.instance.clone()),
+        instance: Some(options.config.identity.clone()),
     };
     let sharding = match (&options.leader, options.shards) {
         (Some(lease), n) if n > 1 => Some((lease.clone(), n)),
@@ -177,6 +178,7 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
         Some((_, n)) => Shards::leased(*n),
         None => Shards::single(elector.as_ref().map_or_else(Fence::open, Elector::fence)),
     };
+    let keys = OperatorKeys::load_or_create(&client, &options.namespace).await?;
     let ctx = Arc::new(Context::new(
         client.clone(),
         options.config.clone(),
@@ -184,6 +186,7 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
         Recorder::new(client.clone(), reporter),
         Arc::clone(&metrics),
         Arc::clone(&shards),
+        keys,
     ));
     let webhooks = match &options.webhook {
         Some(webhook) => Some(serve_webhooks(webhook, &ctx, &metrics, &stop).await?),

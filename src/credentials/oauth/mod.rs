@@ -41,6 +41,7 @@ use crate::crd::vocabulary::reason;
 use crate::engine::fence::Fence;
 use crate::ghl::models::UserTypeParam;
 use crate::ghl::oauth::{ClientCredentials, OAuthClient};
+use crate::refs::{self, SecretRole};
 use agency::finish;
 use spend::{exchange, refresh};
 use token_writes::{Guard, persist, read_secret};
@@ -205,8 +206,9 @@ impl OAuthManager {
             ));
         }
         let code = match &input.auth.authorization_code_secret_ref {
-            Some(r) => read_secret(&secrets, &r.name)
-                .await?
+            Some(r) => refs::opted_in(&secrets, &r.name, SecretRole::OAuthCode)
+                .await
+                .map_err(|e| Problem::stalled(e.reason(), e.to_string()))?
                 .and_then(|s| secret_text(&s, &r.key))
                 .map(SecretString::from),
             None => None,
@@ -380,12 +382,15 @@ pub async fn client_credentials(
     auth: &OAuthAuth,
 ) -> Result<ClientCredentials, Problem> {
     let name = &auth.client_secret_ref.name;
-    let secret = read_secret(secrets, name).await?.ok_or_else(|| {
-        Problem::stalled(
-            reason::SECRET_NOT_FOUND,
-            format!("Secret {name} does not exist"),
-        )
-    })?;
+    let secret = refs::opted_in(secrets, name, SecretRole::OAuthClient)
+        .await
+        .map_err(|e| Problem::stalled(e.reason(), e.to_string()))?
+        .ok_or_else(|| {
+            Problem::stalled(
+                reason::SECRET_NOT_FOUND,
+                format!("Secret {name} does not exist"),
+            )
+        })?;
     let id = secret_text(&secret, "client_id");
     let key = secret_text(&secret, "client_secret");
     match (id, key) {

@@ -217,10 +217,13 @@ fn records_of(
     loaded: &SourceText,
     each: &mut dyn FnMut(records::ParsedRecord),
 ) -> Result<usize, RecordError> {
-    let text = loaded
-        .text
-        .as_ref()
-        .map_err(|why| RecordError::new(None, "SourceUnavailable", why.to_string()))?;
+    let text = loaded.text.as_ref().map_err(|why| {
+        let reason = match why {
+            RefError::NotUsable { .. } => "SecretNotUsable",
+            _ => "SourceUnavailable",
+        };
+        RecordError::new(None, reason, why.to_string())
+    })?;
     let format = format_for(declared, &loaded.key).ok_or_else(|| {
         RecordError::new(
             None,

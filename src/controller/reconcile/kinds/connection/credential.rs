@@ -22,8 +22,8 @@ use crate::crd::connection::{
 use crate::crd::vocabulary::{action, reason};
 use crate::credentials::Problem;
 use crate::credentials::consumers::{self, Rollout};
+use crate::credentials::keys::OperatorKeys;
 use crate::credentials::oauth::{self, Inputs};
-use crate::credentials::token_secret::fingerprint;
 use crate::credentials::{pit, schedule};
 use crate::ghl::oauth::OAuthClient;
 use crate::ghl::retry::RetryPolicy;
@@ -117,7 +117,8 @@ async fn resolve_pit(
     let cap = ctx.config.connection_check_interval;
     {
         let previous = obj.status.as_ref().and_then(|s| s.credentials.as_ref());
-        let pit = pit::observe(&ctx.client, &namespace, pit_auth, previous, now).await?;
+        let reader = (&ctx.client, &ctx.credentials.keys);
+        let pit = pit::observe(reader, &namespace, pit_auth, previous, now).await?;
         let rotation_due = pit.due_at.map(|due| {
             if pit.rotation_due {
                 (
@@ -183,12 +184,12 @@ async fn resolve_oauth(
             .fence_for(&ObjectKey::of(Kind::GhlConnection, obj)),
         now,
     };
-    let usable = ctx.oauth.ensure(&inputs).await?;
+    let usable = ctx.credentials.oauth.ensure(&inputs).await?;
     let agency_token =
         (oauth_auth.user_type == UserType::Company).then(|| usable.grant.access_token.clone());
     Ok(Resolved {
         agency_token,
-        ..resolved_oauth(usable, now, cap)
+        ..resolved_oauth(usable, &ctx.credentials.keys, now, cap)
     })
 }
 
@@ -215,12 +216,17 @@ pub fn oauth_client(ctx: &Context, obj: &GhlConnection) -> Result<OAuthClient, P
 }
 
 /// The facts of an OAuth credential (own or borrowed), for status. Pure.
-fn resolved_oauth(usable: oauth::Usable, now: Timestamp, cap: Duration) -> Resolved {
+fn resolved_oauth(
+    usable: oauth::Usable,
+    keys: &OperatorKeys,
+    now: Timestamp,
+    cap: Duration,
+) -> Resolved {
     let grant = &usable.grant;
     Resolved {
         facts: Facts {
             type_: CredentialType::OAuth,
-            fingerprint: fingerprint(&usable.token),
+            fingerprint: keys.fingerprint(&usable.token),
             revision: grant.revision as i64,
             expires_at: Some(
                 grant
@@ -282,6 +288,7 @@ async fn resolve_borrowed(
     .await?;
     Ok(resolved_oauth(
         usable,
+        &ctx.credentials.keys,
         now,
         ctx.config.connection_check_interval,
     ))

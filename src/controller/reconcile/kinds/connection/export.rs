@@ -15,7 +15,7 @@ use crate::crd::{GhlConnection, SecretKeyRef};
 use crate::feed::signature::SigningKey;
 use crate::feed::{FeedConfig, SinkConfig, SinkUnusable};
 use crate::ghl::GhlApi;
-use crate::refs;
+use crate::refs::{self, SecretRole};
 
 /// `spec.export.catchUpInterval` when none is given, and its bounds.
 pub const CATCH_UP_DEFAULT: Duration = Duration::from_secs(300);
@@ -65,7 +65,8 @@ async fn signing_key(
     namespace: &str,
     reference: &SecretKeyRef,
 ) -> Result<SigningKey, SinkUnusable> {
-    let value = refs::secret_key(client, namespace, &reference.name, &reference.key).await?;
+    let at = (reference.name.as_str(), reference.key.as_str());
+    let value = refs::secret_key(client, namespace, at, SecretRole::FeedSigning).await?;
     SigningKey::from_secret(&value).map_err(|source| SinkUnusable::Key {
         name: reference.name.clone(),
         source,

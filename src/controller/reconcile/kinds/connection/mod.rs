@@ -102,7 +102,7 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
         agency,
         installed,
         credentials: resolved.as_ref(),
-        failed_attempts: ctx.oauth.failed_attempts(&key.0, &key.1),
+        failed_attempts: ctx.credentials.oauth.failed_attempts(&key.0, &key.1),
         budget: handle.as_ref().map(|h| h.budget.view()),
     };
     let status = status(

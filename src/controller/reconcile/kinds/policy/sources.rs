@@ -5,7 +5,7 @@ use kube::Client;
 
 use crate::crd::contact_sync_policy::{ContactSource, ContactSyncPolicySpec};
 use crate::engine::desired::SourceText;
-use crate::refs::{self, RefError};
+use crate::refs::{self, RefError, SecretRole};
 
 /// The text of every `contactsFrom` entry, in order, or why it could not be read.
 pub async fn read(
@@ -40,9 +40,11 @@ async fn text_of(
 ) -> Result<String, RefError> {
     match (&source.config_map_ref, &source.secret_ref) {
         (Some(r), _) => refs::config_map_key(client, namespace, &r.name, &r.key).await,
-        (None, Some(r)) => refs::secret_key(client, namespace, &r.name, &r.key)
-            .await
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+        (None, Some(r)) => {
+            refs::secret_key(client, namespace, (&r.name, &r.key), SecretRole::Contacts)
+                .await
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        }
         (None, None) => Err(RefError::NoRef),
     }
 }
