@@ -8,7 +8,7 @@ use ghl_operator::crd::vocabulary::{LEDGER_SECRET_TYPE, label};
 use ghl_operator::engine::fence::Fence;
 use ghl_operator::engine::ledger::{Change, ItemKind, KeyDigest, Ledger};
 use ghl_operator::engine::state::StateStore;
-use ghl_operator::engine::state::secret::{LedgerOwner, SecretLedgerStore};
+use ghl_operator::engine::state::secret::{LedgerOwner, Naming, SecretLedgerStore};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
@@ -207,6 +207,8 @@ async fn the_ledger_cannot_be_overwritten_forged_or_half_compacted() {
     let owner = policy_owner(&client, &ns.name, "guarded").await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     let store = || SecretLedgerStore::new(client.clone(), owner.clone(), Fence::open());
+    let base = owner.base_name(Naming::Owned);
+    let name = |suffix: &str| format!("{base}-{suffix}");
 
     // Two processes load the same ledger; the second commits first.
     let (a, b) = (store(), store());
@@ -227,12 +229,7 @@ async fn the_ledger_cannot_be_overwritten_forged_or_half_compacted() {
     for (name, type_, owned, labels) in [
         ("forged-opaque", "Opaque", true, ("journal", 0)),
         ("forged-unowned", LEDGER_SECRET_TYPE, false, ("journal", 0)),
-        (
-            "ghl-ledger-contactsyncpolicy-guarded-g1-shard-0",
-            LEDGER_SECRET_TYPE,
-            true,
-            ("shard", 1),
-        ),
+        (&*name("g1-shard-0"), LEDGER_SECRET_TYPE, true, ("shard", 1)),
     ] {
         secrets
             .create(
@@ -266,10 +263,10 @@ async fn the_ledger_cannot_be_overwritten_forged_or_half_compacted() {
     assert_eq!(
         after,
         [
-            "forged-opaque",
-            "forged-unowned",
-            "ghl-ledger-contactsyncpolicy-guarded-g1-shard-0",
-            "ghl-ledger-contactsyncpolicy-guarded-head",
+            "forged-opaque".to_owned(),
+            "forged-unowned".to_owned(),
+            name("g1-shard-0"),
+            name("head"),
         ],
         "the unfinished generation's shard was replaced, lookalikes left alone"
     );
@@ -280,17 +277,20 @@ async fn the_ledger_cannot_be_overwritten_forged_or_half_compacted() {
     );
 
     // A Secret at one of the ledger's names that is not the policy's stops the load, named.
-    let squatter = "ghl-ledger-contactsyncpolicy-guarded-g1-journal-0";
+    let squatter = name("g1-journal-0");
     secrets
         .create(
             &PostParams::default(),
-            &lookalike(&owner, squatter, LEDGER_SECRET_TYPE, false, ("journal", 1)),
+            &lookalike(&owner, &squatter, LEDGER_SECRET_TYPE, false, ("journal", 1)),
         )
         .await
         .unwrap();
     let refused = store().load().await.unwrap_err().to_string();
-    assert!(refused.contains(squatter), "{refused}");
-    secrets.delete(squatter, &Default::default()).await.unwrap();
+    assert!(refused.contains(&squatter), "{refused}");
+    secrets
+        .delete(&squatter, &Default::default())
+        .await
+        .unwrap();
     assert!(store().load().await.unwrap() == loaded);
 
     // A cleanup a compaction could not finish (here: generation 1 left behind by the
@@ -301,7 +301,7 @@ async fn the_ledger_cannot_be_overwritten_forged_or_half_compacted() {
             &PostParams::default(),
             &lookalike(
                 &owner,
-                "ghl-ledger-contactsyncpolicy-guarded-g1-shard-0",
+                &name("g1-shard-0"),
                 LEDGER_SECRET_TYPE,
                 true,
                 ("shard", 1),
@@ -313,12 +313,91 @@ async fn the_ledger_cannot_be_overwritten_forged_or_half_compacted() {
     assert_eq!(
         ledger_objects(&client, &ns.name, "guarded").await,
         [
-            "forged-opaque",
-            "forged-unowned",
-            "ghl-ledger-contactsyncpolicy-guarded-g3-shard-0",
-            "ghl-ledger-contactsyncpolicy-guarded-head",
+            "forged-opaque".to_owned(),
+            "forged-unowned".to_owned(),
+            name("g3-shard-0"),
+            name("head"),
         ],
     );
     assert!(store().load().await.unwrap() == loaded);
+    ns.delete().await;
+}
+
+/// A ledger written under the names used before (no uid digest) is read, written to, and
+/// moved to the new names by its next compaction; a policy whose name nests in another's
+/// (`vip` and `vip-g1`: the same names before) shares no object with it; and a Secret at a
+/// retired name that is not the ledger's is never deleted.
+#[tokio::test]
+async fn legacy_ledgers_move_to_names_no_other_owner_can_take() {
+    let Some((client, ns)) = setup("ledger-names").await else {
+        return;
+    };
+    let vip = policy_owner(&client, &ns.name, "vip").await;
+    let nested = policy_owner(&client, &ns.name, "vip-g1").await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let store =
+        |owner: &LedgerOwner| SecretLedgerStore::new(client.clone(), owner.clone(), Fence::open());
+
+    // A legacy ledger: generation 0's journal under the old name.
+    let legacy_page = "ghl-ledger-contactsyncpolicy-vip-journal-0";
+    secrets
+        .create(
+            &PostParams::default(),
+            &lookalike(&vip, legacy_page, LEDGER_SECRET_TYPE, true, ("journal", 0)),
+        )
+        .await
+        .unwrap();
+    let loaded = store(&vip).load().await.unwrap();
+    assert!(
+        loaded.contacts.contains_key("c-forged"),
+        "the legacy page is read"
+    );
+
+    // Commits before the move go on the legacy page; the compaction moves everything.
+    let writer = store(&vip);
+    let mut ledger = writer.load().await.unwrap();
+    let change = bound("new@example.com", "c-new");
+    writer.commit(std::slice::from_ref(&change)).await.unwrap();
+    ledger.apply(&change);
+    assert!(store(&vip).load().await.unwrap() == ledger);
+    let compactor = store(&vip);
+    let before = compactor.load().await.unwrap();
+    // (A short journal is left alone by a store that loaded it: this one compacts anyway.)
+    store(&vip).compact(&before).await.unwrap();
+    let base = vip.base_name(Naming::Owned);
+    assert_eq!(
+        ledger_objects(&client, &ns.name, "vip").await,
+        [format!("{base}-g1-shard-0"), format!("{base}-head")],
+        "the legacy page is gone, the ledger lives under the new names"
+    );
+    assert!(store(&vip).load().await.unwrap() == ledger);
+
+    // The nested name's ledger: generation 0 and 1 of its own, nothing of vip's touched.
+    let other = store(&nested);
+    let mut theirs = other.load().await.unwrap();
+    assert!(theirs.contacts.is_empty(), "vip's objects are not vip-g1's");
+    let change = bound("other@example.com", "c-other");
+    other.commit(std::slice::from_ref(&change)).await.unwrap();
+    theirs.apply(&change);
+    store(&nested).compact(&theirs).await.unwrap();
+    assert!(store(&nested).load().await.unwrap() == theirs);
+    assert!(store(&vip).load().await.unwrap() == ledger);
+
+    // A Secret at a retired name that is not vip's survives vip's cleanups.
+    store(&vip).compact(&ledger).await.unwrap();
+    let stranger = format!("{base}-g1-shard-0");
+    secrets
+        .create(
+            &PostParams::default(),
+            &lookalike(&vip, &stranger, "Opaque", false, ("shard", 1)),
+        )
+        .await
+        .unwrap();
+    store(&vip).compact(&ledger).await.unwrap();
+    assert!(
+        secrets.get_opt(&stranger).await.unwrap().is_some(),
+        "not the ledger's: never deleted"
+    );
+    assert!(store(&vip).load().await.unwrap() == ledger);
     ns.delete().await;
 }

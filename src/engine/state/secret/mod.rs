@@ -14,6 +14,10 @@
 //!   missing one. Nothing lists by label: a label-selected list makes etcd read every Secret
 //!   of the namespace, and 200 ledgers loading at once in one namespace ran etcd out of memory.
 //!
+//! - **Names.** Every object name starts `ghl-ledger-<kind>-<name>-<digest of the owner's
+//!   uid>`, so no two owners' names meet. Ledgers written before that (no digest) are still
+//!   read, and their next compaction writes the new names and deletes the old ones.
+//!
 //! Nothing is written last-writer-wins: new objects are created (a name that exists is a
 //! conflict) and existing ones replaced with the resourceVersion read. A second writer — a
 //! process that lost its Lease — therefore fails instead of erasing commits, and every write
@@ -21,19 +25,21 @@
 //! only after its write succeeded. Loading trusts only objects of the ledger type, with its
 //! labels and an ownerReference to the owner's uid: a Secret at a ledger's name that is not
 //! the owner's (which could claim `created: true` and so turn into a GHL delete) stops the
-//! load with an error naming it; Secrets merely labelled like a ledger are never read.
+//! load with an error naming it; Secrets merely labelled like a ledger are never read. Nothing
+//! is deleted by name alone: a delete follows a GET that verified the object as the ledger's,
+//! with that object's uid as a precondition.
 //! Keys in a ledger are digests, never emails.
 
 mod objects;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::{Api, Client};
 use tokio::sync::Mutex;
 
-pub use self::objects::LedgerOwner;
 use self::objects::*;
+pub use self::objects::{LedgerOwner, Naming};
 use crate::engine::fence::Fence;
 use crate::engine::ledger::{Change, Ledger};
 use crate::engine::state::{StateError, StateStore};
@@ -43,8 +49,10 @@ use crate::engine::state::{StateError, StateStore};
 struct Cursor {
     /// Whether `load` ran (a store that never loaded always compacts).
     loaded: bool,
+    /// The live generation's naming.
+    naming: Naming,
     generation: u64,
-    /// The head's resourceVersion (`None`: no head yet).
+    /// The resourceVersion of the head under the owned naming (`None`: none yet).
     head_version: Option<String>,
     /// The live generation's shard count.
     shards: usize,
@@ -86,11 +94,12 @@ impl SecretLedgerStore {
     /// that is not this ledger's is an error (it would be trusted or overwritten otherwise).
     async fn get(
         &self,
+        naming: Naming,
         generation: u64,
         role: Role,
         index: usize,
     ) -> Result<Option<Secret>, StateError> {
-        let name = self.owner.object_name(generation, role, index);
+        let name = self.owner.object_name(naming, generation, role, index);
         let Some(secret) = self
             .api
             .get_opt(&name)
@@ -109,13 +118,13 @@ impl SecretLedgerStore {
     /// The objects of one role of a generation from index `from` up to the first missing one.
     async fn probe(
         &self,
+        naming: Naming,
         generation: u64,
         role: Role,
-        from: usize,
     ) -> Result<Vec<Secret>, StateError> {
         let mut found = Vec::new();
-        for index in from..MAX_OBJECTS {
-            match self.get(generation, role, index).await? {
+        for index in 0..MAX_OBJECTS {
+            match self.get(naming, generation, role, index).await? {
                 Some(secret) => found.push(secret),
                 None => break,
             }
@@ -126,14 +135,18 @@ impl SecretLedgerStore {
     /// The shards of the live generation: the count the head records, else probed.
     async fn shards(&self, head: &Head) -> Result<Vec<Secret>, StateError> {
         let Some(count) = head.shards else {
-            return self.probe(head.generation, Role::Shard, 0).await;
+            return self.probe(head.naming, head.generation, Role::Shard).await;
         };
         let mut shards = Vec::with_capacity(count);
         for index in 0..count {
-            let secret = self.get(head.generation, Role::Shard, index).await?;
+            let secret = self
+                .get(head.naming, head.generation, Role::Shard, index)
+                .await?;
             shards.push(secret.ok_or_else(|| {
                 corrupt(
-                    &self.owner.object_name(head.generation, Role::Shard, index),
+                    &self
+                        .owner
+                        .object_name(head.naming, head.generation, Role::Shard, index),
                     format!("is missing: the ledger's head names {count} shards"),
                 )
             })?);
@@ -141,15 +154,22 @@ impl SecretLedgerStore {
         Ok(shards)
     }
 
-    /// Deletes every object of `old`; a failure only leaves garbage (warned about).
+    /// Deletes every object of `old` (and, for a legacy generation, the legacy head); a
+    /// failure only leaves garbage (warned about), and an object at one of its names that is
+    /// not the ledger's is left alone.
     async fn retire(&self, old: Generation) {
-        let names = (0..old.shards)
-            .map(|i| self.owner.object_name(old.generation, Role::Shard, i))
-            .chain(
-                (0..old.pages).map(|i| self.owner.object_name(old.generation, Role::Journal, i)),
-            );
-        for name in names {
-            if let Err(error) = self.delete(&name).await {
+        let objects = (0..old.shards)
+            .map(|i| (old.generation, Role::Shard, i))
+            .chain((0..old.pages).map(|i| (old.generation, Role::Journal, i)))
+            .chain((old.naming == Naming::Legacy).then_some((0, Role::Head, 0)));
+        for (generation, role, index) in objects {
+            let found = self.get(old.naming, generation, role, index).await;
+            let deleted = match found {
+                Ok(Some(secret)) => self.delete(&secret).await,
+                Ok(None) => Ok(()),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = deleted {
                 tracing::warn!(%error, "could not delete an old ledger object; retried at the next compaction");
             }
         }
@@ -176,21 +196,55 @@ impl SecretLedgerStore {
         }
     }
 
-    async fn delete(&self, name: &str) -> Result<(), StateError> {
+    /// Deletes `secret`, read and verified as the ledger's: only that very object (its uid
+    /// is a precondition), so a Secret created at its name since is left alone.
+    async fn delete(&self, secret: &Secret) -> Result<(), StateError> {
         self.check_fence()?;
-        match self.api.delete(name, &DeleteParams::default()).await {
+        let name = secret.metadata.name.as_deref().unwrap_or_default();
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: secret.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match self.api.delete(name, &params).await {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
             Err(e) => Err(StateError::api("deleting", name, e)),
         }
     }
 
-    /// What the head says (generation 0 and nothing else without a head).
+    /// What the head says: the owned head, else a legacy one; without a head, generation 0
+    /// under the naming whose objects exist (the owned one for a new ledger).
     async fn head(&self) -> Result<Head, StateError> {
-        let name = self.owner.object_name(0, Role::Head, 0);
-        let Some(head) = self.get(0, Role::Head, 0).await? else {
-            return Ok(Head::default());
-        };
+        for naming in [Naming::Owned, Naming::Legacy] {
+            if let Some(head) = self.get(naming, 0, Role::Head, 0).await? {
+                return self.parse_head(naming, head);
+            }
+        }
+        let owned = self
+            .get(Naming::Owned, 0, Role::Journal, 0)
+            .await?
+            .is_some();
+        let legacy = !owned
+            && (self.get(Naming::Legacy, 0, Role::Shard, 0).await?.is_some()
+                || self
+                    .get(Naming::Legacy, 0, Role::Journal, 0)
+                    .await?
+                    .is_some());
+        Ok(Head {
+            naming: if legacy {
+                Naming::Legacy
+            } else {
+                Naming::Owned
+            },
+            ..Head::default()
+        })
+    }
+
+    fn parse_head(&self, naming: Naming, head: Secret) -> Result<Head, StateError> {
+        let name = self.owner.object_name(naming, 0, Role::Head, 0);
         let generation = text_of(&head, GENERATION_KEY)
             .trim()
             .parse()
@@ -207,10 +261,15 @@ impl SecretLedgerStore {
             ),
         };
         Ok(Head {
+            naming,
             generation,
             shards,
             retired: Generation::parse(&text_of(&head, RETIRED_KEY)),
-            version: head.metadata.resource_version,
+            // Only the owned head is ever replaced; a legacy one is succeeded by a new head.
+            version: match naming {
+                Naming::Owned => head.metadata.resource_version,
+                Naming::Legacy => None,
+            },
         })
     }
 }
@@ -228,7 +287,9 @@ impl StateStore for SecretLedgerStore {
             })?;
             ledger.merge(shard);
         }
-        let pages = self.probe(head.generation, Role::Journal, 0).await?;
+        let pages = self
+            .probe(head.naming, head.generation, Role::Journal)
+            .await?;
         for (index, page) in pages.iter().enumerate() {
             for line in text_of(page, DATA_KEY)
                 .lines()
@@ -254,6 +315,7 @@ impl StateStore for SecretLedgerStore {
         };
         *self.cursor.lock().await = Cursor {
             loaded: true,
+            naming: head.naming,
             generation: head.generation,
             head_version: head.version,
             shards: shards.len(),
@@ -285,6 +347,7 @@ impl StateStore for SecretLedgerStore {
             };
         let secret = secret(
             &self.owner,
+            cursor.naming,
             cursor.generation,
             Role::Journal,
             page,
@@ -304,6 +367,7 @@ impl StateStore for SecretLedgerStore {
         }
         let live = if cursor.loaded {
             Generation {
+                naming: cursor.naming,
                 generation: cursor.generation,
                 shards: cursor.shards,
                 pages: if cursor.page_version.is_some() {
@@ -315,10 +379,14 @@ impl StateStore for SecretLedgerStore {
         } else {
             let head = self.head().await?;
             let shards = self.shards(&head).await?.len();
-            let pages = self.probe(head.generation, Role::Journal, 0).await?.len();
+            let pages = self
+                .probe(head.naming, head.generation, Role::Journal)
+                .await?
+                .len();
             cursor.head_version = head.version;
             cursor.retired = head.retired;
             Generation {
+                naming: head.naming,
                 generation: head.generation,
                 shards,
                 pages,
@@ -331,20 +399,27 @@ impl StateStore for SecretLedgerStore {
         // Leftovers of an unfinished compaction to the same generation go first.
         let next = live.generation.saturating_add(1);
         for role in [Role::Shard, Role::Journal] {
-            for secret in self.probe(next, role, 0).await? {
-                self.delete(secret.metadata.name.as_deref().unwrap_or_default())
-                    .await?;
+            for secret in self.probe(Naming::Owned, next, role).await? {
+                self.delete(&secret).await?;
             }
         }
         let texts = split(ledger)?;
         for (index, text) in texts.iter().enumerate() {
-            let shard = secret(&self.owner, next, Role::Shard, index, &[(DATA_KEY, text)]);
+            let shard = secret(
+                &self.owner,
+                Naming::Owned,
+                next,
+                Role::Shard,
+                index,
+                &[(DATA_KEY, text)],
+            );
             self.put(shard, None).await?;
         }
         let (generation, shards, retired) =
             (next.to_string(), texts.len().to_string(), live.format());
         let head = secret(
             &self.owner,
+            Naming::Owned,
             next,
             Role::Head,
             0,
@@ -357,6 +432,7 @@ impl StateStore for SecretLedgerStore {
         let head_version = self.put(head, cursor.head_version.as_deref()).await?;
         *cursor = Cursor {
             loaded: true,
+            naming: Naming::Owned,
             generation: next,
             head_version: Some(head_version),
             shards: texts.len(),

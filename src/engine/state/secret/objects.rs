@@ -79,31 +79,65 @@ impl LedgerOwner {
         }
     }
 
-    /// `ghl-ledger-<kind>-<name>`, shortened with a digest if long.
-    pub(super) fn base_name(&self) -> String {
-        let base = format!(
-            "ghl-ledger-{}-{}",
-            self.kind.as_str().to_lowercase(),
-            self.name
-        );
-        if base.len() > 200 {
-            let digest = crate::engine::ledger::key_digest(&base);
-            format!("{}-{}", &base[..160], &digest[..12])
-        } else {
-            base
+    /// The prefix of every object name of this ledger under `naming`.
+    pub fn base_name(&self, naming: Naming) -> String {
+        let kind = self.kind.as_str().to_lowercase();
+        match naming {
+            Naming::Owned => {
+                // Names are DNS subdomains: cut long ones where a dash may follow.
+                let mut name = &self.name[..self.name.len().min(OWNED_NAME_BYTES)];
+                name = name.trim_end_matches(['-', '.']);
+                let uid = crate::engine::ledger::key_digest(&self.uid);
+                format!("ghl-ledger-{kind}-{name}-{}", &uid[..UID_DIGEST_CHARS])
+            }
+            Naming::Legacy => {
+                let base = format!("ghl-ledger-{kind}-{}", self.name);
+                if base.len() > 200 {
+                    let digest = crate::engine::ledger::key_digest(&base);
+                    format!("{}-{}", &base[..160], &digest[..12])
+                } else {
+                    base
+                }
+            }
         }
     }
 
-    /// Object names: `<base>-head`; generation 0 (and ledgers written before generations)
-    /// `<base>-<role>-<n>`, later ones `<base>-g<generation>-<role>-<n>`.
-    pub(super) fn object_name(&self, generation: u64, role: Role, index: usize) -> String {
-        let base = self.base_name();
-        match (role, generation) {
-            (Role::Head, _) => format!("{base}-head"),
-            (_, 0) => format!("{base}-{}-{index}", role.as_str()),
-            (_, g) => format!("{base}-g{g}-{}-{index}", role.as_str()),
+    /// Object names: `<base>-head`, `<base>-g<generation>-<role>-<n>`; under the legacy
+    /// naming, generation 0 (and ledgers written before generations) was `<base>-<role>-<n>`.
+    pub(super) fn object_name(
+        &self,
+        naming: Naming,
+        generation: u64,
+        role: Role,
+        index: usize,
+    ) -> String {
+        let base = self.base_name(naming);
+        match (role, naming, generation) {
+            (Role::Head, _, _) => format!("{base}-head"),
+            (_, Naming::Legacy, 0) => format!("{base}-{}-{index}", role.as_str()),
+            (_, _, g) => format!("{base}-g{g}-{}-{index}", role.as_str()),
         }
     }
+}
+
+/// How many characters of an owner's name go into its ledger's object names (the rest of a
+/// name, up to Kubernetes' 253, is the prefix, the uid digest and the role).
+const OWNED_NAME_BYTES: usize = 150;
+/// Hex characters of the owner uid's digest in object names: 40 bits, and uids are the API
+/// server's to choose, not a user's.
+const UID_DIGEST_CHARS: usize = 10;
+
+/// How a ledger's objects are named.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Naming {
+    /// `ghl-ledger-<kind>-<name>-<uid digest>-…`: the base ends in a digest of the owner's uid,
+    /// so no two owners' names meet (under the legacy naming, generation 3 of `vip` and
+    /// generation 0 of a policy named `vip-g3` had the same names).
+    #[default]
+    Owned,
+    /// `ghl-ledger-<kind>-<name>-…`, as ledgers were written before: read, compacted into the
+    /// owned naming at the next compaction, then deleted.
+    Legacy,
 }
 
 /// [`StateError::Corrupt`] for the object `name`.
@@ -166,26 +200,41 @@ pub(super) fn verify(secret: &Secret, owner: &LedgerOwner) -> Option<Part> {
 /// A generation's extent: which objects it has.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Generation {
+    pub(super) naming: Naming,
     pub(super) generation: u64,
     pub(super) shards: usize,
     pub(super) pages: usize,
 }
 
+const LEGACY: &str = "legacy";
+
 impl Generation {
+    /// `<generation> <shards> <pages>`, and ` legacy` for a generation under the legacy naming.
     pub(super) fn format(self) -> String {
-        format!("{} {} {}", self.generation, self.shards, self.pages)
+        let text = format!("{} {} {}", self.generation, self.shards, self.pages);
+        match self.naming {
+            Naming::Owned => text,
+            Naming::Legacy => format!("{text} {LEGACY}"),
+        }
     }
 
     pub(super) fn parse(text: &str) -> Option<Self> {
-        let mut fields = text.split_whitespace().map(str::parse::<u64>);
-        let (Some(Ok(generation)), Some(Ok(shards)), Some(Ok(pages)), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
+        let mut fields = text.split_whitespace();
+        let mut number = || fields.next().map(str::parse::<u64>);
+        let (Some(Ok(generation)), Some(Ok(shards)), Some(Ok(pages))) =
+            (number(), number(), number())
         else {
             return None;
+        };
+        let naming = match (fields.next(), fields.next()) {
+            (None, None) => Naming::Owned,
+            (Some(LEGACY), None) => Naming::Legacy,
+            _ => return None,
         };
         // A head that counts more objects than a ledger can have is not believed.
         let count = |n: u64| usize::try_from(n).ok().filter(|n| *n <= MAX_OBJECTS);
         Some(Self {
+            naming,
             generation,
             shards: count(shards)?,
             pages: count(pages)?,
@@ -196,6 +245,8 @@ impl Generation {
 /// What the head says (all defaults without a head).
 #[derive(Clone, Debug, Default)]
 pub(super) struct Head {
+    /// The naming of the live generation (and of the head read).
+    pub(super) naming: Naming,
     pub(super) generation: u64,
     pub(super) version: Option<String>,
     /// `None`: a head written before it recorded its shards (or none): probe them.
@@ -234,9 +285,11 @@ pub(super) fn split(ledger: &Ledger) -> Result<Vec<String>, StateError> {
     }
 }
 
-/// The Secret holding `data` as object `role`/`index` of `owner`'s ledger at `generation`.
+/// The Secret holding `data` as object `role`/`index` of `owner`'s ledger at `generation`
+/// (under the legacy naming only for the journal of a legacy generation not compacted yet).
 pub(super) fn secret(
     owner: &LedgerOwner,
+    naming: Naming,
     generation: u64,
     role: Role,
     index: usize,
@@ -257,7 +310,7 @@ pub(super) fn secret(
     }
     Secret {
         metadata: ObjectMeta {
-            name: Some(owner.object_name(generation, role, index)),
+            name: Some(owner.object_name(naming, generation, role, index)),
             namespace: Some(owner.namespace.clone()),
             labels: Some(labels),
             owner_references: Some(vec![OwnerReference {
@@ -389,19 +442,28 @@ mod tests {
 
     #[test]
     fn a_retired_generation_is_believed_only_within_a_ledgers_size() {
-        let generation = |generation, shards, pages| Generation {
+        let generation = |naming, generation, shards, pages| Generation {
+            naming,
             generation,
             shards,
             pages,
         };
+        for retired in [
+            generation(Naming::Owned, 3, 12, 2),
+            generation(Naming::Legacy, 0, 1, 0),
+        ] {
+            assert_eq!(Generation::parse(&retired.format()), Some(retired));
+        }
         assert_eq!(
-            Generation::parse(&generation(3, 12, 2).format()),
-            Some(generation(3, 12, 2))
+            Generation::parse("3 12 2"),
+            Some(generation(Naming::Owned, 3, 12, 2)),
+            "heads written before namings record owned generations"
         );
         for bad in [
             "",
             "3 12",
             "3 12 2 1",
+            "3 12 2 legacy x",
             "x 1 1",
             "3 -1 0",
             "3 99999999999 0",
@@ -412,19 +474,85 @@ mod tests {
     }
 
     #[test]
-    fn generations_have_distinct_names_and_generation_zero_keeps_the_old_ones() {
+    fn names_carry_the_owners_uid_and_legacy_names_are_still_found() {
         let owner = owner();
+        let digest = &crate::engine::ledger::key_digest("uid-1")[..UID_DIGEST_CHARS];
+        let base = format!("ghl-ledger-contactsyncpolicy-vip-{digest}");
+        let legacy = "ghl-ledger-contactsyncpolicy-vip";
+        let table = [
+            (
+                Naming::Owned,
+                0,
+                Role::Journal,
+                0,
+                format!("{base}-g0-journal-0"),
+            ),
+            (
+                Naming::Owned,
+                3,
+                Role::Shard,
+                2,
+                format!("{base}-g3-shard-2"),
+            ),
+            (Naming::Owned, 9, Role::Head, 0, format!("{base}-head")),
+            (
+                Naming::Legacy,
+                0,
+                Role::Shard,
+                2,
+                format!("{legacy}-shard-2"),
+            ),
+            (
+                Naming::Legacy,
+                3,
+                Role::Journal,
+                0,
+                format!("{legacy}-g3-journal-0"),
+            ),
+            (Naming::Legacy, 9, Role::Head, 0, format!("{legacy}-head")),
+        ];
+        for (naming, generation, role, index, expected) in table {
+            assert_eq!(owner.object_name(naming, generation, role, index), expected);
+        }
+    }
+
+    #[test]
+    fn owners_whose_names_nest_never_share_an_object_name() {
+        // Under the legacy naming, generation 3 of `vip` was generation 0 of `vip-g3`.
+        let named = |name: &str, uid: &str| LedgerOwner {
+            name: name.into(),
+            uid: uid.into(),
+            ..owner()
+        };
+        let (vip, vip_g3) = (named("vip", "uid-1"), named("vip-g3", "uid-2"));
         assert_eq!(
-            owner.object_name(0, Role::Shard, 2),
-            "ghl-ledger-contactsyncpolicy-vip-shard-2"
+            vip.object_name(Naming::Legacy, 3, Role::Shard, 0),
+            vip_g3.object_name(Naming::Legacy, 0, Role::Shard, 0),
+            "the collision the owned naming removes"
         );
-        assert_eq!(
-            owner.object_name(3, Role::Journal, 0),
-            "ghl-ledger-contactsyncpolicy-vip-g3-journal-0"
-        );
-        assert_eq!(
-            owner.object_name(9, Role::Head, 0),
-            "ghl-ledger-contactsyncpolicy-vip-head"
-        );
+        let names = |owner: &LedgerOwner| {
+            let mut names = vec![owner.object_name(Naming::Owned, 0, Role::Head, 0)];
+            for generation in 0..5 {
+                for role in [Role::Shard, Role::Journal] {
+                    for index in 0..3 {
+                        names.push(owner.object_name(Naming::Owned, generation, role, index));
+                    }
+                }
+            }
+            names
+        };
+        let theirs = names(&vip_g3);
+        assert!(names(&vip).iter().all(|name| !theirs.contains(name)));
+    }
+
+    #[test]
+    fn long_names_are_cut_to_a_valid_object_name() {
+        let long = LedgerOwner {
+            name: format!("{}.-{}", "a".repeat(148), "b".repeat(100)),
+            ..owner()
+        };
+        let name = long.object_name(Naming::Owned, u64::MAX, Role::Journal, MAX_OBJECTS);
+        assert!(name.len() <= 253, "{}", name.len());
+        assert!(!name.contains(".-") && !name.contains("--"), "{name}");
     }
 }
