@@ -30,7 +30,9 @@ pub struct RunArgs {
         value_name = "NAMESPACE"
     )]
     pub watch_namespaces: Vec<String>,
-    /// Let policies and rules use GhlConnections in other namespaces.
+    /// Deprecated (removed in the next release): let policies and rules use every
+    /// GhlConnection of every namespace. A connection's `spec.allowedNamespaces` grants this
+    /// per connection.
     #[arg(long, env = "GHL_ALLOW_CROSS_NAMESPACE_REFS")]
     pub allow_cross_namespace_refs: bool,
     /// Objects of one kind reconciled at once, across all connections (each waits on its own
@@ -178,6 +180,11 @@ fn webhook_keys(files: &[PathBuf]) -> anyhow::Result<PublicKeys> {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.allow_cross_namespace_refs {
+        tracing::warn!(
+            "--allow-cross-namespace-refs is deprecated and goes in the next release: list the namespaces that may use a GhlConnection in its spec.allowedNamespaces"
+        );
+    }
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     // The operator's own objects (Leases, its keys) live in its namespace.
     let namespace = args

@@ -67,6 +67,13 @@ pub struct GhlConnectionSpec {
     /// `ghl.servis.ai/export-snapshot=<any new value>` to send every contact once more. If
     /// omitted, nothing is exported.
     pub export: Option<ExportSpec>,
+
+    /// Namespaces whose ContactSyncPolicies and TagRules may name this connection in their
+    /// `connectionRef` (this connection's own namespace always may). If omitted, only its own:
+    /// the connection's owner grants the reference, as Gateway API's ReferenceGrant does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 63)))]
+    pub allowed_namespaces: Vec<String>,
 }
 
 /// Credentials for GHL. Exactly one member must be set.
@@ -86,14 +93,34 @@ pub struct ConnectionAuth {
     pub agency_grant: Option<AgencyGrantAuth>,
 }
 
+impl GhlConnectionSpec {
+    /// Whether an object in `namespace` may name this connection (in `own_namespace`): its
+    /// own namespace's always, another's when `allowedNamespaces` lists it. Pure.
+    pub fn admits(&self, own_namespace: &str, namespace: &str) -> bool {
+        own_namespace == namespace || self.allowed_namespaces.iter().any(|n| n == namespace)
+    }
+}
+
+impl ConnectionAuth {
+    /// The token Secret the operator writes for this connection, if any.
+    pub fn token_secret(&self) -> Option<&str> {
+        match (&self.oauth, &self.agency_grant) {
+            (Some(oauth), _) => Some(&oauth.token_secret_ref.name),
+            (None, Some(grant)) => Some(&grant.token_secret_ref.name),
+            (None, None) => None,
+        }
+    }
+}
+
 /// A location token minted from an agency grant held by another GhlConnection.
 #[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AgencyGrantAuth {
-    /// The GhlConnection (same namespace) whose `auth.oauth` is the agency (`userType:
-    /// Company`) grant. Only that connection refreshes the agency token; this one only reads
-    /// it, from the token Secret the operator wrote, and only for the same `baseUrl`.
+    /// The GhlConnection whose `auth.oauth` is the agency (`userType: Company`) grant, which
+    /// must list this connection as a grantee. Only that connection refreshes the agency
+    /// token; this one only reads it, from the token Secret the operator wrote, and only for
+    /// the same `baseUrl`.
     pub connection_ref: AgencyConnectionRef,
 
     /// Secret the operator creates and owns for this location's token. Do not edit it.
@@ -103,13 +130,19 @@ pub struct AgencyGrantAuth {
     pub renew_before: Option<DurationString>,
 }
 
-/// A GhlConnection in the referring connection's namespace.
+/// The GhlConnection holding an agency grant.
+#[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AgencyConnectionRef {
     /// Name of the GhlConnection holding the agency grant.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+
+    /// Its namespace. If omitted, this connection's own. Either way the agency connection must
+    /// list this connection's namespace (and location) in `spec.auth.oauth.grantees`.
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
 }
 
 /// A Private Integration Token kept in a Secret.
@@ -175,6 +208,25 @@ pub struct OAuthAuth {
     /// Also refresh on this cron schedule (five fields, UTC), e.g. `0 */12 * * *`. If omitted,
     /// tokens are refreshed only before they expire.
     pub rotation_schedule: Option<String>,
+
+    /// With `userType: Company`: which connections may mint location tokens from this grant
+    /// (`auth.agencyGrant`), by namespace and optionally by location. If omitted, connections
+    /// of this connection's own namespace, for any location of the company.
+    pub grantees: Option<Vec<Grantee>>,
+}
+
+/// Connections that may borrow an agency grant.
+#[skip_serializing_none]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Grantee {
+    /// Connections of this namespace.
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+
+    /// Only for these locations. If omitted, any location of the company.
+    #[schemars(length(max = 1000), inner(length(min = 1, max = 64)))]
+    pub location_ids: Option<Vec<String>>,
 }
 
 /// This connection's part of GHL's per-location request budget.

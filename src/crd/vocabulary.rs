@@ -98,6 +98,9 @@ pub mod reason {
     pub const AS_DECLARED: &str = "AsDeclared";
     /// A Secret the operator would write exists and is not the operator's.
     pub const SECRET_NOT_OWNED: &str = "SecretNotOwned";
+    /// A connection names an agency grant whose connection does not list it in
+    /// `spec.auth.oauth.grantees`.
+    pub const NOT_A_GRANTEE: &str = "NotAGrantee";
     /// Event: a rollout target does not opt in to restarts by this connection.
     pub const ROLLOUT_NOT_PERMITTED: &str = "RolloutNotPermitted";
     /// Event: what a policy or rule owned was removed from GHL on its deletion.
@@ -154,6 +157,9 @@ pub mod annotation {
     pub const EXPORT_SNAPSHOT: &str = "ghl.servis.ai/export-snapshot";
     /// On the OAuth token Secret: the fence written before a single-use refresh token is spent.
     pub const REFRESH_CLAIM: &str = "ghl.servis.ai/refresh-claim";
+    /// On an OAuth token Secret: the uid of the one GhlConnection whose tokens it holds; no
+    /// other connection writes it (nor, for an agency grant, reads it unless a grantee).
+    pub const TOKEN_OF: &str = "ghl.servis.ai/token-of";
 }
 
 /// Labels on objects the operator creates.

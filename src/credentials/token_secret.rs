@@ -77,6 +77,59 @@ pub fn is_ours(secret: &Secret) -> bool {
         .is_some_and(|v| v == crate::crd::vocabulary::label::MANAGED_BY_VALUE)
 }
 
+/// Which connection (by name, in the Secret's namespace) a token Secret holds the tokens of;
+/// `None` for Secrets written before the operator recorded it.
+pub fn holder(secret: &Secret) -> Option<&str> {
+    secret
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(annotation::TOKEN_OF)
+        .map(String::as_str)
+}
+
+/// Whose token Secret it is, for a connection about to use it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Holding {
+    /// This connection's (or none yet: it may be created).
+    Own,
+    /// The operator's, not yet marked with its holder, and this connection is the eldest of
+    /// those naming it: it marks it as its own first.
+    Unmarked,
+    /// Not written by the operator.
+    NotOperators,
+    /// Another connection's: marked with its name, or unmarked and named by an older one.
+    Another,
+}
+
+/// Whose token Secret `secret` is for the connection `connection` (a name: a connection
+/// deleted and applied again keeps its tokens); `eldest`: no older connection of the namespace
+/// names the same Secret. Pure.
+pub fn holding(secret: Option<&Secret>, connection: &str, eldest: bool) -> Holding {
+    let Some(secret) = secret else {
+        return Holding::Own;
+    };
+    if !is_ours(secret) {
+        return Holding::NotOperators;
+    }
+    match holder(secret) {
+        Some(holder) if holder == connection => Holding::Own,
+        Some(_) => Holding::Another,
+        None if eldest => Holding::Unmarked,
+        None => Holding::Another,
+    }
+}
+
+/// `secret` marked as holding the tokens of `connection`.
+pub fn marked(mut secret: Secret, connection: &str) -> Secret {
+    secret
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(annotation::TOKEN_OF.to_owned(), connection.to_owned());
+    secret
+}
+
 /// A short, non-reversible fingerprint of a secret value (safe for annotations and status).
 pub fn fingerprint(secret: &SecretString) -> String {
     key_digest(secret.expose_secret())[..12].to_owned()
@@ -196,6 +249,70 @@ pub fn without_claim(mut secret: Secret) -> Secret {
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    #[test]
+    fn a_token_secret_serves_one_connection() {
+        let secret = |operators: bool, holder: Option<&str>| Secret {
+            metadata: ObjectMeta {
+                labels: operators.then(|| {
+                    BTreeMap::from([(
+                        crate::crd::vocabulary::label::MANAGED_BY.to_owned(),
+                        crate::crd::vocabulary::label::MANAGED_BY_VALUE.to_owned(),
+                    )])
+                }),
+                annotations: holder
+                    .map(|h| BTreeMap::from([(annotation::TOKEN_OF.to_owned(), h.to_owned())])),
+                ..ObjectMeta::default()
+            },
+            ..Secret::default()
+        };
+        let table = [
+            ("none yet", None, true, Holding::Own),
+            ("none yet, younger", None, false, Holding::Own),
+            (
+                "marked as mine",
+                Some(secret(true, Some("a"))),
+                false,
+                Holding::Own,
+            ),
+            (
+                "marked as theirs",
+                Some(secret(true, Some("b"))),
+                true,
+                Holding::Another,
+            ),
+            (
+                "unmarked, eldest",
+                Some(secret(true, None)),
+                true,
+                Holding::Unmarked,
+            ),
+            (
+                "unmarked, younger",
+                Some(secret(true, None)),
+                false,
+                Holding::Another,
+            ),
+            (
+                "a user's Secret",
+                Some(secret(false, None)),
+                true,
+                Holding::NotOperators,
+            ),
+            (
+                "a user's, marked",
+                Some(secret(false, Some("a"))),
+                true,
+                Holding::NotOperators,
+            ),
+        ];
+        for (case, secret, eldest, expected) in table {
+            assert_eq!(holding(secret.as_ref(), "a", eldest), expected, "{case}");
+        }
+        assert_eq!(holder(&marked(secret(true, None), "a")), Some("a"));
+    }
+
     use super::*;
 
     fn grant() -> StoredGrant {

@@ -279,6 +279,16 @@ pub fn condition<K: Resource + serde::Serialize>(obj: &K, type_: &str) -> Option
         })
 }
 
+/// The message of condition `type_`.
+pub fn condition_message<K: Resource + serde::Serialize>(obj: &K, type_: &str) -> Option<String> {
+    let value = serde_json::to_value(obj).ok()?;
+    value["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .and_then(|c| c["message"].as_str().map(str::to_owned))
+}
+
 pub fn is_true<K: Resource + serde::Serialize>(obj: &K, type_: &str) -> bool {
     condition(obj, type_).is_some_and(|(status, _)| status == "True")
 }

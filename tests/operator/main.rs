@@ -21,5 +21,6 @@ mod monitoring;
 mod ownership;
 mod pr_plan;
 mod shards;
+mod trust;
 mod waiting;
 mod webhooks;

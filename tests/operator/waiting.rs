@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use ghl_operator::crd::ContactSyncPolicy;
 use serde_json::json;
 
 use crate::harness::*;
@@ -98,34 +99,73 @@ async fn a_refused_token_stops_the_connection_and_its_policy_waits_until_the_sec
     ns.delete().await;
 }
 
+/// A policy may name a connection of another namespace only when that connection lists the
+/// policy's namespace in `spec.allowedNamespaces`.
 #[tokio::test]
-async fn a_cross_namespace_reference_is_refused_unless_allowed() {
+async fn a_cross_namespace_reference_is_refused_unless_the_connection_allows_it() {
     let Some((client, ns)) = setup("crossns").await else {
         return;
     };
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0"));
+    let other = TestNamespace::create(&client, "crossns-owner").await;
+    let mut options = OperatorOptions::new(&ns.name, "op-0");
+    options
+        .extra_args
+        .push(format!("--watch-namespace={}", other.name));
+    let operator = Operator::start(options);
+    let connection = |allowed: &[&str]| {
+        json!({
+            "apiVersion": "ghl.servis.ai/v1alpha1", "kind": "GhlConnection",
+            "metadata": {"name": "acme"},
+            "spec": {"locationId": "loc-x", "baseUrl": "http://127.0.0.1:1",
+                     "allowedNamespaces": allowed,
+                     "auth": {"privateIntegrationToken": {"secretRef": {"name": "none", "key": "token"}}}}
+        })
+    };
+    apply(&client, &other.name, connection(&[])).await;
     apply(
         &client,
         &ns.name,
         json!({
             "apiVersion": "ghl.servis.ai/v1alpha1", "kind": "ContactSyncPolicy",
             "metadata": {"name": "elsewhere"},
-            "spec": {"connectionRef": {"name": "acme", "namespace": "some-other-team"},
+            "spec": {"connectionRef": {"name": "acme", "namespace": other.name},
                      "contacts": [{"email": "ada@example.com"}]}
         }),
     )
     .await;
+    let denied = |p: &ContactSyncPolicy| {
+        condition(p, "Stalled")
+            .is_some_and(|(s, r)| s == "True" && r == "CrossNamespaceReferenceDenied")
+    };
     wait_object(
         &policies(&client, &ns.name),
         "elsewhere",
         "refused",
         READY,
+        denied,
+    )
+    .await;
+
+    // The connection's owner allows the namespace: the reference is no longer refused (the
+    // connection itself is not usable here: its Secret does not exist).
+    apply(&client, &other.name, connection(&[&ns.name])).await;
+    let policy = wait_object(
+        &policies(&client, &ns.name),
+        "elsewhere",
+        "allowed",
+        READY,
         |p| {
-            condition(p, "Stalled")
-                .is_some_and(|(s, r)| s == "True" && r == "CrossNamespaceReferenceDenied")
+            condition(p, "Ready").is_some_and(|(_, r)| r != "CrossNamespaceReferenceDenied")
+                && !denied(p)
         },
     )
     .await;
+    assert_eq!(
+        condition(&policy, "Ready").map(|(_, r)| r).as_deref(),
+        Some("ConnectionNotReady"),
+        "now waiting for the connection itself"
+    );
     operator.stop().await;
+    other.delete().await;
     ns.delete().await;
 }

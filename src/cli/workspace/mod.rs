@@ -214,13 +214,17 @@ impl Workspace {
             .namespace
             .clone()
             .unwrap_or_else(|| namespace.to_owned());
-        if target_ns != namespace && !self.args.allow_cross_namespace_refs {
+        let key = (target_ns, reference.name.clone());
+        if let Some(connection) = self.manifests.connections.get(&key)
+            && !self.args.allow_cross_namespace_refs
+            && !connection.spec.admits(&key.0, namespace)
+        {
             bail!(
-                "connectionRef {target_ns}/{} is in another namespace; pass --allow-cross-namespace-refs to allow it",
-                reference.name
+                "connectionRef {}/{} is in another namespace, and that GhlConnection does not list {namespace} in spec.allowedNamespaces",
+                key.0,
+                key.1
             );
         }
-        let key = (target_ns, reference.name.clone());
         if let Some(client) = self.clients.get(&key) {
             return Ok(client);
         }

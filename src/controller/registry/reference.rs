@@ -87,18 +87,6 @@ pub fn resolve(
         message,
         location,
     };
-    if key.0 != namespace && !allow_cross_namespace {
-        let message = format!(
-            "connectionRef names namespace {}; the operator does not allow cross-namespace references",
-            key.0
-        );
-        return unusable(
-            Phase::Stalled,
-            reason::CROSS_NAMESPACE_REF_DENIED,
-            message,
-            None,
-        );
-    }
     let declared = connections
         .get(&ObjectRef::new(&key.1).within(&key.0))
         .filter(|c| c.meta().deletion_timestamp.is_none());
@@ -111,6 +99,18 @@ pub fn resolve(
             None,
         );
     };
+    if !(allow_cross_namespace || declared.spec.admits(&key.0, namespace)) {
+        let message = format!(
+            "connectionRef names GhlConnection {}/{}, which does not list namespace {namespace} in spec.allowedNamespaces; its owner must add it",
+            key.0, key.1
+        );
+        return unusable(
+            Phase::Stalled,
+            reason::CROSS_NAMESPACE_REF_DENIED,
+            message,
+            None,
+        );
+    }
     let location = Some(declared.spec.location_id.clone());
     let Some(handle) = registry.get(&key) else {
         // Declared, but no client yet: its credential is not usable; say why, from its status.
@@ -198,14 +198,36 @@ mod tests {
             "broken",
             Some("SecretNotFound"),
         )));
+        writer.apply_watcher_event(&Event::Apply(connection("other", "acme", None)));
+        let mut allowing = connection("shared", "acme", None);
+        allowing.spec.allowed_namespaces = vec!["crm".into()];
+        writer.apply_watcher_event(&Event::Apply(allowing));
         let registry = Clients::new(Arc::new(GhlMetrics::default()));
         let state = |r: &ConnectionRef, cross: bool| resolve(&store, &registry, cross, "crm", r);
 
-        let cases: [(&str, ConnectionState, &str, Option<&str>); 4] = [
+        let cases: [(&str, ConnectionState, &str, Option<&str>); 7] = [
             (
                 "another namespace, not allowed",
                 state(&reference("acme", Some("other")), false),
                 reason::CROSS_NAMESPACE_REF_DENIED,
+                None,
+            ),
+            (
+                "another namespace, allowed by the deprecated flag",
+                state(&reference("acme", Some("other")), true),
+                reason::CONNECTION_NOT_READY,
+                Some("loc-1"),
+            ),
+            (
+                "another namespace, allowed by the connection",
+                state(&reference("acme", Some("shared")), false),
+                reason::CONNECTION_NOT_READY,
+                Some("loc-1"),
+            ),
+            (
+                "another namespace, missing",
+                state(&reference("nope", Some("other")), false),
+                reason::CONNECTION_NOT_FOUND,
                 None,
             ),
             (

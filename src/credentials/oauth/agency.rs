@@ -56,7 +56,8 @@ pub(super) async fn finish(
             let grant = mint_location_token(input, &usable, !usable.rotated).await?;
             pending.unpersisted = Some((grant.clone(), guard.clone()));
             let current = read_secret(secrets, name).await?;
-            let stored = persist(secrets, name, current, &grant, &guard).await?;
+            let stored =
+                persist(secrets, (name, input.connection), current, &grant, &guard).await?;
             pending.unpersisted = None;
             if let Stored::Superseded = stored {
                 return Err(superseded(name));

@@ -14,9 +14,9 @@ use kube::{Api, Client};
 use super::Usable;
 use super::agency::mint;
 use super::leading;
-use super::token_writes::{Guard, Stored, persist, read_secret};
+use super::token_writes::{Guard, Holder, Stored, persist, read_secret, take};
 use crate::crd::common::MAX_DURATION;
-use crate::crd::connection::{AgencyGrantAuth, GhlConnectionSpec, OAuthAuth, UserType};
+use crate::crd::connection::{AgencyGrantAuth, GhlConnectionSpec, Grantee, OAuthAuth, UserType};
 use crate::crd::vocabulary::reason;
 use crate::credentials::Problem;
 use crate::credentials::schedule::{self, RenewalPolicy};
@@ -29,19 +29,43 @@ pub struct BorrowInputs<'a> {
     pub client: &'a Client,
     pub oauth: &'a OAuthClient,
     pub namespace: &'a str,
+    /// The borrowing connection: its name and whether it is the eldest naming its token Secret.
+    pub holder: Holder<'a>,
     /// The borrowing connection's spec and its `auth.agencyGrant`.
     pub spec: &'a GhlConnectionSpec,
     pub auth: &'a AgencyGrantAuth,
-    /// The agency connection's spec (`None`: it does not exist).
+    /// The agency connection's namespace and spec (`None`: it does not exist).
+    pub agency_namespace: &'a str,
     pub agency: Option<&'a GhlConnectionSpec>,
     pub fence: &'a Fence,
     pub now: Timestamp,
 }
 
-/// The agency grant `agency` holds, checked against the borrower. Pure.
+/// Whether an agency grant whose connection is in `agency_namespace` and lists `grantees`
+/// (`None`: the default) may be borrowed by a connection in `namespace` for `location`. Pure.
+pub fn may_borrow(
+    grantees: Option<&[Grantee]>,
+    agency_namespace: &str,
+    namespace: &str,
+    location: &str,
+) -> bool {
+    match grantees {
+        None => namespace == agency_namespace,
+        Some(grantees) => grantees.iter().any(|g| {
+            g.namespace == namespace
+                && g.location_ids
+                    .as_ref()
+                    .is_none_or(|ids| ids.iter().any(|id| id == location))
+        }),
+    }
+}
+
+/// The agency grant `agency` (GhlConnection `name`, in `agency_namespace`) holds, checked
+/// against the borrower in `namespace`. Pure.
 pub fn agency_of<'a>(
     borrower: &GhlConnectionSpec,
-    name: &str,
+    namespace: &str,
+    (agency_namespace, name): (&str, &str),
     agency: Option<&'a GhlConnectionSpec>,
 ) -> Result<(&'a OAuthAuth, String), Problem> {
     let agency = agency.ok_or_else(|| {
@@ -71,6 +95,21 @@ pub fn agency_of<'a>(
             format!("GhlConnection {name} has userType Company but no companyId"),
         )
     })?;
+    if !may_borrow(
+        auth.grantees.as_deref(),
+        agency_namespace,
+        namespace,
+        &borrower.location_id,
+    ) {
+        return Err(Problem::stalled(
+            reason::NOT_A_GRANTEE,
+            format!(
+                "GhlConnection {agency_namespace}/{name} does not list namespace {namespace} (for \
+                 location {}) in spec.auth.oauth.grantees; its owner must add it",
+                borrower.location_id
+            ),
+        ));
+    }
     if agency.base_url() != borrower.base_url() {
         // The agency token goes only back to where it came from.
         return Err(Problem::stalled(
@@ -88,7 +127,12 @@ pub fn agency_of<'a>(
 /// one minted from the agency token and stored first.
 pub async fn ensure(input: &BorrowInputs<'_>) -> Result<Usable, Problem> {
     let agency_name = &input.auth.connection_ref.name;
-    let (agency_auth, company) = agency_of(input.spec, agency_name, input.agency)?;
+    let (agency_auth, company) = agency_of(
+        input.spec,
+        input.namespace,
+        (input.agency_namespace, agency_name),
+        input.agency,
+    )?;
     let renewal = RenewalPolicy {
         renew_before: crate::crd::common::duration_field(
             input.auth.renew_before.as_ref(),
@@ -103,17 +147,7 @@ pub async fn ensure(input: &BorrowInputs<'_>) -> Result<Usable, Problem> {
     let secrets: Api<Secret> = Api::namespaced(input.client.clone(), input.namespace);
     let own = &input.auth.token_secret_ref.name;
     let current = read_secret(&secrets, own).await?;
-    if let Some(secret) = &current
-        && !token_secret::is_ours(secret)
-    {
-        return Err(Problem::stalled(
-            reason::INVALID_SPEC,
-            format!(
-                "spec.auth.agencyGrant.tokenSecretRef: Secret {own} exists and was not created \
-                 by the operator; name a Secret it may create"
-            ),
-        ));
-    }
+    let current = take(&secrets, own, current, input.holder).await?;
     let stored = current.as_ref().and_then(token_secret::read);
     if let Some(grant) = &stored
         && !schedule::refresh_due(&renewal, grant.expires_at, grant.refreshed_at, input.now)
@@ -121,7 +155,8 @@ pub async fn ensure(input: &BorrowInputs<'_>) -> Result<Usable, Problem> {
         return Ok(usable(grant.clone(), &renewal, false));
     }
     leading(input.fence, "minting tokens")?;
-    let agency_token = agency_token(&secrets, agency_name, agency_auth, input.now).await?;
+    let agency_secrets: Api<Secret> = Api::namespaced(input.client.clone(), input.agency_namespace);
+    let agency_token = agency_token(&agency_secrets, agency_name, agency_auth, input.now).await?;
     let minted = mint(
         input.oauth,
         &agency_token,
@@ -144,7 +179,15 @@ pub async fn ensure(input: &BorrowInputs<'_>) -> Result<Usable, Problem> {
     };
     // Written only over the token it replaces (revision 0 never exists: a create only).
     let guard = Guard::Revision(stored.as_ref().map_or(0, |g| g.revision));
-    match persist(&secrets, own, current, &grant, &guard).await? {
+    match persist(
+        &secrets,
+        (own, input.holder.connection),
+        current,
+        &grant,
+        &guard,
+    )
+    .await?
+    {
         Stored::Written => Ok(usable(grant, &renewal, true)),
         Stored::Superseded => Err(Problem::retry(
             reason::PROGRESSING,
@@ -172,9 +215,13 @@ async fn agency_token(
     let secret = read_secret(secrets, name)
         .await?
         .ok_or_else(|| waiting("no tokens yet"))?;
-    // Only a token Secret the operator wrote is read: a reference cannot lift another Secret.
-    if !token_secret::is_ours(&secret) {
-        return Err(waiting("its token Secret was not written by the operator"));
+    // Only the token Secret the operator wrote for the agency connection is read: a
+    // reference cannot lift another Secret.
+    let holder = token_secret::holder(&secret);
+    if !token_secret::is_ours(&secret) || holder.is_some_and(|h| h != agency_name) {
+        return Err(waiting(
+            "its token Secret was not written by the operator for it",
+        ));
     }
     let grant = token_secret::read(&secret).ok_or_else(|| waiting("no tokens yet"))?;
     if grant.expires_at <= now {
@@ -236,7 +283,7 @@ mod tests {
             ),
         ];
         for (agency, refused) in cases {
-            let result = agency_of(&borrower, "agency", agency.as_ref());
+            let result = agency_of(&borrower, "crm", ("crm", "agency"), agency.as_ref());
             match (result, refused) {
                 (Ok((_, company)), None) => assert_eq!(company, "co"),
                 (Err(problem), Some(why)) => {
@@ -245,5 +292,46 @@ mod tests {
                 (result, expected) => panic!("{:?} vs {expected:?}", result.map(|r| r.1)),
             }
         }
+    }
+
+    #[test]
+    fn an_agency_grant_serves_the_grantees_it_lists() {
+        let grantee = |namespace: &str, locations: Option<&[&str]>| Grantee {
+            namespace: namespace.into(),
+            location_ids: locations.map(|l| l.iter().map(|s| (*s).to_owned()).collect()),
+        };
+        let listed = [
+            grantee("tenant-a", None),
+            grantee("tenant-b", Some(&["locB"])),
+        ];
+        // (grantees, borrower namespace, location, may borrow)
+        let table = [
+            (None, "agency", "locX", true),
+            (None, "tenant-a", "locX", false),
+            (Some(&listed[..]), "tenant-a", "locX", true),
+            (Some(&listed[..]), "tenant-b", "locB", true),
+            (Some(&listed[..]), "tenant-b", "locX", false),
+            (Some(&listed[..]), "agency", "locX", false),
+            (Some(&[][..]), "agency", "locX", false),
+        ];
+        for (grantees, namespace, location, expected) in table {
+            assert_eq!(
+                may_borrow(grantees, "agency", namespace, location),
+                expected,
+                "{namespace} {location}"
+            );
+        }
+        let mut owner = agency("https://ghl.example", "Company", Some("co"));
+        owner.auth.oauth.as_mut().unwrap().grantees = Some(listed.to_vec());
+        let borrower = spec(
+            serde_json::json!({"locationId": "locX", "baseUrl": "https://ghl.example",
+            "auth": {"agencyGrant": {"connectionRef": {"name": "agency", "namespace": "agency"},
+            "tokenSecretRef": {"name": "b"}}}}),
+        );
+        let refused = agency_of(&borrower, "tenant-b", ("agency", "agency"), Some(&owner))
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(refused.reason, reason::NOT_A_GRANTEE);
+        assert!(agency_of(&borrower, "tenant-a", ("agency", "agency"), Some(&owner)).is_ok());
     }
 }

@@ -30,7 +30,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use secrecy::SecretString;
 
-pub use token_writes::confirm;
+pub use token_writes::{Holder, confirm};
 
 use super::Problem;
 use super::schedule::{self, RenewalPolicy, Schedule};
@@ -44,7 +44,7 @@ use crate::ghl::oauth::{ClientCredentials, OAuthClient};
 use crate::refs::{self, SecretRole};
 use agency::finish;
 use spend::{exchange, refresh};
-use token_writes::{Guard, persist, read_secret};
+use token_writes::{Guard, persist, read_secret, take};
 
 /// A claim younger than this, held by another process, is a refresh in progress.
 const CLAIM_PATIENCE: Duration = Duration::from_secs(60);
@@ -104,6 +104,8 @@ pub struct Inputs<'a> {
     pub oauth: &'a OAuthClient,
     pub namespace: &'a str,
     pub connection: &'a str,
+    /// Whether no older connection of the namespace names the same token Secret.
+    pub eldest: bool,
     pub spec: &'a GhlConnectionSpec,
     pub auth: &'a OAuthAuth,
     /// This process (written into claims).
@@ -111,6 +113,15 @@ pub struct Inputs<'a> {
     /// Open while this process leads: nothing is spent otherwise.
     pub fence: &'a Fence,
     pub now: Timestamp,
+}
+
+impl Inputs<'_> {
+    fn holder(&self) -> Holder<'_> {
+        Holder {
+            connection: self.connection,
+            eldest: self.eldest,
+        }
+    }
 }
 
 fn secret_text(secret: &Secret, key: &str) -> Option<String> {
@@ -188,23 +199,21 @@ impl OAuthManager {
         // moved on to a newer one meanwhile).
         if let Some((grant, guard)) = pending.unpersisted.clone() {
             let current = read_secret(&secrets, token_name).await?;
-            persist(&secrets, token_name, current, &grant, &guard).await?;
+            persist(
+                &secrets,
+                (token_name, input.connection),
+                current,
+                &grant,
+                &guard,
+            )
+            .await?;
             pending.unpersisted = None;
         }
 
         let app = client_credentials(&secrets, input.auth).await?;
         let renewal = renewal_policy(input.auth)?;
         let current = read_secret(&secrets, token_name).await?;
-        if let Some(secret) = &current
-            && !token_secret::is_ours(secret)
-        {
-            return Err(Problem::stalled(
-                reason::SECRET_NOT_OWNED,
-                format!(
-                    "Secret {token_name} exists and was not created by the operator (it lacks the label app.kubernetes.io/managed-by=ghl-operator): name a new Secret in tokenSecretRef, or label this one to hand it over"
-                ),
-            ));
-        }
+        let current = take(&secrets, token_name, current, input.holder()).await?;
         let code = match &input.auth.authorization_code_secret_ref {
             Some(r) => refs::opted_in(&secrets, &r.name, SecretRole::OAuthCode)
                 .await

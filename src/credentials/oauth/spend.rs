@@ -93,7 +93,7 @@ pub(super) async fn exchange(
         at: input.now.to_string(),
     };
     leading(input.fence, "spending tokens")?;
-    let claimed = claim(secrets, name, current, &mark).await?;
+    let claimed = claim(secrets, (name, input.connection), current, &mark).await?;
     let answer = input
         .oauth
         .exchange_code(
@@ -133,14 +133,23 @@ pub(super) async fn exchange(
     };
     crash_point("after-spend");
     let grant = grant_from(response, previous, Some(digest.to_owned()), input.now);
-    store_new(secrets, name, claimed, grant, mark, pending, input.now).await
+    store_new(
+        secrets,
+        (name, input.connection),
+        claimed,
+        grant,
+        mark,
+        pending,
+        input.now,
+    )
+    .await
 }
 
 /// Stores a grant GHL just issued over our claim — kept in memory until stored — and hands it
 /// out for use only then.
 async fn store_new(
     secrets: &Api<Secret>,
-    name: &str,
+    secret: (&str, &str),
     claimed: Secret,
     grant: StoredGrant,
     mark: Claim,
@@ -149,10 +158,10 @@ async fn store_new(
 ) -> Result<Usable, Problem> {
     let guard = Guard::Claim(mark);
     pending.unpersisted = Some((grant.clone(), guard.clone()));
-    let stored = persist(secrets, name, Some(claimed), &grant, &guard).await?;
+    let stored = persist(secrets, secret, Some(claimed), &grant, &guard).await?;
     pending.unpersisted = None;
     if let Stored::Superseded = stored {
-        return Err(superseded(name));
+        return Err(superseded(secret.0));
     }
     crash_point("after-persist");
     Ok(Usable {
@@ -195,7 +204,7 @@ pub(super) async fn refresh(
         at: input.now.to_string(),
     };
     leading(input.fence, "spending tokens")?;
-    let claimed = claim(secrets, name, Some(current), &mark).await?;
+    let claimed = claim(secrets, (name, input.connection), Some(current), &mark).await?;
     let answer = input
         .oauth
         .refresh(app, &refresh_token, user_type(input.auth))
@@ -232,7 +241,16 @@ pub(super) async fn refresh(
     };
     crash_point("after-spend");
     let new = grant_from(response, Some(&grant), None, input.now);
-    store_new(secrets, name, claimed, new, mark, pending, input.now).await
+    store_new(
+        secrets,
+        (name, input.connection),
+        claimed,
+        new,
+        mark,
+        pending,
+        input.now,
+    )
+    .await
 }
 
 /// The Secret got a newer grant (or another claim) while ours was being stored.

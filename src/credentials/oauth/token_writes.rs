@@ -12,7 +12,64 @@ use crate::crd::connection::OAuthAuth;
 use crate::crd::vocabulary::{label, reason};
 use crate::credentials::Problem;
 use crate::credentials::failpoint::crash_point;
-use crate::credentials::token_secret::{self, Claim, StoredGrant};
+use crate::credentials::token_secret::{self, Claim, Holding, StoredGrant};
+
+/// The connection about to use a token Secret.
+#[derive(Clone, Copy, Debug)]
+pub struct Holder<'a> {
+    /// Its name (in the Secret's namespace).
+    pub connection: &'a str,
+    /// Whether no older connection of the namespace names the same token Secret.
+    pub eldest: bool,
+}
+
+/// `current` (the token Secret `name` as read), checked as `holder`'s own: a Secret the user
+/// wrote, or another connection's, is refused before anything is read from it or written to
+/// it; one the operator wrote before it marked its holder is marked first (compare-and-swap).
+pub(super) async fn take(
+    secrets: &Api<Secret>,
+    name: &str,
+    current: Option<Secret>,
+    holder: Holder<'_>,
+) -> Result<Option<Secret>, Problem> {
+    let Some(secret) = current else {
+        return Ok(None);
+    };
+    match token_secret::holding(Some(&secret), holder.connection, holder.eldest) {
+        Holding::Own => Ok(Some(secret)),
+        Holding::NotOperators => Err(Problem::stalled(
+            reason::SECRET_NOT_OWNED,
+            format!(
+                "Secret {name} exists and was not created by the operator (it lacks the label app.kubernetes.io/managed-by=ghl-operator): name a new Secret in tokenSecretRef, or label this one to hand it over"
+            ),
+        )),
+        Holding::Another => Err(Problem::stalled(
+            reason::SECRET_NOT_OWNED,
+            format!(
+                "Secret {name} holds the tokens of {}: name a token Secret of this connection's own",
+                match token_secret::holder(&secret) {
+                    Some(other) => format!("GhlConnection {other}"),
+                    None => "an older GhlConnection naming it".to_owned(),
+                }
+            ),
+        )),
+        Holding::Unmarked => secrets
+            .replace(
+                name,
+                &PostParams::default(),
+                &token_secret::marked(secret, holder.connection),
+            )
+            .await
+            .map(Some)
+            .map_err(|e| {
+                Problem::retry(
+                    reason::PROGRESSING,
+                    format!("could not mark Secret {name} as this connection's: {e}"),
+                    Duration::from_secs(2),
+                )
+            }),
+    }
+}
 
 pub(super) async fn read_secret(
     secrets: &Api<Secret>,
@@ -28,10 +85,10 @@ pub(super) async fn read_secret(
 }
 
 /// Replaces `base` (compare-and-swap on its resourceVersion) with `change(base)`, or, with no
-/// base, creates the Secret as `change(empty)`.
+/// base, creates the Secret as `change(empty)`, marked as `holder`'s.
 async fn put(
     secrets: &Api<Secret>,
-    name: &str,
+    (name, holder): (&str, &str),
     base: Option<Secret>,
     change: impl FnOnce(Secret) -> Secret,
 ) -> Result<Secret, kube::Error> {
@@ -57,20 +114,23 @@ async fn put(
                 type_: Some("Opaque".into()),
                 ..Secret::default()
             };
-            secrets.create(&PostParams::default(), &change(empty)).await
+            let created = token_secret::marked(change(empty), holder);
+            secrets.create(&PostParams::default(), &created).await
         }
     }
 }
 
 /// Writes the claim with compare-and-swap; returns the claimed Secret (its new version).
+/// `secret`: the token Secret's name and the connection it serves.
 pub(super) async fn claim(
     secrets: &Api<Secret>,
-    name: &str,
+    secret: (&str, &str),
     current: Option<Secret>,
     claim: &Claim,
 ) -> Result<Secret, Problem> {
+    let name = secret.0;
     crash_point("before-claim");
-    let result = put(secrets, name, current, |s| {
+    let result = put(secrets, secret, current, |s| {
         token_secret::with_claim(s, claim)
     })
     .await;
@@ -126,13 +186,15 @@ pub(super) enum Stored {
 
 /// Stores `grant` over `base` (compare-and-swap on its version), clearing any claim. On a
 /// conflict the Secret is read again, and the write repeated only while `guard` holds.
+/// `secret`: the token Secret's name and the connection it serves.
 pub(super) async fn persist(
     secrets: &Api<Secret>,
-    name: &str,
+    secret: (&str, &str),
     base: Option<Secret>,
     grant: &StoredGrant,
     guard: &Guard,
 ) -> Result<Stored, Problem> {
+    let name = secret.0;
     let mut base = base;
     let mut delay = Duration::from_millis(200);
     for _ in 0..8 {
@@ -145,7 +207,7 @@ pub(super) async fn persist(
             );
             return Ok(Stored::Superseded);
         }
-        let result = put(secrets, name, base.clone(), |s| {
+        let result = put(secrets, secret, base.clone(), |s| {
             token_secret::with_grant(s, grant)
         })
         .await;

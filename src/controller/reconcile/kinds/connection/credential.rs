@@ -176,6 +176,7 @@ async fn resolve_oauth(
         oauth: &client,
         namespace: &namespace,
         connection: &name,
+        eldest: eldest(ctx, obj, &oauth_auth.token_secret_ref.name),
         spec: &obj.spec,
         auth: oauth_auth,
         identity: &ctx.config.identity,
@@ -268,17 +269,28 @@ async fn resolve_borrowed(
     now: Timestamp,
 ) -> Result<Resolved, Problem> {
     let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
     let client = oauth_client(ctx, obj)?;
+    let agency_namespace = auth
+        .connection_ref
+        .namespace
+        .as_deref()
+        .unwrap_or(&namespace);
     let reference =
         kube::runtime::reflector::ObjectRef::<GhlConnection>::new(&auth.connection_ref.name)
-            .within(&namespace);
+            .within(agency_namespace);
     let agency = ctx.registry.stores.connections.get(&reference);
     let usable = oauth::borrowed::ensure(&oauth::borrowed::BorrowInputs {
         client: &ctx.client,
         oauth: &client,
         namespace: &namespace,
+        holder: oauth::Holder {
+            connection: &name,
+            eldest: eldest(ctx, obj, &auth.token_secret_ref.name),
+        },
         spec: &obj.spec,
         auth,
+        agency_namespace,
         agency: agency.as_ref().map(|a| &a.spec),
         fence: &ctx
             .registry
@@ -292,6 +304,18 @@ async fn resolve_borrowed(
         now,
         ctx.config.connection_check_interval,
     ))
+}
+
+/// Whether no older connection of `obj`'s namespace names `secret` as its token Secret.
+fn eldest(ctx: &Context, obj: &GhlConnection, secret: &str) -> bool {
+    let namespace = obj.namespace();
+    let me = (obj.creation_timestamp(), obj.name_any());
+    ctx.registry.stores.connections.state().iter().all(|other| {
+        other.namespace() != namespace
+            || other.name_any() == me.1
+            || other.spec.auth.token_secret() != Some(secret)
+            || (other.creation_timestamp(), other.name_any()) > me
+    })
 }
 
 /// After the credential works: drop the previous OAuth token, publish to consumers, roll

@@ -120,7 +120,11 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
     ctx.metrics.refresh_failures(&key, facts.failed_attempts);
     // Without a client there is no readiness to broadcast: announce a changed verdict so
     // waiting policies report it (they read the reason from this status).
-    if handle.is_none() && ready_of(&previous.conditions) != ready_of(&status.conditions) {
+    // A new spec may also change who may use the connection (`allowedNamespaces`).
+    let respecified = previous.observed_generation != obj.metadata.generation;
+    if respecified
+        || (handle.is_none() && ready_of(&previous.conditions) != ready_of(&status.conditions))
+    {
         ctx.registry.clients.announce(&key);
     }
     // The change feed follows the spec: sinks, their secrets, snapshot requests.
