@@ -8,10 +8,12 @@
 //! - [`engine`]: observe → plan → apply, the ledger and its stores;
 //! - [`credentials`]: PIT age, the OAuth lifecycle with fenced refresh, schedules, dependents;
 //! - [`controller`]: the in-cluster operator (kube-runtime controllers, leader election);
+//! - [`admission`]: the admission webhook that turns approvals into authorizations;
 //! - [`cli`]: one module per subcommand;
 //! - [`feed`], [`webhook`]: the change feed's deliveries, and GHL's webhooks received;
 //! - [`egress`], [`refs`], [`telemetry`], [`privacy`], [`tls`]: cross-cutting plumbing.
 
+pub mod admission;
 pub mod cli;
 pub mod controller;
 pub mod crd;

@@ -37,9 +37,10 @@ pub struct ApproveArgs {
     /// The object whose waiting plan to apply once: `NAME` (a ContactSyncPolicy),
     /// `contactsyncpolicy/NAME` or `tagrule/NAME`.
     pub policy: String,
-    /// Approve only if the waiting plan still has this hash (what you reviewed).
+    /// The hash of the plan you reviewed (`status.plan.hash`, as `kubectl ghl status` shows
+    /// it): approved only if the waiting plan still has it.
     #[arg(long)]
-    pub hash: Option<String>,
+    pub hash: String,
     #[command(flatten)]
     pub target: Target,
 }
@@ -152,18 +153,18 @@ enum NotApprovable {
 }
 
 /// The hash to approve: the waiting plan's, if it is the one reviewed.
-fn to_approve(plan: Option<&PlanSummary>, reviewed: Option<&str>) -> Result<String, NotApprovable> {
+fn to_approve(plan: Option<&PlanSummary>, reviewed: &str) -> Result<String, NotApprovable> {
     let plan = plan.ok_or(NotApprovable::NoPlan)?;
     let (Some(hash), Some(_)) = (&plan.hash, &plan.blocked) else {
         return Err(NotApprovable::NotWaiting);
     };
-    match reviewed {
-        Some(reviewed) if reviewed != hash => Err(NotApprovable::Changed {
+    if reviewed.trim() != hash {
+        return Err(NotApprovable::Changed {
             waiting: hash.clone(),
             reviewed: reviewed.to_owned(),
-        }),
-        _ => Ok(hash.clone()),
+        });
     }
+    Ok(hash.clone())
 }
 
 pub async fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
@@ -175,13 +176,13 @@ pub async fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
     };
     match kind.as_str() {
         "contactsyncpolicy" | "contactsyncpolicies" | "csp" => {
-            approve_in::<ContactSyncPolicy>(client, &namespace, &name, args.hash.as_deref(), |p| {
+            approve_in::<ContactSyncPolicy>(client, &namespace, &name, &args.hash, |p| {
                 p.status.as_ref().and_then(|s| s.plan.clone())
             })
             .await
         }
         "tagrule" | "tagrules" => {
-            approve_in::<TagRule>(client, &namespace, &name, args.hash.as_deref(), |r| {
+            approve_in::<TagRule>(client, &namespace, &name, &args.hash, |r| {
                 r.status.as_ref().and_then(|s| s.plan.clone())
             })
             .await
@@ -190,12 +191,12 @@ pub async fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Annotates `name` with the hash of its waiting plan (the one reviewed, if `--hash`).
+/// Annotates `name` with the hash of its waiting plan, the one reviewed (`--hash`).
 async fn approve_in<K: Object>(
     client: Client,
     namespace: &str,
     name: &str,
-    reviewed: Option<&str>,
+    reviewed: &str,
     plan_of: impl Fn(&K) -> Option<PlanSummary>,
 ) -> anyhow::Result<ExitCode> {
     let kind = K::kind(&()).to_ascii_lowercase();
@@ -213,7 +214,9 @@ async fn approve_in<K: Object>(
     };
     api.patch(name, &params, &Patch::Merge(&patch)).await?;
     let (counts, _) = plan_column(plan.as_ref());
-    println!("approved plan {hash} of {kind}/{name} ({counts}); the operator applies it once");
+    println!(
+        "approved plan {hash} of {kind}/{name} ({counts}); the operator applies it once (see status.plan.approvedBy)"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -254,20 +257,19 @@ mod tests {
             blocked: None,
             ..waiting.clone()
         };
-        assert_eq!(to_approve(Some(&waiting), None), Ok("aaaa".into()));
-        assert_eq!(to_approve(Some(&waiting), Some("aaaa")), Ok("aaaa".into()));
+        assert_eq!(to_approve(Some(&waiting), "aaaa"), Ok("aaaa".into()));
         assert_eq!(
-            to_approve(Some(&waiting), Some("bbbb")),
+            to_approve(Some(&waiting), "bbbb"),
             Err(NotApprovable::Changed {
                 waiting: "aaaa".into(),
                 reviewed: "bbbb".into()
             })
         );
         assert_eq!(
-            to_approve(Some(&applied), None),
+            to_approve(Some(&applied), "aaaa"),
             Err(NotApprovable::NotWaiting)
         );
-        assert_eq!(to_approve(None, None), Err(NotApprovable::NoPlan));
+        assert_eq!(to_approve(None, "aaaa"), Err(NotApprovable::NoPlan));
         assert!(row("ContactSyncPolicy", "big", &[], Some(&waiting)).contains("aaaa (waiting)"));
     }
 }

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::controller::context::{OperatorConfig, Sizing};
+use crate::admission::{AdmissionOptions, Target};
+use crate::controller::context::{Approvals, OperatorConfig, Sizing};
 use crate::controller::runtime::leases::leader::LeaseConfig;
 use crate::controller::runtime::run::WebhookOptions;
 use crate::controller::runtime::scope::Scope;
@@ -98,6 +99,16 @@ pub struct RunArgs {
     /// the receiver answers 429, which GHL retries.
     #[arg(long, env = "GHL_WEBHOOK_BACKLOG", default_value_t = 10_000)]
     pub webhook_backlog: usize,
+    /// Serve the admission webhook on this address (TLS, with a certificate the operator makes
+    /// and keeps in Secret `ghl-operator-admission-tls`), register it as the webhook
+    /// configuration `ghl-operator-approvals-<namespace>`, and honour only approvals it stamped: approving
+    /// then needs the RBAC verb `approve`, by someone other than the spec's author.
+    #[arg(long, env = "GHL_ADMISSION_ADDR", requires = "admission_url")]
+    pub admission_addr: Option<SocketAddr>,
+    /// Where the API server reaches the admission webhook: `https://HOST:PORT[/path]`, or
+    /// `https://SERVICE.NAMESPACE.svc[:PORT]` for a Service (what the chart gives).
+    #[arg(long, env = "GHL_ADMISSION_URL", requires = "admission_addr")]
+    pub admission_url: Option<String>,
     /// A GHL API base URL connections may use (their `baseUrl` must have its scheme, host and
     /// port); repeat for several. Default: GHL's API only. The sandbox's URL must be named.
     #[arg(
@@ -218,6 +229,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             },
             allowed_sinks: AllowList::parse(&args.allowed_sink_urls)
                 .map_err(|e| anyhow::anyhow!("--allowed-sink-url: {e}"))?,
+            approvals: match args.admission_addr {
+                Some(_) => Approvals::Sealed,
+                None => Approvals::Unverified,
+            },
             sizing: Sizing {
                 allow_cross_namespace_refs: args.allow_cross_namespace_refs,
                 syncs_per_connection: args.syncs_per_connection.max(1),
@@ -234,6 +249,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 keys: webhook_keys(&args.webhook_public_keys)?,
             }),
             None => None,
+        },
+        admission: match (args.admission_addr, &args.admission_url) {
+            (Some(addr), Some(url)) => Some(AdmissionOptions {
+                addr,
+                target: Target::parse(url)?,
+            }),
+            _ => None,
         },
         scope: Scope::of(&args.watch_namespaces),
         concurrency: args.concurrency.max(1),

@@ -52,8 +52,20 @@ pub struct OperatorConfig {
     pub allowed_base_urls: AllowList,
     /// Where the change feed may send contact data.
     pub allowed_sinks: AllowList,
+    /// Which approvals are honoured.
+    pub approvals: Approvals,
     /// How the parts are made (read once, when they are).
     pub sizing: Sizing,
+}
+
+/// Which approvals the reconcilers honour.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Approvals {
+    /// Any (no admission webhook runs): recorded as approved by `unverified`.
+    #[default]
+    Unverified,
+    /// Only those the admission webhook sealed, by someone other than the spec's author.
+    Sealed,
 }
 
 /// How the registry, the runtime and the intake are made.
@@ -79,6 +91,7 @@ impl Default for OperatorConfig {
             default_resync: Duration::from_secs(600),
             allowed_base_urls: AllowList::ghl(),
             allowed_sinks: AllowList::default(),
+            approvals: Approvals::default(),
             sizing: Sizing {
                 allow_cross_namespace_refs: false,
                 syncs_per_connection: DEFAULT_SYNCS_PER_CONNECTION,

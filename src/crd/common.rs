@@ -292,6 +292,9 @@ pub struct PlanSummary {
     pub blocked: Option<String>,
     /// The hash of the last plan applied by approval (each approval applies once).
     pub approved: Option<String>,
+    /// Who approved it: the user the API server authenticated, as the operator's admission
+    /// webhook stamped it; `unverified` when the operator runs without the webhook.
+    pub approved_by: Option<String>,
 }
 
 #[cfg(test)]

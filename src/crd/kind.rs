@@ -25,6 +25,15 @@ impl Kind {
             Kind::TagRule => "TagRule",
         }
     }
+
+    /// The resource name (`kubectl get <plural>`, RBAC rules).
+    pub const fn plural(self) -> &'static str {
+        match self {
+            Kind::GhlConnection => "ghlconnections",
+            Kind::ContactSyncPolicy => "contactsyncpolicies",
+            Kind::TagRule => "tagrules",
+        }
+    }
 }
 
 impl fmt::Display for Kind {

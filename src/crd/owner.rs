@@ -8,6 +8,17 @@ use super::common::{ConnectionRef, DeletionPolicy, DurationString, Mode, PlanSum
 use super::contact_sync_policy::{ContactSyncPolicy, ContactSyncPolicyStatus};
 use super::tag_rule::{TagRule, TagRuleStatus};
 
+/// A digest of a spec as the operator's types serialize it: what the admission webhook's
+/// author stamp is bound to (the webhook reads specs through the same types).
+pub fn spec_digest<S: serde::Serialize>(spec: &S) -> String {
+    use sha2::Digest;
+    let bytes = serde_json::to_vec(spec).unwrap_or_default();
+    sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The spec fields every owner has.
 #[derive(Clone, Copy, Debug)]
 pub struct OwnerSpec<'a> {
@@ -23,6 +34,8 @@ pub trait Owner: kube::Resource<DynamicType = ()> + Clone + 'static {
 
     fn owner_spec(&self) -> OwnerSpec<'_>;
     fn owner_status(&self) -> Option<&Self::Status>;
+    /// [`spec_digest`] of the whole spec.
+    fn spec_digest(&self) -> String;
 
     fn connection_ref(&self) -> &ConnectionRef {
         self.owner_spec().connection_ref
@@ -65,6 +78,10 @@ impl Owner for ContactSyncPolicy {
     fn owner_status(&self) -> Option<&ContactSyncPolicyStatus> {
         self.status.as_ref()
     }
+
+    fn spec_digest(&self) -> String {
+        spec_digest(&self.spec)
+    }
 }
 
 impl OwnerStatus for ContactSyncPolicyStatus {
@@ -105,6 +122,10 @@ impl Owner for TagRule {
 
     fn owner_status(&self) -> Option<&TagRuleStatus> {
         self.status.as_ref()
+    }
+
+    fn spec_digest(&self) -> String {
+        spec_digest(&self.spec)
     }
 }
 

@@ -73,6 +73,9 @@ pub mod reason {
     pub const PLAN_APPROVED: &str = "PlanApproved";
     /// The approval names a plan that is no longer the current one.
     pub const APPROVAL_OUTDATED: &str = "ApprovalOutdated";
+    /// The approval is not honoured: not stamped by the admission webhook, or by the author
+    /// of the spec it would apply.
+    pub const APPROVAL_REFUSED: &str = "ApprovalRefused";
     /// The connection's grant lacks a scope the object's mode needs.
     pub const MISSING_SCOPE: &str = "MissingScope";
     /// GhlConnection: every declared scope was granted.
@@ -145,6 +148,16 @@ pub mod annotation {
     /// On a ContactSyncPolicy: the `status.plan.hash` of a plan to apply once, safety limits
     /// (and `mode: Plan`) lifted for that plan alone.
     pub const APPROVE_PLAN: &str = "ghl.servis.ai/approve-plan";
+    /// Stamped by the admission webhook: the user the API server authenticated as setting the
+    /// approval.
+    pub const APPROVED_BY: &str = "ghl.servis.ai/approved-by";
+    /// Stamped by the admission webhook: the operator's seal over uid, plan hash and approver.
+    pub const APPROVAL_SEAL: &str = "ghl.servis.ai/approval-seal";
+    /// Stamped by the admission webhook: the user who made the last spec change.
+    pub const SPEC_AUTHOR: &str = "ghl.servis.ai/spec-author";
+    /// Stamped by the admission webhook: the operator's seal over the object, its spec and
+    /// the spec's author.
+    pub const SPEC_AUTHOR_SEAL: &str = "ghl.servis.ai/spec-author-seal";
     /// On restarted workloads' pod templates: the credential revision that caused the restart.
     pub const RESTARTED_FOR_REVISION: &str = "ghl.servis.ai/restarted-for-revision";
     /// On restarted workloads' pod templates: when the operator restarted them (RFC 3339).

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ghl_operator::crd::GhlConnection;
 use ghl_operator::sandbox::SandboxConfig;
 use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
+use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::credentials::{mint_code, oauth_objects};
@@ -135,5 +135,212 @@ async fn an_agency_grant_serves_only_its_grantees_and_token_secrets_serve_one_co
 
     operator.stop().await;
     tenant.delete().await;
+    ns.delete().await;
+}
+
+/// A client that acts as `user` (the admin impersonating them, as the API server's audit log
+/// would name them).
+async fn acting_as(user: &str) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig_path()).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    config.auth_info.impersonate = Some(user.to_owned());
+    kube::Client::try_from(config).unwrap()
+}
+
+fn plan_of(p: &ghl_operator::crd::ContactSyncPolicy) -> ghl_operator::crd::common::PlanSummary {
+    p.status
+        .as_ref()
+        .and_then(|s| s.plan.clone())
+        .unwrap_or_default()
+}
+
+async fn annotate_approval(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    hash: &str,
+) -> Result<(), kube::Error> {
+    use kube::api::{Patch, PatchParams};
+    let patch = json!({"metadata": {"annotations": {"ghl.servis.ai/approve-plan": hash}}});
+    policies(client, namespace)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+}
+
+/// With the admission webhook, an approval is an authorization: it needs the RBAC verb
+/// `approve`, a person other than the author of the spec whose plan it approves, and it is
+/// recorded with the user the API server authenticated. An approval the webhook did not stamp
+/// (written while it was bypassed) is refused, and nothing is applied.
+#[tokio::test]
+async fn an_approval_needs_the_approve_verb_and_another_person_than_the_author() {
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    use k8s_openapi::api::events::v1::Event;
+    use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+
+    let Some((client, ns)) = setup("admit").await else {
+        return;
+    };
+    let sandbox = crate::support::sandbox::start_default().await;
+    let raw = Raw::new(&sandbox);
+    let port = free_port();
+    let mut options = OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url);
+    options.extra_args.extend([
+        format!("--admission-addr=127.0.0.1:{port}"),
+        format!("--admission-url=https://127.0.0.1:{port}"),
+    ]);
+    let operator = Operator::start(options);
+
+    // alice writes policies; bob writes them and may approve their plans.
+    let rules = |approve: bool| {
+        let mut verbs = vec!["get", "list", "watch", "create", "update", "patch"];
+        if approve {
+            verbs.push("approve");
+        }
+        json!([{"apiGroups": ["ghl.servis.ai"], "resources": ["contactsyncpolicies"], "verbs": verbs}])
+    };
+    for (user, approve) in [("alice", false), ("bob", true)] {
+        apply(
+            &client,
+            &ns.name,
+            json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": user}, "rules": rules(approve)}),
+        )
+        .await;
+        apply(
+            &client,
+            &ns.name,
+            json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": user},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": user},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}),
+        )
+        .await;
+    }
+    let configurations: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let configuration = format!("ghl-operator-approvals-{}", ns.name);
+    wait_for("the webhook registered", READY, || async {
+        configurations.get_opt(&configuration).await.ok().flatten()
+    })
+    .await;
+    apply_connection(&client, &ns.name, &sandbox.url).await;
+
+    // alice creates a policy over its safety limit: her spec, stamped with her name.
+    let alice = acting_as("alice").await;
+    let bob = acting_as("bob").await;
+    let policy = |n: usize| {
+        let contacts: Vec<Value> = (0..n)
+            .map(|i| json!({"email": format!("big{i}@example.com")}))
+            .collect();
+        json!({"apiVersion": "ghl.servis.ai/v1alpha1", "kind": "ContactSyncPolicy",
+               "metadata": {"name": "big", "namespace": ns.name},
+               "spec": {"connectionRef": {"name": "acme"}, "resyncInterval": "2s",
+                        "safety": {"maxChanges": 1}, "contacts": contacts}})
+    };
+    let as_alice = policies(&alice, &ns.name);
+    as_alice
+        .patch(
+            "big",
+            &PatchParams::apply("alice"),
+            &Patch::Apply(&policy(3)),
+        )
+        .await
+        .expect("alice may write policies");
+    let api = policies(&client, &ns.name);
+    let blocked = wait_object(&api, "big", "blocked over maxChanges", READY, |p| {
+        plan_of(p).hash.is_some() && plan_of(p).blocked.is_some()
+    })
+    .await;
+    let annotations = blocked.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get("ghl.servis.ai/spec-author")
+            .map(String::as_str),
+        Some("alice"),
+        "{annotations:?}"
+    );
+    let hash = plan_of(&blocked).hash.unwrap();
+
+    // alice may not approve (no verb `approve`); bob, with it, may not approve a plan in the
+    // same request as a spec change; nobody forges a stamp.
+    let denied = annotate_approval(&alice, &ns.name, "big", &hash)
+        .await
+        .expect_err("alice has no approve verb");
+    assert!(denied.to_string().contains("may not approve"), "{denied}");
+    let forged = json!({"metadata": {"annotations": {"ghl.servis.ai/approved-by": "bob"}}});
+    as_alice
+        .patch("big", &PatchParams::default(), &Patch::Merge(&forged))
+        .await
+        .unwrap();
+    let after = api.get("big").await.unwrap();
+    assert!(
+        !after
+            .annotations()
+            .contains_key("ghl.servis.ai/approved-by"),
+        "a stamp written by hand is put back"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sandbox_contacts(&raw).await.len(), 0, "nothing applied yet");
+
+    // bob approves alice's plan: applied once, recorded as approved by bob.
+    annotate_approval(&bob, &ns.name, "big", &hash)
+        .await
+        .expect("bob may approve alice's plan");
+    let applied = wait_object(&api, "big", "applied by bob's approval", READY, |p| {
+        plan_of(p).approved.as_deref() == Some(hash.as_str()) && is_true(p, "Synced")
+    })
+    .await;
+    assert_eq!(plan_of(&applied).approved_by.as_deref(), Some("bob"));
+    assert_eq!(sandbox_contacts(&raw).await.len(), 3);
+
+    // bob grows the policy: his own spec change, which he may not approve himself.
+    policies(&bob, &ns.name)
+        .patch(
+            "big",
+            &PatchParams::apply("bob").force(),
+            &Patch::Apply(&policy(6)),
+        )
+        .await
+        .expect("bob may write policies");
+    let again = wait_object(&api, "big", "blocked again", READY, |p| {
+        plan_of(p).hash.as_deref().is_some_and(|h| h != hash) && plan_of(p).blocked.is_some()
+    })
+    .await;
+    let second = plan_of(&again).hash.unwrap();
+    let own = annotate_approval(&bob, &ns.name, "big", &second)
+        .await
+        .expect_err("bob may not approve his own change");
+    assert!(own.to_string().contains("another person"), "{own}");
+
+    // With the webhook bypassed (its configuration deleted), an annotation alone is no
+    // approval: refused, said so, nothing applied.
+    configurations
+        .delete(&configuration, &DeleteParams::default())
+        .await
+        .unwrap();
+    annotate_approval(&client, &ns.name, "big", &second)
+        .await
+        .expect("no webhook to refuse it");
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
+    wait_for("an ApprovalRefused Event", READY, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("ApprovalRefused"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sandbox_contacts(&raw).await.len(),
+        3,
+        "the unstamped approval applied nothing"
+    );
+
+    operator.assert_logs_clean();
+    operator.stop().await;
     ns.delete().await;
 }

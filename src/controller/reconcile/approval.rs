@@ -2,15 +2,26 @@
 //! limit, or `mode: Plan`) is recorded in status with its hash (`status.plan.hash`) and why it
 //! waits (`status.plan.blocked`); annotating the object `ghl.servis.ai/approve-plan=<hash>` applies
 //! exactly that plan once. A plan that changed since has another hash and is not applied; an
-//! approval that was used (`status.plan.approved`) is not used again. Pure; [`review`] is the
-//! pipeline's one approval step after every sync.
+//! approval that was used (`status.plan.approved`) is not used again.
+//!
+//! With the admission webhook ([`crate::admission`]), an approval is honoured only when the
+//! webhook stamped it (the approver was allowed the RBAC verb `approve`) and the approver is
+//! not the author of the spec: [`authorize`]. Without it, any approval is honoured and
+//! recorded as approved by `unverified`. Pure; [`review`] is the pipeline's one approval step
+//! after every sync.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::admission::stamps::{self, Subject, Unauthorized};
+use crate::controller::context::Approvals;
 use crate::controller::reconcile::verdict::Notice;
 use crate::crd::common::PlanSummary;
 use crate::crd::vocabulary::{action, annotation, reason};
+use crate::credentials::keys::OperatorKeys;
 use crate::engine::SyncOutcome;
+
+/// Who approves when no admission webhook runs.
+pub const UNVERIFIED: &str = "unverified";
 
 /// The approval an object carries and has not used yet (a plan hash: hex, at most 64), from
 /// its metadata and the plan its status last recorded.
@@ -25,36 +36,56 @@ pub fn pending(meta: &ObjectMeta, plan: Option<&PlanSummary>) -> Option<String> 
     (plausible && used != Some(value)).then(|| value.to_owned())
 }
 
-/// Who set the approval and when, as the API server's managed fields tell it (the field
-/// manager, e.g. `kubectl-annotate`, and the time of that write).
-pub fn approver(meta: &ObjectMeta) -> Option<(String, Option<String>)> {
-    let key = format!("f:{}", annotation::APPROVE_PLAN);
-    meta.managed_fields.iter().flatten().find_map(|entry| {
-        let fields = entry.fields_v1.as_ref()?;
-        fields
-            .0
-            .get("f:metadata")?
-            .get("f:annotations")?
-            .get(&key)?;
-        Some((
-            entry.manager.clone().unwrap_or_else(|| "unknown".into()),
-            entry.time.as_ref().map(|t| t.0.to_string()),
-        ))
-    })
+/// An approval not used yet, and whether it is honoured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Approval {
+    /// The plan hash approved.
+    pub hash: String,
+    /// Who approved it (`unverified` without the webhook), or why it is not honoured.
+    pub by: Result<String, Unauthorized>,
+}
+
+impl Approval {
+    /// The hash, when the approval is honoured.
+    pub fn authorized(&self) -> Option<&str> {
+        self.by.is_ok().then_some(self.hash.as_str())
+    }
+}
+
+/// Whether the approval of `hash` on the object (`subject`, `meta`, its spec's `digest`) is
+/// honoured under `approvals`.
+pub fn authorize(
+    approvals: Approvals,
+    keys: &OperatorKeys,
+    (subject, meta, digest): (&Subject<'_>, &ObjectMeta, &str),
+    hash: String,
+) -> Approval {
+    let by = match approvals {
+        Approvals::Unverified => Ok(UNVERIFIED.to_owned()),
+        Approvals::Sealed => {
+            let empty = Default::default();
+            let annotations = meta.annotations.as_ref().unwrap_or(&empty);
+            let uid = meta.uid.as_deref().unwrap_or_default();
+            stamps::authorize(keys, annotations, (subject, uid), &hash, digest)
+        }
+    };
+    Approval { hash, by }
 }
 
 /// The approval step after a sync: records in `plan` why it waits (`blocked`) and the
-/// approval it used (`approved`), and says what to tell about `approval`, if anything.
+/// approval it used (`approved`, `approvedBy`), and says what to tell about `approval`.
 pub fn review<P>(
-    approval: Option<&str>,
+    approval: Option<&Approval>,
     plan: &mut PlanSummary,
     outcome: &SyncOutcome<P>,
-    meta: &ObjectMeta,
 ) -> Option<Notice> {
     plan.blocked = blocked(outcome, plan.hash.as_deref());
-    let notice = notice(approval, plan, outcome, approver(meta))?;
-    if notice.reason == reason::PLAN_APPROVED {
-        plan.approved = approval.map(str::to_owned);
+    let notice = notice(approval, plan, outcome)?;
+    if notice.reason == reason::PLAN_APPROVED
+        && let Some(approval) = approval
+    {
+        plan.approved = Some(approval.hash.clone());
+        plan.approved_by = approval.by.clone().ok();
     }
     Some(notice)
 }
@@ -72,35 +103,45 @@ pub fn blocked<P>(outcome: &SyncOutcome<P>, hash: Option<&str>) -> Option<String
     })
 }
 
-/// What to tell about an approval after a sync: applied (with who approved it, when the API
-/// server says), or naming a plan that is no longer the current one.
+/// What to tell about an approval after a sync: applied (naming who approved it), refused
+/// (why), or naming a plan that is no longer the current one.
 pub fn notice<P>(
-    approval: Option<&str>,
+    approval: Option<&Approval>,
     summary: &PlanSummary,
     outcome: &SyncOutcome<P>,
-    who: Option<(String, Option<String>)>,
 ) -> Option<Notice> {
     let approval = approval?;
-    let by = match who {
-        Some((manager, Some(at))) => format!(", approved by {manager} at {at}"),
-        Some((manager, None)) => format!(", approved by {manager}"),
-        None => String::new(),
-    };
-    match outcome {
-        SyncOutcome::Applied { .. } if summary.hash.as_deref() == Some(approval) => Some(Notice {
+    let hash = approval.hash.as_str();
+    let current = summary.hash.as_deref() == Some(hash);
+    match (outcome, &approval.by) {
+        (SyncOutcome::Applied { .. }, Ok(by)) if current => Some(Notice {
             warning: false,
             reason: reason::PLAN_APPROVED,
             action: action::APPLY,
-            note: format!("applied plan {approval}{by}"),
+            note: if by == UNVERIFIED {
+                format!(
+                    "applied plan {hash}, approved by an unverified user (the operator runs without its admission webhook)"
+                )
+            } else {
+                format!("applied plan {hash}, approved by {by}")
+            },
         }),
-        SyncOutcome::Blocked { .. } | SyncOutcome::Planned { .. } => Some(Notice {
+        (SyncOutcome::Blocked { .. } | SyncOutcome::Planned { .. }, _) if !current => {
+            Some(Notice {
+                warning: true,
+                reason: reason::APPROVAL_OUTDATED,
+                action: action::APPLY,
+                note: format!(
+                    "approval {hash} does not match the current plan {}; approve the current one to apply it",
+                    summary.hash.as_deref().unwrap_or("(none)")
+                ),
+            })
+        }
+        (SyncOutcome::Blocked { .. } | SyncOutcome::Planned { .. }, Err(why)) => Some(Notice {
             warning: true,
-            reason: reason::APPROVAL_OUTDATED,
+            reason: reason::APPROVAL_REFUSED,
             action: action::APPLY,
-            note: format!(
-                "approval {approval} does not match the current plan {}{by}; approve the current one to apply it",
-                summary.hash.as_deref().unwrap_or("(none)")
-            ),
+            note: format!("approval {hash} is not honoured: {why}"),
         }),
         _ => None,
     }
@@ -110,10 +151,8 @@ pub fn notice<P>(
 mod tests {
     use std::collections::BTreeMap;
 
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, Time};
-    use serde_json::json;
-
     use super::*;
+    use crate::crd::Kind;
     use crate::engine::apply::ApplyReport;
 
     fn pending_of(annotation: Option<&str>, used: Option<&str>) -> Option<String> {
@@ -156,31 +195,47 @@ mod tests {
     }
 
     #[test]
-    fn the_approver_is_the_manager_that_wrote_the_annotation() {
-        let entry = |manager: &str, fields: serde_json::Value| ManagedFieldsEntry {
-            manager: Some(manager.into()),
-            time: Some(Time("2026-12-02T10:00:00Z".parse().unwrap())),
-            fields_v1: Some(FieldsV1(fields)),
-            ..ManagedFieldsEntry::default()
+    fn with_the_webhook_only_sealed_approvals_by_another_person_are_honoured() {
+        let keys = OperatorKeys::ephemeral();
+        let subject = Subject {
+            kind: Kind::ContactSyncPolicy,
+            namespace: "crm",
+            name: "vip",
         };
+        let mut annotations: BTreeMap<String, String> = BTreeMap::new();
+        annotations.extend(
+            stamps::author_stamp(&keys, &subject, "d1", "alice").map(|(k, v)| (k.to_owned(), v)),
+        );
+        annotations.extend(
+            stamps::approval_stamp(&keys, "uid-1", "aaaa", "bob").map(|(k, v)| (k.to_owned(), v)),
+        );
         let meta = ObjectMeta {
-            managed_fields: Some(vec![
-                entry("kubectl-client-side-apply", json!({"f:spec": {}})),
-                entry(
-                    "kubectl-annotate",
-                    json!({"f:metadata": {"f:annotations": {"f:ghl.servis.ai/approve-plan": {}}}}),
-                ),
-            ]),
+            uid: Some("uid-1".into()),
+            annotations: Some(annotations),
             ..ObjectMeta::default()
         };
-        assert_eq!(
-            approver(&meta),
-            Some((
-                "kubectl-annotate".into(),
-                Some("2026-12-02T10:00:00Z".into())
-            ))
-        );
-        assert_eq!(approver(&ObjectMeta::default()), None);
+        let bare = ObjectMeta::default();
+        let table = [
+            (Approvals::Sealed, &meta, "d1", Ok("bob".to_owned())),
+            (
+                Approvals::Sealed,
+                &meta,
+                "d2",
+                Err(Unauthorized::AuthorUnknown),
+            ),
+            (Approvals::Sealed, &bare, "d1", Err(Unauthorized::NotSealed)),
+            (
+                Approvals::Unverified,
+                &bare,
+                "d1",
+                Ok(UNVERIFIED.to_owned()),
+            ),
+        ];
+        for (approvals, meta, digest, expected) in table {
+            let approval = authorize(approvals, &keys, (&subject, meta, digest), "aaaa".into());
+            assert_eq!(approval.by, expected, "{approvals:?} {digest}");
+            assert_eq!(approval.authorized().is_some(), expected.is_ok());
+        }
     }
 
     /// An applied and a blocked outcome.
@@ -196,21 +251,37 @@ mod tests {
         (applied, blocked)
     }
 
+    fn approval(hash: &str, by: Result<&str, Unauthorized>) -> Approval {
+        Approval {
+            hash: hash.into(),
+            by: by.map(str::to_owned),
+        }
+    }
+
     #[test]
-    fn notices_say_applied_or_outdated() {
+    fn notices_say_applied_refused_or_outdated() {
         let summary = PlanSummary {
             hash: Some("aaaa".into()),
             ..PlanSummary::default()
         };
         let (applied, blocked) = outcomes();
-        let who = Some(("kubectl-annotate".to_owned(), None));
-        let notice_of = |approval, outcome| notice(approval, &summary, outcome, who.clone());
-        let applied_notice = notice_of(Some("aaaa"), &applied).unwrap();
+        let notice_of = |approval: Approval, outcome| notice(Some(&approval), &summary, outcome);
+        let applied_notice = notice_of(approval("aaaa", Ok("bob")), &applied).unwrap();
         assert_eq!(applied_notice.reason, reason::PLAN_APPROVED);
-        assert!(applied_notice.note.contains("kubectl-annotate"));
-        let outdated = notice_of(Some("bbbb"), &blocked).unwrap();
+        assert!(applied_notice.note.ends_with("approved by bob"));
+        let unverified = notice_of(approval("aaaa", Ok(UNVERIFIED)), &applied).unwrap();
+        assert!(unverified.note.contains("unverified"));
+        let outdated = notice_of(approval("bbbb", Ok("bob")), &blocked).unwrap();
+        assert_eq!(outdated.reason, reason::APPROVAL_OUTDATED);
         assert!(outdated.warning && outdated.note.contains("current plan aaaa"));
-        assert_eq!(notice_of(None, &blocked), None);
+        let refused = notice_of(
+            approval("aaaa", Err(Unauthorized::OwnChange("bob".into()))),
+            &blocked,
+        )
+        .unwrap();
+        assert_eq!(refused.reason, reason::APPROVAL_REFUSED);
+        assert!(refused.note.contains("bob made the last spec change"));
+        assert_eq!(notice(None, &summary, &blocked), None);
         assert_eq!(
             blocked_reason_of(&blocked),
             Some("over; annotate ghl.servis.ai/approve-plan=aaaa to apply it once".into())
@@ -225,22 +296,25 @@ mod tests {
             hash: Some("aaaa".into()),
             ..PlanSummary::default()
         };
-        let meta = ObjectMeta::default();
 
         let mut waiting = plan();
-        assert_eq!(review(None, &mut waiting, &blocked, &meta), None);
+        assert_eq!(review(None, &mut waiting, &blocked), None);
         assert!(waiting.blocked.is_some() && waiting.approved.is_none());
 
         let mut used = plan();
-        let notice = review(Some("aaaa"), &mut used, &applied, &meta).unwrap();
+        let notice = review(Some(&approval("aaaa", Ok("bob"))), &mut used, &applied).unwrap();
         assert_eq!(notice.reason, reason::PLAN_APPROVED);
         assert_eq!(
-            (used.blocked, used.approved.as_deref()),
-            (None, Some("aaaa"))
+            (
+                used.blocked,
+                used.approved.as_deref(),
+                used.approved_by.as_deref()
+            ),
+            (None, Some("aaaa"), Some("bob"))
         );
 
         let mut outdated = plan();
-        let notice = review(Some("bbbb"), &mut outdated, &blocked, &meta).unwrap();
+        let notice = review(Some(&approval("bbbb", Ok("bob"))), &mut outdated, &blocked).unwrap();
         assert_eq!(notice.reason, reason::APPROVAL_OUTDATED);
         assert_eq!(
             outdated.approved, None,

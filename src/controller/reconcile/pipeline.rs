@@ -31,6 +31,7 @@ use super::approval;
 use super::status;
 use super::verdict::{CONNECTION_WAIT, Facts, Notice, Outcome, Requeue, Verdict, verdict};
 use super::write;
+use crate::admission::stamps::Subject;
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
 use crate::controller::object::ObjectKey;
@@ -174,7 +175,20 @@ pub async fn reconcile<K: Synced>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Acti
         RESYNC_BOUNDS.1,
     );
     let connection = ctx.registry.connection(&key.namespace, spec.connection_ref);
-    let approved = approval::pending(obj.meta(), obj.recorded_plan());
+    let approval = approval::pending(obj.meta(), obj.recorded_plan()).map(|hash| {
+        let subject = Subject {
+            kind: K::KIND,
+            namespace: &key.namespace,
+            name: &key.name,
+        };
+        let digest = obj.spec_digest();
+        approval::authorize(
+            ctx.config.approvals,
+            &ctx.credentials.keys,
+            (&subject, obj.meta(), &digest),
+            hash,
+        )
+    });
     let ran = match &resync {
         Err(invalid) => {
             obj.stand_down(&ctx, &key, connection.location());
@@ -187,7 +201,7 @@ pub async fn reconcile<K: Synced>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Acti
                 &key,
                 &connection,
                 &Reach::Full,
-                approved.as_deref(),
+                approval.as_ref(),
             )
             .await
         }
@@ -307,7 +321,7 @@ async fn run<K: Synced>(
     key: &ObjectKey,
     connection: &ConnectionState,
     reach: &Reach,
-    approved: Option<&str>,
+    approval: Option<&approval::Approval>,
 ) -> Option<(Outcome, Option<Ran<K::Detail>>)> {
     let prepared = obj.prepare(ctx, key, connection.location()).await;
     let usable = match (prepared, connection) {
@@ -353,9 +367,10 @@ async fn run<K: Synced>(
         Reach::Full => Some(usable.handle.gate.acquire().await),
         Reach::Contacts(_) => None,
     };
+    let approved = approval.and_then(approval::Approval::authorized);
     match obj.sync(ctx, key, prepared, usable, reach, approved).await {
         Ok(mut found) => {
-            let approval = approval::review(approved, &mut found.plan, &found.outcome, obj.meta());
+            let approval = approval::review(approval, &mut found.plan, &found.outcome);
             let ran = Ran {
                 plan: found.plan,
                 detail: found.detail,

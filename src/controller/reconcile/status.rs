@@ -24,12 +24,16 @@ pub fn next<S: OwnerStatus>(
     let merged = conditions::merge(previous.conditions(), &verdict.conditions, generation, now);
     status.observed(generation, merged);
     if let Some(plan) = plan {
-        let approved = plan
-            .approved
-            .clone()
-            .or_else(|| previous.plan().and_then(|p| p.approved.clone()));
+        // The last approval used (and its approver) stays until another is used.
+        let (approved, approved_by) = match &plan.approved {
+            Some(_) => (plan.approved.clone(), plan.approved_by.clone()),
+            None => previous.plan().map_or((None, None), |p| {
+                (p.approved.clone(), p.approved_by.clone())
+            }),
+        };
         let plan = PlanSummary {
             approved,
+            approved_by,
             ..plan.clone()
         };
         status.synced(plan, Time(now), verdict.phase == Phase::Ready);

@@ -57,6 +57,8 @@ pub struct RunOptions {
     pub namespace: String,
     /// Serve GHL's webhooks (`POST /webhooks/ghl`).
     pub webhook: Option<WebhookOptions>,
+    /// Serve the admission webhook that stamps approvals (and honour only stamped ones).
+    pub admission: Option<crate::admission::AdmissionOptions>,
 }
 
 /// How long in-flight reconciles may run on after a stop (the chart gives the pod 30 s).
@@ -179,6 +181,18 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
         None => Shards::single(elector.as_ref().map_or_else(Fence::open, Elector::fence)),
     };
     let keys = OperatorKeys::load_or_create(&client, &options.namespace).await?;
+    // Every replica serves the admission webhook (the API server calls any of them).
+    if let Some(admission) = &options.admission {
+        crate::admission::start(
+            &client,
+            &options.namespace,
+            keys.clone(),
+            options.scope.clone(),
+            admission,
+            stop.stopped(),
+        )
+        .await?;
+    }
     let ctx = Arc::new(Context::new(
         client.clone(),
         options.config.clone(),

@@ -107,20 +107,41 @@ pub async fn serve_router(
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(address = %listener.local_addr()?, "serving {what}");
-    Ok(tokio::spawn(serve_on(listener, app, what, stop)))
+    Ok(tokio::spawn(serve_on(listener, None, app, what, stop)))
 }
 
-/// Serves `app` on `listener` until `stop`, HTTP/1 and HTTP/2, each request's headers within
-/// [`HEADER_TIMEOUT`]; then lets requests in flight finish (for at most [`DRAIN`]).
+/// [`serve_router`] over TLS with `tls`.
+pub async fn serve_router_tls(
+    addr: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    what: &'static str,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(address = %listener.local_addr()?, "serving {what} (TLS)");
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    Ok(tokio::spawn(serve_on(
+        listener,
+        Some(acceptor),
+        app,
+        what,
+        stop,
+    )))
+}
+
+/// Serves `app` on `listener` (TLS with `tls`) until `stop`, HTTP/1 and HTTP/2, each
+/// request's headers (and a TLS handshake) within [`HEADER_TIMEOUT`]; then lets requests in
+/// flight finish (for at most [`DRAIN`]).
 async fn serve_on(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
     what: &'static str,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
-    use hyper_util::service::TowerToHyperService;
 
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -142,15 +163,23 @@ async fn serve_on(
             },
             () = &mut stop => break,
         };
-        let service = TowerToHyperService::new(app.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            // A client that goes away is no error of ours.
-            let _ = connection.await;
-        });
+        let (builder, app, watcher) = (builder.clone(), app.clone(), graceful.watcher());
+        match &tls {
+            None => {
+                tokio::spawn(serve_connection(builder, stream, app, watcher));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A handshake that does not finish in time is dropped.
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        serve_connection(builder, stream, app, watcher).await;
+                    }
+                });
+            }
+        }
     }
     if tokio::time::timeout(DRAIN, graceful.shutdown())
         .await
@@ -158,6 +187,27 @@ async fn serve_on(
     {
         tracing::debug!("the server of {what} stopped with requests in flight");
     }
+}
+
+/// Serves one connection, watched for the graceful shutdown.
+async fn serve_connection<I>(
+    builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    io: I,
+    app: Router,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+
+    let service = TowerToHyperService::new(app);
+    let connection = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .into_owned();
+    let connection = watcher.watch(connection);
+    // A client that goes away is no error of ours.
+    let _ = connection.await;
 }
 
 #[cfg(test)]
