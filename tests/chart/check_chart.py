@@ -69,6 +69,7 @@ VALUE_SETS = {
     },
     "no-leader-election": {"leaderElection": {"enabled": False}},
     "no-webhooks": {"webhooks": {"enabled": False}, "networkPolicy": {"enabled": True}},
+    "no-approval-webhook": {"approvals": {"webhook": {"enabled": False}}, "networkPolicy": {"enabled": True}},
 }
 
 
@@ -112,6 +113,25 @@ def check_forwarding(name, values, objects):
             fail(f"{name}: the NetworkPolicy opens the replicas' webhook port to each other exactly when sharded")
 
 
+def check_admission(name, values, objects):
+    """The approval webhook: served, reachable through its Service, let in by the
+    NetworkPolicy and allowed to register itself exactly when enabled."""
+    enabled = values.get("approvals", {}).get("webhook", {}).get("enabled", True)
+    args = [a for o in objects if o["kind"] == "Deployment" for a in o["spec"]["template"]["spec"]["containers"][0]["args"]]
+    services = [o["metadata"] for o in objects if o["kind"] == "Service" and o["metadata"]["name"].endswith("-admission")]
+    service = len(services) == 1
+    # The URL names the Service as the API server resolves it: NAME.NAMESPACE.svc.
+    urls = [a for a in args for s in services if a.startswith(f"--admission-url=https://{s['name']}.{s['namespace']}.svc:")]
+    served = any(a.startswith("--admission-addr=") for a in args) and len(urls) == 1
+    role = any(o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-admission") for o in objects)
+    if not (served == service == role == enabled):
+        fail(f"{name}: the admission webhook is served ({served}), has a Service ({service}) and RBAC ({role}) exactly when enabled ({enabled})")
+    for policy in (o for o in objects if o["kind"] == "NetworkPolicy"):
+        opened = any(p.get("port") == "admission" for rule in policy["spec"]["ingress"] for p in rule.get("ports", []))
+        if opened != enabled:
+            fail(f"{name}: the NetworkPolicy lets the API server reach the admission port exactly when enabled")
+
+
 def main():
     chart_dir, out_dir = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     value_sets = dict(VALUE_SETS)
@@ -144,6 +164,7 @@ def main():
         {"leaderElection": {"shards": 0}},
         {"leaderElection": {"enabled": False, "shards": 2}},
         {"prometheusRule": {"enable": True}},
+        {"approvals": {"webhook": {"port": 0}}},
     ):
         try:
             chart.render(values=bad, name="ghl-operator", namespace=NAMESPACE)
@@ -177,6 +198,7 @@ def main():
             fail(f"{name}: nothing rendered")
         check_monitoring(chart_dir, name, objects)
         check_forwarding(name, values, objects)
+        check_admission(name, values, objects)
         (out_dir / f"{name}.json").write_text(json.dumps(objects, indent=1))
         kinds = sorted({o["kind"] for o in objects})
         print(f"{name}: lint clean, {len(objects)} valid objects: {', '.join(kinds)}")

@@ -39,6 +39,7 @@ fn render(namespaces: &[&str]) -> std::collections::BTreeMap<String, Vec<Value>>
         "all-features",
         "no-leader-election",
         "no-webhooks",
+        "no-approval-webhook",
         "namespaced",
     ]
     .into_iter()
@@ -86,11 +87,29 @@ async fn the_chart_renders_lints_validates_and_is_accepted_by_the_api_server() {
             );
         }
     }
+    // Cluster-wide only what has no namespace: the admission webhook's registration (its own
+    // configuration by name) and access reviews.
+    let cluster_wide: Vec<&Value> = namespaced
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "ClusterRoleBinding")
+        .collect();
     assert!(
-        !namespaced
-            .iter()
-            .any(|o| o["kind"] == "ClusterRole" || o["kind"] == "ClusterRoleBinding"),
-        "nothing cluster-wide when namespaces are listed"
+        cluster_wide.iter().all(|o| o["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .ends_with("-admission")),
+        "nothing cluster-wide when namespaces are listed but the admission webhook's: {cluster_wide:?}"
+    );
+    let admission = rules_of(namespaced, "ClusterRole", "-admission");
+    assert_eq!(
+        admission.to_string(),
+        json!([
+            {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
+             "resourceNames": ["ghl-operator-approvals-ghl-system"], "verbs": ["get", "patch"]},
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"], "verbs": ["create"]},
+        ])
+        .to_string()
     );
 
     // Least privilege: no wildcards anywhere, and the namespaced Role grants exactly what the
@@ -258,11 +277,13 @@ async fn the_operator_does_its_whole_job_with_only_the_charts_rbac() {
         .unwrap()
         .iter()
         .map(|a| a.as_str().unwrap().to_owned())
-        // The webhook port is a fixed one (tests run side by side), its keys come from a
-        // ConfigMap mount only a pod has, and the address it advertises is the pod's IP.
+        // The webhook ports are fixed ones (tests run side by side), the admission Service has
+        // no pod behind it here, the webhook keys come from a ConfigMap mount only a pod has,
+        // and the address it advertises is the pod's IP.
         .filter(|a| {
             !a.starts_with("--metrics-addr")
                 && !a.starts_with("--webhook-addr")
+                && !a.starts_with("--admission-")
                 && !a.starts_with("--webhook-public-key")
                 && !a.starts_with("--advertise-address")
         })
@@ -276,6 +297,9 @@ async fn the_operator_does_its_whole_job_with_only_the_charts_rbac() {
     options.kubeconfig = kubeconfig;
     let mut args = args;
     args.push(format!("--allowed-base-url={}", sandbox.url));
+    let admission = free_port();
+    args.push(format!("--admission-addr=127.0.0.1:{admission}"));
+    args.push(format!("--admission-url=https://127.0.0.1:{admission}"));
     options.args = Some(args);
     let operator = Operator::start(options);
 
@@ -343,7 +367,20 @@ async fn the_operator_does_its_whole_job_with_only_the_charts_rbac() {
         "an RBAC denial in {}",
         operator.log.display()
     );
+    // The admission webhook registered itself with only this RBAC.
+    let configurations: Api<
+        k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration,
+    > = Api::all(client.clone());
+    let configuration = format!("ghl-operator-approvals-{}", ns.name);
+    wait_for("the admission webhook registered", READY, || async {
+        configurations.get_opt(&configuration).await.ok().flatten()
+    })
+    .await;
     operator.stop().await;
+    configurations
+        .delete(&configuration, &Default::default())
+        .await
+        .unwrap();
     ns.delete().await;
     other.delete().await;
 }
