@@ -11,7 +11,7 @@
 //! - [`review`]: the decision on one request (pure);
 //! - [`stamps`]: the stamps and what they prove (pure);
 //! - [`certificate`]: the serving certificate, in a Secret of the operator's namespace;
-//! - [`registration`]: the webhook configuration `ghl-operator-approvals-<namespace>`;
+//! - [`registration`]: the webhook configuration (`ghl-operator-approvals`);
 //! - [`server`]: the HTTP handler.
 
 pub mod certificate;
@@ -34,6 +34,8 @@ pub use registration::Target;
 pub struct AdmissionOptions {
     pub addr: SocketAddr,
     pub target: Target,
+    /// The webhook configuration's name.
+    pub configuration: String,
 }
 
 /// The webhook could not start.
@@ -41,8 +43,12 @@ pub struct AdmissionOptions {
 pub enum AdmissionError {
     #[error(transparent)]
     Certificate(#[from] certificate::CertificateError),
-    #[error("registering the webhook configuration ghl-operator-approvals-<namespace>: {0}")]
-    Register(#[source] kube::Error),
+    #[error("registering the webhook configuration {name}: {source}")]
+    Register {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("serving the admission webhook on {addr}: {source}")]
     Serve {
         addr: SocketAddr,
@@ -80,8 +86,16 @@ pub async fn start(
         addr: options.addr,
         source,
     })?;
-    registration::register(client, namespace, &options.target, &certificate.cert_pem)
-        .await
-        .map_err(AdmissionError::Register)?;
+    registration::register(
+        client,
+        &options.configuration,
+        &options.target,
+        &certificate.cert_pem,
+    )
+    .await
+    .map_err(|source| AdmissionError::Register {
+        name: options.configuration.clone(),
+        source,
+    })?;
     Ok(serving)
 }

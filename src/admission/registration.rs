@@ -1,4 +1,4 @@
-//! The webhook configuration `ghl-operator-approvals-<operator namespace>`: which requests the API server sends to
+//! The webhook configuration `ghl-operator-approvals` (by default): which requests the API server sends to
 //! the operator (creates and updates of ContactSyncPolicies and TagRules, never their status),
 //! where (a URL, or the chart's Service), and the CA to trust. `failurePolicy: Ignore`: when
 //! the operator is down, requests pass unstamped, and approvals then wait (unsealed approvals
@@ -17,12 +17,10 @@ use url::Url;
 use crate::crd::Kind;
 use crate::crd::vocabulary::label;
 
-/// The webhook configuration's name, per operator namespace: releases in two namespaces
-/// (each watching its own namespaces) keep one configuration each, and each admits what is
-/// outside its scope untouched.
-pub fn configuration_name(operator_namespace: &str) -> String {
-    format!("ghl-operator-approvals-{operator_namespace}")
-}
+/// The webhook configuration's default name (`--admission-configuration`). Releases that
+/// each watch their own namespaces name one each; each admits what is outside its scope
+/// untouched.
+pub const CONFIGURATION: &str = "ghl-operator-approvals";
 /// The path the webhook is served at.
 pub const PATH: &str = "/approvals";
 const WEBHOOK: &str = "approvals.ghl.servis.ai";
@@ -97,11 +95,7 @@ impl Target {
 }
 
 /// The webhook configuration for `target`, trusting `ca_pem`. Pure.
-pub fn configuration(
-    operator_namespace: &str,
-    target: &Target,
-    ca_pem: &str,
-) -> MutatingWebhookConfiguration {
+pub fn configuration(name: &str, target: &Target, ca_pem: &str) -> MutatingWebhookConfiguration {
     let client_config = match target {
         Target::Url(url) => WebhookClientConfig {
             url: Some(url.to_string()),
@@ -126,7 +120,7 @@ pub fn configuration(
     };
     MutatingWebhookConfiguration {
         metadata: ObjectMeta {
-            name: Some(configuration_name(operator_namespace)),
+            name: Some(name.to_owned()),
             labels: Some(
                 [(
                     label::MANAGED_BY.to_owned(),
@@ -164,14 +158,13 @@ pub fn configuration(
 /// Creates or updates the webhook configuration.
 pub async fn register(
     client: &Client,
-    operator_namespace: &str,
+    name: &str,
     target: &Target,
     ca_pem: &str,
 ) -> Result<(), kube::Error> {
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let params = PatchParams::apply("ghl-operator").force();
-    let name = configuration_name(operator_namespace);
-    let mut wanted = configuration(operator_namespace, target, ca_pem);
+    let mut wanted = configuration(name, target, ca_pem);
     wanted.metadata.managed_fields = None;
     let value = serde_json::json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -179,7 +172,7 @@ pub async fn register(
         "metadata": wanted.metadata,
         "webhooks": wanted.webhooks,
     });
-    api.patch(&name, &params, &Patch::Apply(&value))
+    api.patch(name, &params, &Patch::Apply(&value))
         .await
         .map(|_| ())
 }
@@ -229,13 +222,13 @@ mod tests {
     #[test]
     fn the_configuration_ignores_failures_and_skips_status() {
         let config = configuration(
-            "ghl-system",
+            CONFIGURATION,
             &Target::parse("https://127.0.0.1:9443").unwrap(),
             "CA",
         );
         assert_eq!(
             config.metadata.name.as_deref(),
-            Some("ghl-operator-approvals-ghl-system")
+            Some("ghl-operator-approvals")
         );
         let hook = &config.webhooks.as_ref().unwrap()[0];
         assert_eq!(hook.failure_policy.as_deref(), Some("Ignore"));

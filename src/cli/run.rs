@@ -101,7 +101,7 @@ pub struct RunArgs {
     pub webhook_backlog: usize,
     /// Serve the admission webhook on this address (TLS, with a certificate the operator makes
     /// and keeps in Secret `ghl-operator-admission-tls`), register it as the webhook
-    /// configuration `ghl-operator-approvals-<namespace>`, and honour only approvals it stamped: approving
+    /// configuration `ghl-operator-approvals` (`--admission-configuration`), and honour only approvals it stamped: approving
     /// then needs the RBAC verb `approve`, by someone other than the spec's author.
     #[arg(long, env = "GHL_ADMISSION_ADDR", requires = "admission_url")]
     pub admission_addr: Option<SocketAddr>,
@@ -109,6 +109,14 @@ pub struct RunArgs {
     /// `https://SERVICE.NAMESPACE.svc[:PORT]` for a Service (what the chart gives).
     #[arg(long, env = "GHL_ADMISSION_URL", requires = "admission_addr")]
     pub admission_url: Option<String>,
+    /// The name of the webhook configuration the operator registers (one per release when
+    /// several releases each watch their own namespaces).
+    #[arg(
+        long,
+        env = "GHL_ADMISSION_CONFIGURATION",
+        default_value = crate::admission::registration::CONFIGURATION
+    )]
+    pub admission_configuration: String,
     /// A GHL API base URL connections may use (their `baseUrl` must have its scheme, host and
     /// port); repeat for several. Default: GHL's API only. The sandbox's URL must be named.
     #[arg(
@@ -254,6 +262,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             (Some(addr), Some(url)) => Some(AdmissionOptions {
                 addr,
                 target: Target::parse(url)?,
+                configuration: args.admission_configuration.clone(),
             }),
             _ => None,
         },

@@ -106,7 +106,7 @@ async fn the_chart_renders_lints_validates_and_is_accepted_by_the_api_server() {
         json!([
             {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
             {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
-             "resourceNames": ["ghl-operator-approvals-ghl-system"], "verbs": ["get", "patch"]},
+             "resourceNames": ["ghl-operator-approvals"], "verbs": ["get", "patch"]},
             {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"], "verbs": ["create"]},
         ])
         .to_string()
@@ -283,7 +283,8 @@ async fn the_operator_does_its_whole_job_with_only_the_charts_rbac() {
         .filter(|a| {
             !a.starts_with("--metrics-addr")
                 && !a.starts_with("--webhook-addr")
-                && !a.starts_with("--admission-")
+                && !a.starts_with("--admission-addr")
+                && !a.starts_with("--admission-url")
                 && !a.starts_with("--webhook-public-key")
                 && !a.starts_with("--advertise-address")
         })
@@ -371,7 +372,7 @@ async fn the_operator_does_its_whole_job_with_only_the_charts_rbac() {
     let configurations: Api<
         k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration,
     > = Api::all(client.clone());
-    let configuration = format!("ghl-operator-approvals-{}", ns.name);
+    let configuration = format!("ghl-operator-{}-approvals", ns.name);
     wait_for("the admission webhook registered", READY, || async {
         configurations.get_opt(&configuration).await.ok().flatten()
     })

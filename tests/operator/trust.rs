@@ -187,9 +187,12 @@ async fn an_approval_needs_the_approve_verb_and_another_person_than_the_author()
     let raw = Raw::new(&sandbox);
     let port = free_port();
     let mut options = OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url);
+    // Tests run side by side on one API server: each operator registers its own configuration.
+    let configuration = format!("ghl-operator-approvals-{}", ns.name);
     options.extra_args.extend([
         format!("--admission-addr=127.0.0.1:{port}"),
         format!("--admission-url=https://127.0.0.1:{port}"),
+        format!("--admission-configuration={configuration}"),
     ]);
     let operator = Operator::start(options);
 
@@ -222,7 +225,6 @@ async fn an_approval_needs_the_approve_verb_and_another_person_than_the_author()
         .await;
     }
     let configurations: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let configuration = format!("ghl-operator-approvals-{}", ns.name);
     wait_for("the webhook registered", READY, || async {
         configurations.get_opt(&configuration).await.ok().flatten()
     })
