@@ -346,3 +346,104 @@ async fn an_approval_needs_the_approve_verb_and_another_person_than_the_author()
     operator.stop().await;
     ns.delete().await;
 }
+
+/// A listener that answers every request with `status` (and `location` when given), and
+/// counts what it received: a stand-in for an allowed host that may not be GHL.
+async fn listener(status: u16, location: Option<String>) -> wiremock::MockServer {
+    let server = wiremock::MockServer::start().await;
+    let mut answer = wiremock::ResponseTemplate::new(status).set_body_string("{}");
+    if let Some(location) = location {
+        answer = answer.insert_header("location", location.as_str());
+    }
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(answer)
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The examples' PIT connection on `base_url`, its Secret `secret` (labeled or not).
+fn pit_connection(name: &str, base_url: &str, secret: &str, labeled: bool) -> Vec<Value> {
+    let labels = if labeled {
+        json!({"ghl.servis.ai/secret-type": "pit"})
+    } else {
+        json!({})
+    };
+    vec![
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": secret, "labels": labels},
+               "stringData": {"token": "s3cr3t-database-password"}}),
+        json!({"apiVersion": "ghl.servis.ai/v1alpha1", "kind": "GhlConnection",
+               "metadata": {"name": name},
+               "spec": {"locationId": "ve9EPM428h8vShlRW1KT", "baseUrl": base_url,
+                        "auth": {"privateIntegrationToken": {"secretRef": {"name": secret, "key": "token"}}}}}),
+    ]
+}
+
+/// Nothing leaves the cluster on a Secret's behalf unless the Secret says what it is for, and
+/// no redirect carries a credential past the host the connection was allowed to reach.
+#[tokio::test]
+async fn an_unlabeled_secret_sends_nothing_and_no_redirect_is_followed() {
+    let Some((client, ns)) = setup("doors").await else {
+        return;
+    };
+    let host = listener(200, None).await;
+    let target = listener(200, None).await;
+    let proxy = listener(307, Some(format!("{}/steal", target.uri()))).await;
+    let options = OperatorOptions::new(&ns.name, "op-0")
+        .allowing(&host.uri())
+        .allowing(&proxy.uri());
+    let operator = Operator::start(options);
+
+    // An unrelated Secret named as a token: not read, nothing sent, the label to add named.
+    for doc in pit_connection("borrowed", &host.uri(), "db-password", false) {
+        apply(&client, &ns.name, doc).await;
+    }
+    let refused = wait_object(
+        &connections(&client, &ns.name),
+        "borrowed",
+        "SecretNotUsable",
+        READY,
+        |c| reason_of(c).as_deref() == Some("SecretNotUsable"),
+    )
+    .await;
+    let message = condition_message(&refused, "Ready").unwrap_or_default();
+    assert!(message.contains("ghl.servis.ai/secret-type"), "{message}");
+
+    // A redirecting base URL gets the request it was allowed to get; where it points gets
+    // nothing, and the connection says why.
+    for doc in pit_connection("proxied", &proxy.uri(), "proxy-pit", true) {
+        apply(&client, &ns.name, doc).await;
+    }
+    let redirected = wait_object(
+        &connections(&client, &ns.name),
+        "proxied",
+        "not Ready after a redirect",
+        READY,
+        |c| condition(c, "Ready").is_some_and(|(status, _)| status == "False") && proxy_seen(c),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let message = condition_message(&redirected, "Ready").unwrap_or_default();
+    assert!(message.contains("307"), "{message}");
+    assert!(!message.contains("s3cr3t"), "{message}");
+    assert!(!proxy.received_requests().await.unwrap().is_empty());
+    assert_eq!(
+        target.received_requests().await.unwrap().len(),
+        0,
+        "the redirect target received nothing"
+    );
+    assert_eq!(
+        host.received_requests().await.unwrap().len(),
+        0,
+        "the unlabeled Secret's value was never sent"
+    );
+    assert!(!operator.logs().contains("s3cr3t"));
+    operator.stop().await;
+    ns.delete().await;
+}
+
+/// The connection's Ready condition reports a call that reached the (redirecting) proxy.
+fn proxy_seen(connection: &GhlConnection) -> bool {
+    condition_message(connection, "Ready").is_some_and(|m| m.contains("redirect"))
+}

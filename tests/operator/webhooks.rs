@@ -606,3 +606,105 @@ async fn under_overload_ghls_retry_of_a_429_is_accepted_later() {
     operator.stop().await;
     ns.delete().await;
 }
+
+/// The webhook port does no work for strangers: an unsigned request declaring a 5 MB body is
+/// answered 401 before its body is sent; 300 connections that never finish their headers do
+/// not delay a real webhook's repair past 1 s; key files as `jq -r` or `echo` write them (a
+/// trailing blank line) are accepted.
+#[tokio::test]
+async fn the_webhook_port_holds_before_it_has_verified_anything() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let Some((client, ns)) = setup("hook-doors").await else {
+        return;
+    };
+    let port = free_port();
+    let sandbox = sandbox(port, FaultSpec::default()).await;
+    let raw = Raw::new(&sandbox);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-keys", ns.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut options = OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url);
+    options
+        .extra_args
+        .push(format!("--webhook-addr=127.0.0.1:{port}"));
+    let keys = Keys::get();
+    for (name, pem) in [
+        ("ed25519.pem", &keys.ed25519_public_pem),
+        ("rsa.pem", &keys.rsa_public_pem),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("{}\n\n", pem.trim_end())).unwrap();
+        options
+            .extra_args
+            .push(format!("--webhook-public-key={}", path.display()));
+    }
+    let operator = Operator::start(options);
+    for doc in connection(&sandbox.url, None) {
+        apply(&client, &ns.name, doc).await;
+    }
+    apply(&client, &ns.name, json!({
+        "apiVersion": "ghl.servis.ai/v1alpha1", "kind": "ContactSyncPolicy", "metadata": {"name": "vip"},
+        "spec": {"connectionRef": {"name": "acme"}, "resyncInterval": "1h",
+                 "contacts": [{"email": "ada@example.com", "firstName": "Ada"}]}
+    }))
+    .await;
+    wait_object(&policies(&client, &ns.name), "vip", "Synced", READY, |p| {
+        is_true(p, "Synced")
+    })
+    .await;
+
+    // Unsigned, declaring 5 MB: 401 while the body is still unsent.
+    let mut stranger = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stranger
+        .write_all(
+            b"POST /webhooks/ghl HTTP/1.1\r\nhost: operator\r\ncontent-type: application/json\r\ncontent-length: 5000000\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut answer = vec![0; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), stranger.read(&mut answer))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    let status = String::from_utf8_lossy(&answer[..read]).to_string();
+    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+
+    // 300 connections that never finish their headers.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        let mut slow = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        slow.write_all(b"POST /webhooks/ghl HTTP/1.1\r\nhost: op")
+            .await
+            .unwrap();
+        idle.push(slow);
+    }
+    let id = sandbox_contacts(&raw).await["ada@example.com"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let edited = Instant::now();
+    raw.admin(
+        "PATCH",
+        &format!("contacts/{id}"),
+        Some(json!({"firstName": "Changed"})),
+    )
+    .await;
+    wait_for(
+        "the edit repaired within 1 s",
+        Duration::from_secs(1),
+        || async {
+            (sandbox_contacts(&raw).await["ada@example.com"]["firstName"] == "Ada").then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "repaired after {:?} with {} idle connections open",
+        edited.elapsed(),
+        idle.len()
+    );
+    drop(idle);
+    operator.assert_logs_clean();
+    operator.stop().await;
+    ns.delete().await;
+}

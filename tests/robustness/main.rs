@@ -4,6 +4,7 @@
 //! cases get past deserialization and reach the logic behind it; numbers include the extremes
 //! (`u64::MAX` durations, counters, `Retry-After` and rate-limit headers).
 
+mod admission;
 mod answers;
 mod inputs;
 mod specs;
