@@ -91,7 +91,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let common = CommonArgs {
         paths: Vec::new(),
-        namespace: "default".into(),
+        namespaces: vec!["default".into()],
         state: None,
         sandbox: true,
         base_url: None,

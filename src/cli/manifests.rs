@@ -88,6 +88,31 @@ fn is_manifest(path: &Path) -> bool {
 }
 
 impl Manifests {
+    /// Keeps only the objects in `namespaces`; returns the policies and rules dropped
+    /// (`Kind namespace/name`).
+    pub fn retain_namespaces(&mut self, namespaces: &[String]) -> Vec<String> {
+        let keep = |key: &ObjectKey| namespaces.iter().any(|n| *n == key.0);
+        let mut dropped: Vec<String> = self
+            .policies
+            .keys()
+            .filter(|k| !keep(k))
+            .map(|(ns, name)| format!("ContactSyncPolicy {ns}/{name}"))
+            .chain(
+                self.rules
+                    .keys()
+                    .filter(|k| !keep(k))
+                    .map(|(ns, name)| format!("TagRule {ns}/{name}")),
+            )
+            .collect();
+        dropped.sort();
+        self.connections.retain(|k, _| keep(k));
+        self.policies.retain(|k, _| keep(k));
+        self.rules.retain(|k, _| keep(k));
+        self.secrets.retain(|k, _| keep(k));
+        self.config_maps.retain(|k, _| keep(k));
+        dropped
+    }
+
     /// Reads every manifest under `paths`. `default_namespace` applies to objects without one.
     pub fn load(paths: &[PathBuf], default_namespace: &str) -> Result<Self, ManifestError> {
         let mut manifests = Manifests::default();

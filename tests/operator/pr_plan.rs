@@ -113,6 +113,52 @@ async fn a_ci_plan_against_the_cluster_prints_the_operators_counts() {
         !text.contains("Robert") && !text.contains("b@pr.example"),
         "no personal data: {text}"
     );
+    // Nor anything GHL holds: no contact id, no current value, unless --show-values.
+    let held = sandbox_contacts(&raw).await;
+    let ids: Vec<String> = held
+        .values()
+        .filter_map(|c| c["id"].as_str().map(str::to_owned))
+        .collect();
+    assert!(ids.len() >= 4);
+    for id in &ids {
+        assert!(!text.contains(id.as_str()), "contact id {id} in {text}");
+    }
+    assert!(!text.contains("\"Bob\""), "a current GHL value in {text}");
+    let (_, shown) = cli_plan(
+        &work,
+        &proposed,
+        &ns.name,
+        &[
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--show-values",
+        ],
+    )
+    .await;
+    assert!(ids.iter().any(|id| shown.contains(id.as_str())), "{shown}");
+
+    // Only the namespaces named are planned: nothing of another is read.
+    let mut placed = proposed.clone();
+    placed["metadata"]["namespace"] = json!(ns.name);
+    let other = work.join("other-namespace");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("policy.yaml"), placed.to_string()).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ghl-operator"))
+        .args(["plan", "-o", "json", "-n", "somewhere-else", "-f"])
+        .arg(&other)
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{answer}");
+    assert!(
+        answer.contains(&format!(
+            "namespace {} was not named with --namespace",
+            ns.name
+        )),
+        "{answer}"
+    );
 
     // Without the cluster's ledger (the connection and token given by hand), the same PR
     // sees no ownership: everything GHL holds is an adoption and nothing can be pruned.

@@ -42,6 +42,10 @@ pub struct ClusterArgs {
     /// Read the cluster this process runs in (a CI job in a pod).
     #[arg(long)]
     pub in_cluster: bool,
+    /// Against a cluster, also show what GHL holds: contact, task and note ids and current
+    /// values (hidden by default: a PR plan's output is read by whoever reads the CI logs).
+    #[arg(long)]
+    pub show_values: bool,
 }
 
 impl ClusterArgs {

@@ -6,6 +6,7 @@
 //! - [`cluster`]: a PR plan against what the operator in a cluster owns (read-only).
 
 pub mod cluster;
+mod redact;
 mod report;
 mod run;
 
@@ -37,9 +38,16 @@ pub struct CommonArgs {
     /// Manifest files or folders (GhlConnection, Secret, ConfigMap, ContactSyncPolicy, TagRule).
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
     pub paths: Vec<PathBuf>,
-    /// Namespace for objects that name none.
-    #[arg(short = 'n', long, default_value = "default")]
-    pub namespace: String,
+    /// Namespace for objects that name none (the first given). Against a cluster, also the
+    /// only namespaces planned: repeat it for each (`-n crm -n sales`); objects in others are
+    /// refused without reading anything of theirs.
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        value_name = "NAMESPACE",
+        default_value = "default"
+    )]
+    pub namespaces: Vec<String>,
     /// State file (the ledger of what each policy owns). Default: `.ghl-state/state.json`, or
     /// nothing kept with `--sandbox`.
     #[arg(long, value_name = "FILE")]
@@ -73,6 +81,19 @@ pub struct CommonArgs {
     pub cluster: ClusterArgs,
 }
 
+impl CommonArgs {
+    /// The namespace of objects that name none.
+    pub fn default_namespace(&self) -> &str {
+        self.namespaces.first().map_or("default", String::as_str)
+    }
+
+    /// Whether the plan shows what GHL holds (ids, current values): always locally, against a
+    /// cluster only with `--show-values`.
+    pub fn shows_ghl_values(&self) -> bool {
+        !self.cluster.wanted() || self.cluster.show_values
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Refresh {
     Changed,
@@ -97,12 +118,14 @@ pub struct Workspace {
     /// Connections given no client, and why (beyond what the manifests say).
     refused: BTreeMap<ObjectKey, NoToken>,
     pub sandboxes: Vec<RunningSandbox>,
+    /// Policies and rules not planned: their namespace was not named (against a cluster).
+    outside: Vec<String>,
     pub(super) args: CommonArgs,
 }
 
 impl Workspace {
     pub async fn open(args: &CommonArgs) -> anyhow::Result<Self> {
-        let manifests = Manifests::load(&args.paths, &args.namespace)?;
+        let manifests = Manifests::load(&args.paths, args.default_namespace())?;
         Self::from_manifests(manifests, args, SandboxConfig::default()).await
     }
 
@@ -112,11 +135,13 @@ impl Workspace {
         args: &CommonArgs,
         base: SandboxConfig,
     ) -> anyhow::Result<Self> {
+        let mut outside = Vec::new();
         let cluster = if args.cluster.wanted() {
             if args.sandbox {
                 bail!("--sandbox plans against the sandbox; a cluster's ledgers belong to its GHL");
             }
             let client = args.cluster.client().await?;
+            outside = manifests.retain_namespaces(&args.namespaces);
             cluster::load(&client, &mut manifests).await?
         } else {
             ClusterState::default()
@@ -185,6 +210,7 @@ impl Workspace {
             cluster,
             refused,
             sandboxes: sandboxes.into_values().collect(),
+            outside,
             args: args.clone(),
         })
     }

@@ -73,6 +73,7 @@ pub(super) fn render_rule(heading: &str, plan: &RulePlan) -> String {
 pub(super) fn plan_json(
     heading: &str,
     plan: &Plan,
+    summary: &crate::crd::common::PlanSummary,
     failures: &[RecordFailure],
     options: RenderOptions,
 ) -> Value {
@@ -120,6 +121,6 @@ pub(super) fn plan_json(
                    "addTags": c.add_tags, "removeTags": c.remove_tags, "items": items, "observedDrift": c.observed_drift})
         })
         .collect();
-    json!({"name": heading, "summary": plan.summary(), "counts": plan.counts(), "contacts": contacts,
+    json!({"name": heading, "summary": summary, "counts": plan.counts(), "contacts": contacts,
            "releases": plan.releases, "failures": failures, "blocked": plan.blocked, "releasesDeferred": plan.releases_deferred})
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::report::{Report, plan_json, render_rule};
-use super::{Refresh, Workspace};
+use super::{Refresh, Workspace, redact};
 use crate::cli::manifests::ObjectKey;
 use crate::crd::common::Mode;
 use crate::crd::contact_sync_policy::RecordFailure;
@@ -71,6 +71,15 @@ impl Workspace {
     /// Plans (and in `Apply` mode applies) every policy, then every rule.
     pub async fn run(&self, mode: Mode, progress: Progress) -> Vec<Report> {
         let (mut declared, mut reports) = self.declare_all();
+        for heading in &self.outside {
+            let namespace = heading
+                .split_once(' ')
+                .and_then(|(_, key)| key.split_once('/'))
+                .map_or("", |(ns, _)| ns);
+            reports.push(Report::new(heading.clone()).failed(format!(
+                "not planned: namespace {namespace} was not named with --namespace (nothing of it was read from the cluster)"
+            )));
+        }
         let mut policy_contacts: BTreeMap<ObjectKey, BTreeSet<String>> = BTreeMap::new();
         for i in 0..declared.len() {
             let report = self
@@ -156,7 +165,14 @@ impl Workspace {
         declared[i].declaration = Arc::new(declaration);
 
         let mut failures: Vec<RecordFailure> = plan.failures.clone();
-        let mut text = render(&heading, plan, self.render_options());
+        let hidden;
+        let (shown, summary) = if self.args.shows_ghl_values() {
+            (plan, plan.summary())
+        } else {
+            hidden = redact::policy_plan(plan);
+            (&hidden, redact::summary(plan))
+        };
+        let mut text = render(&heading, shown, self.render_options());
         for conflict in yield_messages(&yielded) {
             text.push_str(&format!("  ! conflict: {conflict}\n"));
         }
@@ -172,7 +188,7 @@ impl Workspace {
             text.push_str("  (mode: Plan — not applied)\n");
         }
         report.text = text;
-        report.json = plan_json(&heading, plan, &failures, self.render_options());
+        report.json = plan_json(&heading, shown, &summary, &failures, self.render_options());
         report.changes = !Settle::is_empty(plan);
         report.failures = failures.len();
         report.blocked = matches!(outcome, SyncOutcome::Blocked { .. });
@@ -269,7 +285,13 @@ impl Workspace {
             Ok(outcome) => outcome,
             Err(e) => return report.failed(e.to_string()),
         };
-        let plan = outcome.plan();
+        let hidden;
+        let plan = if self.args.shows_ghl_values() {
+            outcome.plan()
+        } else {
+            hidden = redact::rule_plan(outcome.plan());
+            &hidden
+        };
         report.text = render_rule(&rule.heading, plan);
         report.json = json!({"name": rule.heading, "matched": plan.matched, "compliant": plan.compliant,
                              "pending": plan.pending, "conflicted": plan.conflicted,
