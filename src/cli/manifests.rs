@@ -91,7 +91,7 @@ impl Manifests {
     /// Keeps only the objects in `namespaces`; returns the policies and rules dropped
     /// (`Kind namespace/name`).
     pub fn retain_namespaces(&mut self, namespaces: &[String]) -> Vec<String> {
-        let keep = |key: &ObjectKey| namespaces.iter().any(|n| *n == key.0);
+        let keep = |key: &ObjectKey| namespaces.contains(&key.0);
         let mut dropped: Vec<String> = self
             .policies
             .keys()
