@@ -140,7 +140,11 @@ impl Context {
         Self {
             registry: Registry::new(stores, clients, shards, sizing.allow_cross_namespace_refs),
             intake: Intake {
-                feeds: Feeds::new(sizing.webhook_backlog, metrics.feed.clone()),
+                feeds: Feeds::new(
+                    sizing.webhook_backlog,
+                    metrics.feed.clone(),
+                    Some(client.clone()),
+                ),
                 batches: Batches::default(),
             },
             runtime: Runtime::new(sizing.deep_resync_every),

@@ -87,6 +87,25 @@ pub struct ExportStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub sinks: Vec<SinkStatus>,
+
+    /// What the receiver accepted and not every sink has yet, kept in the connection's outbox
+    /// Secret so that a crash loses none of it.
+    pub outbox: Option<OutboxStatus>,
+}
+
+/// The size of a connection's outbox.
+#[skip_serializing_none]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxStatus {
+    /// Accepted changes not yet delivered to every sink.
+    #[serde(default)]
+    pub entries: u64,
+    /// Their stored size (bounded; past it webhooks are answered 429, which GHL retries).
+    #[serde(default)]
+    pub bytes: u64,
+    /// When the oldest was accepted.
+    pub oldest_at: Option<Time>,
 }
 
 /// One sink's deliveries.
@@ -102,6 +121,8 @@ pub struct SinkStatus {
     /// Contacts with a change not delivered yet.
     #[serde(default)]
     pub pending: u64,
+    /// When the oldest of them changed.
+    pub oldest_pending_at: Option<Time>,
     /// Changes given up on: refused by the sink (4xx other than 429) or not accepted within
     /// 24 hours.
     #[serde(default)]

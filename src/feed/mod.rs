@@ -6,6 +6,8 @@
 //! - [`queue`]: one sink's pending contacts, backoff, give-up (pure);
 //! - [`sink`]: the POST and what its answer means;
 //! - `read`: a changed contact read from GHL with the parts the sinks include;
+//! - [`outbox`]: what the receiver accepted, stored before GHL gets its 2xx, until every sink
+//!   has it;
 //! - `metrics`: `ghl_operator_feed_*`;
 //! - this module: one connection's [`Feed`] — webhooks and the periodic catch-up feed its
 //!   queues; a delivery fetches the contact's latest state (and the parts each sink includes),
@@ -14,12 +16,13 @@
 
 pub mod cloudevent;
 mod metrics;
+pub mod outbox;
 pub mod queue;
 mod read;
 pub mod signature;
 pub mod sink;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,11 +35,12 @@ use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
 
 pub use self::metrics::FeedMetrics;
+use self::outbox::{Change, Loaded, Outbox};
 use self::queue::{Attempt, Due, Finished, Queue};
 pub use self::read::ReadError;
 use self::read::fetch;
 use self::signature::{InvalidSigningKey, SigningKey};
-use crate::crd::export::{ExportPart, ExportStatus, SinkStatus};
+use crate::crd::export::{ExportPart, ExportStatus, OutboxStatus, SinkStatus};
 use crate::egress::UrlRefused;
 use crate::ghl::GhlApi;
 use crate::ghl::models::{ContactSearch, FilterOperator, SearchFilter, SearchSort, SortDirection};
@@ -53,6 +57,9 @@ pub const SEARCH_LAG_MARGIN: Duration = Duration::from_secs(30);
 pub fn fresh_cursor(now: Timestamp) -> Timestamp {
     now.checked_sub(SEARCH_LAG_MARGIN).unwrap_or(now)
 }
+
+/// How long catch-ups wait for what the outbox held at the start to be delivered.
+const DRAIN_FIRST: Duration = Duration::from_secs(60);
 
 /// Contacts delivered at once per feed.
 const CONCURRENCY: usize = 32;
@@ -114,6 +121,15 @@ struct State {
     last_catch_up: Option<Instant>,
     catching_up: bool,
     marks: Vec<(Mark, Option<String>)>,
+    /// Contacts with outbox entries, and the highest entry's sequence number: acknowledged
+    /// when the contact leaves every queue.
+    outboxed: HashMap<String, u64>,
+    /// Contacts the outbox held at the start, not delivered yet: no catch-up before them (for
+    /// at most [`DRAIN_FIRST`]).
+    draining: HashSet<String>,
+    drain_started: Option<Instant>,
+    /// The outbox is being read: no catch-up yet.
+    replaying: bool,
     /// Something in the status changed since it was last taken.
     dirty: bool,
 }
@@ -129,6 +145,8 @@ struct Shared {
     metrics: FeedMetrics,
     /// Contacts pending over every queue (also the webhook receiver's backlog).
     backlog: Arc<AtomicI64>,
+    /// Where accepted webhooks are kept until delivered (`None`: in memory only).
+    outbox: Option<Outbox>,
 }
 
 /// One connection's change feed; its task runs until the feed is dropped or stopped.
@@ -154,7 +172,8 @@ impl Drop for Feed {
 }
 
 impl Feed {
-    /// Starts a feed from its last status (the cursor), or with none from [`fresh_cursor`].
+    /// Starts a feed from its last status (the cursor), or with none from [`fresh_cursor`];
+    /// with an outbox, what it holds is delivered first.
     pub fn start(
         config: FeedConfig,
         last: Option<&ExportStatus>,
@@ -162,13 +181,16 @@ impl Feed {
         http: reqwest::Client,
         metrics: FeedMetrics,
         backlog: Arc<AtomicI64>,
+        outbox: Option<(Outbox, Loaded)>,
     ) -> Self {
+        let (outbox, loaded) = outbox.unzip();
         let state = State {
             cursor: Some(
                 last.and_then(|s| s.cursor.as_ref().map(|t| t.0))
                     .unwrap_or_else(|| fresh_cursor(Timestamp::now())),
             ),
             snapshot_done: last.and_then(|s| s.snapshot.clone()),
+            replaying: loaded.is_some(),
             dirty: true,
             ..State::default()
         };
@@ -181,9 +203,10 @@ impl Feed {
             http,
             metrics,
             backlog,
+            outbox,
         });
         shared.sync_queues();
-        let task = tokio::spawn(run(Arc::clone(&shared)));
+        let task = tokio::spawn(run(Arc::clone(&shared), loaded));
         Self { shared, task }
     }
 
@@ -196,7 +219,33 @@ impl Feed {
 
     /// A change to `contact` (a GHL event type, or `CatchUp` / `Snapshot`).
     pub fn change(&self, contact: &str, trigger: &str, deleted: bool) {
-        self.shared.change(contact, trigger, deleted);
+        self.shared.change(contact, trigger, deleted, None);
+    }
+
+    /// A change GHL announced: queued at once, and kept in the outbox until every sink has
+    /// it. The answer says when it is stored (false: not stored, GHL should retry); `None`
+    /// when nothing needs storing (no outbox, or no sink that can send).
+    pub fn accept(
+        &self,
+        contact: &str,
+        trigger: &str,
+        deleted: bool,
+    ) -> Option<tokio::sync::oneshot::Receiver<bool>> {
+        let outbox = match &self.shared.outbox {
+            Some(outbox) if !self.shared.lock_state().queues.is_empty() => outbox,
+            _ => {
+                self.shared.change(contact, trigger, deleted, None);
+                return None;
+            }
+        };
+        let change = if deleted {
+            Change::Deleted
+        } else {
+            Change::Updated
+        };
+        let (seq, stored) = outbox.accept(contact, change, trigger);
+        self.shared.change(contact, trigger, deleted, Some(seq));
+        Some(stored)
     }
 
     /// The status to report, and whether it changed since the last call.
@@ -214,6 +263,10 @@ impl Feed {
                     name: sink.name.clone(),
                     delivered: counts.delivered,
                     pending: queue.map_or(0, |q| q.len() as u64),
+                    oldest_pending_at: queue
+                        .and_then(Queue::oldest)
+                        .and_then(|at| Timestamp::now().checked_sub(at.elapsed()).ok())
+                        .map(Time),
                     failed: counts.failed,
                     last_delivered_at: counts.last_delivered_at.map(Time),
                     last_error: match &sink.ready {
@@ -223,10 +276,22 @@ impl Feed {
                 }
             })
             .collect();
+        let outbox = self.shared.outbox.as_ref().map(|o| {
+            let stats = o.stats();
+            OutboxStatus {
+                entries: stats.entries as u64,
+                bytes: stats.bytes as u64,
+                oldest_at: stats
+                    .oldest_ms
+                    .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+                    .map(Time),
+            }
+        });
         let status = ExportStatus {
             cursor: state.cursor.map(Time),
             snapshot: state.snapshot_done.clone(),
             sinks,
+            outbox,
         };
         (status, dirty)
     }
@@ -249,6 +314,17 @@ impl Feed {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        if let Some(outbox) = &self.shared.outbox {
+            outbox.flush().await;
+        }
+    }
+
+    /// When the oldest entry of the outbox was accepted (Unix milliseconds).
+    pub fn outbox_oldest_ms(&self) -> Option<i64> {
+        self.shared
+            .outbox
+            .as_ref()
+            .and_then(|o| o.stats().oldest_ms)
     }
 }
 
@@ -286,16 +362,24 @@ impl Shared {
             state.queues.entry(name).or_default();
         }
         state.dirty = true;
+        let done = settle_outboxed(&mut state);
         drop(state);
+        self.ack(done);
         self.backlog.fetch_sub(dropped as i64, Ordering::SeqCst);
         self.metrics.pending.dec_by(dropped as i64);
     }
 
-    fn change(&self, contact: &str, trigger: &str, deleted: bool) {
+    /// Queues a change; `seq`: its outbox entry (noted in the same step, so that a delivery
+    /// finishing meanwhile cannot acknowledge it undelivered).
+    fn change(&self, contact: &str, trigger: &str, deleted: bool, seq: Option<u64>) {
         let now = Instant::now();
         let mut added = 0;
         {
             let mut state = self.lock_state();
+            if let Some(seq) = seq {
+                let highest = state.outboxed.entry(contact.to_owned()).or_insert(seq);
+                *highest = (*highest).max(seq);
+            }
             for queue in state.queues.values_mut() {
                 if queue.change(contact, trigger, deleted, now) {
                     added += 1;
@@ -415,14 +499,26 @@ impl Shared {
 
     fn finish(&self, sink: &str, due: &Due, attempt: Attempt) {
         let jitter = rand::rng().random_range(0.5..=1.0);
-        let finished = {
+        let (finished, done) = {
             let mut state = self.lock_state();
             state.dirty = true;
-            match state.queues.get_mut(sink) {
+            let finished = match state.queues.get_mut(sink) {
                 Some(queue) => queue.finish(due, attempt, Instant::now(), Timestamp::now(), jitter),
                 None => return,
-            }
+            };
+            let left = state.queues.values().any(|q| q.contains(&due.contact));
+            let done = if left {
+                None
+            } else {
+                state.draining.remove(&due.contact);
+                state
+                    .outboxed
+                    .remove(&due.contact)
+                    .map(|seq| (due.contact.clone(), seq))
+            };
+            (finished, done)
         };
+        self.ack(done);
         match finished {
             Finished::Delivered { latency } => {
                 self.metrics.count("delivered");
@@ -440,6 +536,40 @@ impl Shared {
                 self.backlog.fetch_sub(1, Ordering::SeqCst);
                 self.metrics.pending.dec();
             }
+        }
+    }
+
+    /// Acknowledges outbox entries of contacts no sink waits for any more.
+    fn ack(&self, done: impl IntoIterator<Item = (String, u64)>) {
+        if let Some(outbox) = &self.outbox {
+            for (contact, seq) in done {
+                outbox.ack(&contact, seq);
+            }
+        }
+    }
+
+    /// Queues what the outbox held at the start, before anything else.
+    fn replay(&self, entries: Vec<outbox::Entry>) {
+        let count = entries.len();
+        let queued = !self.lock_state().queues.is_empty();
+        for entry in entries {
+            let deleted = entry.change == Change::Deleted;
+            if queued {
+                self.lock_state().draining.insert(entry.contact.clone());
+            }
+            self.change(&entry.contact, &entry.trigger, deleted, Some(entry.seq));
+        }
+        let mut state = self.lock_state();
+        state.replaying = false;
+        state.drain_started = Some(Instant::now());
+        let done = settle_outboxed(&mut state);
+        drop(state);
+        self.ack(done);
+        if count > 0 {
+            tracing::info!(
+                entries = count,
+                "change feed: delivering what the outbox held first"
+            );
         }
     }
 
@@ -478,7 +608,11 @@ impl Shared {
             let due = state
                 .last_catch_up
                 .is_none_or(|at| at.elapsed() >= config.catch_up);
-            if state.catching_up || (!due && wanted.is_none()) {
+            let draining = !state.draining.is_empty()
+                && state
+                    .drain_started
+                    .is_some_and(|at| at.elapsed() < DRAIN_FIRST);
+            if state.catching_up || state.replaying || draining || (!due && wanted.is_none()) {
                 return;
             }
             state.catching_up = true;
@@ -539,15 +673,46 @@ impl Shared {
         let trigger = if snapshot { "Snapshot" } else { "CatchUp" };
         let mut pages = search_all(api.as_ref(), search);
         while let Some(contact) = pages.try_next().await? {
-            self.change(&contact.id, trigger, false);
+            self.change(&contact.id, trigger, false, None);
         }
         Ok(())
     }
 }
 
-/// The feed's task: catch-ups when due, deliveries as they fall due (each in its own task,
-/// at most [`CONCURRENCY`] at once).
-async fn run(shared: Arc<Shared>) {
+/// Outbox entries of contacts no queue holds (every sink delivered them or gave up): taken
+/// out of `outboxed`, to acknowledge. With no sink that can send, nothing is: the entries wait
+/// for one (the next holder delivers them).
+fn settle_outboxed(state: &mut State) -> Vec<(String, u64)> {
+    if state.queues.is_empty() {
+        return Vec::new();
+    }
+    let done: Vec<String> = state
+        .outboxed
+        .keys()
+        .filter(|c| !state.queues.values().any(|q| q.contains(c)))
+        .cloned()
+        .collect();
+    done.into_iter()
+        .filter_map(|contact| {
+            state.draining.remove(&contact);
+            state.outboxed.remove(&contact).map(|seq| (contact, seq))
+        })
+        .collect()
+}
+
+/// The feed's task: what the outbox held first, then catch-ups when due, deliveries as they
+/// fall due (each in its own task, at most [`CONCURRENCY`] at once).
+async fn run(shared: Arc<Shared>, loaded: Option<Loaded>) {
+    if let Some(loaded) = loaded {
+        // The writer hands over what is stored once it could read it; until then deliveries
+        // of new changes go on, and catch-ups wait.
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let entries = loaded.await.unwrap_or_default();
+            shared.replay(entries);
+            shared.wake.notify_one();
+        });
+    }
     loop {
         shared.settle_marks();
         shared.maybe_catch_up();

@@ -235,6 +235,16 @@ impl Queue {
     }
 
     /// Contacts waiting.
+    /// Whether a change to `contact` waits (or is in flight).
+    pub fn contains(&self, contact: &str) -> bool {
+        self.pending.contains_key(contact)
+    }
+
+    /// When the oldest undelivered change arrived.
+    pub fn oldest(&self) -> Option<Instant> {
+        self.pending.values().map(|p| p.since).min()
+    }
+
     pub fn len(&self) -> usize {
         self.pending.len()
     }

@@ -15,5 +15,5 @@ pub mod replay;
 pub mod verify;
 
 pub use payload::{Change, Part, Webhook};
-pub use receiver::{Intake, Receiver, WebhookMetrics};
+pub use receiver::{Admission, Intake, Receiver, WebhookMetrics};
 pub use verify::PublicKeys;

@@ -28,6 +28,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use futures::future::BoxFuture;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -64,9 +65,10 @@ pub trait Intake: Send + Sync {
     /// Whether an agency connection the operator serves belongs to this company (app
     /// installs name the company, and often a location no connection has yet).
     fn knows_company(&self, company: &str) -> bool;
-    /// Takes a webhook for processing; false when it cannot now (the backlog is full, or this
-    /// process is not the leader), so that GHL retries it.
-    fn admit(&self, webhook: Webhook, received: Instant) -> bool;
+    /// Takes a webhook for processing: refused when it cannot now (the backlog is full, or
+    /// this process is not the leader), so that GHL retries it; or accepted once what it
+    /// announced is stored.
+    fn admit(&self, webhook: Webhook, received: Instant) -> Admission;
     /// Where another replica that holds the webhook's location takes webhooks (`ip:port`), when
     /// one does and said where.
     fn elsewhere(&self, _webhook: &Webhook) -> Option<String> {
@@ -74,12 +76,44 @@ pub trait Intake: Send + Sync {
     }
 }
 
+/// Whether a webhook was taken.
+pub enum Admission {
+    Refused,
+    Accepted,
+    /// Accepted once this answers true (what it announced is stored); false: refused.
+    Storing(BoxFuture<'static, bool>),
+}
+
+impl From<bool> for Admission {
+    fn from(accepted: bool) -> Self {
+        if accepted {
+            Admission::Accepted
+        } else {
+            Admission::Refused
+        }
+    }
+}
+
 /// What to do with one webhook.
-#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     Answer(Outcome),
     /// Pass it to the replica at this address.
     Forward(String),
+    /// Answer once what the webhook `id` announced is stored (2xx), or not (429).
+    Store {
+        id: String,
+        stored: BoxFuture<'static, bool>,
+    },
+}
+
+impl std::fmt::Debug for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decision::Answer(outcome) => f.debug_tuple("Answer").field(outcome).finish(),
+            Decision::Forward(address) => f.debug_tuple("Forward").field(address).finish(),
+            Decision::Store { id, .. } => f.debug_struct("Store").field("id", id).finish(),
+        }
+    }
 }
 
 /// What happened to a webhook (a bounded metric label).
@@ -221,10 +255,24 @@ impl Receiver {
     }
 
     /// Decides on one webhook, as a replica that does not forward (forwards answered 429).
-    pub fn decide(&self, headers: &HeaderMap, body: &[u8], now: jiff::Timestamp) -> Outcome {
+    pub async fn decide(&self, headers: &HeaderMap, body: &[u8], now: jiff::Timestamp) -> Outcome {
         match self.route(headers, body, now) {
             Decision::Answer(outcome) => outcome,
             Decision::Forward(_) => Outcome::Overloaded,
+            Decision::Store { id, stored } => self.settle(&id, stored).await,
+        }
+    }
+
+    /// Accepted once stored; otherwise refused, and its id forgotten so GHL's retry is taken.
+    async fn settle(&self, id: &str, stored: BoxFuture<'static, bool>) -> Outcome {
+        if stored.await {
+            Outcome::Accepted
+        } else {
+            self.seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .forget(id);
+            Outcome::Overloaded
         }
     }
 
@@ -279,11 +327,19 @@ impl Receiver {
             return Decision::Forward(address);
         }
         let id = webhook.webhook_id.clone();
-        if !self.intake.admit(webhook, Instant::now()) {
-            return Decision::Answer(Outcome::Overloaded);
+        match self.intake.admit(webhook, Instant::now()) {
+            Admission::Refused => Decision::Answer(Outcome::Overloaded),
+            Admission::Accepted => {
+                seen.insert(&id);
+                Decision::Answer(Outcome::Accepted)
+            }
+            // Remembered now, so a repeat meanwhile is not processed twice; forgotten if it
+            // cannot be stored.
+            Admission::Storing(stored) => {
+                seen.insert(&id);
+                Decision::Store { id, stored }
+            }
         }
-        seen.insert(&id);
-        Decision::Answer(Outcome::Accepted)
     }
 
     /// Passes a webhook to the replica at `address`: forwarded if it took it, else 429 (GHL
@@ -331,6 +387,7 @@ async fn receive(
                 // Forwarded once already: the shards moved meanwhile; GHL retries.
                 Decision::Forward(_) if headers.contains_key(FORWARDED) => Outcome::Overloaded,
                 Decision::Forward(address) => receiver.forward(&address, &headers, bytes).await,
+                Decision::Store { id, stored } => receiver.settle(&id, stored).await,
             },
             Err(error) => unread(&error),
         },
@@ -421,12 +478,12 @@ mod tests {
             company == "co"
         }
 
-        fn admit(&self, _: Webhook, _: Instant) -> bool {
+        fn admit(&self, _: Webhook, _: Instant) -> Admission {
             if self.full.load(Ordering::SeqCst) {
-                return false;
+                return Admission::Refused;
             }
             self.admitted.fetch_add(1, Ordering::SeqCst);
-            true
+            Admission::Accepted
         }
     }
 
@@ -547,8 +604,8 @@ mod tests {
         assert_eq!(b_intake.admitted.load(Ordering::SeqCst), 1);
     }
 
-    #[test]
-    fn every_answer_in_order() {
+    #[tokio::test]
+    async fn every_answer_in_order() {
         let keys = Keys::get();
         let recorder = Arc::new(Recorder::default());
         let receiver = Receiver::new(
@@ -560,8 +617,14 @@ mod tests {
         let at = "2030-01-01T00:00:00Z";
 
         let (headers, body) = signed(event("w1", "loc", at));
-        assert_eq!(receiver.decide(&headers, &body, now), Outcome::Accepted);
-        assert_eq!(receiver.decide(&headers, &body, now), Outcome::Duplicate);
+        assert_eq!(
+            receiver.decide(&headers, &body, now).await,
+            Outcome::Accepted
+        );
+        assert_eq!(
+            receiver.decide(&headers, &body, now).await,
+            Outcome::Duplicate
+        );
         assert_eq!(
             recorder.admitted.load(Ordering::SeqCst),
             1,
@@ -570,23 +633,31 @@ mod tests {
 
         let (mut forged, body2) = signed(event("w2", "loc", at));
         assert_eq!(
-            receiver.decide(&forged, b"{\"type\":\"ContactDelete\"}", now),
+            receiver
+                .decide(&forged, b"{\"type\":\"ContactDelete\"}", now)
+                .await,
             Outcome::BadSignature
         );
         forged.remove("x-ghl-signature");
-        assert_eq!(receiver.decide(&forged, &body2, now), Outcome::BadSignature);
+        assert_eq!(
+            receiver.decide(&forged, &body2, now).await,
+            Outcome::BadSignature
+        );
 
         let (headers, body) = signed(event("w3", "loc", "2029-12-31T23:50:00Z"));
-        assert_eq!(receiver.decide(&headers, &body, now), Outcome::Stale);
+        assert_eq!(receiver.decide(&headers, &body, now).await, Outcome::Stale);
 
         let (headers, body) = signed(event("w4", "elsewhere", at));
         assert_eq!(
-            receiver.decide(&headers, &body, now),
+            receiver.decide(&headers, &body, now).await,
             Outcome::UnknownLocation
         );
 
         let (headers, body) = signed(json!({"hello": "world"}));
-        assert_eq!(receiver.decide(&headers, &body, now), Outcome::Malformed);
+        assert_eq!(
+            receiver.decide(&headers, &body, now).await,
+            Outcome::Malformed
+        );
 
         // An install on a location no connection has yet: known by its company.
         let install = |id: &str, company: &str| {
@@ -594,19 +665,25 @@ mod tests {
                    "companyId": company, "locationId": "brand-new"})
         };
         let (headers, body) = signed(install("w6", "co"));
-        assert_eq!(receiver.decide(&headers, &body, now), Outcome::Accepted);
+        assert_eq!(
+            receiver.decide(&headers, &body, now).await,
+            Outcome::Accepted
+        );
         let (headers, body) = signed(install("w7", "another-agency"));
         assert_eq!(
-            receiver.decide(&headers, &body, now),
+            receiver.decide(&headers, &body, now).await,
             Outcome::UnknownLocation
         );
 
         recorder.full.store(true, Ordering::SeqCst);
         let (headers, body) = signed(event("w5", "loc", at));
-        assert_eq!(receiver.decide(&headers, &body, now), Outcome::Overloaded);
+        assert_eq!(
+            receiver.decide(&headers, &body, now).await,
+            Outcome::Overloaded
+        );
         recorder.full.store(false, Ordering::SeqCst);
         assert_eq!(
-            receiver.decide(&headers, &body, now),
+            receiver.decide(&headers, &body, now).await,
             Outcome::Accepted,
             "GHL's retry of a 429 is processed"
         );

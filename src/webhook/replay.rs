@@ -40,6 +40,13 @@ impl SeenIds {
         true
     }
 
+    /// Forgets `id` (its processing failed: GHL's retry of it must be taken).
+    pub fn forget(&mut self, id: &str) {
+        if self.set.remove(id) {
+            self.order.retain(|known| known != id);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.order.len()
     }

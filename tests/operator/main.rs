@@ -11,6 +11,7 @@ mod chaos;
 mod chart;
 mod credentials;
 mod deletion;
+mod durability;
 mod harness;
 mod hostile;
 mod import;

@@ -38,7 +38,7 @@ pub fn key_files() -> Vec<PathBuf> {
 }
 
 /// An operator with the webhook receiver on `port`, verifying with the sandbox's keys.
-fn operator(
+pub fn operator(
     namespace: &str,
     identity: &str,
     sandbox: &RunningSandbox,
@@ -67,7 +67,7 @@ fn operator(
 }
 
 /// A sandbox that posts its webhooks to `port`.
-async fn sandbox(port: u16, faults: FaultSpec) -> RunningSandbox {
+pub async fn sandbox(port: u16, faults: FaultSpec) -> RunningSandbox {
     start(SandboxConfig {
         search_lag: Duration::ZERO,
         webhook_url: Some(format!("http://127.0.0.1:{port}/webhooks/ghl")),
@@ -79,7 +79,7 @@ async fn sandbox(port: u16, faults: FaultSpec) -> RunningSandbox {
 }
 
 /// The examples' connection (and its Secret), pointed at the sandbox, with `export`.
-fn connection(url: &str, export: Option<Value>) -> Vec<Value> {
+pub fn connection(url: &str, export: Option<Value>) -> Vec<Value> {
     examples(url)
         .into_iter()
         .filter(|d| d["kind"] == "Secret" || d["kind"] == "GhlConnection")
@@ -94,19 +94,19 @@ fn connection(url: &str, export: Option<Value>) -> Vec<Value> {
         .collect()
 }
 
-fn export(sink: &Sink, catch_up: &str) -> Value {
+pub fn export(sink: &Sink, catch_up: &str) -> Value {
     json!({"catchUpInterval": catch_up, "sinks": [{
         "name": "servis-ai", "url": sink.url,
         "signingSecretRef": {"name": "feed-secret", "key": "secret"},
         "include": ["tasks", "notes", "appointments"]}]})
 }
 
-fn feed_secret() -> Value {
+pub fn feed_secret() -> Value {
     json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "feed-secret", "labels": {"ghl.servis.ai/secret-type": "feed-signing"}},
            "stringData": {"secret": SECRET}})
 }
 
-async fn wait_ready(client: &kube::Client, namespace: &str) {
+pub async fn wait_ready(client: &kube::Client, namespace: &str) {
     wait_object(
         &connections(client, namespace),
         "acme",
@@ -118,7 +118,7 @@ async fn wait_ready(client: &kube::Client, namespace: &str) {
 }
 
 /// A contact created through the API (as another integration would).
-async fn create_contact(raw: &Raw, email: &str) -> String {
+pub async fn create_contact(raw: &Raw, email: &str) -> String {
     let answer = raw
         .call(
             "POST",
@@ -537,7 +537,18 @@ async fn forged_replayed_stale_and_oversized_webhooks_are_refused_and_counted() 
     let stale = event("w-stale", "ve9EPM428h8vShlRW1KT", old);
     assert_eq!(post(stale.clone(), Some(signed(&stale))).await, 401);
     let big = vec![b' '; 1024 * 1024 + 10];
-    assert_eq!(post(big.clone(), Some(signed(&big))).await, 413);
+    // Answered 413 from its declared length before the body is read; the connection then
+    // closes, so the client may see the close while still writing (the counter below shows
+    // the refusal either way).
+    let answer = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("x-ghl-signature", signed(&big))
+        .body(big)
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    assert!(matches!(answer, Ok(413) | Err(_)), "{answer:?}");
     let elsewhere = event("w-elsewhere", "someOtherLocation", now);
     assert_eq!(post(elsewhere.clone(), Some(signed(&elsewhere))).await, 202);
 

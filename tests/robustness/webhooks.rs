@@ -8,7 +8,7 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::http::Request;
 use ghl_operator::webhook::payload::Webhook;
-use ghl_operator::webhook::receiver::{Intake, PATH, Receiver, WebhookMetrics, router};
+use ghl_operator::webhook::receiver::{Admission, Intake, PATH, Receiver, WebhookMetrics, router};
 use ghl_operator::webhook::verify::PublicKeys;
 use proptest::prelude::*;
 use serde_json::json;
@@ -29,9 +29,9 @@ impl Intake for Counting {
         true
     }
 
-    fn admit(&self, _webhook: Webhook, _received: Instant) -> bool {
+    fn admit(&self, _webhook: Webhook, _received: Instant) -> Admission {
         self.0.fetch_add(1, Ordering::SeqCst);
-        true
+        Admission::Accepted
     }
 }
 

@@ -17,6 +17,8 @@ use crate::controller::registry::clients::ConnectionKey;
 use crate::crd::GhlConnection;
 use crate::crd::export::WebhookStatus;
 use crate::crd::vocabulary::FIELD_MANAGER_INTAKE;
+use crate::engine::fence::Fence;
+use crate::feed::outbox::{Limits, Outbox, OutboxOwner};
 use crate::feed::{Feed, FeedConfig, FeedMetrics};
 
 /// How often changed statuses are written.
@@ -43,10 +45,25 @@ pub struct Feeds {
     leading: AtomicBool,
     metrics: FeedMetrics,
     http: reqwest::Client,
+    /// Where outboxes are kept (`None`: in memory only, as in unit tests).
+    kube: Option<Client>,
+    /// Outbox entries per connection, at most.
+    outbox_limits: Limits,
+}
+
+/// The connection a feed belongs to, as its check found it.
+pub struct FeedTarget<'a> {
+    pub key: &'a ConnectionKey,
+    pub uid: &'a str,
+    pub location: &'a str,
+    /// GHL accepted the connection's credentials for the location.
+    pub accepted: bool,
+    /// The fence of the connection's shard: outbox writes stop when it closes.
+    pub fence: Fence,
 }
 
 impl Feeds {
-    pub fn new(capacity: usize, metrics: FeedMetrics) -> Self {
+    pub fn new(capacity: usize, metrics: FeedMetrics, kube: Option<Client>) -> Self {
         crate::tls::install_default_provider();
         Self {
             entries: Mutex::new(HashMap::new()),
@@ -58,6 +75,8 @@ impl Feeds {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
+            kube,
+            outbox_limits: Limits::new(capacity),
         }
     }
 
@@ -79,17 +98,22 @@ impl Feeds {
         self.leading.load(Ordering::SeqCst) && self.backlog.load(Ordering::SeqCst) < self.capacity
     }
 
-    /// Starts, reconfigures or stops `key`'s feed; `accepted`: GHL accepted the connection's
-    /// credentials for `location`.
+    /// Starts, reconfigures or stops the connection's feed (a new one opens the connection's
+    /// outbox and delivers what it holds first).
     pub fn configure(
         &self,
-        key: &ConnectionKey,
-        location: &str,
-        accepted: bool,
+        target: FeedTarget<'_>,
         config: Option<FeedConfig>,
         last: Option<&crate::crd::export::ExportStatus>,
         client: crate::feed::Client,
     ) {
+        let FeedTarget {
+            key,
+            uid,
+            location,
+            accepted,
+            fence,
+        } = target;
         let mut entries = self.entries();
         let entry = entries.entry(key.clone()).or_insert_with(|| Entry {
             location: location.to_owned(),
@@ -104,6 +128,14 @@ impl Feeds {
             (None, _) => entry.feed = None,
             (Some(config), Some(feed)) => feed.configure(config),
             (Some(config), None) => {
+                let outbox = self.kube.clone().filter(|_| !uid.is_empty()).map(|kube| {
+                    let owner = OutboxOwner {
+                        namespace: key.0.clone(),
+                        name: key.1.clone(),
+                        uid: uid.to_owned(),
+                    };
+                    Outbox::open(kube, owner, self.outbox_limits, fence, self.metrics.clone())
+                });
                 entry.feed = Some(Feed::start(
                     config,
                     last,
@@ -111,6 +143,7 @@ impl Feeds {
                     self.http.clone(),
                     self.metrics.clone(),
                     Arc::clone(&self.backlog),
+                    outbox,
                 ));
             }
         }
@@ -132,18 +165,37 @@ impl Feeds {
         }
     }
 
-    pub fn feed(&self, location: &str, contact: &str, trigger: &str, deleted: bool) {
-        for entry in self.entries().values() {
-            if entry.location == location
-                && let Some(feed) = &entry.feed
-            {
-                feed.change(contact, trigger, deleted);
-            }
-        }
+    /// Queues a change GHL announced on the feeds of `location`'s connections; the answers
+    /// say when each outbox stored it (the webhook is answered 2xx only once all have).
+    pub fn feed(
+        &self,
+        location: &str,
+        contact: &str,
+        trigger: &str,
+        deleted: bool,
+    ) -> Vec<tokio::sync::oneshot::Receiver<bool>> {
+        self.entries()
+            .values()
+            .filter(|entry| entry.location == location)
+            .filter_map(|entry| entry.feed.as_ref())
+            .filter_map(|feed| feed.accept(contact, trigger, deleted))
+            .collect()
     }
 
-    /// The statuses that changed since they were last taken.
+    /// The statuses that changed since they were last taken (and the outboxes' oldest age,
+    /// for the metric).
     pub fn changed_statuses(&self) -> Vec<(ConnectionKey, serde_json::Value)> {
+        let oldest = self
+            .entries()
+            .values()
+            .filter_map(|e| e.feed.as_ref().and_then(Feed::outbox_oldest_ms))
+            .min();
+        let age = oldest
+            .map(|ms| Timestamp::now().as_millisecond().saturating_sub(ms))
+            .map_or(Duration::ZERO, |ms| {
+                Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+            });
+        self.metrics.outbox_oldest(age);
         let mut out = Vec::new();
         for (key, entry) in self.entries().iter_mut() {
             let export = entry.feed.as_ref().map(Feed::status);

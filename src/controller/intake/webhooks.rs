@@ -15,7 +15,7 @@ use crate::controller::context::Context;
 use crate::controller::object::ObjectKey;
 use crate::crd::Kind;
 use crate::crd::connection::UserType;
-use crate::webhook::{Change, Part, Webhook};
+use crate::webhook::{Admission, Change, Part, Webhook};
 
 /// What the webhook receiver hands verified webhooks to.
 pub struct Handler(pub Arc<Context>);
@@ -47,16 +47,16 @@ impl crate::webhook::Intake for Handler {
         shards.route(shards.of(&webhook.location_id))
     }
 
-    fn admit(&self, webhook: Webhook, received: Instant) -> bool {
+    fn admit(&self, webhook: Webhook, received: Instant) -> Admission {
         let ctx = &self.0;
         if let Change::Installation { company_id } = &webhook.change {
-            return installation(ctx, company_id);
+            return installation(ctx, company_id).into();
         }
         let location = webhook.location_id.as_str();
         // Another replica's shard whose address is unknown: 429, and GHL's retry may reach
         // the replica that holds it.
         if !ctx.intake.feeds.admits() || !ctx.registry.holds_location(location) {
-            return false;
+            return Admission::Refused;
         }
         ctx.intake.feeds.webhook(location, Timestamp::now());
         let (contact, part, email, phone, deleted) = match &webhook.change {
@@ -67,9 +67,14 @@ impl crate::webhook::Intake for Handler {
                 phone,
             } => (id, *part, email.as_deref(), phone.as_deref(), false),
             Change::ContactDeleted { id } => (id, Part::Contact, None, None, true),
-            Change::Unattributed | Change::Other | Change::Installation { .. } => return true,
+            Change::Unattributed | Change::Other | Change::Installation { .. } => {
+                return Admission::Accepted;
+            }
         };
-        ctx.intake
+        // Stored in each feed's outbox before GHL gets its 2xx; the repairs below need no
+        // storage (a missed one is found by the next resync).
+        let stored = ctx
+            .intake
             .feeds
             .feed(location, contact, &webhook.kind, deleted);
         let mut queued = 0;
@@ -86,7 +91,15 @@ impl crate::webhook::Intake for Handler {
         if matches!(part, Part::Contact | Part::Notes) {
             ctx.registry.wake_rules(location);
         }
-        true
+        if stored.is_empty() {
+            return Admission::Accepted;
+        }
+        Admission::Storing(Box::pin(async move {
+            futures::future::join_all(stored)
+                .await
+                .into_iter()
+                .all(|answer| answer == Ok(true))
+        }))
     }
 }
 

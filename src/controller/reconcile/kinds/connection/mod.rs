@@ -22,6 +22,7 @@ use self::credential::Resolved;
 use self::verdict::verdict;
 use crate::controller::context::Context;
 use crate::controller::error::Result;
+use crate::controller::intake::feeds::FeedTarget;
 use crate::controller::object::ObjectKey;
 use crate::controller::reconcile::verdict::{Requeue, Verdict};
 use crate::controller::reconcile::write::patch_status;
@@ -130,9 +131,13 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
     // The change feed follows the spec: sinks, their secrets, snapshot requests.
     match export::feed_config(&ctx, &obj).await {
         Ok(config) => ctx.intake.feeds.configure(
-            &key,
-            &obj.spec.location_id,
-            ready,
+            FeedTarget {
+                key: &key,
+                uid: obj.metadata.uid.as_deref().unwrap_or_default(),
+                location: &obj.spec.location_id,
+                accepted: ready,
+                fence: ctx.registry.fence_for(&object),
+            },
             config,
             previous.export.as_ref(),
             export::client_of(&ctx.registry.clients, &key),
