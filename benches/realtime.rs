@@ -161,6 +161,7 @@ async fn main() {
     std::fs::write(dir.join("rsa.pem"), &keys.rsa_public_pem).unwrap();
 
     let log = std::fs::File::create(std::env::temp_dir().join(format!("{namespace}.log"))).unwrap();
+    let metrics_port = free_port();
     let _operator = Operator(
         Command::new(env!("CARGO_BIN_EXE_ghl-operator"))
             .args([
@@ -168,7 +169,7 @@ async fn main() {
                 "--no-leader-election",
                 "--default-resync=1h",
                 "--connection-check-interval=1h",
-                &format!("--metrics-addr=127.0.0.1:{}", free_port()),
+                &format!("--metrics-addr=127.0.0.1:{metrics_port}"),
                 &format!("--watch-namespace={namespace}"),
                 &format!("--webhook-addr=127.0.0.1:{webhook_port}"),
                 &format!("--webhook-public-key={}", dir.display()),
@@ -404,6 +405,40 @@ async fn main() {
     println!(
         "429 answers: {}",
         after["rateLimited"].as_u64().unwrap_or(0) - before["rateLimited"].as_u64().unwrap_or(0)
+    );
+    // What the outbox costs the API server: its writes per webhook accepted.
+    let metrics = http
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sample = |name: &str, label: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains(label))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let webhooks = sample("ghl_operator_webhooks_total", "result=\"accepted\"");
+    let writes = sample(
+        "ghl_operator_feed_outbox_writes_total",
+        "result=\"written\"",
+    );
+    let conflicts = sample(
+        "ghl_operator_feed_outbox_writes_total",
+        "result=\"conflict\"",
+    );
+    println!(
+        "outbox API-server writes per webhook  {:.3} ({writes} writes, {conflicts} conflicts, for {webhooks} webhooks accepted)",
+        if webhooks > 0.0 {
+            writes / webhooks
+        } else {
+            0.0
+        }
     );
     let _ = Api::<Namespace>::all(client.clone())
         .delete(&namespace, &kube::api::DeleteParams::default())

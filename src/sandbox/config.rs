@@ -45,6 +45,8 @@ pub struct SandboxConfig {
     pub allow_duplicate_contact: bool,
     /// How long a webhook answered with 429 waits before the sandbox retries it (GHL: 10 min).
     pub webhook_retry_delay: Duration,
+    /// Webhooks posted at once (GHL's many workers post independent events side by side).
+    pub webhook_concurrency: usize,
 }
 
 impl Default for SandboxConfig {
@@ -65,6 +67,7 @@ impl Default for SandboxConfig {
             webhook_url: None,
             allow_duplicate_contact: false,
             webhook_retry_delay: Duration::from_secs(1),
+            webhook_concurrency: 8,
         }
     }
 }

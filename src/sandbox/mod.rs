@@ -209,6 +209,7 @@ pub async fn serve(
             retry_delay: config.webhook_retry_delay,
             drop: config.faults.webhook_drop,
             seed: config.faults.seed,
+            concurrency: config.webhook_concurrency,
         },
         Arc::clone(&ids),
         Arc::clone(&clock),

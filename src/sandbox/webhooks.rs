@@ -2,7 +2,8 @@
 //! raw body with Ed25519 (`X-GHL-Signature`) and RSA-SHA256 (`x-wh-signature`), both base64.
 //! Delivery is lossy like GHL's: only a 429 answer is retried (6 times, `retry_delay` apart);
 //! any other failure drops the event, and the `webhook-drop` fault loses a share of them
-//! silently.
+//! silently. Independent events are posted side by side (`webhook_concurrency` at once, as
+//! GHL's many workers do), so their order is not guaranteed.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -121,6 +122,8 @@ pub struct Delivery {
     pub drop: f64,
     /// Seeds which ones are lost.
     pub seed: u64,
+    /// Events posted at once.
+    pub concurrency: usize,
 }
 
 async fn deliver(
@@ -131,7 +134,6 @@ async fn deliver(
 ) {
     use rand::{RngExt, SeedableRng};
     let mut losses = rand::rngs::StdRng::seed_from_u64(delivery.seed ^ 0x005E_ED0F_DA7A);
-    let retry_delay = delivery.retry_delay;
     crate::tls::install_default_provider();
     let Ok(http) = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -139,44 +141,64 @@ async fn deliver(
     else {
         return;
     };
+    // GHL's workers post independent events side by side: up to `concurrency` in flight.
+    let permits = Arc::new(tokio::sync::Semaphore::new(delivery.concurrency.max(1)));
     while let Some(body) = queue.recv().await {
         if delivery.drop > 0.0 && losses.random::<f64>() < delivery.drop {
             stats.webhooks_dropped.fetch_add(1, Ordering::SeqCst);
             continue;
         }
-        let (ed25519, rsa) = Keys::get().sign(&body);
-        let mut delivered = false;
-        for attempt in 0..=6 {
-            if attempt > 0 {
-                tokio::time::sleep(retry_delay).await;
-            }
-            let answer = http
-                .post(&url)
-                .header("content-type", "application/json")
-                .header("x-ghl-signature", &ed25519)
-                .header("x-wh-signature", &rsa)
-                .body(body.clone())
-                .send()
-                .await;
-            match answer {
-                Ok(r) if r.status().as_u16() == 429 => {
-                    stats.webhooks_retried.fetch_add(1, Ordering::SeqCst);
-                    continue;
-                }
-                Ok(r) if r.status().is_success() => {
-                    delivered = true;
-                    break;
-                }
-                _ => break,
-            }
-        }
-        let counter = if delivered {
-            &stats.webhooks_sent
-        } else {
-            &stats.webhooks_failed
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            return;
         };
-        counter.fetch_add(1, Ordering::SeqCst);
+        let (http, url, stats) = (http.clone(), url.clone(), Arc::clone(&stats));
+        tokio::spawn(async move {
+            post_one(&http, &url, body, delivery.retry_delay, &stats).await;
+            drop(permit);
+        });
     }
+}
+
+/// Posts one event; retries only a 429, up to 6 times.
+async fn post_one(
+    http: &reqwest::Client,
+    url: &str,
+    body: Bytes,
+    retry_delay: Duration,
+    stats: &Stats,
+) {
+    let (ed25519, rsa) = Keys::get().sign(&body);
+    let mut delivered = false;
+    for attempt in 0..=6 {
+        if attempt > 0 {
+            tokio::time::sleep(retry_delay).await;
+        }
+        let answer = http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("x-ghl-signature", &ed25519)
+            .header("x-wh-signature", &rsa)
+            .body(body.clone())
+            .send()
+            .await;
+        match answer {
+            Ok(r) if r.status().as_u16() == 429 => {
+                stats.webhooks_retried.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            Ok(r) if r.status().is_success() => {
+                delivered = true;
+                break;
+            }
+            _ => break,
+        }
+    }
+    let counter = if delivered {
+        &stats.webhooks_sent
+    } else {
+        &stats.webhooks_failed
+    };
+    counter.fetch_add(1, Ordering::SeqCst);
 }
 
 #[cfg(test)]

@@ -220,3 +220,69 @@ async fn past_its_bound_the_receiver_answers_429_and_loses_nothing_it_accepted()
     second.stop().await;
     ns.delete().await;
 }
+
+/// Sharded: the replica holding the connection's shard accepted a deletion while the sink was
+/// down and was SIGKILLed; the other replica takes the shard over and delivers it.
+#[tokio::test]
+async fn with_two_shards_the_other_replica_delivers_what_the_killed_holder_accepted() {
+    use crate::shards::{held, reconciled, sharded_with};
+
+    let Some((client, ns)) = setup("outbox-shards").await else {
+        return;
+    };
+    let (port_a, port_b) = (free_port(), free_port());
+    // GHL posts to one replica (a Service would pick any); it forwards to the holder.
+    let sandbox = sandbox(port_a, FaultSpec::default()).await;
+    let raw = Raw::new(&sandbox);
+    let sink = Sink::start().await;
+    let allow = [format!("--allowed-sink-url=http://{}/hooks/", sink.addr)];
+    let mut replicas = vec![
+        sharded_with(&ns.name, "op-a", &sandbox.url, port_a, &allow),
+        sharded_with(&ns.name, "op-b", &sandbox.url, port_b, &allow),
+    ];
+    wait_for("one shard each", READY, || async {
+        (held(&replicas[0]).await? == 1.0 && held(&replicas[1]).await? == 1.0).then_some(())
+    })
+    .await;
+    apply(&client, &ns.name, feed_secret()).await;
+    for doc in connection(&sandbox.url, Some(export(&sink, "1h"))) {
+        apply(&client, &ns.name, doc).await;
+    }
+    wait_ready(&client, &ns.name).await;
+    let gone = create_contact(&raw, "sharded@example.com").await;
+    wait_for("delivered", READY, || async { sink.latest(&gone) }).await;
+
+    sink.fail_next(DOWN);
+    raw.admin("DELETE", &format!("contacts/{gone}"), None).await;
+    wait_for("the deletion stored", READY, || async {
+        outbox_lines(&client, &ns.name)
+            .await
+            .iter()
+            .any(|l| l.contains(&gone))
+            .then_some(())
+    })
+    .await;
+    let connection = format!("GhlConnection/{}/acme", ns.name);
+    let holder = replicas
+        .iter()
+        .position(|r| reconciled(r).contains(&connection))
+        .expect("a replica holds the connection");
+    let mut killed = replicas.remove(holder);
+    killed.kill();
+    sink.fail_next(0);
+    let survivor = replicas.pop().unwrap();
+    wait_for("the survivor delivered the deletion", READY, || async {
+        sink.latest(&gone).filter(|r| r.event["type"] == DELETED)
+    })
+    .await;
+    assert_eq!(held(&survivor).await, Some(2.0));
+    wait_for("the outbox empty", READY, || async {
+        outbox_lines(&client, &ns.name)
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    survivor.stop().await;
+    ns.delete().await;
+}

@@ -22,7 +22,19 @@ fn location(i: usize) -> String {
 
 /// A replica with `--shards=2`, taking webhooks on `webhook_port` and advertising it.
 fn sharded(namespace: &str, identity: &str, sandbox_url: &str, webhook_port: u16) -> Operator {
+    sharded_with(namespace, identity, sandbox_url, webhook_port, &[])
+}
+
+/// [`sharded`], with more flags.
+pub fn sharded_with(
+    namespace: &str,
+    identity: &str,
+    sandbox_url: &str,
+    webhook_port: u16,
+    extra: &[String],
+) -> Operator {
     let mut options = OperatorOptions::new(namespace, identity).allowing(sandbox_url);
+    options.extra_args.extend(extra.iter().cloned());
     options.extra_args.extend([
         "--shards=2".into(),
         format!("--webhook-addr=127.0.0.1:{webhook_port}"),
@@ -37,7 +49,7 @@ fn sharded(namespace: &str, identity: &str, sandbox_url: &str, webhook_port: u16
 }
 
 /// The objects a process's log says it reconciled (its "reconciling" lines).
-fn reconciled(operator: &Operator) -> BTreeSet<String> {
+pub fn reconciled(operator: &Operator) -> BTreeSet<String> {
     operator
         .logs()
         .lines()
@@ -47,7 +59,7 @@ fn reconciled(operator: &Operator) -> BTreeSet<String> {
         .collect()
 }
 
-async fn held(operator: &Operator) -> Option<f64> {
+pub async fn held(operator: &Operator) -> Option<f64> {
     operator.gauge("ghl_operator_shards_held").await
 }
 

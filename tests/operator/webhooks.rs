@@ -499,7 +499,11 @@ async fn forged_replayed_stale_and_oversized_webhooks_are_refused_and_counted() 
     }
     wait_ready(&client, &ns.name).await;
     let url = format!("http://127.0.0.1:{port}/webhooks/ghl");
-    let http = reqwest::Client::new();
+    // A fresh connection per request: the server closes one it answered before the body.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let post = |body: Vec<u8>, signature: Option<String>| {
         let mut request = http
             .post(&url)
@@ -508,7 +512,15 @@ async fn forged_replayed_stale_and_oversized_webhooks_are_refused_and_counted() 
         if let Some(signature) = signature {
             request = request.header("x-ghl-signature", signature);
         }
-        async move { request.send().await.unwrap().status().as_u16() }
+        // 0: the connection closed while the body was being written (an unsigned request is
+        // answered before its body is read; the counters below show the answer either way).
+        async move {
+            match request.send().await {
+                Ok(answer) => answer.status().as_u16(),
+                Err(error) if error.is_request() => 0,
+                Err(error) => panic!("{error}"),
+            }
+        }
     };
     let event = |id: &str, location: &str, at: jiff::Timestamp| {
         serde_json::to_vec(&json!({"type": "ContactUpdate", "locationId": location,
@@ -530,7 +542,8 @@ async fn forged_replayed_stale_and_oversized_webhooks_are_refused_and_counted() 
         post(forged.clone(), Some(signed(b"something else"))).await,
         401
     );
-    assert_eq!(post(forged, None).await, 401);
+    let unsigned = post(forged, None).await;
+    assert!(unsigned == 401 || unsigned == 0, "{unsigned}");
     let old = now
         .checked_sub(jiff::SignedDuration::from_mins(10))
         .unwrap();
