@@ -7,5 +7,6 @@
 mod admission;
 mod answers;
 mod inputs;
+mod outbox;
 mod specs;
 mod webhooks;

@@ -143,7 +143,8 @@ impl Book {
     }
 
     /// Records `entry` (its `seq` above every one held), coalescing with the contact's pending
-    /// entries; refused past `limits` (a coalescing change never is: it takes no room).
+    /// entries; refused when the result would not fit `limits` (a change that coalesces takes
+    /// no new entry, so a full outbox still takes it unless it is bytes longer).
     pub fn add(&mut self, entry: Entry, limits: Limits) -> Result<(), Full> {
         let pending = self.of(&entry.contact);
         let last = pending.last().and_then(|seq| self.entries.get(seq));
@@ -164,7 +165,7 @@ impl Book {
         let freed: usize = replaced.iter().map(|seq| self.entries[seq].size()).sum();
         let entries = self.entries.len() - replaced.len() + 1;
         let bytes = self.bytes - freed + entry.size();
-        if (entries > limits.entries || bytes > limits.bytes) && replaced.is_empty() {
+        if entries > limits.entries || bytes > limits.bytes {
             return Err(Full {
                 entries: self.entries.len(),
                 bytes: self.bytes,
