@@ -45,7 +45,7 @@ pub struct ApproveArgs {
     pub target: Target,
 }
 
-async fn client_and_namespace(target: &Target) -> anyhow::Result<(Client, String)> {
+pub(super) async fn client_and_namespace(target: &Target) -> anyhow::Result<(Client, String)> {
     let client = Client::try_default()
         .await
         .context("no Kubernetes configuration (KUBECONFIG, or in-cluster)")?;

@@ -3,6 +3,7 @@
 
 mod apply;
 pub mod cluster;
+mod connect;
 mod crds;
 mod demo;
 mod import;
@@ -50,6 +51,9 @@ pub enum Command {
     Status(cluster::StatusArgs),
     /// Approve a ContactSyncPolicy's or TagRule's waiting plan (applied once by the operator).
     Approve(cluster::ApproveArgs),
+    /// Connect a GhlConnection to GHL: print (or --open) its consent link and wait until it is
+    /// Authenticated.
+    Connect(connect::ConnectArgs),
 }
 
 impl Command {
@@ -64,6 +68,7 @@ impl Command {
             Command::Crds(args) => crds::run(args),
             Command::Status(args) => cluster::status(args).await,
             Command::Approve(args) => cluster::approve(args).await,
+            Command::Connect(args) => connect::run(args).await,
         }
     }
 }

@@ -184,8 +184,15 @@ pub struct OAuthAuth {
     /// The operator exchanges it once; afterwards the token Secret is the source of truth.
     pub authorization_code_secret_ref: Option<SecretKeyRef>,
 
-    /// The redirect URI registered with the app (sent with the code exchange).
+    /// The redirect URI registered with the app (sent with the code exchange): the operator's
+    /// own `https://<public host>/oauth/callback` (on the webhook listener), so that consent
+    /// needs no code copied by hand.
     pub redirect_uri: Option<String>,
+
+    /// GHL's consent screen. If omitted, `https://marketplace.gohighlevel.com/oauth/chooselocation`;
+    /// the white-label host (`https://marketplace.leadconnectorhq.com/oauth/chooselocation`) and
+    /// the sandbox's `/oauth/chooselocation` are also valid.
+    pub authorization_url: Option<String>,
 
     /// `Location` (default) or `Company`.
     #[serde(default)]
@@ -325,7 +332,28 @@ pub struct GhlConnectionStatus {
     /// installed, and which of them no GhlConnection in this namespace serves yet. Listing
     /// them creates nothing.
     pub installed_locations: Option<InstalledLocationsStatus>,
+
+    /// An OAuth connection with no usable grant: the link a person opens to grant access
+    /// (`kubectl ghl connect NAME` prints it). GHL then sends the browser back to the
+    /// operator's `/oauth/callback`, which completes the connection.
+    pub consent: Option<ConsentStatus>,
 }
+
+/// A consent link.
+#[skip_serializing_none]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsentStatus {
+    /// GHL's consent screen, with this connection's client id, redirect URI, scopes and a
+    /// single-use `state`.
+    pub url: String,
+    /// After this the link is refused; a new one is published before.
+    pub expires_at: Option<Time>,
+}
+
+/// GHL's consent screen.
+pub const DEFAULT_AUTHORIZATION_URL: &str =
+    "https://marketplace.gohighlevel.com/oauth/chooselocation";
 
 /// The locations of an agency grant's company where the app is installed.
 #[skip_serializing_none]

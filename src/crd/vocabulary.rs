@@ -60,6 +60,11 @@ pub mod reason {
     pub const CREDENTIALS_ACCEPTED: &str = "CredentialsAccepted";
     pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
     pub const REAUTHORIZATION_REQUIRED: &str = "ReauthorizationRequired";
+    /// An OAuth connection with no grant: `status.consent.url` is the link to open.
+    pub const CONSENT_REQUIRED: &str = "ConsentRequired";
+    /// A consent came back for another location or company than the connection declares (or
+    /// its state was refused): nothing was stored.
+    pub const CONSENT_REFUSED: &str = "ConsentRefused";
     pub const AUTHORIZATION_CODE_INVALID: &str = "AuthorizationCodeInvalid";
     pub const MAX_AGE_EXCEEDED: &str = "MaxAgeExceeded";
     pub const WITHIN_MAX_AGE: &str = "WithinMaxAge";

@@ -162,6 +162,11 @@ impl Tokens {
         }
     }
 
+    /// The OAuth app's client id.
+    pub fn client_id(&self) -> &str {
+        &self.app.client_id
+    }
+
     /// Mints an authorization code (what GHL's consent screen hands the redirect URI).
     pub fn mint_code(
         &mut self,

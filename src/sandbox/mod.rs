@@ -21,6 +21,7 @@
 mod auth;
 mod clock;
 pub mod config;
+pub mod consent;
 mod errors;
 mod faults;
 mod gateway;

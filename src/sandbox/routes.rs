@@ -282,7 +282,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/__sandbox/reset", post(admin_reset))
         .route("/__sandbox/oauth/code", post(admin_oauth_code))
         .route("/__sandbox/clock", post(admin_clock))
-        .route("/__sandbox/webhook-keys", get(admin_webhook_keys));
+        .route("/__sandbox/webhook-keys", get(admin_webhook_keys))
+        // GHL's marketplace consent screen: a page a browser opens, not the API.
+        .route(super::consent::PATH, get(choose_location));
     ghl.merge(admin)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -371,6 +373,40 @@ fn with_store(
 }
 
 type Caller = Extension<Principal>;
+
+/// GHL's consent screen ([`super::consent`]).
+async fn choose_location(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
+    use super::consent::{Screen, decide, page, redirect};
+    let query = query_map(q);
+    let locations: Vec<String> = app
+        .store_index
+        .keys()
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let client_id = app.tokens().client_id().to_owned();
+    match decide(&query, &client_id, &locations, &app.company_id) {
+        Screen::Choose(choices) => axum::response::Html(page(&choices)).into_response(),
+        Screen::Chosen {
+            location,
+            company,
+            scopes,
+        } => {
+            let (user_type, location) = if company {
+                (UserType::Company, app.store().location_id().to_owned())
+            } else {
+                (UserType::Location, location)
+            };
+            let now = app.clock.now();
+            let code = app
+                .tokens()
+                .mint_code(user_type, &location, &app.company_id, scopes, now);
+            axum::response::Redirect::to(&redirect(&query, &code)).into_response()
+        }
+        Screen::Refused(why) => (axum::http::StatusCode::BAD_REQUEST, why).into_response(),
+    }
+}
 
 async fn oauth_token(State(app): State<Arc<App>>, FormBody(form): FormBody) -> Response {
     let now = app.clock.now();

@@ -9,6 +9,7 @@ mod approval;
 mod argocd;
 mod chaos;
 mod chart;
+mod consent;
 mod credentials;
 mod deletion;
 mod durability;

@@ -6,11 +6,13 @@
 //!   targeted reconciles for the policies concerned, waking the location's TagRules;
 //! - [`feeds`]: the connections' change feeds and webhook counts, the backlog the receiver's
 //!   429 is measured against, and the task that writes `status.webhooks` / `status.export`;
-//! - [`batches`]: contacts waiting for a targeted reconcile, batched by policy.
+//! - [`batches`]: contacts waiting for a targeted reconcile, batched by policy;
+//! - [`consent`]: `GET /oauth/callback`, where GHL sends a person back after consenting.
 //!
 //! [`Intake`] is the part of the [`Context`](super::context::Context) they share.
 
 pub mod batches;
+pub mod consent;
 pub mod feeds;
 pub mod webhooks;
 

@@ -57,9 +57,24 @@ pub fn connections_reading<S>(
     store
         .state()
         .iter()
-        .filter(|c| c.namespace() == namespace && secrets_of(c).contains(&name.as_str()))
+        .filter(|c| {
+            c.namespace() == namespace
+                && (secrets_of(c).contains(&name.as_str())
+                    || consent_secret_of(c).as_ref() == Some(&name))
+        })
         .map(|c| ObjectRef::from_obj(c.as_ref()))
         .collect()
+}
+
+/// The Secret the operator's `/oauth/callback` keeps a consent's code in (any replica may
+/// take the callback; the one holding the connection exchanges the code).
+fn consent_secret_of(connection: &GhlConnection) -> Option<String> {
+    let uid = connection.metadata.uid.as_deref()?;
+    connection.spec.auth.oauth.as_ref()?;
+    Some(crate::credentials::oauth::consent::code_secret_name(
+        &connection.name_any(),
+        uid,
+    ))
 }
 
 /// Which kind of object a policy source names.

@@ -124,10 +124,16 @@ async fn serve_webhooks(
         Arc::new(Handler(Arc::clone(ctx))),
         metrics.webhooks.clone(),
     );
-    let app = crate::webhook::receiver::router(Arc::new(receiver));
-    server::serve_router(webhook.addr, app, "POST /webhooks/ghl", stop.stopped())
-        .await
-        .with_context(|| format!("cannot listen on {}", webhook.addr))
+    let app = crate::webhook::receiver::router(Arc::new(receiver))
+        .merge(crate::controller::intake::consent::router(Arc::clone(ctx)));
+    server::serve_router(
+        webhook.addr,
+        app,
+        "POST /webhooks/ghl and GET /oauth/callback",
+        stop.stopped(),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {}", webhook.addr))
 }
 
 /// Runs the controllers until SIGTERM / Ctrl-C (graceful: in-flight reconciles finish and

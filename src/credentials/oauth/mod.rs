@@ -18,6 +18,7 @@
 
 mod agency;
 pub mod borrowed;
+pub mod consent;
 mod spend;
 mod token_writes;
 
@@ -113,6 +114,8 @@ pub struct Inputs<'a> {
     /// Open while this process leads: nothing is spent otherwise.
     pub fence: &'a Fence,
     pub now: Timestamp,
+    /// The Secret the operator's `/oauth/callback` keeps a consent's code in.
+    pub consent_secret: Option<&'a str>,
 }
 
 impl Inputs<'_> {
@@ -222,6 +225,17 @@ impl OAuthManager {
                 .map(SecretString::from),
             None => None,
         };
+        // A code a person's consent brought back through the operator's callback.
+        let code = match (code, input.consent_secret) {
+            (Some(code), _) => Some(code),
+            (None, Some(name)) => refs::opted_in(&secrets, name, SecretRole::OAuthCode)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|s| secret_text(&s, consent::CODE_KEY))
+                .map(SecretString::from),
+            (None, None) => None,
+        };
         let grant = current.as_ref().and_then(token_secret::read);
         let claim = current.as_ref().and_then(token_secret::claim_of);
 
@@ -260,9 +274,10 @@ impl OAuthManager {
         let Some(grant) = grant else {
             return Err(match (&input.auth.authorization_code_secret_ref, code) {
                 (None, _) => Problem::refused(
-                    reason::REAUTHORIZATION_REQUIRED,
+                    reason::CONSENT_REQUIRED,
                     format!(
-                        "Secret {token_name} holds no tokens; set authorizationCodeSecretRef to a code from GHL's consent screen"
+                        "no grant yet (Secret {token_name} holds no tokens): open status.consent.url, or run kubectl ghl connect {}",
+                        input.connection
                     ),
                 ),
                 (Some(r), None) => Problem::refused(

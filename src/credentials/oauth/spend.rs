@@ -74,6 +74,31 @@ fn grant_from(
     }
 }
 
+/// Why a code's grant does not serve the connection: a Location grant must name the
+/// declared `locationId`, a Company grant the declared `companyId`. Pure.
+fn mismatch(input: &Inputs<'_>, response: &crate::ghl::models::TokenGrant) -> Option<String> {
+    let company = input.auth.user_type == crate::crd::connection::UserType::Company;
+    let (what, granted, declared) = if company {
+        (
+            "company",
+            response.company_id.as_deref(),
+            input.auth.company_id.as_deref(),
+        )
+    } else {
+        (
+            "location",
+            response.location_id.as_deref(),
+            Some(input.spec.location_id.as_str()),
+        )
+    };
+    match (granted, declared) {
+        (Some(granted), Some(declared)) if granted != declared => Some(format!(
+            "the consent granted {what} {granted}, but the connection declares {declared}: nothing was stored; consent again choosing {declared}"
+        )),
+        _ => None,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn exchange(
     input: &Inputs<'_>,
@@ -132,6 +157,12 @@ pub(super) async fn exchange(
         }
     };
     crash_point("after-spend");
+    // A grant for another location or company than the connection declares is not kept.
+    if let Some(mismatch) = mismatch(input, &response) {
+        withdraw(secrets, name, claimed).await;
+        pending.rejected_codes.insert(digest.to_owned());
+        return Err(Problem::refused(reason::CONSENT_REFUSED, mismatch));
+    }
     let grant = grant_from(response, previous, Some(digest.to_owned()), input.now);
     store_new(
         secrets,

@@ -171,6 +171,11 @@ async fn resolve_oauth(
     let cap = ctx.config.connection_check_interval;
     let client = oauth_client(ctx, obj)?;
     let name = obj.name_any();
+    let consent_secret = obj
+        .metadata
+        .uid
+        .as_deref()
+        .map(|uid| oauth::consent::code_secret_name(&name, uid));
     let inputs = Inputs {
         client: &ctx.client,
         oauth: &client,
@@ -184,6 +189,7 @@ async fn resolve_oauth(
             .registry
             .fence_for(&ObjectKey::of(Kind::GhlConnection, obj)),
         now,
+        consent_secret: consent_secret.as_deref(),
     };
     let usable = ctx.credentials.oauth.ensure(&inputs).await?;
     let agency_token =

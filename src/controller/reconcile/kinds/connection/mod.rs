@@ -5,6 +5,7 @@
 //! Policies and rules wait while their connection is not ready.
 
 mod check;
+mod consent;
 pub mod credential;
 pub mod export;
 pub mod verdict;
@@ -32,8 +33,8 @@ use crate::controller::registry::shards::LAPSE_RETRY;
 use crate::crd::Kind;
 use crate::crd::conditions;
 use crate::crd::connection::{
-    BudgetStatus, CredentialStatus, CredentialType, GhlConnection, GhlConnectionStatus,
-    InstalledLocationsStatus, UserType,
+    BudgetStatus, ConsentStatus, CredentialStatus, CredentialType, GhlConnection,
+    GhlConnectionStatus, InstalledLocationsStatus, UserType,
 };
 use crate::crd::vocabulary::condition;
 use crate::ghl::budget::BudgetView;
@@ -99,9 +100,21 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
         (Some(resolved), true) if ready => installed_locations(&ctx, &obj, &key, resolved).await,
         _ => None,
     };
+    let consent = if obj.spec.auth.oauth.is_some() && consent::needed(verdict.reason) {
+        match consent::link(&ctx, &obj, previous.consent.as_ref(), now).await {
+            Ok(link) => Some(link),
+            Err(why) => {
+                tracing::info!(object = %object, "no consent link: {why}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let facts = Facts {
         agency,
         installed,
+        consent,
         credentials: resolved.as_ref(),
         failed_attempts: ctx.credentials.oauth.failed_attempts(&key.0, &key.1),
         budget: handle.as_ref().map(|h| h.budget.view()),
@@ -230,6 +243,8 @@ struct Facts<'a> {
     credentials: Option<&'a Resolved>,
     failed_attempts: u32,
     budget: Option<BudgetView>,
+    /// The consent link, while one is needed.
+    consent: Option<ConsentStatus>,
 }
 
 /// The status after `verdict`; credential facts stay from the previous status while the
@@ -281,5 +296,6 @@ fn status(
         } else {
             None
         },
+        consent: facts.consent.clone(),
     }
 }
