@@ -143,3 +143,21 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any `state` a browser brings to `/oauth/callback` is read or refused, never a panic,
+    /// and none verifies unless the operator issued it for that connection.
+    #[test]
+    fn any_consent_state_is_refused_unless_issued(state in prop_oneof![
+        "\\PC{0,80}",
+        "[a-z0-9-]{1,12}\\.[a-z0-9.-]{1,20}\\.[0-9]{1,12}\\.[a-f0-9]{0,24}\\.[a-f0-9]{0,64}",
+    ]) {
+        use ghl_operator::credentials::oauth::consent;
+        let keys = OperatorKeys::ephemeral();
+        if let Ok(named) = consent::parse(&state) {
+            prop_assert!(consent::verify(&keys, &named, "uid-1", jiff::Timestamp::UNIX_EPOCH).is_err());
+        }
+    }
+}
