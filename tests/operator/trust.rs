@@ -2,7 +2,7 @@
 //! whose token Secret a connection may write, who may approve a plan, and what a hostile base
 //! URL or Secret reference can get out of the cluster.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ghl_operator::crd::GhlConnection;
 use ghl_operator::sandbox::SandboxConfig;
@@ -324,15 +324,40 @@ async fn an_approval_needs_the_approve_verb_and_another_person_than_the_author()
         .delete(&configuration, &DeleteParams::default())
         .await
         .unwrap();
+    // The API server drops the webhook a moment later: until then each approval written is
+    // sealed anew. Probe with approvals of no plan until a write comes back unsealed.
+    let seal = |p: &ghl_operator::crd::ContactSyncPolicy| {
+        p.annotations().get("ghl.servis.ai/approval-seal").cloned()
+    };
+    let mut previous = seal(&api.get("big").await.unwrap());
+    let probes = Instant::now();
+    for n in 0.. {
+        let patch = json!({"metadata": {"annotations": {"ghl.servis.ai/approve-plan": format!("probe{n}")}}});
+        let written = api
+            .patch("big", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        let now = seal(&written);
+        if now == previous {
+            break;
+        }
+        previous = now;
+        assert!(
+            probes.elapsed() < READY,
+            "the webhook configuration was never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     annotate_approval(&client, &ns.name, "big", &second)
         .await
         .expect("no webhook to refuse it");
     let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
     wait_for("an ApprovalRefused Event", READY, || async {
         let list = events.list(&ListParams::default()).await.ok()?;
-        list.items
-            .into_iter()
-            .find(|e| e.reason.as_deref() == Some("ApprovalRefused"))
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("ApprovalRefused")
+                && e.note.as_deref().is_some_and(|n| n.contains(&second))
+        })
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
