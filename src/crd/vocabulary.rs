@@ -66,6 +66,9 @@ pub mod reason {
     /// its state was refused): nothing was stored.
     pub const CONSENT_REFUSED: &str = "ConsentRefused";
     pub const AUTHORIZATION_CODE_INVALID: &str = "AuthorizationCodeInvalid";
+    /// The grant could not be renewed; its access token still serves until it expires, and
+    /// `status.consent.url` is ready for a new consent before then.
+    pub const RENEWAL_FAILED: &str = "RenewalFailed";
     pub const MAX_AGE_EXCEEDED: &str = "MaxAgeExceeded";
     pub const WITHIN_MAX_AGE: &str = "WithinMaxAge";
     pub const RATE_LIMITED: &str = "RateLimited";

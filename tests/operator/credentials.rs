@@ -768,3 +768,114 @@ async fn a_read_only_grant_is_reported_and_nothing_is_written() {
     operator.stop().await;
     ns.delete().await;
 }
+
+#[tokio::test]
+async fn a_refresh_without_a_clear_answer_keeps_the_connection_serving_until_its_token_expires() {
+    let Some((client, ns)) = setup("serving").await else {
+        return;
+    };
+    // 90 s tokens renewed 30 s before expiry (less the 30 s safety margin): the first refresh
+    // is due 30 s after bootstrap, and the access token then has a minute to serve.
+    let sandbox = sandbox(90).await;
+    let raw = Raw::new(&sandbox);
+    let code = mint_code(&raw, "Location").await;
+    for doc in oauth_objects(&sandbox, &code, "30s") {
+        apply(&client, &ns.name, doc).await;
+    }
+    let api = connections(&client, &ns.name);
+    let first = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
+    wait_object(&api, "acme-oauth", "Authenticated", READY, |c| {
+        is_true(c, "Authenticated")
+    })
+    .await;
+    first.stop().await;
+    let bootstrapped: GhlConnection = api.get("acme-oauth").await.unwrap();
+    let expires_at = bootstrapped
+        .status
+        .as_ref()
+        .and_then(|s| s.credentials.as_ref())
+        .and_then(|c| c.expires_at.clone())
+        .expect("expiresAt after the bootstrap")
+        .0;
+    // The refresh is spent at GHL and its answer lost: the refresh token may be gone.
+    assert!(
+        crash_at(
+            &ns.name,
+            &sandbox.url,
+            "after-spend",
+            Duration::from_secs(40)
+        )
+        .await,
+        "the refresh reached its crash point"
+    );
+    assert!(
+        jiff::Timestamp::now() < expires_at,
+        "the crash came before the access token expired"
+    );
+    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
+    // Still serving, saying so, with the consent link ready.
+    let serving = wait_object(&api, "acme-oauth", "RenewalFailed", READY, |c| {
+        condition(c, "Authenticated").is_some_and(|(s, r)| s == "True" && r == "RenewalFailed")
+            && is_true(c, "Ready")
+    })
+    .await;
+    let status = serving.status.clone().unwrap();
+    assert!(
+        status
+            .consent
+            .as_ref()
+            .is_some_and(|c| c.url.contains("state=")),
+        "the consent link is ready before the token expires: {:?}",
+        status.consent
+    );
+    let message = condition_message(&serving, "Authenticated").unwrap();
+    assert!(message.contains("serves until"), "{message}");
+    // Policies keep working on the access token: a new tag is applied.
+    apply(
+        &client,
+        &ns.name,
+        json!({
+            "apiVersion": "ghl.servis.ai/v1alpha1", "kind": "ContactSyncPolicy", "metadata": {"name": "vip"},
+            "spec": {"connectionRef": {"name": "acme-oauth"}, "resyncInterval": "2s",
+                     "contacts": [{"email": "ada@example.com", "tags": ["vip", "renewal-failed"]}]}
+        }),
+    )
+    .await;
+    wait_for(
+        "the edit applied on the old access token",
+        READY,
+        || async {
+            let state = raw.admin("GET", "state", None).await;
+            let text = state.to_string();
+            (text.contains("renewal-failed") && jiff::Timestamp::now() < expires_at).then_some(())
+        },
+    )
+    .await;
+    // At expiry, and only then, the connection asks for consent.
+    let expired = wait_object(
+        &api,
+        "acme-oauth",
+        "ReauthorizationRequired at expiry",
+        Duration::from_secs(90),
+        |c| {
+            condition(c, "Authenticated")
+                .is_some_and(|(s, r)| s == "False" && r == "ReauthorizationRequired")
+        },
+    )
+    .await;
+    // (An access token is not served in its last 30 s.)
+    assert!(
+        jiff::Timestamp::now() >= expires_at - jiff::SignedDuration::from_secs(30),
+        "consent was asked for only once the token expired"
+    );
+    assert!(expired.status.unwrap().consent.is_some());
+    let stats = raw.admin("GET", "stats", None).await;
+    assert_eq!(stats["refreshTokenReuse"], 0, "never spent twice: {stats}");
+    assert_eq!(
+        stats["byOperation"]["oauth.token"], 2,
+        "the exchange and the one refresh, never retried: {stats}"
+    );
+    assert_no_token_material(&client, &ns.name).await;
+    operator.stop().await;
+    ns.delete().await;
+}

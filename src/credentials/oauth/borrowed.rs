@@ -237,6 +237,7 @@ fn usable(grant: StoredGrant, renewal: &RenewalPolicy, rotated: bool) -> Usable 
         renewal_adjusted: schedule::renewal_adjusted(renewal, grant.expires_at, grant.refreshed_at),
         grant,
         rotated,
+        renewal_failed: None,
     }
 }
 

@@ -61,6 +61,35 @@ pub struct Usable {
     pub rotated: bool,
     /// Why renewal does not follow `renewBefore` as written, if it does not.
     pub renewal_adjusted: Option<String>,
+    /// The grant could not be renewed (a refresh refused, or one with no clear answer): the
+    /// current access token still serves until it expires, and a person should consent
+    /// before then. The message says why and until when.
+    pub renewal_failed: Option<String>,
+}
+
+/// An access token this close to its expiry is not served on after a failed renewal.
+const SERVE_MARGIN: jiff::SignedDuration = jiff::SignedDuration::from_secs(30);
+
+/// Whether `grant`'s access token may still be served after a failed renewal: it is good for
+/// more than [`SERVE_MARGIN`]. Pure.
+fn serves_until_expiry(grant: &StoredGrant, now: Timestamp) -> bool {
+    now.checked_add(SERVE_MARGIN)
+        .is_ok_and(|edge| grant.expires_at > edge)
+}
+
+/// The current grant, served on after its renewal failed (`why`), until it expires.
+fn serving_after_failed_renewal(grant: StoredGrant, why: String) -> Usable {
+    let expires = grant.expires_at;
+    Usable {
+        token: grant.access_token.clone(),
+        next_renewal: expires,
+        grant,
+        rotated: false,
+        renewal_adjusted: None,
+        renewal_failed: Some(format!(
+            "{why}; the current access token serves until it expires at {expires}: consent again before then (status.consent.url)"
+        )),
+    }
 }
 
 /// Per-process OAuth state: one refresh in flight per connection, and what must not be lost.
@@ -177,6 +206,10 @@ impl OAuthManager {
         let key = (input.namespace.to_owned(), input.connection.to_owned());
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         match &result {
+            Ok(usable) if usable.renewal_failed.is_some() => {
+                let count = failures.entry(key).or_default();
+                *count = count.saturating_add(1);
+            }
             Ok(_) => {
                 failures.remove(&key);
             }
@@ -310,6 +343,16 @@ impl OAuthManager {
                         Duration::from_secs(5),
                     ));
                 }
+                // The refresh token may be spent and is never presented again; the access
+                // token it came with still serves until it expires.
+                if serves_until_expiry(&grant, input.now) {
+                    let why = format!(
+                        "a refresh by {} at {} got no answer that was stored, so the refresh token is not presented again",
+                        claim.holder, claim.at
+                    );
+                    let usable = serving_after_failed_renewal(grant, why);
+                    return finish(input, &secrets, &renewal, usable, &mut pending).await;
+                }
                 return Err(self.interrupted(input, claim, "refresh"));
             }
         }
@@ -320,6 +363,7 @@ impl OAuthManager {
             grant,
             rotated: false,
             renewal_adjusted: None,
+            renewal_failed: None,
         };
         let usable = if schedule::refresh_due(
             &renewal,
@@ -348,7 +392,10 @@ impl OAuthManager {
                 "put a new authorization code in Secret {} key {:?}",
                 r.name, r.key
             ),
-            None => "set authorizationCodeSecretRef to a new authorization code".to_owned(),
+            None => format!(
+                "consent again: open status.consent.url (kubectl ghl connect {})",
+                input.connection
+            ),
         };
         Problem::refused(
             reason::REAUTHORIZATION_REQUIRED,

@@ -10,7 +10,9 @@ use secrecy::SecretString;
 
 use super::leading;
 use super::token_writes::{Guard, Stored, claim, persist, withdraw};
-use super::{Inputs, Pending, Usable, user_type};
+use super::{
+    Inputs, Pending, Usable, serves_until_expiry, serving_after_failed_renewal, user_type,
+};
 use crate::crd::vocabulary::reason;
 use crate::credentials::Problem;
 use crate::credentials::failpoint::crash_point;
@@ -201,6 +203,7 @@ async fn store_new(
         grant,
         rotated: true,
         renewal_adjusted: None,
+        renewal_failed: None,
     })
 }
 
@@ -221,6 +224,7 @@ pub(super) async fn refresh(
                 grant,
                 rotated: false,
                 renewal_adjusted: None,
+                renewal_failed: None,
             });
         }
         return Err(Problem::refused(
@@ -264,6 +268,14 @@ pub(super) async fn refresh(
                 }
                 _ => "GHL did not renew the grant",
             };
+            // The claim stays, so no process ever presents the refresh token again; the
+            // access token still works until it expires: serve it and ask for consent.
+            if serves_until_expiry(&grant, input.now) {
+                return Ok(serving_after_failed_renewal(
+                    grant,
+                    format!("{why} ({error})"),
+                ));
+            }
             return Err(Problem::refused(
                 reason::REAUTHORIZATION_REQUIRED,
                 format!("{why} ({error}); a new authorization code is needed"),

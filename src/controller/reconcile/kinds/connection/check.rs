@@ -44,6 +44,7 @@ pub async fn check(
         next_look: ctx.config.connection_check_interval,
         rotation_due: None,
         renewal_adjusted: None,
+        renewal_failed: None,
         scopes_missing: None,
     };
     let budget = match BudgetConfig::from_spec(obj.spec.rate_limit.as_ref())
@@ -105,6 +106,7 @@ pub async fn check(
         next_look: resolved.outlook.requeue,
         rotation_due: resolved.outlook.rotation_due.clone(),
         renewal_adjusted: resolved.outlook.renewal_adjusted.clone(),
+        renewal_failed: resolved.outlook.renewal_failed.clone(),
         scopes_missing: obj
             .spec
             .auth

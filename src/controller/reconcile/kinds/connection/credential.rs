@@ -65,6 +65,8 @@ pub struct Outlook {
     pub rotation_due: Option<(bool, String)>,
     /// OAuth: whether renewal had to depart from `renewBefore`, and why.
     pub renewal_adjusted: Option<(bool, String)>,
+    /// OAuth: the grant could not be renewed and serves until it expires (why, until when).
+    pub renewal_failed: Option<String>,
     /// When to look again at the latest.
     pub requeue: Duration,
 }
@@ -149,6 +151,7 @@ async fn resolve_pit(
             outlook: Outlook {
                 rotation_due,
                 renewal_adjusted: None,
+                renewal_failed: None,
                 requeue,
             },
             token: pit.token,
@@ -257,6 +260,7 @@ fn resolved_oauth(
                     "renewing renewBefore ahead of expiry, as declared".into(),
                 ),
             }),
+            renewal_failed: usable.renewal_failed.clone(),
             requeue: schedule::requeue_in(usable.next_renewal, now, cap),
         },
         token: usable.token.clone(),

@@ -100,7 +100,9 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
         (Some(resolved), true) if ready => installed_locations(&ctx, &obj, &key, resolved).await,
         _ => None,
     };
-    let consent = if obj.spec.auth.oauth.is_some() && consent::needed(verdict.reason) {
+    // After a failed renewal the link is ready before the access token runs out.
+    let consent_wanted = consent::needed(verdict.reason) || check.renewal_failed.is_some();
+    let consent = if obj.spec.auth.oauth.is_some() && consent_wanted {
         match consent::link(&ctx, &obj, previous.consent.as_ref(), now).await {
             Ok(link) => Some(link),
             Err(why) => {

@@ -44,6 +44,8 @@ pub struct Check {
     pub rotation_due: Option<(bool, String)>,
     /// OAuth: whether renewal departs from `renewBefore` (it would refresh in a loop), and why.
     pub renewal_adjusted: Option<(bool, String)>,
+    /// OAuth: the grant could not be renewed; its access token serves until it expires.
+    pub renewal_failed: Option<String>,
     /// OAuth, when GHL reported what it granted: the declared scopes it did not grant.
     pub scopes_missing: Option<Vec<String>>,
 }
@@ -89,15 +91,38 @@ pub fn verdict(check: &Check, previous: &[Condition], interval: Duration) -> Con
         requeue,
     } = standing(check, interval);
     let mut conditions = kstatus(phase, why, &message);
-    match authenticated {
-        Some(true) => conditions.push(Wanted::new(
+    let mut events = Vec::new();
+    match (authenticated, &check.renewal_failed) {
+        (Some(true), None) => conditions.push(Wanted::new(
             condition::AUTHENTICATED,
             true,
             reason::CREDENTIALS_ACCEPTED,
             "GHL accepted the credentials",
         )),
-        Some(false) => conditions.push(Wanted::new(condition::AUTHENTICATED, false, why, &message)),
-        None => {}
+        // Still serving, on borrowed time: said once as a Warning, shown until it is over.
+        (Some(true), Some(failed)) => {
+            let turned = !previous
+                .iter()
+                .any(|c| c.type_ == condition::AUTHENTICATED && c.reason == reason::RENEWAL_FAILED);
+            if turned {
+                events.push(Notice {
+                    warning: true,
+                    reason: reason::RENEWAL_FAILED,
+                    action: action::CHECK_CREDENTIALS,
+                    note: failed.clone(),
+                });
+            }
+            conditions.push(Wanted::new(
+                condition::AUTHENTICATED,
+                true,
+                reason::RENEWAL_FAILED,
+                failed,
+            ));
+        }
+        (Some(false), _) => {
+            conditions.push(Wanted::new(condition::AUTHENTICATED, false, why, &message))
+        }
+        (None, _) => {}
     }
     if let Some((due, why_due)) = &check.rotation_due {
         let r = if *due {
@@ -107,7 +132,6 @@ pub fn verdict(check: &Check, previous: &[Condition], interval: Duration) -> Con
         };
         conditions.push(Wanted::new(condition::ROTATION_DUE, *due, r, why_due));
     }
-    let mut events = Vec::new();
     if let Some((adjusted, why)) = &check.renewal_adjusted {
         let (condition, warning) = renewal_adjusted(*adjusted, why, previous);
         conditions.push(condition);
@@ -248,7 +272,12 @@ fn standing(check: &Check, interval: Duration) -> Standing {
         Finding::Accepted { location } => (
             Phase::Ready,
             reason::CREDENTIALS_ACCEPTED,
-            format!("location {location} reachable"),
+            match &check.renewal_failed {
+                None => format!("location {location} reachable"),
+                Some(_) => format!(
+                    "location {location} reachable until the access token expires: its grant could not be renewed (see Authenticated)"
+                ),
+            },
             Some(true),
             Requeue::After(check.next_look),
         ),
@@ -299,6 +328,7 @@ mod tests {
             next_look: Duration::from_secs(120),
             rotation_due: None,
             renewal_adjusted: None,
+            renewal_failed: None,
             scopes_missing: None,
         }
     }
@@ -525,5 +555,40 @@ mod tests {
         adjusted.renewal_adjusted = Some((false, "as declared".into()));
         let fixed = verdict(&adjusted, &previous, INTERVAL);
         assert!(!of(&fixed, condition::RENEWAL_ADJUSTED).unwrap().status);
+    }
+
+    #[test]
+    fn a_failed_renewal_serves_on_says_so_once_and_asks_for_consent_at_expiry() {
+        let mut serving = check(Finding::Accepted {
+            location: "loc".into(),
+        });
+        serving.renewal_failed = Some("GHL gave no clear answer; serves until T".into());
+        let first = verdict(&serving, &authenticated(true), INTERVAL);
+        assert!(first.ready(), "policies keep using the connection");
+        let auth = of(&first, condition::AUTHENTICATED).unwrap();
+        assert!(auth.status && auth.reason == reason::RENEWAL_FAILED);
+        let warnings: Vec<&str> = first
+            .verdict
+            .events
+            .iter()
+            .filter(|e| e.warning)
+            .map(|e| e.reason)
+            .collect();
+        assert_eq!(warnings, [reason::RENEWAL_FAILED]);
+        let previous =
+            conditions::merge(&[], &first.verdict.conditions, None, jiff::Timestamp::now());
+        let again = verdict(&serving, &previous, INTERVAL);
+        assert!(again.verdict.events.is_empty(), "said once");
+        // At expiry the credential is refused: the ordinary reauthorization path.
+        let expired = check(Finding::Credential(Problem::refused(
+            reason::REAUTHORIZATION_REQUIRED,
+            "expired".to_string(),
+        )));
+        let over = verdict(&expired, &previous, INTERVAL);
+        assert!(!over.ready());
+        assert_eq!(
+            of(&over, condition::AUTHENTICATED).unwrap().reason,
+            reason::REAUTHORIZATION_REQUIRED
+        );
     }
 }
