@@ -146,6 +146,7 @@ impl Context {
                     Some(client.clone()),
                 ),
                 batches: Batches::default(),
+                callback_served: std::sync::atomic::AtomicBool::new(false),
             },
             runtime: Runtime::new(sizing.deep_resync_every),
             client,

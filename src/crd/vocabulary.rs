@@ -35,6 +35,9 @@ pub mod condition {
     pub const RENEWAL_ADJUSTED: &str = "RenewalAdjusted";
     /// GhlConnection (OAuth): GHL granted every scope `spec.auth.oauth.scopes` asks for.
     pub const SCOPES_GRANTED: &str = "ScopesGranted";
+    /// GhlConnection (OAuth, consenting through the operator): `redirectUri` is the operator's
+    /// `/oauth/callback` and this operator serves it.
+    pub const REDIRECT_URI_SERVED: &str = "RedirectUriServed";
     /// ContactSyncPolicy / TagRule: GHL matches the declared state.
     pub const SYNCED: &str = "Synced";
     /// ContactSyncPolicy: GHL differs from the declared state (changed outside the operator).
@@ -69,6 +72,11 @@ pub mod reason {
     /// The grant could not be renewed; its access token still serves until it expires, and
     /// `status.consent.url` is ready for a new consent before then.
     pub const RENEWAL_FAILED: &str = "RenewalFailed";
+    /// `redirectUri` is the operator's `/oauth/callback`, which it serves.
+    pub const CALLBACK_SERVED: &str = "CallbackServed";
+    /// `redirectUri` is not the operator's callback, or the operator serves none: a consent
+    /// could not come back, so no link is published.
+    pub const REDIRECT_URI_NOT_SERVED: &str = "RedirectUriNotServed";
     pub const MAX_AGE_EXCEEDED: &str = "MaxAgeExceeded";
     pub const WITHIN_MAX_AGE: &str = "WithinMaxAge";
     pub const RATE_LIMITED: &str = "RateLimited";

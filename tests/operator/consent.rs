@@ -96,6 +96,10 @@ async fn a_connection_is_completed_by_consenting_through_the_operator() {
         url.contains("state=") && url.contains("client_id=sandbox-client-id"),
         "{url}"
     );
+    assert_eq!(
+        condition(&waiting, "RedirectUriServed"),
+        Some(("True".into(), "CallbackServed".into()))
+    );
 
     // `ghl-operator connect` (also `kubectl ghl connect`) prints the link and waits.
     let connect = tokio::process::Command::new(env!("CARGO_BIN_EXE_ghl-operator"))
@@ -205,6 +209,29 @@ async fn a_connection_is_completed_by_consenting_through_the_operator() {
             .is_none_or(|d| !d.contains_key("access_token")),
         "no tokens kept from a refused grant"
     );
+
+    // A redirect URI that is not the operator's callback: a clear condition, and no link a
+    // consent could not come back through.
+    let mut elsewhere = connection("elsewhere", &sandbox.url, port);
+    elsewhere[1]["spec"]["auth"]["oauth"]["redirectUri"] =
+        json!(format!("http://127.0.0.1:{port}/callback"));
+    for doc in elsewhere {
+        apply(&client, &ns.name, doc).await;
+    }
+    let unserved = wait_object(&api, "elsewhere", "RedirectUriServed=False", READY, |c| {
+        condition(c, "RedirectUriServed").is_some_and(|(s, _)| s == "False")
+    })
+    .await;
+    assert_eq!(
+        condition(&unserved, "RedirectUriServed").map(|(_, r)| r),
+        Some("RedirectUriNotServed".into())
+    );
+    assert!(
+        condition_message(&unserved, "RedirectUriServed")
+            .is_some_and(|m| m.contains("/oauth/callback")),
+        "the message says what the path must be"
+    );
+    assert!(consent_url(&unserved).is_none(), "no link");
     operator.assert_logs_clean();
     operator.stop().await;
     ns.delete().await;

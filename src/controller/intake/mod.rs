@@ -23,4 +23,7 @@ use self::feeds::Feeds;
 pub struct Intake {
     pub feeds: Feeds,
     pub batches: Batches,
+    /// Whether this process serves `GET /oauth/callback` (it listens on `--webhook-addr`):
+    /// without it, no consent link can bring a code back.
+    pub callback_served: std::sync::atomic::AtomicBool,
 }

@@ -126,14 +126,18 @@ async fn serve_webhooks(
     );
     let app = crate::webhook::receiver::router(Arc::new(receiver))
         .merge(crate::controller::intake::consent::router(Arc::clone(ctx)));
-    server::serve_router(
+    let served = server::serve_router(
         webhook.addr,
         app,
         "POST /webhooks/ghl and GET /oauth/callback",
         stop.stopped(),
     )
     .await
-    .with_context(|| format!("cannot listen on {}", webhook.addr))
+    .with_context(|| format!("cannot listen on {}", webhook.addr))?;
+    ctx.intake
+        .callback_served
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(served)
 }
 
 /// Runs the controllers until SIGTERM / Ctrl-C (graceful: in-flight reconciles finish and

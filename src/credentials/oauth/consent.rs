@@ -173,6 +173,20 @@ pub fn redirect_problem(redirect_uri: Option<&str>) -> Option<String> {
     }
 }
 
+/// Whether a consent can come back to the operator: `redirectUri` is its callback, and it
+/// serves one (`served`: it listens on `--webhook-addr`). `Err` says what to change. Pure.
+pub fn redirect_served(redirect_uri: Option<&str>, served: bool) -> Result<(), String> {
+    if let Some(problem) = redirect_problem(redirect_uri) {
+        return Err(problem);
+    }
+    if !served {
+        return Err(format!(
+            "the operator serves no {CALLBACK_PATH}: run it with --webhook-addr (chart: webhooks.enabled=true) and route the redirect URI's host to that port"
+        ));
+    }
+    Ok(())
+}
+
 /// The consent Secret's key holding the code.
 pub const CODE_KEY: &str = "code";
 /// The consent Secret's key holding a digest of the state that brought the code (a state is
@@ -193,6 +207,38 @@ pub fn code_secret_name(name: &str, uid: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_consent_comes_back_only_to_a_callback_the_operator_serves() {
+        let table = [
+            (Some("https://ops.example.com/oauth/callback"), true, None),
+            (Some("http://127.0.0.1:8443/oauth/callback"), true, None),
+            (
+                Some("https://ops.example.com/oauth/callback"),
+                false,
+                Some("--webhook-addr"),
+            ),
+            (
+                Some("https://ops.example.com/callback"),
+                true,
+                Some("its path must be /oauth/callback"),
+            ),
+            (
+                Some("ftp://ops.example.com/oauth/callback"),
+                true,
+                Some("its path must be"),
+            ),
+            (Some("not a url"), true, Some("is not a URL")),
+            (None, true, Some("set spec.auth.oauth.redirectUri")),
+        ];
+        for (uri, served, expected) in table {
+            match (redirect_served(uri, served), expected) {
+                (Ok(()), None) => {}
+                (Err(why), Some(part)) => assert!(why.contains(part), "{uri:?}: {why}"),
+                (got, want) => panic!("{uri:?} served={served}: got {got:?}, wanted {want:?}"),
+            }
+        }
+    }
 
     #[test]
     fn a_state_names_its_connection_and_is_good_for_it_alone_and_an_hour() {

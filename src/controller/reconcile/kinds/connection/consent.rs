@@ -8,8 +8,9 @@ use rand::RngExt;
 
 use super::credential;
 use crate::controller::context::Context;
+use crate::crd::conditions::Wanted;
 use crate::crd::connection::{ConsentStatus, DEFAULT_AUTHORIZATION_URL, GhlConnection, UserType};
-use crate::crd::vocabulary::reason;
+use crate::crd::vocabulary::{condition, reason};
 use crate::credentials::oauth::consent;
 
 /// The reasons after which a person must consent (again).
@@ -21,6 +22,38 @@ pub fn needed(reason: &str) -> bool {
         reason::AUTHORIZATION_CODE_INVALID,
     ]
     .contains(&reason)
+}
+
+fn served(ctx: &Context) -> bool {
+    ctx.intake
+        .callback_served
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `RedirectUriServed` for a connection that consents through the operator (an OAuth grant of
+/// its own, no `authorizationCodeSecretRef`): whether a consent could come back. `None` for
+/// the others.
+pub fn redirect_condition(ctx: &Context, obj: &GhlConnection) -> Option<Wanted> {
+    let auth = obj.spec.auth.oauth.as_ref()?;
+    if auth.authorization_code_secret_ref.is_some() {
+        return None;
+    }
+    Some(
+        match consent::redirect_served(auth.redirect_uri.as_deref(), served(ctx)) {
+            Ok(()) => Wanted::new(
+                condition::REDIRECT_URI_SERVED,
+                true,
+                reason::CALLBACK_SERVED,
+                "spec.auth.oauth.redirectUri is the operator's /oauth/callback, which it serves",
+            ),
+            Err(why) => Wanted::new(
+                condition::REDIRECT_URI_SERVED,
+                false,
+                reason::REDIRECT_URI_NOT_SERVED,
+                format!("{why}; no consent link is published until then"),
+            ),
+        },
+    )
 }
 
 /// The link to publish for `obj` (its own OAuth grant) now, or why there is none.
@@ -36,9 +69,7 @@ pub async fn link(
         .oauth
         .as_ref()
         .ok_or("not an OAuth connection")?;
-    if let Some(problem) = consent::redirect_problem(auth.redirect_uri.as_deref()) {
-        return Err(problem);
-    }
+    consent::redirect_served(auth.redirect_uri.as_deref(), served(ctx))?;
     if let Some(previous) = previous
         && !consent::due(previous.expires_at.as_ref().map(|t| t.0), now)
         && !used(ctx, obj, &previous.url).await

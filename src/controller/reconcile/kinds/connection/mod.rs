@@ -31,7 +31,7 @@ use crate::controller::registry::clients::{ConnectionKey, Readiness};
 use crate::controller::registry::installed;
 use crate::controller::registry::shards::LAPSE_RETRY;
 use crate::crd::Kind;
-use crate::crd::conditions;
+use crate::crd::conditions::{self, Wanted};
 use crate::crd::connection::{
     BudgetStatus, ConsentStatus, CredentialStatus, CredentialType, GhlConnection,
     GhlConnectionStatus, InstalledLocationsStatus, UserType,
@@ -117,6 +117,7 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
         agency,
         installed,
         consent,
+        redirect: consent::redirect_condition(&ctx, &obj),
         credentials: resolved.as_ref(),
         failed_attempts: ctx.credentials.oauth.failed_attempts(&key.0, &key.1),
         budget: handle.as_ref().map(|h| h.budget.view()),
@@ -247,6 +248,8 @@ struct Facts<'a> {
     budget: Option<BudgetView>,
     /// The consent link, while one is needed.
     consent: Option<ConsentStatus>,
+    /// `RedirectUriServed`, for a connection that consents through the operator.
+    redirect: Option<Wanted>,
 }
 
 /// The status after `verdict`; credential facts stay from the previous status while the
@@ -276,7 +279,17 @@ fn status(
     };
     GhlConnectionStatus {
         observed_generation: generation,
-        conditions: conditions::merge(&previous.conditions, &verdict.conditions, generation, now),
+        conditions: conditions::merge(
+            &previous.conditions,
+            &verdict
+                .conditions
+                .iter()
+                .cloned()
+                .chain(facts.redirect.clone())
+                .collect::<Vec<_>>(),
+            generation,
+            now,
+        ),
         credentials,
         scopes: facts
             .credentials
