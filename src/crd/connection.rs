@@ -75,6 +75,65 @@ pub struct GhlConnectionSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256), inner(length(min = 1, max = 63)))]
     pub allowed_namespaces: Vec<String>,
+
+    /// Agency grants only (`auth.oauth.userType: Company`): a fleet from one install. The
+    /// operator creates one GhlConnection per location where the app is installed (named
+    /// `<this name>-<locationId in lowercase>`, borrowing this grant through
+    /// `auth.agencyGrant`, owned by this connection and labeled `ghl.servis.ai/agency`), at once
+    /// on an INSTALL webhook, and keeps or deletes it on UNINSTALL. If omitted, nothing is
+    /// created (`status.installedLocations` lists what could be).
+    pub provision: Option<ProvisionSpec>,
+}
+
+/// The connections an agency grant creates, one per installed location.
+#[skip_serializing_none]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisionSpec {
+    /// What every child's spec gets besides its location and the borrowed grant. A change
+    /// rolls out to every child; a field a person changed on a child by hand is reported
+    /// (`status.provisioned.handEdited`) and not overwritten.
+    #[serde(default)]
+    pub template: ProvisionTemplate,
+
+    /// A child whose location uninstalls the app: `Keep` (the default; it stops working when
+    /// its token can no longer be minted) or `Delete`. Either way with an Event.
+    #[serde(default)]
+    pub on_uninstall: OnUninstall,
+}
+
+/// The fields a provisioned child takes from its agency connection.
+#[skip_serializing_none]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisionTemplate {
+    /// Each child's share of its location's request budget.
+    pub rate_limit: Option<RateLimitSpec>,
+
+    /// Each child's consumers; a `secretName` gets `-<locationId in lowercase>` appended, so
+    /// that children never share a Secret.
+    pub consumers: Option<Consumers>,
+
+    /// Each child's change feed.
+    pub export: Option<ExportSpec>,
+
+    /// Namespaces whose policies and rules may name the children.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 63)))]
+    pub allowed_namespaces: Vec<String>,
+
+    /// Mint each child's location token this long before it expires. If omitted, `1h`.
+    pub renew_before: Option<DurationString>,
+}
+
+/// What happens to a provisioned child when its location uninstalls the app.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnUninstall {
+    /// Leave it (the default).
+    #[default]
+    Keep,
+    /// Delete it.
+    Delete,
 }
 
 /// Credentials for GHL. Exactly one member must be set.
@@ -338,6 +397,25 @@ pub struct GhlConnectionStatus {
     /// (`kubectl ghl connect NAME` prints it). GHL then sends the browser back to the
     /// operator's `/oauth/callback`, which completes the connection.
     pub consent: Option<ConsentStatus>,
+
+    /// With `spec.provision`: the connections this agency grant created.
+    pub provisioned: Option<ProvisionStatus>,
+}
+
+/// The children of an agency connection with `spec.provision`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisionStatus {
+    /// Children that exist.
+    #[serde(default)]
+    pub children: u64,
+    /// Children a person changed where the template applies: reported, never overwritten
+    /// (names, at most 50).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hand_edited: Vec<String>,
+    /// Installed locations with no child, and why (`<locationId>: <why>`, at most 50).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 /// A consent link.

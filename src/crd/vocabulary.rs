@@ -72,6 +72,14 @@ pub mod reason {
     /// The grant could not be renewed; its access token still serves until it expires, and
     /// `status.consent.url` is ready for a new consent before then.
     pub const RENEWAL_FAILED: &str = "RenewalFailed";
+    /// An agency connection created a GhlConnection for an installed location.
+    pub const PROVISIONED: &str = "Provisioned";
+    /// An agency connection deleted the GhlConnection of a location that uninstalled the app.
+    pub const DEPROVISIONED: &str = "Deprovisioned";
+    /// A provisioned GhlConnection stays although its location uninstalled the app.
+    pub const KEPT_AFTER_UNINSTALL: &str = "KeptAfterUninstall";
+    /// A provisioned GhlConnection was changed by hand where the template applies: left as is.
+    pub const HAND_EDITED: &str = "HandEdited";
     /// `redirectUri` is the operator's `/oauth/callback`, which it serves.
     pub const CALLBACK_SERVED: &str = "CallbackServed";
     /// `redirectUri` is not the operator's callback, or the operator serves none: a consent
@@ -189,6 +197,9 @@ pub mod annotation {
     /// On an OAuth token Secret: the uid of the one GhlConnection whose tokens it holds; no
     /// other connection writes it (nor, for an agency grant, reads it unless a grantee).
     pub const TOKEN_OF: &str = "ghl.servis.ai/token-of";
+    /// On a provisioned GhlConnection kept after its location uninstalled the app
+    /// (`onUninstall: Keep`).
+    pub const UNINSTALLED: &str = "ghl.servis.ai/uninstalled";
 }
 
 /// Labels on objects the operator creates.
@@ -210,6 +221,9 @@ pub mod label {
     /// `oauth-client`, `oauth-code`, `feed-signing`, `contacts`). A Secret without it is never
     /// read on an object's behalf.
     pub const SECRET_TYPE: &str = "ghl.servis.ai/secret-type";
+    /// On a GhlConnection an agency connection created (`spec.provision`): that agency
+    /// connection's name.
+    pub const AGENCY: &str = "ghl.servis.ai/agency";
 }
 
 /// The `type` of the Secrets holding ledgers.

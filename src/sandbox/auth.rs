@@ -2,7 +2,7 @@
 //! single-use refresh tokens, one-time authorization codes, and location tokens minted from
 //! agency tokens. Secrets are random strings; nothing here is logged.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,6 +109,9 @@ pub struct Tokens {
     ids: Arc<IdGen>,
     /// Refresh tokens presented again after they were spent.
     pub refresh_token_reuse: u64,
+    /// Locations where the app was uninstalled (admin): not listed as installed, and no
+    /// location token is minted for them.
+    uninstalled: HashSet<String>,
 }
 
 impl Tokens {
@@ -143,6 +146,7 @@ impl Tokens {
             codes: HashMap::new(),
             ids,
             refresh_token_reuse: 0,
+            uninstalled: HashSet::new(),
         }
     }
 
@@ -308,9 +312,13 @@ impl Tokens {
         let skip = number("skip", 0)?;
         let limit = number("limit", 20)?.min(100);
         // The app is installed on every sandbox location: `isInstalled=false` lists none.
+        let installed = self
+            .locations
+            .iter()
+            .filter(|l| !self.uninstalled.contains(*l));
         let matching: Vec<&String> = match query.get("isInstalled").map(String::as_str) {
             Some("false") => Vec::new(),
-            _ => self.locations.iter().collect(),
+            _ => installed.collect(),
         };
         let page: Vec<Value> = matching
             .iter()
@@ -323,6 +331,20 @@ impl Tokens {
             })
             .collect();
         Ok(json!({"locations": page, "count": matching.len(), "installToFutureLocations": false}))
+    }
+
+    /// Installs (`true`) or uninstalls the app on one of the agency's locations (admin); `false`
+    /// when the location is not the agency's.
+    pub fn set_installed(&mut self, location: &str, installed: bool) -> bool {
+        if !self.locations.iter().any(|l| l == location) {
+            return false;
+        }
+        if installed {
+            self.uninstalled.remove(location);
+        } else {
+            self.uninstalled.insert(location.to_owned());
+        }
+        true
     }
 
     /// `POST /oauth/locationToken`: an agency token mints a location token.
@@ -347,6 +369,11 @@ impl Tokens {
         };
         if company != caller.company_id || !self.locations.iter().any(|l| l == location) {
             return Err(ApiError::bad_request("Location not found for this company"));
+        }
+        if self.uninstalled.contains(location) {
+            return Err(ApiError::bad_request(
+                "The app is not installed on this location",
+            ));
         }
         let principal = Principal {
             user_type: UserType::Location,

@@ -282,6 +282,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/__sandbox/reset", post(admin_reset))
         .route("/__sandbox/oauth/code", post(admin_oauth_code))
         .route("/__sandbox/clock", post(admin_clock))
+        .route("/__sandbox/installations", post(admin_installation))
         .route("/__sandbox/webhook-keys", get(admin_webhook_keys))
         // GHL's marketplace consent screen: a page a browser opens, not the API.
         .route(super::consent::PATH, get(choose_location));
@@ -510,6 +511,25 @@ async fn admin_oauth_code(State(app): State<Arc<App>>, JsonBody(body): JsonBody)
         .tokens()
         .mint_code(user_type, &location, &app.company_id, scopes, now);
     Json(json!({"code": code})).into_response()
+}
+
+/// `{"locationId": ID, "installed": bool}`: installs or uninstalls the app on a location (the
+/// caller posts GHL's INSTALL / UNINSTALL webhook itself).
+async fn admin_installation(State(app): State<Arc<App>>, JsonBody(body): JsonBody) -> Response {
+    let (Some(location), Some(installed)) = (
+        body.get("locationId").and_then(Value::as_str),
+        body.get("installed").and_then(Value::as_bool),
+    ) else {
+        return ApiError::unprocessable(vec![
+            "locationId (string) and installed (boolean) are required".into(),
+        ])
+        .into_response();
+    };
+    if app.tokens().set_installed(location, installed) {
+        Json(json!({"locationId": location, "installed": installed})).into_response()
+    } else {
+        ApiError::not_found("Location").into_response()
+    }
 }
 
 async fn admin_clock(State(app): State<Arc<App>>, JsonBody(body): JsonBody) -> Response {

@@ -240,3 +240,178 @@ async fn an_agency_lists_its_installed_locations_and_an_install_refreshes_them()
     operator.stop().await;
     ns.delete().await;
 }
+
+/// GHL's INSTALL or UNINSTALL webhook for `location` of the sandbox's company.
+fn installation(kind: &str, location: &str, id: &str) -> Value {
+    json!({"type": kind, "appId": "sandbox", "companyId": "sandboxCompany000001",
+           "locationId": location, "webhookId": id,
+           "timestamp": jiff::Timestamp::now().to_string()})
+}
+
+#[tokio::test]
+async fn an_agency_with_provision_keeps_a_connection_per_installed_location() {
+    let Some((client, ns)) = setup("fleet").await else {
+        return;
+    };
+    const B: &str = "locFleetB00000000002";
+    const C: &str = "locFleetC00000000003";
+    let child_b = "acme-oauth-locfleetb00000000002";
+    let child_c = "acme-oauth-locfleetc00000000003";
+    let sandbox = start(SandboxConfig {
+        other_locations: vec![B.into(), C.into()],
+        search_lag: Duration::ZERO,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let raw = Raw::new(&sandbox);
+    // The app is not installed on C yet.
+    raw.admin(
+        "POST",
+        "installations",
+        Some(json!({"locationId": C, "installed": false})),
+    )
+    .await;
+    let code = mint_code(&raw, "Company").await;
+    let port = free_port();
+    let mut options = OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url);
+    options.args = Some(vec![
+        "run".to_owned(),
+        format!("--lease-duration={}s", LEASE_DURATION.as_secs()),
+        "--connection-check-interval=1h".to_owned(),
+        "--default-resync=1m".to_owned(),
+    ]);
+    options
+        .extra_args
+        .push(format!("--webhook-addr=127.0.0.1:{port}"));
+    for file in crate::webhooks::key_files() {
+        options
+            .extra_args
+            .push(format!("--webhook-public-key={}", file.display()));
+    }
+    let operator = Operator::start(options);
+    let mut agency = Value::Null;
+    for mut doc in oauth_objects(&sandbox, &code, "10m") {
+        if doc["kind"] == "GhlConnection" {
+            doc["spec"]["auth"]["oauth"]["userType"] = json!("Company");
+            doc["spec"]["auth"]["oauth"]["companyId"] = json!("sandboxCompany000001");
+            doc["spec"]["provision"] = json!({
+                "template": {"rateLimit": {"sharePercent": 50}},
+                "onUninstall": "Delete"});
+            agency = doc.clone();
+        }
+        apply(&client, &ns.name, doc).await;
+    }
+    let api = connections(&client, &ns.name);
+
+    // One child for B (the agency serves its own location; C is not installed).
+    let b = wait_object(&api, child_b, "B's connection Ready", READY, |c| {
+        is_true(c, "Ready")
+    })
+    .await;
+    assert_eq!(b.spec.location_id, B);
+    assert_eq!(
+        b.metadata.labels.as_ref().unwrap()["ghl.servis.ai/agency"],
+        "acme-oauth"
+    );
+    let owner = &b.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("GhlConnection", "acme-oauth")
+    );
+    assert_eq!(b.spec.rate_limit.as_ref().unwrap().share_percent, Some(50));
+    let listed = wait_object(&api, "acme-oauth", "one child", READY, |c| {
+        c.status
+            .as_ref()
+            .and_then(|s| s.provisioned.as_ref())
+            .is_some_and(|p| p.children == 1)
+    })
+    .await;
+    assert!(api.get_opt(child_c).await.unwrap().is_none(), "{listed:?}");
+
+    // The app is installed on C: its connection follows the webhook within seconds.
+    raw.admin(
+        "POST",
+        "installations",
+        Some(json!({"locationId": C, "installed": true})),
+    )
+    .await;
+    let installed_at = std::time::Instant::now();
+    assert_eq!(
+        post_signed_webhook(port, &installation("INSTALL", C, "fleet-install-c")).await,
+        200
+    );
+    wait_object(&api, child_c, "C's connection Ready", READY, |c| {
+        is_true(c, "Ready")
+    })
+    .await;
+    eprintln!("INSTALL → child Ready in {:?}", installed_at.elapsed());
+
+    // A person changes B's share by hand; a template change reaches C and leaves B's edit.
+    api.patch(
+        child_b,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"rateLimit": {"sharePercent": 80}}})),
+    )
+    .await
+    .unwrap();
+    agency["spec"]["provision"]["template"]["rateLimit"]["sharePercent"] = json!(60);
+    apply(&client, &ns.name, agency.clone()).await;
+    wait_object(&api, child_c, "the template rolled out to C", READY, |c| {
+        c.spec.rate_limit.as_ref().and_then(|r| r.share_percent) == Some(60)
+    })
+    .await;
+    let reported = wait_object(&api, "acme-oauth", "B reported as edited", READY, |c| {
+        c.status
+            .as_ref()
+            .and_then(|s| s.provisioned.as_ref())
+            .is_some_and(|p| p.hand_edited.iter().any(|n| n == child_b))
+    })
+    .await;
+    let b = api.get(child_b).await.unwrap();
+    assert_eq!(
+        b.spec.rate_limit.unwrap().share_percent,
+        Some(80),
+        "the person's edit stays: {:?}",
+        reported.status
+    );
+
+    // Uninstalled from B with onUninstall: Delete: its connection goes, with an Event.
+    raw.admin(
+        "POST",
+        "installations",
+        Some(json!({"locationId": B, "installed": false})),
+    )
+    .await;
+    assert_eq!(
+        post_signed_webhook(port, &installation("UNINSTALL", B, "fleet-uninstall-b")).await,
+        200
+    );
+    wait_for("B's connection deleted", READY, || async {
+        api.get_opt(child_b).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), &ns.name);
+    wait_for("the agency's Events", READY, || async {
+        let reasons: Vec<String> = events
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("acme-oauth"))
+            .filter_map(|e| e.reason)
+            .collect();
+        ["Provisioned", "HandEdited", "Deprovisioned"]
+            .iter()
+            .all(|r| reasons.iter().any(|x| x == r))
+            .then_some(())
+    })
+    .await;
+    assert!(api.get_opt(child_c).await.unwrap().is_some(), "C stays");
+    let stats = raw.admin("GET", "stats", None).await;
+    assert_eq!(stats["refreshTokenReuse"], 0, "{stats}");
+    operator.assert_logs_clean();
+    operator.stop().await;
+    ns.delete().await;
+}

@@ -54,6 +54,20 @@ pub async fn check(
         Ok(budget) => budget,
         Err(invalid) => return (plain(Finding::InvalidSpec(invalid.to_string())), None),
     };
+    let company = obj
+        .spec
+        .auth
+        .oauth
+        .as_ref()
+        .is_some_and(|o| o.user_type == crate::crd::connection::UserType::Company);
+    if obj.spec.provision.is_some() && !company {
+        return (
+            plain(Finding::InvalidSpec(
+                "spec.provision needs an agency grant of its own (spec.auth.oauth with userType: Company)".into(),
+            )),
+            None,
+        );
+    }
     // The token goes only where the installer allows: nothing is read or sent otherwise.
     if let Err(why) = ctx.config.allowed_base_urls.check(obj.spec.base_url()) {
         let problem = Problem::stalled(

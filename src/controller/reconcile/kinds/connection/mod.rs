@@ -8,6 +8,7 @@ mod check;
 mod consent;
 pub mod credential;
 pub mod export;
+pub mod provision;
 pub mod verdict;
 
 use std::collections::BTreeSet;
@@ -34,7 +35,7 @@ use crate::crd::Kind;
 use crate::crd::conditions::{self, Wanted};
 use crate::crd::connection::{
     BudgetStatus, ConsentStatus, CredentialStatus, CredentialType, GhlConnection,
-    GhlConnectionStatus, InstalledLocationsStatus, UserType,
+    GhlConnectionStatus, InstalledLocationsStatus, ProvisionStatus, UserType,
 };
 use crate::crd::vocabulary::condition;
 use crate::ghl::budget::BudgetView;
@@ -96,10 +97,29 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
         }
     }
     let agency = is_agency(&obj);
-    let installed = match (&resolved, agency) {
+    // A new spec (a template change) lists again, so the children follow at once.
+    if agency && previous.observed_generation != obj.metadata.generation {
+        ctx.registry.listings.forget(&key);
+    }
+    let listing = match (&resolved, agency) {
         (Some(resolved), true) if ready => installed_locations(&ctx, &obj, &key, resolved).await,
         _ => None,
     };
+    let provisioned = match &listing {
+        Some((status, listed)) if agency => {
+            provision::reconcile(
+                &ctx,
+                &obj,
+                &object,
+                listed,
+                listed.count <= listed.ids.len() as u64 && !status.truncated,
+                previous.provisioned.as_ref(),
+            )
+            .await
+        }
+        _ => None,
+    };
+    let installed = listing.map(|(status, _)| status);
     // After a failed renewal the link is ready before the access token runs out.
     let consent_wanted = consent::needed(verdict.reason) || check.renewal_failed.is_some();
     let consent = if obj.spec.auth.oauth.is_some() && consent_wanted {
@@ -118,6 +138,8 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
         installed,
         consent,
         redirect: consent::redirect_condition(&ctx, &obj),
+        provisioning: agency && obj.spec.provision.is_some(),
+        provisioned,
         credentials: resolved.as_ref(),
         failed_attempts: ctx.credentials.oauth.failed_attempts(&key.0, &key.1),
         budget: handle.as_ref().map(|h| h.budget.view()),
@@ -194,7 +216,7 @@ async fn installed_locations(
     obj: &GhlConnection,
     key: &ConnectionKey,
     resolved: &Resolved,
-) -> Option<InstalledLocationsStatus> {
+) -> Option<(InstalledLocationsStatus, installed::Installed)> {
     let auth = obj.spec.auth.oauth.as_ref()?;
     let (Some(token), Some(company)) = (&resolved.agency_token, auth.company_id.as_deref()) else {
         return None;
@@ -228,7 +250,10 @@ async fn installed_locations(
                 .filter(|c| c.metadata.namespace == obj.metadata.namespace)
                 .map(|c| c.spec.location_id.clone())
                 .collect();
-            Some(installed::status(&listed, &served, Timestamp::now()))
+            Some((
+                installed::status(&listed, &served, Timestamp::now()),
+                listed,
+            ))
         }
         Err(error) => {
             tracing::warn!(connection = %key.1, %error, "could not list the agency's installed locations");
@@ -250,6 +275,10 @@ struct Facts<'a> {
     consent: Option<ConsentStatus>,
     /// `RedirectUriServed`, for a connection that consents through the operator.
     redirect: Option<Wanted>,
+    /// An agency connection with `spec.provision`.
+    provisioning: bool,
+    /// Its children, when they were reconciled just now.
+    provisioned: Option<ProvisionStatus>,
 }
 
 /// The status after `verdict`; credential facts stay from the previous status while the
@@ -312,5 +341,10 @@ fn status(
             None
         },
         consent: facts.consent.clone(),
+        provisioned: if facts.provisioning {
+            facts.provisioned.clone().or(previous.provisioned.clone())
+        } else {
+            None
+        },
     }
 }
