@@ -194,6 +194,28 @@ async fn the_demo_converges() {
 }
 
 #[tokio::test]
+async fn the_demo_shows_the_consent() {
+    let out = run(args(&["demo", "--oauth"])).await;
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    for step in [
+        "reason ConsentRequired",
+        "/oauth/chooselocation?response_type=code",
+        "→ 200 \"connected crm/acme-oauth",
+        "a grant for location ve9EPM428h8vShlRW1KT",
+        "The same callback again: 400",
+        "GET /contacts/ → 200",
+        "GHL matches the declared state",
+    ] {
+        assert!(msg.contains(step), "{step:?} in {msg}");
+    }
+    assert!(
+        !msg.contains("sbx-at-") && !msg.contains("sbx-rt-"),
+        "no token value: {msg}"
+    );
+}
+
+#[tokio::test]
 async fn the_sandbox_binary_serves_its_seed_and_limits() {
     let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed.yaml");
     let mut child = bin()

@@ -3,7 +3,10 @@
 //! Starts the embedded sandbox with a few contacts already in it, plans and applies the
 //! examples (adopting the existing contact instead of duplicating it), then edits a contact in
 //! the sandbox as a person in GHL's UI would, shows the drift plan, repairs it, and shows that
-//! the next plan is empty.
+//! the next plan is empty. With `--oauth` it first connects an account over OAuth the way the
+//! operator does ([`oauth`]).
+
+mod oauth;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,23 +23,23 @@ use crate::sandbox::{SandboxConfig, Seed};
 const EXAMPLES: [(&str, &str); 5] = [
     (
         "examples/00-namespace.yaml",
-        include_str!("../../examples/00-namespace.yaml"),
+        include_str!("../../../examples/00-namespace.yaml"),
     ),
     (
         "examples/10-connection-pit.yaml",
-        include_str!("../../examples/10-connection-pit.yaml"),
+        include_str!("../../../examples/10-connection-pit.yaml"),
     ),
     (
         "examples/11-connection-oauth.yaml",
-        include_str!("../../examples/11-connection-oauth.yaml"),
+        include_str!("../../../examples/11-connection-oauth.yaml"),
     ),
     (
         "examples/20-contact-sync-policy.yaml",
-        include_str!("../../examples/20-contact-sync-policy.yaml"),
+        include_str!("../../../examples/20-contact-sync-policy.yaml"),
     ),
     (
         "examples/30-tag-rule.yaml",
-        include_str!("../../examples/30-tag-rule.yaml"),
+        include_str!("../../../examples/30-tag-rule.yaml"),
     ),
 ];
 
@@ -65,6 +68,10 @@ pub struct DemoArgs {
     /// Show personal values in plans.
     #[arg(long)]
     pub show_sensitive: bool,
+    /// First connect an account over OAuth, as the operator does: the consent link, the
+    /// sandbox's consent screen, the redirect back to `/oauth/callback`, the code exchange.
+    #[arg(long)]
+    pub oauth: bool,
 }
 
 fn step(title: &str) {
@@ -130,6 +137,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("It already holds 3 contacts, among them Grace, whom the examples declare too.");
     if !args.show_sensitive {
         println!("Personal values show as (sensitive); add --show-sensitive to see them.");
+    }
+    if args.oauth {
+        step("0. connect a GHL account over OAuth (examples/11-connection-oauth.yaml)");
+        oauth::run(sandbox).await?;
     }
 
     step("1. plan: what applying examples/ would change");
