@@ -201,6 +201,23 @@ async fn a_connection_is_completed_by_consenting_through_the_operator() {
         why.contains(OTHER) && why.contains("nothing was stored"),
         "{why}"
     );
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), &ns.name);
+    wait_for("a ConsentRefused Warning", READY, || async {
+        events
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("ConsentRefused")
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("wrong")
+            })
+            .then_some(())
+    })
+    .await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     let tokens = secrets.get_opt("wrong-tokens").await.unwrap();
     assert!(

@@ -143,13 +143,19 @@ pub fn verdict(check: &Check, previous: &[Condition], interval: Duration) -> Con
         events.extend(warning);
     }
     let was_authenticated = is_true(previous, condition::AUTHENTICATED);
+    // A refused consent is news even to a connection that never worked.
+    let newly_refused_consent = why == reason::CONSENT_REFUSED
+        && !previous
+            .iter()
+            .any(|c| c.type_ == condition::AUTHENTICATED && c.reason == reason::CONSENT_REFUSED);
     match authenticated {
-        Some(false) if was_authenticated || previous.is_empty() => events.push(Notice {
-            warning: true,
-            reason: why,
-            action: action::CHECK_CREDENTIALS,
-            note: message.clone(),
-        }),
+        Some(false) if was_authenticated || previous.is_empty() || newly_refused_consent => events
+            .push(Notice {
+                warning: true,
+                reason: why,
+                action: action::CHECK_CREDENTIALS,
+                note: message.clone(),
+            }),
         Some(true) if !was_authenticated && !previous.is_empty() => events.push(Notice {
             warning: false,
             reason: reason::RECOVERED,
@@ -461,6 +467,22 @@ mod tests {
             let events: Vec<&str> = v.verdict.events.iter().map(|e| e.reason).collect();
             assert_eq!(events, row.events, "{}", row.name);
         }
+    }
+
+    #[test]
+    fn a_refused_consent_warns_once_even_on_a_connection_that_never_worked() {
+        let refused = check(Finding::Credential(Problem::refused(
+            reason::CONSENT_REFUSED,
+            "the consent granted location B".to_string(),
+        )));
+        // Waiting for consent (Authenticated False, another reason): one Warning.
+        let first = verdict(&refused, &authenticated(false), INTERVAL);
+        let warnings: Vec<&str> = first.verdict.events.iter().map(|e| e.reason).collect();
+        assert_eq!(warnings, [reason::CONSENT_REFUSED]);
+        let previous =
+            conditions::merge(&[], &first.verdict.conditions, None, jiff::Timestamp::now());
+        let again = verdict(&refused, &previous, INTERVAL);
+        assert!(again.verdict.events.is_empty(), "said once");
     }
 
     #[test]
