@@ -200,6 +200,8 @@ pub mod annotation {
     /// On a provisioned GhlConnection kept after its location uninstalled the app
     /// (`onUninstall: Keep`).
     pub const UNINSTALLED: &str = "ghl.servis.ai/uninstalled";
+    /// On a provisioned GhlConnection: a digest of what its agency connection last applied.
+    pub const PROVISIONED_AS: &str = "ghl.servis.ai/provisioned-as";
 }
 
 /// Labels on objects the operator creates.

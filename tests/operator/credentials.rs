@@ -812,7 +812,17 @@ async fn a_refresh_without_a_clear_answer_keeps_the_connection_serving_until_its
         jiff::Timestamp::now() < expires_at,
         "the crash came before the access token expired"
     );
-    let operator = Operator::start(OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url));
+    // It serves /oauth/callback (the example's redirectUri), so a consent link can be offered.
+    let mut options = OperatorOptions::new(&ns.name, "op-0").allowing(&sandbox.url);
+    options
+        .extra_args
+        .push(format!("--webhook-addr=127.0.0.1:{}", free_port()));
+    for file in crate::webhooks::key_files() {
+        options
+            .extra_args
+            .push(format!("--webhook-public-key={}", file.display()));
+    }
+    let operator = Operator::start(options);
     // Still serving, saying so, with the consent link ready.
     let serving = wait_object(&api, "acme-oauth", "RenewalFailed", READY, |c| {
         condition(c, "Authenticated").is_some_and(|(s, r)| s == "True" && r == "RenewalFailed")
@@ -830,6 +840,12 @@ async fn a_refresh_without_a_clear_answer_keeps_the_connection_serving_until_its
     );
     let message = condition_message(&serving, "Authenticated").unwrap();
     assert!(message.contains("serves until"), "{message}");
+    // The refresh token is given up in the Secret itself, not only by a claim a later write
+    // could clear.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let tokens = secrets.get("acme-oauth-tokens").await.unwrap();
+    let data = tokens.data.unwrap_or_default();
+    assert!(data.contains_key("access_token") && !data.contains_key("refresh_token"));
     // Policies keep working on the access token: a new tag is applied.
     apply(
         &client,

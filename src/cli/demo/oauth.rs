@@ -130,10 +130,11 @@ pub async fn run(sandbox: &RunningSandbox) -> anyhow::Result<()> {
         page.status().as_u16(),
         page.text().await?
     );
-    let code = received
-        .recv()
+    let code = tokio::time::timeout(std::time::Duration::from_secs(30), received.recv())
         .await
-        .ok_or_else(|| anyhow!("the callback received no code"))?;
+        .ok()
+        .flatten()
+        .ok_or_else(|| anyhow!("the callback received no code within 30 s"))?;
 
     let oauth = OAuthClient::new(
         &sandbox.url,

@@ -61,6 +61,18 @@ pub fn app_id(client_id: &str) -> &str {
 pub struct Installed {
     pub ids: Vec<String>,
     pub count: u64,
+    /// Every page GHL answered named its `count`.
+    pub counted: bool,
+}
+
+impl Installed {
+    /// Whether this is GHL's whole list: every page counted, and as many distinct ids read as
+    /// counted (a page missing, or a location that moved between pages, makes it partial).
+    /// Only a whole list may say that a location uninstalled the app.
+    pub fn complete(&self) -> bool {
+        let distinct: BTreeSet<&str> = self.ids.iter().map(String::as_str).collect();
+        self.counted && distinct.len() as u64 == self.count
+    }
 }
 
 /// Reads the installed locations, a page at a time, up to [`MAX_PAGES`].
@@ -70,11 +82,15 @@ pub async fn list(
     company_id: &str,
     app_id: &str,
 ) -> Result<Installed, GhlError> {
-    let mut installed = Installed::default();
+    let mut installed = Installed {
+        counted: true,
+        ..Installed::default()
+    };
     for page in 0..MAX_PAGES {
         let answer = oauth
             .installed_locations(agency_token, company_id, app_id, page * PAGE, PAGE)
             .await?;
+        installed.counted &= answer.count.is_some();
         installed.count = answer.count.unwrap_or(0);
         let got = answer.locations.len() as u64;
         installed.ids.extend(
@@ -135,7 +151,19 @@ mod tests {
         Installed {
             ids: ids.iter().map(|s| (*s).to_owned()).collect(),
             count,
+            counted: true,
         }
+    }
+
+    #[test]
+    fn only_a_counted_list_with_every_id_is_complete() {
+        assert!(installed(&["a", "b"], 2).complete());
+        assert!(installed(&[], 0).complete());
+        assert!(!installed(&["a"], 2).complete(), "a page missing");
+        assert!(!installed(&["a", "a"], 2).complete(), "an id read twice");
+        let mut uncounted = installed(&[], 0);
+        uncounted.counted = false;
+        assert!(!uncounted.complete(), "GHL said no count: {{}} or null");
     }
 
     #[test]

@@ -67,8 +67,12 @@ pub(super) async fn finish(
         }
     }
     crash_point("after-install");
-    let mut next =
-        schedule::next_renewal(renewal, usable.grant.expires_at, usable.grant.refreshed_at);
+    // A grant whose renewal failed is looked at again when it stops being served.
+    let mut next = if usable.renewal_failed.is_some() {
+        super::serve_end(&usable.grant)
+    } else {
+        schedule::next_renewal(renewal, usable.grant.expires_at, usable.grant.refreshed_at)
+    };
     if let (true, Some(expires)) = (is_company, usable.grant.location_expires_at) {
         let location_policy = RenewalPolicy {
             renew_before: renewal.renew_before,

@@ -166,10 +166,15 @@ pub fn redirect_problem(redirect_uri: Option<&str>) -> Option<String> {
     };
     match Url::parse(text) {
         Ok(url) if matches!(url.scheme(), "https" | "http") && url.path() == CALLBACK_PATH => None,
-        Ok(_) => Some(format!(
-            "redirectUri {text} is not the operator's callback: its path must be {CALLBACK_PATH}"
+        // Quoted without userinfo, query or fragment: whatever secret it carries stays out
+        // of status.
+        Ok(url) => Some(format!(
+            "redirectUri {}://{}{} is not the operator's callback: its path must be {CALLBACK_PATH} (and its scheme https, or http)",
+            url.scheme(),
+            url.host_str().unwrap_or_default(),
+            url.path()
         )),
-        Err(_) => Some(format!("redirectUri {text} is not a URL")),
+        Err(_) => Some("redirectUri is not a URL".to_owned()),
     }
 }
 

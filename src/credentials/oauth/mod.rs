@@ -77,12 +77,20 @@ fn serves_until_expiry(grant: &StoredGrant, now: Timestamp) -> bool {
         .is_ok_and(|edge| grant.expires_at > edge)
 }
 
+/// When a grant whose renewal failed stops being served (and consent is asked for).
+fn serve_end(grant: &StoredGrant) -> Timestamp {
+    grant
+        .expires_at
+        .checked_sub(SERVE_MARGIN)
+        .unwrap_or(grant.expires_at)
+}
+
 /// The current grant, served on after its renewal failed (`why`), until it expires.
 fn serving_after_failed_renewal(grant: StoredGrant, why: String) -> Usable {
     let expires = grant.expires_at;
     Usable {
         token: grant.access_token.clone(),
-        next_renewal: expires,
+        next_renewal: serve_end(&grant),
         grant,
         rotated: false,
         renewal_adjusted: None,
@@ -206,9 +214,10 @@ impl OAuthManager {
         let key = (input.namespace.to_owned(), input.connection.to_owned());
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         match &result {
+            // One failed renewal, however many reconciles serve on after it.
             Ok(usable) if usable.renewal_failed.is_some() => {
                 let count = failures.entry(key).or_default();
-                *count = count.saturating_add(1);
+                *count = (*count).max(1);
             }
             Ok(_) => {
                 failures.remove(&key);
@@ -347,10 +356,22 @@ impl OAuthManager {
                 // token it came with still serves until it expires.
                 if serves_until_expiry(&grant, input.now) {
                     let why = format!(
-                        "a refresh by {} at {} got no answer that was stored, so the refresh token is not presented again",
+                        "a refresh by {} at {} got no answer that was stored, so the refresh token is given up",
                         claim.holder, claim.at
                     );
-                    let usable = serving_after_failed_renewal(grant, why);
+                    let Some(current) = current else {
+                        return Err(spend::superseded(token_name));
+                    };
+                    let usable = spend::retire(
+                        input,
+                        &secrets,
+                        current,
+                        grant,
+                        claim.clone(),
+                        why,
+                        &mut pending,
+                    )
+                    .await?;
                     return finish(input, &secrets, &renewal, usable, &mut pending).await;
                 }
                 return Err(self.interrupted(input, claim, "refresh"));

@@ -217,19 +217,19 @@ pub(super) async fn refresh(
 ) -> Result<Usable, Problem> {
     let name = &input.auth.token_secret_ref.name;
     let Some(refresh_token) = grant.refresh_token.clone() else {
-        if grant.expires_at > input.now {
-            return Ok(Usable {
-                token: grant.access_token.clone(),
-                next_renewal: grant.expires_at,
+        // Given up after a renewal failed (see [`retire`]): the access token serves on.
+        if serves_until_expiry(&grant, input.now) {
+            return Ok(serving_after_failed_renewal(
                 grant,
-                rotated: false,
-                renewal_adjusted: None,
-                renewal_failed: None,
-            });
+                "the grant could not be renewed and its refresh token was given up".into(),
+            ));
         }
         return Err(Problem::refused(
             reason::REAUTHORIZATION_REQUIRED,
-            format!("the access token in Secret {name} expired and there is no refresh token"),
+            format!(
+                "the access token in Secret {name} expired and there is no refresh token: consent again (status.consent.url, or kubectl ghl connect {})",
+                input.connection
+            ),
         ));
     };
     let mark = Claim {
@@ -268,13 +268,20 @@ pub(super) async fn refresh(
                 }
                 _ => "GHL did not renew the grant",
             };
-            // The claim stays, so no process ever presents the refresh token again; the
-            // access token still works until it expires: serve it and ask for consent.
+            // The refresh token is given up for good (stored without it, over our claim), so
+            // no process ever presents it again; the access token still works until it
+            // expires: serve it and ask for consent.
             if serves_until_expiry(&grant, input.now) {
-                return Ok(serving_after_failed_renewal(
+                return retire(
+                    input,
+                    secrets,
+                    claimed,
                     grant,
+                    mark,
                     format!("{why} ({error})"),
-                ));
+                    pending,
+                )
+                .await;
             }
             return Err(Problem::refused(
                 reason::REAUTHORIZATION_REQUIRED,
@@ -294,6 +301,41 @@ pub(super) async fn refresh(
         input.now,
     )
     .await
+}
+
+/// Gives up `grant`'s refresh token after a renewal failed (refused, or no clear answer, or
+/// interrupted): the grant is stored without it over the claim `mark` that guarded the spend,
+/// which is then cleared. From then on the Secret itself says the token is gone — a later claim
+/// (a consent's code exchange) can no longer uncover it — and the access token is served until
+/// it expires.
+pub(super) async fn retire(
+    input: &Inputs<'_>,
+    secrets: &Api<Secret>,
+    claimed: Secret,
+    grant: StoredGrant,
+    mark: Claim,
+    why: String,
+    pending: &mut Pending,
+) -> Result<Usable, Problem> {
+    let name = &input.auth.token_secret_ref.name;
+    leading(input.fence, "giving up a refresh token")?;
+    let mut retired = grant;
+    retired.refresh_token = None;
+    let guard = Guard::Claim(mark);
+    pending.unpersisted = Some((retired.clone(), guard.clone()));
+    let stored = persist(
+        secrets,
+        (name, input.connection),
+        Some(claimed),
+        &retired,
+        &guard,
+    )
+    .await?;
+    pending.unpersisted = None;
+    if let Stored::Superseded = stored {
+        return Err(superseded(name));
+    }
+    Ok(serving_after_failed_renewal(retired, why))
 }
 
 /// The Secret got a newer grant (or another claim) while ours was being stored.

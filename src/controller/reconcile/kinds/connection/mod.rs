@@ -106,13 +106,13 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
         _ => None,
     };
     let provisioned = match &listing {
-        Some((status, listed)) if agency => {
+        Some((_, listed)) if agency => {
             provision::reconcile(
                 &ctx,
                 &obj,
                 &object,
                 listed,
-                listed.count <= listed.ids.len() as u64 && !status.truncated,
+                listed.complete(),
                 previous.provisioned.as_ref(),
             )
             .await

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -78,6 +78,9 @@ pub enum Step {
         create: bool,
         /// Its location uninstalled the app just now and it is kept (`onUninstall: Keep`).
         kept: bool,
+        /// No one but the agency wrote its spec: the apply takes every field (also those its
+        /// create wrote). Otherwise it is not forced, and a conflict is a hand edit.
+        force: bool,
     },
     /// Delete the child (`onUninstall: Delete`), if it still has this uid.
     Delete {
@@ -136,10 +139,17 @@ fn child(
     if !template.allowed_namespaces.is_empty() {
         spec["allowedNamespaces"] = json!(template.allowed_namespaces);
     }
+    let labels = json!({label::AGENCY: label_value(&agency.name_any())});
+    // What this apply says, so that a field the template no longer sets is noticed (and
+    // removed by the apply, which owns it).
+    let applied = crate::engine::ledger::key_digest(
+        &json!({"spec": spec, "labels": labels, "uninstalled": uninstalled}).to_string(),
+    );
     let mut metadata = json!({
         "name": name,
         "namespace": agency.namespace(),
-        "labels": {label::AGENCY: label_value(&agency.name_any())},
+        "labels": labels,
+        "annotations": {annotation::PROVISIONED_AS: applied},
         "ownerReferences": [{
             "apiVersion": GhlConnection::api_version(&()),
             "kind": GhlConnection::kind(&()),
@@ -149,7 +159,7 @@ fn child(
         }],
     });
     if uninstalled {
-        metadata["annotations"] = json!({annotation::UNINSTALLED: "true"});
+        metadata["annotations"][annotation::UNINSTALLED] = json!("true");
     }
     json!({
         "apiVersion": GhlConnection::api_version(&()),
@@ -170,18 +180,29 @@ fn holds(current: &Value, wanted: &Value) -> bool {
     }
 }
 
+/// Whether someone other than the agency wrote the child's spec (by its managedFields).
+fn edited_by_hand(child: &GhlConnection) -> bool {
+    child.managed_fields().iter().any(|entry| {
+        entry.manager.as_deref() != Some(FIELD_MANAGER)
+            && entry
+                .fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.get("f:spec").is_some())
+    })
+}
+
 /// Whether `existing` is as `wanted` would make it: its spec, labels and annotation (an
 /// apply is not sent then).
 fn up_to_date(existing: &GhlConnection, wanted: &Value) -> bool {
     let spec = serde_json::to_value(&existing.spec).unwrap_or(Value::Null);
-    let uninstalled = existing.annotations().contains_key(annotation::UNINSTALLED);
-    let wants_uninstalled = wanted["metadata"]["annotations"]
-        .get(annotation::UNINSTALLED)
-        .is_some();
-    holds(&spec, &wanted["spec"])
+    let applied = existing
+        .annotations()
+        .get(annotation::PROVISIONED_AS)
+        .map(String::as_str);
+    applied == wanted["metadata"]["annotations"][annotation::PROVISIONED_AS].as_str()
+        && holds(&spec, &wanted["spec"])
         && existing.labels().get(label::AGENCY).map(String::as_str)
             == wanted["metadata"]["labels"][label::AGENCY].as_str()
-        && uninstalled == wants_uninstalled
 }
 
 /// What to do for `agency` given the locations GHL lists as installed (`complete`: the list
@@ -207,16 +228,15 @@ pub fn plan(
         .collect();
     let installed: BTreeSet<&str> = installed.ids.iter().map(String::as_str).collect();
     let mut plan = Plan::default();
+    let mut unnameable = 0;
     for &location in &installed {
         // The agency connection serves its own location.
         if location == agency.spec.location_id {
             continue;
         }
+        // Not repeated into status: what GHL sent may be anything.
         if !nameable(location) {
-            plan.skipped.push(format!(
-                "{}: not a location id a name can carry",
-                location.chars().take(64).collect::<String>()
-            ));
+            unnameable += 1;
             continue;
         }
         if !may_borrow(grantees, &namespace, &namespace, location) {
@@ -245,19 +265,30 @@ pub fn plan(
             ));
             continue;
         }
-        let object = child(agency, provision, location, false);
+        let mut object = child(agency, provision, location, false);
         if current.is_some_and(|c| up_to_date(c, &object)) {
             plan.children += 1;
             continue;
         }
         plan.children += 1;
+        // An update names the child's uid: a child deleted and re-created meanwhile by
+        // someone else is not taken over.
+        if let Some(uid) = current.and_then(|c| c.metadata.uid.as_deref()) {
+            object["metadata"]["uid"] = json!(uid);
+        }
         plan.steps.push(Step::Apply {
             name,
             location: location.to_owned(),
             object,
             create: current.is_none(),
             kept: false,
+            force: !current.is_some_and(|c| edited_by_hand(c)),
         });
+    }
+    if unnameable > 0 {
+        plan.skipped.push(format!(
+            "{unnameable} listed id(s) are not location ids a name can carry"
+        ));
     }
     // Children whose location is no longer installed (only a complete list says so).
     for child_now in ours {
@@ -277,7 +308,8 @@ pub fn plan(
             }),
             OnUninstall::Keep => {
                 plan.children += 1;
-                let object = child(agency, provision, location, true);
+                let mut object = child(agency, provision, location, true);
+                object["metadata"]["uid"] = json!(child_now.metadata.uid);
                 if !up_to_date(child_now, &object) {
                     plan.steps.push(Step::Apply {
                         name: child_now.name_any(),
@@ -285,6 +317,7 @@ pub fn plan(
                         object,
                         create: false,
                         kept: true,
+                        force: !edited_by_hand(child_now),
                     });
                 }
             }
@@ -333,10 +366,40 @@ pub async fn reconcile(
                 object,
                 create,
                 kept,
+                force,
             } => {
-                let params = PatchParams::apply(FIELD_MANAGER);
-                match api.patch(&name, &params, &Patch::Apply(&object)).await {
-                    Ok(_) if create => {
+                let written = if create {
+                    // A create never merges into an object someone made meanwhile.
+                    match serde_json::from_value::<GhlConnection>(object) {
+                        Ok(new) => {
+                            let params = PostParams {
+                                field_manager: Some(FIELD_MANAGER.to_owned()),
+                                ..PostParams::default()
+                            };
+                            api.create(&params, &new).await.map(drop)
+                        }
+                        Err(error) => {
+                            tracing::warn!(connection = %name, %error, "a child connection could not be built");
+                            continue;
+                        }
+                    }
+                } else {
+                    let params = PatchParams::apply(FIELD_MANAGER);
+                    let params = if force { params.force() } else { params };
+                    api.patch(&name, &params, &Patch::Apply(&object))
+                        .await
+                        .map(drop)
+                };
+                match written {
+                    Err(kube::Error::Api(e)) if create && e.code == 409 => {
+                        if status.skipped.len() < LISTED {
+                            status.skipped.push(format!(
+                                "{location}: the name {name} is taken by another GhlConnection"
+                            ));
+                        }
+                        status.children = status.children.saturating_sub(1);
+                    }
+                    Ok(()) if create => {
                         ctx.publish(
                             &reference,
                             &Notice {
@@ -481,6 +544,7 @@ mod tests {
         Installed {
             ids: ids.iter().map(|s| (*s).to_owned()).collect(),
             count: ids.len() as u64,
+            counted: true,
         }
     }
 
@@ -576,7 +640,12 @@ mod tests {
                 .iter()
                 .any(|s| s.contains("agency-locd is taken"))
         );
-        assert!(plan.skipped.iter().any(|s| s.starts_with("../x")));
+        assert!(
+            plan.skipped
+                .contains(&"1 listed id(s) are not location ids a name can carry".to_owned()),
+            "a hostile id is counted, never repeated: {:?}",
+            plan.skipped
+        );
         // A connection carrying the label but not owned by the agency's uid is never deleted.
         assert!(!summary(&plan).iter().any(|s| s.contains("locx")));
 
@@ -587,8 +656,11 @@ mod tests {
                 .iter()
                 .any(|s| s.starts_with("delete"))
         );
+        // A field dropped from the template is applied away (its digest changed).
         let keeping = ProvisionSpec::default();
         let k = agency(keeping.clone());
+        let dropped = plan_of(&k, &keeping, &installed(&["LocB"]), true, &[&b_child]);
+        assert_eq!(summary(&dropped), ["update agency-locb"]);
         let kept_plan = plan_of(&k, &keeping, &installed(&["LocB"]), true, &existing);
         assert!(summary(&kept_plan).contains(&"keep agency-locgone".to_owned()));
         let mut kept: GhlConnection =
@@ -599,7 +671,7 @@ mod tests {
             &keeping,
             &installed(&["LocB"]),
             true,
-            &[&b_child, &kept],
+            &[&applied(&k, "LocB"), &kept],
         );
         assert!(
             summary(&again).is_empty(),
@@ -616,6 +688,52 @@ mod tests {
         e: &[&GhlConnection],
     ) -> Plan {
         plan(a, p, i, complete, e)
+    }
+
+    #[test]
+    fn only_a_child_no_one_else_wrote_is_applied_with_force() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+        let provision = ProvisionSpec {
+            template: ProvisionTemplate {
+                allowed_namespaces: vec!["sales".into()],
+                ..ProvisionTemplate::default()
+            },
+            ..ProvisionSpec::default()
+        };
+        let a = agency(provision.clone());
+        let entry = |manager: &str| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            fields_v1: Some(FieldsV1(json!({"f:spec": {"f:rateLimit": {}}}))),
+            ..ManagedFieldsEntry::default()
+        };
+        // Created by the agency (its own create and applies): forced.
+        let mut ours = connection("agency-locb", "LocB", Some("agency-uid"));
+        ours.metadata.managed_fields = Some(vec![entry(FIELD_MANAGER)]);
+        // A person edited the spec: not forced, so their fields conflict instead.
+        let mut edited = connection("agency-locc", "LocC", Some("agency-uid"));
+        edited.metadata.managed_fields = Some(vec![entry(FIELD_MANAGER), entry("kubectl-edit")]);
+        let plan = plan(
+            &a,
+            &provision,
+            &installed(&["LocB", "LocC"]),
+            true,
+            &[&ours, &edited],
+        );
+        let forced: Vec<(String, bool)> = plan
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Apply { name, force, .. } => Some((name.clone(), *force)),
+                Step::Delete { .. } => None,
+            })
+            .collect();
+        assert_eq!(
+            forced,
+            [
+                ("agency-locb".to_owned(), true),
+                ("agency-locc".to_owned(), false)
+            ]
+        );
     }
 
     #[test]
