@@ -86,6 +86,16 @@ fn names_columns_and_scope_follow_the_product() {
             .collect();
         assert!(columns.contains(&"Ready"), "{columns:?}");
         assert!(columns.contains(&"Age"), "{columns:?}");
+        // The state a person must act on shows in `kubectl get`; the message with -o wide.
+        assert!(columns.contains(&"Reason"), "{columns:?}");
+        let message = version
+            .additional_printer_columns
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.name == "Message")
+            .unwrap_or_else(|| panic!("a Message column: {columns:?}"));
+        assert_eq!(message.priority, Some(1));
     }
     assert_eq!(
         GhlConnection::crd().spec.names.short_names.unwrap(),

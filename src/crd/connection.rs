@@ -30,6 +30,7 @@ pub const DEFAULT_API_VERSION: &str = "2021-07-28";
     printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name": "Authenticated", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Authenticated\")].status"}"#,
     printcolumn = r#"{"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Authenticated\")].reason"}"#,
+    printcolumn = r#"{"name": "Message", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].message", "priority": 1}"#,
     printcolumn = r#"{"name": "Credential", "type": "string", "jsonPath": ".status.credentials.type"}"#,
     printcolumn = r#"{"name": "Expires", "type": "date", "jsonPath": ".status.credentials.expiresAt", "priority": 1}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,

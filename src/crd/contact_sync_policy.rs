@@ -29,6 +29,8 @@ use super::common::{
     printcolumn = r#"{"name": "Mode", "type": "string", "jsonPath": ".spec.mode"}"#,
     printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name": "Synced", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Synced\")].status"}"#,
+    printcolumn = r#"{"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name": "Message", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].message", "priority": 1}"#,
     printcolumn = r#"{"name": "Desired", "type": "integer", "jsonPath": ".status.counts.desired"}"#,
     printcolumn = r#"{"name": "InSync", "type": "integer", "jsonPath": ".status.counts.inSync"}"#,
     printcolumn = r#"{"name": "Drifted", "type": "integer", "jsonPath": ".status.counts.drifted"}"#,

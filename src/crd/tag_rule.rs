@@ -25,6 +25,8 @@ use super::common::{
     doc = "Tags that GHL contacts matching a selector must carry (addTags) or lose (removeTags).",
     printcolumn = r#"{"name": "Mode", "type": "string", "jsonPath": ".spec.mode"}"#,
     printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name": "Message", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].message", "priority": 1}"#,
     printcolumn = r#"{"name": "Matched", "type": "integer", "jsonPath": ".status.matched"}"#,
     printcolumn = r#"{"name": "Compliant", "type": "integer", "jsonPath": ".status.compliant"}"#,
     printcolumn = r#"{"name": "Pending", "type": "integer", "jsonPath": ".status.pending"}"#,
