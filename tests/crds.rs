@@ -41,6 +41,29 @@ fn committed_crds_match_the_types() {
 }
 
 #[test]
+fn the_charts_crd_templates_match_the_types_and_are_kept_at_uninstall() {
+    for (file, definition) in crd::all() {
+        let path = repo("charts/ghl-operator/templates/crds").join(file);
+        let committed =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let generated = crd::to_chart_template(&definition).unwrap();
+        assert!(
+            committed == generated,
+            "{} is stale: run `cargo run -- crds --chart --out-dir charts/ghl-operator/templates/crds` and commit the result",
+            path.display()
+        );
+        // Installed only with `crds.install`, annotated to be kept only with `crds.keep`.
+        assert!(committed.contains("{{- if .Values.crds.install }}"));
+        assert!(committed.contains("{{- if .Values.crds.keep }}"));
+        assert!(committed.contains("helm.sh/resource-policy: keep"));
+    }
+    assert!(
+        !repo("charts/ghl-operator/crds").exists(),
+        "the chart's crds/ folder is never upgraded by Helm: CRDs are templates"
+    );
+}
+
+#[test]
 fn the_binary_prints_all_three_crds() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_ghl-operator"))
         .arg("crds")

@@ -126,9 +126,8 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
             keys.rsa_public_pem.trim_end()
         );
     }
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    // Ctrl-C, or SIGTERM when a pod is deleted (`sandbox.enabled` in the chart).
+    crate::controller::runtime::run::termination().await;
     running.stop();
     Ok(ExitCode::SUCCESS)
 }

@@ -3,8 +3,9 @@
 
 For each values set (the defaults, and every optional feature on) this lints the chart
 strictly, renders it, validates every manifest against the Kubernetes schemas
-(kubernetes-validate, strict: unknown fields are errors) and writes the rendered objects as
-JSON for the Rust tests, which apply them to a real API server (dry-run, and the RBAC test).
+(kubernetes-validate, strict: unknown fields are errors; the CRDs too, which are templates so
+`helm upgrade` updates them) and writes the rendered objects as JSON for the Rust tests, which
+apply them to a real API server (dry-run, and the RBAC test).
 
 Usage: check_chart.py CHART_DIR OUT_DIR [NAMESPACE...]
 With namespaces, also renders `namespaced.json`: a release in the first watching only those
@@ -22,6 +23,23 @@ K8S_VERSION = "1.33.0"
 NAMESPACE = "ghl-system"
 # Kinds from CRDs kubernetes-validate has no schema for.
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+# The chart's CRDs, each the same as the generated file of that name in the repository's crds/.
+CRDS = ("ghlconnections", "contactsyncpolicies", "tagrules")
+GROUP = "ghl.servis.ai"
+GHL_API = "https://services.leadconnectorhq.com"
+SANDBOX_PORT = 8088
+# What the Deployments ran with before these were values: the restricted Pod Security Standard.
+POD_SECURITY_CONTEXT = {
+    "runAsNonRoot": True,
+    "runAsUser": 65532,
+    "runAsGroup": 65532,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+SECURITY_CONTEXT = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 VALUE_SETS = {
     "default": {},
@@ -66,16 +84,45 @@ VALUE_SETS = {
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "dedicated", "operator": "Exists"}],
         "priorityClassName": "high",
+        "sandbox": {"enabled": True, "extraArgs": ["--location-id=ve9EPM428h8vShlRW1KT,L2"]},
     },
     "no-leader-election": {"leaderElection": {"enabled": False}},
     "no-webhooks": {"webhooks": {"enabled": False}, "networkPolicy": {"enabled": True}},
     "no-approval-webhook": {"approvals": {"webhook": {"enabled": False}}, "networkPolicy": {"enabled": True}},
+    # CRDs installed and upgraded by someone else; no aggregated roles for tenants.
+    "no-crds": {"crds": {"install": False}, "rbac": {"aggregate": False}},
+    # The examples' sandbox in the cluster, GHL's API still allowed, the NetworkPolicy opened.
+    "sandbox": {"sandbox": {"enabled": True}, "networkPolicy": {"enabled": True}, "crds": {"keep": False}},
+    # OpenShift: a UID from the namespace's range, or none so the SCC assigns it (null removes a
+    # default key; Helm merges maps, so `{}` would keep them).
+    "openshift-uid": {"podSecurityContext": {"runAsUser": 1000680000, "runAsGroup": 1000680000}},
+    "openshift-scc": {"podSecurityContext": {"runAsUser": None, "runAsGroup": None}, "sandbox": {"enabled": True}},
 }
 
 
 def fail(message):
     print(f"chart check failed: {message}", file=sys.stderr)
     sys.exit(1)
+
+
+RUNBOOKS = "https://github.com/servis-ai/ghl-operator/blob/main/docs/runbooks.md#"
+
+
+def check_runbooks(chart_dir):
+    """Every alert links its runbook: a section of docs/runbooks.md headed by its name."""
+    repo = chart_dir.resolve().parent.parent
+    headings = {
+        line[3:].strip().lower() for line in (repo / "docs" / "runbooks.md").read_text().splitlines() if line.startswith("## ")
+    }
+    alerts = yaml.safe_load((chart_dir / "files" / "alerts.yaml").read_text())
+    for group in alerts["groups"]:
+        for rule in group["rules"]:
+            if "alert" not in rule:
+                continue
+            url = rule.get("annotations", {}).get("runbook_url")
+            anchor = rule["alert"].lower()
+            if url != RUNBOOKS + anchor or anchor not in headings:
+                fail(f"alert {rule['alert']}: runbook_url {url!r} must be {RUNBOOKS + anchor}, a section of docs/runbooks.md")
 
 
 def check_monitoring(chart_dir, name, objects):
@@ -97,12 +144,213 @@ def check_monitoring(chart_dir, name, objects):
         fail("all-features renders the PrometheusRule and the dashboard")
 
 
+def operator_deployment(objects):
+    """The operator's Deployment (the sandbox's, when enabled, is another)."""
+    found = [o for o in objects if o["kind"] == "Deployment" and o["spec"]["template"]["spec"]["containers"][0]["name"] == "operator"]
+    if len(found) != 1:
+        fail(f"one operator Deployment, not {len(found)}")
+    return found[0]
+
+
+def operator_args(objects):
+    return operator_deployment(objects)["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def merged(default, override):
+    """Values as Helm coalesces them: maps merge key by key, null removes a key."""
+    if not isinstance(override, dict) or not isinstance(default, dict):
+        return override
+    result = dict(default)
+    for key, value in override.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merged(default.get(key), value)
+    return result
+
+
+def check_crds(chart_dir, name, values, objects):
+    """The CRDs are templates (Helm upgrades them, as cert-manager's): exactly the three, each
+    the generated one in the repository's crds/, kept on uninstall when crds.keep."""
+    crds = values.get("crds", {})
+    install, keep = crds.get("install", True), crds.get("keep", True)
+    rendered = {o["metadata"]["name"]: o for o in objects if o["kind"] == "CustomResourceDefinition"}
+    if not install:
+        if rendered:
+            fail(f"{name}: crds.install=false renders no CustomResourceDefinition: {sorted(rendered)}")
+        return
+    expected = {f"{plural}.{GROUP}" for plural in CRDS}
+    if set(rendered) != expected:
+        fail(f"{name}: the CRDs rendered are {sorted(rendered)}, not {sorted(expected)}")
+    repo = chart_dir.resolve().parent.parent
+    for plural in CRDS:
+        crd = rendered[f"{plural}.{GROUP}"]
+        generated = [d for d in yaml.safe_load_all((repo / "crds" / f"{plural}.yaml").read_text()) if d]
+        if len(generated) != 1 or crd["spec"] != generated[0]["spec"]:
+            fail(f"{name}: the {plural} CRD's spec differs from crds/{plural}.yaml (regenerate the chart's)")
+        annotations = crd["metadata"].get("annotations") or {}
+        if (annotations.get("helm.sh/resource-policy") == "keep") != keep:
+            fail(f"{name}: the {plural} CRD has helm.sh/resource-policy: keep exactly when crds.keep ({keep}): {annotations}")
+
+
+def check_service_monitor(name, objects):
+    """The operator's samples carry their own `namespace` label (the object's); the scrape keeps
+    it instead of renaming it exported_namespace."""
+    monitors = [o for o in objects if o["kind"] == "ServiceMonitor"]
+    for monitor in monitors:
+        if not all(e.get("honorLabels") is True for e in monitor["spec"]["endpoints"]):
+            fail(f"{name}: the ServiceMonitor scrapes with honorLabels: true")
+    if name == "all-features" and not monitors:
+        fail("all-features renders the ServiceMonitor")
+
+
+def check_security_contexts(name, values, objects):
+    """Both Deployments run with the values' security contexts: by default exactly the
+    restricted ones they always had; an override (OpenShift's UID range, or none) renders."""
+    pod = merged(POD_SECURITY_CONTEXT, values.get("podSecurityContext", {}))
+    container = merged(SECURITY_CONTEXT, values.get("securityContext", {}))
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        if spec.get("securityContext") != pod:
+            fail(f"{name}: {deployment['metadata']['name']} runs with pod security context {spec.get('securityContext')}, not {pod}")
+        for c in spec["containers"]:
+            if c.get("securityContext") != container:
+                fail(f"{name}: {deployment['metadata']['name']}/{c['name']} runs with security context {c.get('securityContext')}, not {container}")
+    # Whatever the UID, the defaults stay restricted (runAsNonRoot, seccomp, no escalation, no
+    # capabilities, read-only root).
+    if "securityContext" not in values:
+        restricted = pod.get("runAsNonRoot") is True and pod.get("seccompProfile") == {"type": "RuntimeDefault"}
+        restricted = restricted and container == SECURITY_CONTEXT
+        if not restricted:
+            fail(f"{name}: the Deployments meet the restricted Pod Security Standard")
+
+
+def check_aggregate_roles(name, values, objects):
+    """With rbac.aggregate, two ClusterRoles fold the three kinds into the built-in view, edit
+    and admin roles: reading, and changing specs; never `approve` (its own grant), never
+    status writes, and bound to nobody by the chart."""
+    rbac = values.get("rbac", {})
+    enabled = rbac.get("create", True) and rbac.get("aggregate", True)
+    label = "rbac.authorization.k8s.io/aggregate-to-"
+    roles = {
+        o["metadata"]["name"]: o
+        for o in objects
+        if o["kind"] == "ClusterRole" and any(k.startswith(label) for k in (o["metadata"].get("labels") or {}))
+    }
+    if not enabled:
+        if roles:
+            fail(f"{name}: no aggregated ClusterRoles without rbac.aggregate: {sorted(roles)}")
+        return
+    kinds = ["ghlconnections", "contactsyncpolicies", "tagrules"]
+    expected = {
+        "-view": (
+            {f"{label}view": "true"},
+            [{"apiGroups": [GROUP], "resources": sorted(kinds + [f"{k}/status" for k in kinds]), "verbs": ["get", "list", "watch"]}],
+        ),
+        "-edit": (
+            {f"{label}edit": "true", f"{label}admin": "true"},
+            [{"apiGroups": [GROUP], "resources": sorted(kinds), "verbs": ["create", "delete", "patch", "update"]}],
+        ),
+    }
+    if len(roles) != 2 or not all(any(n.endswith(suffix) for n in roles) for suffix in expected):
+        fail(f"{name}: two aggregated ClusterRoles, *-view and *-edit: {sorted(roles)}")
+    for role_name, role in roles.items():
+        labels_wanted, rules_wanted = next(v for suffix, v in expected.items() if role_name.endswith(suffix))
+        labels = {k: v for k, v in role["metadata"]["labels"].items() if k.startswith(label)}
+        if labels != labels_wanted:
+            fail(f"{name}: {role_name} is labelled {labels}, not {labels_wanted}")
+        rules = [
+            {"apiGroups": r["apiGroups"], "resources": sorted(r["resources"]), "verbs": sorted(r["verbs"])}
+            for r in role["rules"]
+        ]
+        if rules != rules_wanted:
+            fail(f"{name}: {role_name} grants {rules}, not {rules_wanted}")
+    bound = [o["metadata"]["name"] for o in objects if o["kind"] in ("ClusterRoleBinding", "RoleBinding") and o["roleRef"]["name"] in roles]
+    if bound:
+        fail(f"{name}: the chart binds the aggregated roles itself: {bound}")
+
+
+def check_sandbox(name, values, objects):
+    """sandbox.enabled: the embedded sandbox as a Deployment (same image and security contexts,
+    `sandbox --listen 0.0.0.0:8088`, ready when its port answers) and a Service
+    <fullname>-sandbox:8088; the operator may send tokens to that URL (besides GHL's API, or the
+    allowed ones), and its NetworkPolicy lets it reach the sandbox's pods on 8088. Its pods are
+    never the operator's (selectors apart)."""
+    enabled = values.get("sandbox", {}).get("enabled", False)
+    operator = operator_deployment(objects)
+    fullname = operator["metadata"]["name"]
+    namespace = operator["metadata"]["namespace"]
+    url = f"http://{fullname}-sandbox.{namespace}.svc:{SANDBOX_PORT}"
+    deployments = [o for o in objects if o["kind"] == "Deployment" and o is not operator]
+    services = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == f"{fullname}-sandbox"]
+    allowed = [a.split("=", 1)[1] for a in operator_args(objects) if a.startswith("--allowed-base-url=")]
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    if not enabled:
+        if deployments or services or url in allowed:
+            fail(f"{name}: no sandbox unless sandbox.enabled")
+        if allowed != values.get("allowedBaseUrls", []):
+            fail(f"{name}: --allowed-base-url is exactly allowedBaseUrls without the sandbox: {allowed}")
+        return
+    if len(deployments) != 1 or len(services) != 1:
+        fail(f"{name}: sandbox.enabled renders one sandbox Deployment and its Service")
+    deployment, service = deployments[0], services[0]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    operator_container = operator["spec"]["template"]["spec"]["containers"][0]
+    if container["args"][:3] != ["sandbox", "--listen", f"0.0.0.0:{SANDBOX_PORT}"]:
+        fail(f"{name}: the sandbox runs `sandbox --listen 0.0.0.0:{SANDBOX_PORT}`: {container['args']}")
+    if container["args"][3:] != values["sandbox"].get("extraArgs", []):
+        fail(f"{name}: the sandbox's extra args are sandbox.extraArgs: {container['args'][3:]}")
+    if container["image"] != operator_container["image"]:
+        fail(f"{name}: the sandbox runs the operator's image")
+    if pod.get("securityContext") != operator["spec"]["template"]["spec"].get("securityContext") or container.get(
+        "securityContext"
+    ) != operator_container.get("securityContext"):
+        fail(f"{name}: the sandbox runs with the operator's security contexts")
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}
+    probe = container.get("readinessProbe", {}).get("tcpSocket", {}).get("port")
+    if port.get(probe, probe) != SANDBOX_PORT:
+        fail(f"{name}: the sandbox is ready when port {SANDBOX_PORT} answers: {container.get('readinessProbe')}")
+    if not container.get("resources", {}).get("limits", {}).get("memory"):
+        fail(f"{name}: the sandbox has a memory limit")
+    if [(p["port"], port.get(p["targetPort"], p["targetPort"])) for p in service["spec"]["ports"]] != [(SANDBOX_PORT, SANDBOX_PORT)]:
+        fail(f"{name}: the sandbox Service serves port {SANDBOX_PORT}: {service['spec']['ports']}")
+    sandbox_pods = deployment["spec"]["template"]["metadata"]["labels"]
+    operator_pods = operator["spec"]["template"]["metadata"]["labels"]
+
+    def selects(selector, labels):
+        return all(labels.get(k) == v for k, v in selector.items())
+
+    if not (selects(service["spec"]["selector"], sandbox_pods) and selects(deployment["spec"]["selector"]["matchLabels"], sandbox_pods)):
+        fail(f"{name}: the sandbox's Service and Deployment select its pods")
+    for o in objects:
+        selector = (o.get("spec") or {}).get("selector")
+        selector = (selector or {}).get("matchLabels", selector) if isinstance(selector, dict) else None
+        if o is deployment or o is service or not selector:
+            continue
+        if selects(selector, sandbox_pods):
+            fail(f"{name}: {o['kind']} {o['metadata']['name']} selects the sandbox's pods")
+    if selects(service["spec"]["selector"], operator_pods) or selects(deployment["spec"]["selector"]["matchLabels"], operator_pods):
+        fail(f"{name}: the sandbox's selectors pick the operator's pods")
+    wanted = (values.get("allowedBaseUrls") or [GHL_API]) + [url]
+    if allowed != wanted:
+        fail(f"{name}: with the sandbox the operator may send tokens to {wanted}, not {allowed}")
+    for policy in policies:
+        peer = {"podSelector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}}
+        opened = any(
+            peer in (rule.get("to") or []) and {"port": SANDBOX_PORT, "protocol": "TCP"} in (rule.get("ports") or [])
+            for rule in policy["spec"]["egress"]
+        )
+        if not opened:
+            fail(f"{name}: the NetworkPolicy lets the operator reach the sandbox on {SANDBOX_PORT}")
+
+
 def check_forwarding(name, values, objects):
     """Sharded with webhooks: each replica advertises its pod IP, and a NetworkPolicy lets the
     replicas reach each other's webhook port (they forward the webhooks of held shards)."""
     sharded = values.get("leaderElection", {}).get("shards", 1) > 1
     webhooks = values.get("webhooks", {}).get("enabled", True)
-    args = [a for o in objects if o["kind"] == "Deployment" for a in o["spec"]["template"]["spec"]["containers"][0]["args"]]
+    args = operator_args(objects)
     if ("--advertise-address=$(POD_IP)" in args) != (sharded and webhooks):
         fail(f"{name}: --advertise-address is set exactly when sharded with webhooks: {args}")
     for policy in (o for o in objects if o["kind"] == "NetworkPolicy"):
@@ -117,7 +365,7 @@ def check_admission(name, values, objects):
     """The approval webhook: served, reachable through its Service, let in by the
     NetworkPolicy and allowed to register itself exactly when enabled."""
     enabled = values.get("approvals", {}).get("webhook", {}).get("enabled", True)
-    args = [a for o in objects if o["kind"] == "Deployment" for a in o["spec"]["template"]["spec"]["containers"][0]["args"]]
+    args = operator_args(objects)
     services = [o["metadata"] for o in objects if o["kind"] == "Service" and o["metadata"]["name"].endswith("-admission")]
     service = len(services) == 1
     # The URL names the Service as the API server resolves it: NAME.NAMESPACE.svc.
@@ -147,10 +395,7 @@ def main():
         namespace["namespaced"] = watched[0]
     out_dir.mkdir(parents=True, exist_ok=True)
     chart = helm_python.Chart.load(str(chart_dir))
-
-    for crd_file in sorted((chart_dir / "crds").glob("*.yaml")):
-        for crd in yaml.safe_load_all(crd_file.read_text()):
-            kubernetes_validate.validate(crd, K8S_VERSION, strict=True)
+    check_runbooks(chart_dir)
 
     # The schema refuses misspelt or mistyped values instead of ignoring them.
     for bad in (
@@ -165,6 +410,12 @@ def main():
         {"leaderElection": {"enabled": False, "shards": 2}},
         {"prometheusRule": {"enable": True}},
         {"approvals": {"webhook": {"port": 0}}},
+        {"crds": {"instal": False}},
+        {"crds": {"keep": "yes"}},
+        {"rbac": {"aggregate": "yes"}},
+        {"sandbox": {"enable": True}},
+        {"podSecurityContext": "restricted"},
+        {"securityContext": ["ALL"]},
     ):
         try:
             chart.render(values=bad, name="ghl-operator", namespace=NAMESPACE)
@@ -196,7 +447,12 @@ def main():
                 objects.append(doc)
         if not objects:
             fail(f"{name}: nothing rendered")
+        check_crds(chart_dir, name, values, objects)
         check_monitoring(chart_dir, name, objects)
+        check_service_monitor(name, objects)
+        check_security_contexts(name, values, objects)
+        check_aggregate_roles(name, values, objects)
+        check_sandbox(name, values, objects)
         check_forwarding(name, values, objects)
         check_admission(name, values, objects)
         (out_dir / f"{name}.json").write_text(json.dumps(objects, indent=1))

@@ -56,3 +56,40 @@ Empty: all namespaces.
 {{- end -}}
 {{- $list | uniq | toJson -}}
 {{- end -}}
+
+{{/*
+The sandbox's pods: a name of their own, so the operator's selectors (Services,
+NetworkPolicy, PodDisruptionBudget) never pick them, nor theirs the operator's.
+*/}}
+{{- define "ghl-operator.sandboxSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-sandbox" (include "ghl-operator.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "ghl-operator.sandboxLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "ghl-operator.sandboxSelectorLabels" . }}
+app.kubernetes.io/component: sandbox
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* The sandbox's in-cluster URL: what the examples name as baseUrl. */}}
+{{- define "ghl-operator.sandboxUrl" -}}
+{{- printf "http://%s-sandbox.%s.svc:8088" (include "ghl-operator.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
+{{/*
+The base URLs the operator may send tokens to, as a JSON list: allowedBaseUrls (empty: GHL's
+API host, the operator's own default) plus, with the sandbox, the sandbox's URL.
+*/}}
+{{- define "ghl-operator.allowedBaseUrls" -}}
+{{- $list := .Values.allowedBaseUrls | default list -}}
+{{- if .Values.sandbox.enabled -}}
+{{- if not $list -}}
+{{- $list = list "https://services.leadconnectorhq.com" -}}
+{{- end -}}
+{{- $list = append $list (include "ghl-operator.sandboxUrl" .) -}}
+{{- end -}}
+{{- $list | uniq | toJson -}}
+{{- end -}}

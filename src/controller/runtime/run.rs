@@ -64,8 +64,8 @@ pub struct RunOptions {
 /// How long in-flight reconciles may run on after a stop (the chart gives the pod 30 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
-/// SIGTERM or Ctrl-C.
-async fn termination() {
+/// SIGTERM or Ctrl-C (also the sandbox's, which runs as a pod's PID 1 with `sandbox.enabled`).
+pub async fn termination() {
     #[cfg(unix)]
     {
         let mut term =
