@@ -12,6 +12,12 @@ if ! python3 -c 'import openapi_core' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check 'openapi-core>=0.19,<0.24'
 fi
 
+# The official Standard Webhooks library verifies the change feed's signatures as a receiver
+# would (examples/feed-receiver.py).
+if ! python3 -c 'import standardwebhooks' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check 'standardwebhooks>=1.3,<2'
+fi
+
 # Helm's SDK and offline Kubernetes schemas check the chart (tests/chart/check_chart.py).
 if ! python3 -c 'import helm_python, kubernetes_validate, yaml' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check helm-python-sdk kubernetes-validate pyyaml

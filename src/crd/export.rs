@@ -10,6 +10,9 @@ use serde_with::skip_serializing_none;
 
 use super::common::{DurationString, SecretKeyRef};
 
+/// Sinks per connection, at most (the schema's `maxItems`; the feed takes no more).
+pub const MAX_SINKS: usize = 10;
+
 /// Where the location's changes go.
 #[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -40,7 +43,9 @@ pub struct SinkSpec {
     #[schemars(length(min = 1, max = 2048))]
     pub url: String,
 
-    /// The Standard Webhooks signing secret: `whsec_` followed by base64, or raw bytes.
+    /// The Standard Webhooks signing secret: `whsec_` followed by base64. Read as the official Standard Webhooks libraries read it: without the prefix
+    /// the value is base64 all the same; a value that is not base64 leaves the sink idle
+    /// (`Exporting` False, `SinkFailing`).
     pub signing_secret_ref: SecretKeyRef,
 
     /// What each delivery carries besides the contact itself.
@@ -130,4 +135,11 @@ pub struct SinkStatus {
     pub last_delivered_at: Option<Time>,
     /// The last delivery error (status or transport), if any since the last success.
     pub last_error: Option<String>,
+    /// Changes the sink refused with a 4xx answer (other than 408 and 429): not retried,
+    /// counted in `failed` too.
+    #[serde(default)]
+    pub rejected: u64,
+    /// The sink cannot be sent to, or its last delivery failed; false again once it accepts one.
+    #[serde(default)]
+    pub failing: bool,
 }

@@ -46,6 +46,9 @@ pub mod condition {
     /// TagRule: another owner (a policy, or another rule) wants the opposite for a tag this
     /// rule manages, and the rule leaves that tag alone.
     pub const CONFLICT: &str = "Conflict";
+    /// GhlConnection with `spec.export`: every sink accepts what it is sent (True), or a sink
+    /// fails (False, `SinkFailing`, naming it). Written by the change feed every second.
+    pub const EXPORTING: &str = "Exporting";
 }
 
 /// Condition reasons (CamelCase, stable: users alert on them).
@@ -117,6 +120,13 @@ pub mod reason {
     /// Waiting for the other owners on the location to declare what they want first.
     pub const WAITING_FOR_OWNERS: &str = "WaitingForOtherOwners";
     pub const RECOVERED: &str = "Recovered";
+    /// `Exporting`: every sink accepts what it is sent.
+    pub const DELIVERING: &str = "Delivering";
+    /// `Exporting`: a sink cannot be sent to, or its last delivery failed (an error answer, a
+    /// refusal, no answer); also the Warning Event when a sink starts failing.
+    pub const SINK_FAILING: &str = "SinkFailing";
+    /// Event: a failing sink accepted a delivery again.
+    pub const SINK_RECOVERED: &str = "SinkRecovered";
     /// GhlConnection: its `baseUrl` is not among the URLs the operator may send a token to.
     pub const BASE_URL_NOT_ALLOWED: &str = "BaseUrlNotAllowed";
     /// `renewBefore` plus the skew margin is not shorter than the token's lifetime.
@@ -136,6 +146,10 @@ pub mod reason {
     pub const ORPHANED: &str = "Orphaned";
     /// Event: a connection's access token was renewed.
     pub const CREDENTIALS_ROTATED: &str = "CredentialsRotated";
+    /// A ledger of an earlier object of the same kind, namespace and name exists (a restore,
+    /// or a delete-and-recreate): nothing is planned until it is adopted
+    /// (`ghl.servis.ai/adopt-ledger`) or deleted.
+    pub const LEDGER_FROM_PREVIOUS_OWNER: &str = "LedgerFromPreviousOwner";
     /// Event: a workload was restarted for a new access token.
     pub const ROLLOUT_RESTARTED: &str = "RolloutRestarted";
 }
@@ -149,6 +163,7 @@ pub mod action {
     pub const CHECK_CREDENTIALS: &str = "CheckCredentials";
     pub const ROTATE: &str = "Rotate";
     pub const RESTART: &str = "Restart";
+    pub const EXPORT: &str = "Export";
 }
 
 /// Finalizers: only on objects whose deletion must clean GHL data.
@@ -192,6 +207,9 @@ pub mod annotation {
     /// On a GhlConnection: any new value re-sends every contact of the location to the change
     /// feed's sinks once.
     pub const EXPORT_SNAPSHOT: &str = "ghl.servis.ai/export-snapshot";
+    /// On a ledger Secret: the uid of the object whose ledger it is (as its ownerReference
+    /// says; kept apart because a restore may drop ownerReferences).
+    pub const LEDGER_OWNER_UID: &str = "ghl.servis.ai/ledger-owner-uid";
     /// On the OAuth token Secret: the fence written before a single-use refresh token is spent.
     pub const REFRESH_CLAIM: &str = "ghl.servis.ai/refresh-claim";
     /// On an OAuth token Secret: the uid of the one GhlConnection whose tokens it holds; no
@@ -227,6 +245,11 @@ pub mod label {
     /// connection's name.
     pub const AGENCY: &str = "ghl.servis.ai/agency";
 }
+
+/// On a ContactSyncPolicy or TagRule: the uid of an earlier object of the same kind,
+/// namespace and name (before a restore, or a delete-and-recreate) whose ledger this one takes
+/// over. Without it, such a ledger stops the object with `LedgerFromPreviousOwner`.
+pub const ADOPT_LEDGER: &str = "ghl.servis.ai/adopt-ledger";
 
 /// The `type` of the Secrets holding ledgers.
 pub const LEDGER_SECRET_TYPE: &str = "ghl.servis.ai/ledger";

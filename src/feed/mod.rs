@@ -8,13 +8,15 @@
 //! - `read`: a changed contact read from GHL with the parts the sinks include;
 //! - [`outbox`]: what the receiver accepted, stored before GHL gets its 2xx, until every sink
 //!   has it;
-//! - `metrics`: `ghl_operator_feed_*`;
+//! - [`health`]: the `Exporting` condition and the sinks' failures and recoveries (pure);
+//! - `metrics`: `ghl_operator_feed_*`, overall and by connection and sink;
 //! - this module: one connection's [`Feed`] — webhooks and the periodic catch-up feed its
 //!   queues; a delivery fetches the contact's latest state (and the parts each sink includes),
 //!   so the newest state always wins; the cursor (kept in the connection's status) moves only
 //!   past changes every sink has, so a restart or a dropped webhook loses nothing.
 
 pub mod cloudevent;
+pub mod health;
 mod metrics;
 pub mod outbox;
 pub mod queue;
@@ -34,7 +36,7 @@ use rand::RngExt;
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
 
-pub use self::metrics::FeedMetrics;
+pub use self::metrics::{FeedMetrics, SinkLabels};
 use self::outbox::{Change, Loaded, Outbox};
 use self::queue::{Attempt, Due, Finished, Queue};
 pub use self::read::ReadError;
@@ -92,6 +94,9 @@ pub struct SinkConfig {
 /// A feed's settings.
 #[derive(Clone, Debug)]
 pub struct FeedConfig {
+    /// The connection's namespace and name (the per-sink metrics' labels).
+    pub namespace: String,
+    pub connection: String,
     pub location_id: String,
     pub sinks: Vec<SinkConfig>,
     pub catch_up: Duration,
@@ -273,6 +278,8 @@ impl Feed {
                         Err(why) => Some(why.to_string()),
                         Ok(_) => counts.last_error,
                     },
+                    rejected: counts.rejected,
+                    failing: sink.ready.is_err() || counts.failing,
                 }
             })
             .collect();
@@ -460,6 +467,8 @@ impl Shared {
             None => Err(ReadError::NotReady),
         };
         for (sink_name, due) in dues {
+            // Whether the sink itself answered (its health follows only its own answers).
+            let mut answered = false;
             let attempt = match (&fetched, sinks.get(sink_name.as_str())) {
                 (Err(error), _) => Attempt::Retry {
                     after: None,
@@ -479,11 +488,19 @@ impl Shared {
                     match &sink.ready {
                         Ok(_) if unchanged && !resend => {
                             self.metrics.count("unchanged");
+                            let config = &config;
+                            self.metrics.count_sink(
+                                &SinkLabels::new(&config.namespace, &config.connection, &sink_name),
+                                "unchanged",
+                            );
                             Attempt::Delivered {
                                 content: envelope.id,
                             }
                         }
-                        Ok(key) => sink::send(&self.http, &sink.url, key, &envelope).await,
+                        Ok(key) => {
+                            answered = true;
+                            sink::send(&self.http, &sink.url, key, &envelope).await
+                        }
                         Err(why) => Attempt::Retry {
                             after: None,
                             error: why.to_string(),
@@ -492,18 +509,29 @@ impl Shared {
                 }
             };
             // Ids only: the contact's data never reaches the log.
-            tracing::debug!(sink = %sink_name, contact, attempt = attempt.label(), "change feed delivery");
-            self.finish(&sink_name, &due, attempt);
+            if let Attempt::Refused { error } = &attempt {
+                // A 4xx answer is final for this change: said, not dropped silently.
+                tracing::warn!(sink = %sink_name, contact, %error, "change feed: the sink refused a change; it is not retried");
+            } else {
+                tracing::debug!(sink = %sink_name, contact, attempt = attempt.label(), "change feed delivery");
+            }
+            self.finish(&sink_name, &due, attempt, answered);
         }
     }
 
-    fn finish(&self, sink: &str, due: &Due, attempt: Attempt) {
+    fn finish(&self, sink: &str, due: &Due, attempt: Attempt, answered: bool) {
         let jitter = rand::rng().random_range(0.5..=1.0);
+        let refused = matches!(attempt, Attempt::Refused { .. });
         let (finished, done) = {
             let mut state = self.lock_state();
             state.dirty = true;
             let finished = match state.queues.get_mut(sink) {
-                Some(queue) => queue.finish(due, attempt, Instant::now(), Timestamp::now(), jitter),
+                Some(queue) => {
+                    if answered {
+                        queue.answered(&attempt);
+                    }
+                    queue.finish(due, attempt, Instant::now(), Timestamp::now(), jitter)
+                }
                 None => return,
             };
             let left = state.queues.values().any(|q| q.contains(&due.contact));
@@ -519,6 +547,17 @@ impl Shared {
             (finished, done)
         };
         self.ack(done);
+        let labels = {
+            let config = self.config.lock().unwrap_or_else(|p| p.into_inner());
+            SinkLabels::new(&config.namespace, &config.connection, sink)
+        };
+        let result = match finished {
+            Finished::Delivered { .. } | Finished::Superseded { .. } => "delivered",
+            Finished::Retrying => "retried",
+            Finished::Dropped if refused => "rejected",
+            Finished::Dropped => "failed",
+        };
+        self.metrics.count_sink(&labels, result);
         match finished {
             Finished::Delivered { latency } => {
                 self.metrics.count("delivered");
@@ -532,7 +571,8 @@ impl Shared {
             }
             Finished::Retrying => self.metrics.count("retried"),
             Finished::Dropped => {
-                self.metrics.count("failed");
+                self.metrics
+                    .count(if refused { "rejected" } else { "failed" });
                 self.backlog.fetch_sub(1, Ordering::SeqCst);
                 self.metrics.pending.dec();
             }

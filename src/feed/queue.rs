@@ -87,6 +87,11 @@ pub struct Counts {
     pub failed: u64,
     pub last_delivered_at: Option<jiff::Timestamp>,
     pub last_error: Option<String>,
+    /// Changes the sink refused (a 4xx answer): given up, and counted in `failed` too.
+    pub rejected: u64,
+    /// The sink's last answer was a failure (an error, a refusal, none in time); cleared by
+    /// the next one it accepts. Failures reading GHL are not the sink's and leave it as is.
+    pub failing: bool,
 }
 
 /// One sink's queue.
@@ -228,13 +233,19 @@ impl Queue {
             Attempt::Refused { error } => {
                 self.counts.last_error = Some(error);
                 self.counts.failed += 1;
+                self.counts.rejected += 1;
                 self.pending.remove(&due.contact);
                 Finished::Dropped
             }
         }
     }
 
-    /// Contacts waiting.
+    /// Notes how the sink itself answered (not what a delivery made of a failed GHL read, nor a
+    /// skip of content the sink has): whether it is failing.
+    pub fn answered(&mut self, attempt: &Attempt) {
+        self.counts.failing = !matches!(attempt, Attempt::Delivered { .. });
+    }
+
     /// Whether a change to `contact` waits (or is in flight).
     pub fn contains(&self, contact: &str) -> bool {
         self.pending.contains_key(contact)
@@ -367,7 +378,34 @@ mod tests {
             q.finish(&due[0], refused, t0, wall(), 1.0),
             Finished::Dropped
         );
-        assert_eq!((q.counts.failed, q.len()), (1, 0));
+        assert_eq!((q.counts.failed, q.counts.rejected, q.len()), (1, 1, 0));
+    }
+
+    #[test]
+    fn only_the_sinks_own_answers_make_it_failing_or_well() {
+        let mut q = Queue::default();
+        let retry = Attempt::Retry {
+            after: None,
+            error: "the sink answered 500".into(),
+        };
+        let refused = Attempt::Refused {
+            error: "the sink refused the event: 400".into(),
+        };
+        let ok = delivered("e");
+        let cases = [
+            (vec![], false),
+            (vec![&retry], true),
+            (vec![&refused], true),
+            (vec![&retry, &ok], false),
+            (vec![&ok, &refused], true),
+        ];
+        for (answers, failing) in cases {
+            q.counts.failing = false;
+            for answer in &answers {
+                q.answered(answer);
+            }
+            assert_eq!(q.counts.failing, failing, "{answers:?}");
+        }
     }
 
     #[test]

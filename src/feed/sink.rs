@@ -34,16 +34,26 @@ pub fn classify(status: StatusCode, retry_after: Option<Duration>, content: &str
     }
 }
 
-/// `Retry-After` in seconds (an HTTP date is not honoured: backoff applies).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|s| Duration::from_secs(s.min(3_600)))
+/// The longest `Retry-After` honoured (the queue caps its waits lower still).
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(3_600);
+
+/// A `Retry-After` value at `now`: delay seconds, or an HTTP date (RFC 9110 §10.2.3; a date
+/// past is no wait). Anything else is ignored (backoff applies). Pure.
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(now).unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(RETRY_AFTER_MAX))
+}
+
+fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    retry_after(value, std::time::SystemTime::now())
 }
 
 /// POSTs `envelope` to `url`.
@@ -71,7 +81,7 @@ pub async fn send(
     match answer {
         Ok(response) => classify(
             response.status(),
-            retry_after(response.headers()),
+            retry_after_header(response.headers()),
             &envelope.id,
         ),
         Err(e) if e.is_timeout() => Attempt::Retry {
@@ -88,6 +98,33 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // Wed, 21 Oct 2015 07:28:00 GMT
+        let cases = [
+            ("120", Some(Duration::from_secs(120))),
+            (" 0 ", Some(Duration::ZERO)),
+            ("99999999", Some(RETRY_AFTER_MAX)),
+            (
+                "Wed, 21 Oct 2015 07:28:30 GMT",
+                Some(Duration::from_secs(30)),
+            ),
+            // The obsolete forms HTTP still asks recipients to accept.
+            (
+                "Wednesday, 21-Oct-15 07:29:00 GMT",
+                Some(Duration::from_secs(60)),
+            ),
+            ("Wed Oct 21 07:28:05 2015", Some(Duration::from_secs(5))),
+            ("Wed, 21 Oct 2015 07:00:00 GMT", Some(Duration::ZERO)),
+            ("-5", None),
+            ("soon", None),
+            ("", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(retry_after(value, now), expected, "{value:?}");
+        }
+    }
 
     #[test]
     fn answers_classify() {

@@ -53,7 +53,7 @@ fn lua_string(s: &str) -> String {
 }
 
 /// What the health script says of `object`: (status, message).
-fn health(object: &impl Serialize) -> (String, String) {
+pub fn health(object: &impl Serialize) -> (String, String) {
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/ghl-operator/files/argocd-health.lua");
     let object = serde_json::to_value(object).unwrap();

@@ -169,6 +169,7 @@ async fn the_examples_become_ready_and_ghl_holds_what_they_declare() {
     let absent = [
         &crate::monitoring::FIRST_FAILURE[..],
         &crate::monitoring::OAUTH_ONLY[..],
+        &crate::monitoring::SINK_ONLY[..],
     ]
     .concat();
     crate::monitoring::check_against_scrape(&metrics, &absent);

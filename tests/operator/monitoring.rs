@@ -163,6 +163,13 @@ pub fn check_against_scrape(scrape: &str, absent: &[&str]) {
 /// Families that appear with their first failure (no test run has one to scrape).
 pub const FIRST_FAILURE: [&str; 2] = ["ghl_operator_reconcile_errors_total", "ghl_retries_total"];
 
+/// Families only a connection with a change feed sink has (the feed health test scrapes one).
+pub const SINK_ONLY: [&str; 3] = [
+    "ghl_operator_feed_sink_failing",
+    "ghl_operator_feed_sink_backlog",
+    "ghl_operator_feed_sink_deliveries_total",
+];
+
 /// Gauges only OAuth connections have.
 pub const OAUTH_ONLY: [&str; 3] = [
     "ghl_operator_credential_expiry_timestamp_seconds",

@@ -3,7 +3,7 @@
 //! a number of deliveries first.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,8 +28,9 @@ pub struct Received {
 #[derive(Default)]
 struct Inner {
     received: Mutex<Vec<Received>>,
-    /// Deliveries refused with 503 before accepting any.
+    /// Deliveries refused (with `fail_status`, 503 unless set) before accepting any.
     fail_first: AtomicU64,
+    fail_status: AtomicU16,
     delay: Mutex<Duration>,
     bad_signatures: AtomicU64,
 }
@@ -72,7 +73,8 @@ async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Byte
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
     {
-        return StatusCode::SERVICE_UNAVAILABLE;
+        return StatusCode::from_u16(inner.fail_status.load(Ordering::SeqCst))
+            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     }
     let Ok(event) = serde_json::from_slice::<Value>(&body) else {
         return StatusCode::BAD_REQUEST;
@@ -92,6 +94,7 @@ async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Byte
 impl Sink {
     pub async fn start() -> Self {
         let inner = Arc::new(Inner::default());
+        inner.fail_status.store(503, Ordering::SeqCst);
         let app = Router::new()
             .route("/hooks/ghl", post(receive))
             .with_state(Arc::clone(&inner));
@@ -114,6 +117,13 @@ impl Sink {
 
     /// Refuses the next `n` deliveries with 503.
     pub fn fail_next(&self, n: u64) {
+        self.fail_next_with(n, 503);
+    }
+
+    /// Answers the next `n` deliveries with `status` (a 5xx the feed retries, a 4xx it gives
+    /// up); `n` 0 accepts again.
+    pub fn fail_next_with(&self, n: u64, status: u16) {
+        self.inner.fail_status.store(status, Ordering::SeqCst);
         self.inner.fail_first.store(n, Ordering::SeqCst);
     }
 

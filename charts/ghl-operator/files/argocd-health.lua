@@ -2,7 +2,8 @@
 -- script for the three kinds; argocd-cm keys in the README). Reads only status:
 --   Healthy      Ready=True and status.observedGeneration is the current generation
 --   Progressing  not observed yet, out of date, or reconciling / waiting
---   Degraded     Stalled=True, or Ready=False for a reason only a change can fix
+--   Degraded     Stalled=True, Ready=False for a reason only a change can fix, or (a
+--                connection) Exporting=False: a change feed sink fails
 --   Suspended    mode: Plan with changes pending (nothing is applied until someone acts)
 local hs = { status = "Progressing", message = "Waiting for the operator" }
 
@@ -65,6 +66,12 @@ local reconciling = condition("Reconciling")
 if stalled ~= nil and stalled.status == "True" then
   hs.status = "Degraded"
   hs.message = says(stalled, "Stalled")
+  return hs
+end
+local exporting = condition("Exporting")
+if ready ~= nil and ready.status == "True" and exporting ~= nil and exporting.status == "False" then
+  hs.status = "Degraded"
+  hs.message = "change feed: " .. says(exporting, "a sink fails")
   return hs
 end
 if ready ~= nil and ready.status == "True" then

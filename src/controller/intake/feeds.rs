@@ -1,31 +1,39 @@
 //! The connections' change feeds and webhook counts, the backlog of webhook work (what the
-//! receiver's 429 is measured against), and the task that writes them to status.
+//! receiver's 429 is measured against), and the task that writes them to status: counts,
+//! the feed's state, and its health as the `Exporting` condition (with an Event when a sink
+//! starts failing or recovers).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource};
 use serde_json::json;
 
+use crate::controller::context::Context;
+use crate::controller::reconcile::verdict::Notice;
 use crate::controller::registry::clients::ConnectionKey;
 use crate::crd::GhlConnection;
+use crate::crd::conditions;
 use crate::crd::export::WebhookStatus;
-use crate::crd::vocabulary::FIELD_MANAGER_INTAKE;
+use crate::crd::vocabulary::{FIELD_MANAGER_INTAKE, action, reason};
 use crate::engine::fence::Fence;
+use crate::feed::health::{self, Transition};
 use crate::feed::outbox::{Limits, Outbox, OutboxOwner};
-use crate::feed::{Feed, FeedConfig, FeedMetrics};
+use crate::feed::{Feed, FeedConfig, FeedMetrics, SinkLabels};
 
 /// How often changed statuses are written.
 const STATUS_EVERY: Duration = Duration::from_millis(1000);
 
 /// One connection's webhooks and feed.
 struct Entry {
+    uid: String,
     location: String,
     /// GHL accepted the connection's credentials for the location at its last check: only
     /// then do the location's webhooks count as the connection's.
@@ -33,6 +41,21 @@ struct Entry {
     feed: Option<Feed>,
     webhooks: WebhookStatus,
     dirty: bool,
+    /// The `Exporting` condition as last written (its transition time is kept while its
+    /// status holds).
+    exporting: Option<Condition>,
+    /// The sinks failing at the last look (for the Events of failure and recovery).
+    failing: BTreeSet<String>,
+    /// The sinks with series in the metrics.
+    metered: BTreeSet<String>,
+}
+
+/// One connection's status to write, and the Events to tell with it.
+pub struct StatusUpdate {
+    pub key: ConnectionKey,
+    pub uid: String,
+    pub status: serde_json::Value,
+    pub events: Vec<Notice>,
 }
 
 /// The feeds and webhook counts of every connection.
@@ -60,6 +83,8 @@ pub struct FeedTarget<'a> {
     pub accepted: bool,
     /// The fence of the connection's shard: outbox writes stop when it closes.
     pub fence: Fence,
+    /// The `Exporting` condition the connection's status holds (from an earlier process).
+    pub exporting: Option<&'a Condition>,
 }
 
 impl Feeds {
@@ -113,19 +138,29 @@ impl Feeds {
             location,
             accepted,
             fence,
+            exporting,
         } = target;
         let mut entries = self.entries();
         let entry = entries.entry(key.clone()).or_insert_with(|| Entry {
+            uid: uid.to_owned(),
             location: location.to_owned(),
             accepted,
             feed: None,
             webhooks: WebhookStatus::default(),
             dirty: false,
+            exporting: exporting.cloned(),
+            failing: BTreeSet::new(),
+            metered: BTreeSet::new(),
         });
+        entry.uid = uid.to_owned();
         entry.location = location.to_owned();
         entry.accepted = accepted;
         match (config, &entry.feed) {
-            (None, _) => entry.feed = None,
+            (None, _) => {
+                entry.feed = None;
+                // The condition goes with the feed (written once more, without it).
+                entry.dirty |= entry.exporting.take().is_some();
+            }
             (Some(config), Some(feed)) => feed.configure(config),
             (Some(config), None) => {
                 let outbox = self.kube.clone().filter(|_| !uid.is_empty()).map(|kube| {
@@ -149,9 +184,14 @@ impl Feeds {
         }
     }
 
-    /// Forgets a deleted connection (its feed stops).
+    /// Forgets a deleted connection (its feed stops, its series go).
     pub fn remove(&self, key: &ConnectionKey) {
-        self.entries().remove(key);
+        if let Some(entry) = self.entries().remove(key) {
+            for sink in &entry.metered {
+                self.metrics
+                    .forget_sink(&SinkLabels::new(&key.0, &key.1, sink));
+            }
+        }
     }
 
     /// Counts a webhook for `location` on the connections GHL accepted for it.
@@ -182,16 +222,16 @@ impl Feeds {
             .collect()
     }
 
-    /// The statuses that changed since they were last taken (and the outboxes' oldest age,
-    /// for the metric).
-    pub fn changed_statuses(&self) -> Vec<(ConnectionKey, serde_json::Value)> {
+    /// The statuses that changed since they were last taken, with the Events they tell (and
+    /// the outboxes' oldest age and each sink's state, for the metrics).
+    pub fn changed_statuses(&self, now: Timestamp) -> Vec<StatusUpdate> {
         let oldest = self
             .entries()
             .values()
             .filter_map(|e| e.feed.as_ref().and_then(Feed::outbox_oldest_ms))
             .min();
         let age = oldest
-            .map(|ms| Timestamp::now().as_millisecond().saturating_sub(ms))
+            .map(|ms| now.as_millisecond().saturating_sub(ms))
             .map_or(Duration::ZERO, |ms| {
                 Duration::from_millis(u64::try_from(ms).unwrap_or(0))
             });
@@ -199,18 +239,64 @@ impl Feeds {
         let mut out = Vec::new();
         for (key, entry) in self.entries().iter_mut() {
             let export = entry.feed.as_ref().map(Feed::status);
+            let sinks = export.as_ref().map_or(&[][..], |(e, _)| &e.sinks[..]);
+            self.meter(key, entry, sinks);
             let feed_dirty = export.as_ref().is_some_and(|(_, dirty)| *dirty);
             if !entry.dirty && !feed_dirty {
                 continue;
             }
             entry.dirty = false;
             let mut status = json!({"webhooks": entry.webhooks});
-            if let Some((export, _)) = export {
-                status["export"] = json!(export);
+            let mut events = Vec::new();
+            match export {
+                Some((export, _)) => {
+                    let wanted = health::exporting(&export.sinks);
+                    let merged = conditions::merge(
+                        entry.exporting.as_slice(),
+                        std::slice::from_ref(&wanted),
+                        None,
+                        now,
+                    );
+                    entry.exporting = merged.into_iter().next();
+                    let (told, failing) = health::transitions(&entry.failing, &export.sinks);
+                    entry.failing = failing;
+                    events = told.into_iter().map(notice).collect();
+                    status["export"] = json!(export);
+                    status["conditions"] = json!(entry.exporting.as_slice());
+                }
+                // No feed: the condition (if this manager wrote one) is dropped.
+                None => status["conditions"] = json!([]),
             }
-            out.push((key.clone(), status));
+            out.push(StatusUpdate {
+                key: key.clone(),
+                uid: entry.uid.clone(),
+                status,
+                events,
+            });
         }
         out
+    }
+
+    /// Sets each sink's series from its status; drops those of sinks gone.
+    fn meter(
+        &self,
+        key: &ConnectionKey,
+        entry: &mut Entry,
+        sinks: &[crate::crd::export::SinkStatus],
+    ) {
+        let now: BTreeSet<String> = sinks.iter().map(|s| s.name.clone()).collect();
+        for gone in entry.metered.difference(&now) {
+            self.metrics
+                .forget_sink(&SinkLabels::new(&key.0, &key.1, gone));
+        }
+        for sink in sinks {
+            self.metrics.sink_state(
+                &SinkLabels::new(&key.0, &key.1, &sink.name),
+                sink.failing,
+                sink.pending,
+            );
+        }
+        entry.metered = now;
     }
 
     /// Delivers what the feeds have due, for at most `within` (a graceful stop).
@@ -225,15 +311,44 @@ impl Feeds {
     }
 }
 
-/// Writes changed `status.webhooks` / `status.export`, until `stop`.
-pub async fn write_statuses(client: &Client, feeds: &Feeds, stop: impl Future<Output = ()>) {
+/// The Event for a sink that started failing or recovered.
+fn notice(transition: Transition) -> Notice {
+    match transition {
+        Transition::Failing { sink, error } => Notice {
+            warning: true,
+            reason: reason::SINK_FAILING,
+            action: action::EXPORT,
+            note: format!(
+                "change feed sink {sink} fails: {error}; its changes wait and are retried"
+            ),
+        },
+        Transition::Recovered { sink } => Notice {
+            warning: false,
+            reason: reason::SINK_RECOVERED,
+            action: action::EXPORT,
+            note: format!("change feed sink {sink} accepts deliveries again"),
+        },
+    }
+}
+
+/// Writes changed `status.webhooks` / `status.export` / the `Exporting` condition (and
+/// publishes the Events they tell), until `stop`.
+pub async fn write_statuses(ctx: &Context, stop: impl Future<Output = ()>) {
+    let client = &ctx.client;
+    let feeds = &ctx.intake.feeds;
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(STATUS_EVERY) => {},
             _ = &mut stop => return,
         }
-        for ((namespace, name), status) in feeds.changed_statuses() {
+        for update in feeds.changed_statuses(Timestamp::now()) {
+            let StatusUpdate {
+                key: (namespace, name),
+                uid,
+                status,
+                events,
+            } = update;
             let api: Api<GhlConnection> = Api::namespaced(client.clone(), &namespace);
             let patch = json!({
                 "apiVersion": GhlConnection::api_version(&()),
@@ -249,6 +364,17 @@ pub async fn write_statuses(client: &Client, feeds: &Feeds, stop: impl Future<Ou
                 .await
             {
                 tracing::debug!(%error, connection = %name, "could not write the webhook and feed status");
+            }
+            let reference = ObjectReference {
+                api_version: Some(GhlConnection::api_version(&()).into_owned()),
+                kind: Some(GhlConnection::kind(&()).into_owned()),
+                namespace: Some(namespace.clone()),
+                name: Some(name.clone()),
+                uid: Some(uid).filter(|u| !u.is_empty()),
+                ..ObjectReference::default()
+            };
+            for event in &events {
+                ctx.publish(&reference, event).await;
             }
         }
     }

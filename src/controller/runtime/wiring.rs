@@ -16,6 +16,7 @@ use kube::runtime::watcher;
 use kube::runtime::{Predicate, WatchStreamExt, predicates};
 use kube::{Client, Resource};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::controller::context::Context;
 use crate::controller::error::error_policy;
@@ -28,7 +29,65 @@ use crate::controller::registry::triggers::{self, SourceKind};
 use crate::controller::runtime::scope::{self, Scope, Watched};
 use crate::controller::runtime::targeted;
 use crate::crd::Kind;
+use crate::crd::owner::Owner;
 use crate::crd::{ContactSyncPolicy, GhlConnection, TagRule};
+
+/// Every reconcile's span: which object, the connection it goes through and that connection's
+/// location, as fields a log query can select on (`location="…"` follows one sub-account).
+fn reconcile_span(
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    connection: &str,
+    location: &str,
+) -> tracing::Span {
+    tracing::info_span!(
+        "reconcile",
+        kind = kind.as_str(),
+        namespace,
+        name,
+        connection,
+        location,
+    )
+}
+
+/// A connection's span: it is its own connection.
+fn connection_span(obj: &GhlConnection) -> tracing::Span {
+    use kube::ResourceExt;
+    reconcile_span(
+        Kind::GhlConnection,
+        &obj.namespace().unwrap_or_default(),
+        &obj.name_any(),
+        &obj.name_any(),
+        &obj.spec.location_id,
+    )
+}
+
+/// A policy's or rule's span: its connection (in its own namespace unless the reference names
+/// another) and that connection's location, from the cache (empty while it is not there).
+fn owner_span<K: Owner + crate::controller::reconcile::pipeline::Synced>(
+    obj: &K,
+    connections: &Store<GhlConnection>,
+) -> tracing::Span {
+    use kube::ResourceExt;
+    let namespace = obj.namespace().unwrap_or_default();
+    let reference = obj.connection_ref();
+    let home = reference
+        .namespace
+        .clone()
+        .unwrap_or_else(|| namespace.clone());
+    let location = connections
+        .get(&ObjectRef::new(&reference.name).within(&home))
+        .map(|c| c.spec.location_id.clone())
+        .unwrap_or_default();
+    reconcile_span(
+        K::KIND,
+        &namespace,
+        &obj.name_any(),
+        &reference.name,
+        &location,
+    )
+}
 
 /// A stop signal every task can wait on.
 #[derive(Clone)]
@@ -165,7 +224,7 @@ pub async fn run_controllers(
         run_policies(&shared, caches.policies, &stores),
         run_rules(&shared, caches.rules, &stores),
         targeted::run(Arc::clone(ctx), stop.stopped()),
-        feeds::write_statuses(&ctx.client, &ctx.intake.feeds, stop.stopped()),
+        feeds::write_statuses(ctx, stop.stopped()),
         // Raced with the stop: a stop before the caches fill ends the streams that fill them.
         async {
             tokio::select! {
@@ -207,7 +266,10 @@ async fn run_connections(
     ))
     .graceful_shutdown_on(shared.stop.stopped())
     .run(
-        connection::reconcile,
+        |obj, ctx| {
+            let span = connection_span(&obj);
+            connection::reconcile(obj, ctx).instrument(span)
+        },
         |obj, error, ctx| {
             error_policy(
                 &ObjectKey::of(Kind::GhlConnection, obj.as_ref()),
@@ -243,10 +305,14 @@ async fn run_synced<K>(
         .reconcile_all_on(triggers::on_shards_gained(registry.shards.subscribe()))
         .reconcile_on(owners)
         .reconcile_on(triggers::woken::<K>(registry.subscribe_wakes()));
+    let connections = ctx.registry.stores.connections.clone();
     let results = more(controller)
         .graceful_shutdown_on(shared.stop.stopped())
         .run(
-            pipeline::reconcile::<K>,
+            move |obj, ctx| {
+                let span = owner_span(obj.as_ref(), &connections);
+                pipeline::reconcile::<K>(obj, ctx).instrument(span)
+            },
             |obj, error, ctx| error_policy(&ObjectKey::of(K::KIND, obj.as_ref()), error, &ctx),
             Arc::clone(ctx),
         );

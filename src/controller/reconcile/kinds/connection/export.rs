@@ -10,6 +10,7 @@ use kube::{Client, ResourceExt};
 use crate::controller::context::Context;
 use crate::controller::registry::clients::{Clients, ConnectionKey};
 use crate::crd::common::{InvalidField, duration_field};
+use crate::crd::export::MAX_SINKS;
 use crate::crd::vocabulary::annotation;
 use crate::crd::{GhlConnection, SecretKeyRef};
 use crate::feed::signature::SigningKey;
@@ -39,8 +40,8 @@ pub async fn feed_config(
         CATCH_UP_BOUNDS.1,
     )?;
     let namespace = obj.namespace().unwrap_or_default();
-    let mut sinks = Vec::with_capacity(export.sinks.len());
-    for sink in &export.sinks {
+    let mut sinks = Vec::with_capacity(export.sinks.len().min(MAX_SINKS));
+    for sink in export.sinks.iter().take(MAX_SINKS) {
         let ready = match ctx.config.allowed_sinks.check(&sink.url) {
             Err(why) => Err(SinkUnusable::NotAllowed(why)),
             Ok(()) => signing_key(&ctx.client, &namespace, &sink.signing_secret_ref).await,
@@ -53,6 +54,8 @@ pub async fn feed_config(
         });
     }
     Ok(Some(FeedConfig {
+        namespace: namespace.clone(),
+        connection: obj.name_any(),
         location_id: obj.spec.location_id.clone(),
         sinks,
         catch_up,

@@ -175,6 +175,10 @@ pub async fn reconcile(obj: Arc<GhlConnection>, ctx: Arc<Context>) -> Result<Act
                 location: &obj.spec.location_id,
                 accepted: ready,
                 fence: ctx.registry.fence_for(&object),
+                exporting: previous
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == condition::EXPORTING),
             },
             config,
             previous.export.as_ref(),
@@ -306,10 +310,18 @@ fn status(
             ..c
         }),
     };
+    // `Exporting` is the change feed's to write (every second, its own field manager): this
+    // apply leaves it out, so it never writes back a value older than the feed's.
+    let current: Vec<Condition> = previous
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != condition::EXPORTING)
+        .cloned()
+        .collect();
     GhlConnectionStatus {
         observed_generation: generation,
         conditions: conditions::merge(
-            &previous.conditions,
+            &current,
             &verdict
                 .conditions
                 .iter()
