@@ -4,7 +4,8 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // Installed as `kubectl-ghl`, it is the kubectl plugin: `kubectl ghl plan|status|approve`.
+    // Installed as `kubectl-ghl`, it is the kubectl plugin (`kubectl ghl plan|status|approve|
+    // connect|...`), offering only the plugin's commands.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let plugin = args
         .first()
@@ -13,7 +14,11 @@ async fn main() -> ExitCode {
     if plugin && let Some(first) = args.first_mut() {
         *first = "kubectl ghl".into();
     }
-    let cli = ghl_operator::cli::Cli::parse_from(args);
+    let cli = if plugin {
+        ghl_operator::cli::PluginCli::parse_from(args).into()
+    } else {
+        ghl_operator::cli::Cli::parse_from(args)
+    };
     ghl_operator::telemetry::init(cli.log_format);
     ghl_operator::tls::install_default_provider();
     match cli.command.run().await {

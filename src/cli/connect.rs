@@ -75,8 +75,35 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         let connection = api.get(&args.name).await?;
         match standing(&connection) {
             Standing::Connected(what) => {
-                println!("{namespace}/{}: {what}", args.name);
+                let connected = serde_json::json!({
+                    "kind": "GhlConnection",
+                    "namespace": namespace,
+                    "name": args.name,
+                    "connected": true,
+                    "message": what,
+                    "conditions": connection.status.as_ref().map(|s| &s.conditions),
+                });
+                if !super::cluster::print_structured(args.target.output, &connected)? {
+                    println!("{namespace}/{}: {what}", args.name);
+                }
                 return Ok(ExitCode::SUCCESS);
+            }
+            // With -o json|yaml, stdout holds the one document; the link goes to stderr.
+            Standing::Consent(url)
+                if shown.as_deref() != Some(url.as_str())
+                    && args
+                        .target
+                        .output
+                        .is_some_and(|f| f != super::cluster::Format::Wide) =>
+            {
+                eprintln!(
+                    "Open this link to grant {namespace}/{} access to GHL:\n\n  {url}\n",
+                    args.name
+                );
+                if args.open {
+                    open(&url);
+                }
+                shown = Some(url);
             }
             Standing::Consent(url) if shown.as_deref() != Some(url.as_str()) => {
                 println!(

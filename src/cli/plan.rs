@@ -30,7 +30,11 @@ pub fn print(reports: &[Report], output: Output, last: &str) -> anyhow::Result<(
             let all: Vec<&serde_json::Value> = reports.iter().map(|r| &r.json).collect();
             println!("{}", serde_json::to_string_pretty(&all)?);
         }
-        Output::Text => {
+        Output::Yaml => {
+            let all: Vec<&serde_json::Value> = reports.iter().map(|r| &r.json).collect();
+            print!("{}", serde_saphyr::to_string(&all)?);
+        }
+        Output::Text | Output::Wide => {
             for report in reports {
                 print!("{}", report.text);
                 println!();

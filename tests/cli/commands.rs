@@ -266,3 +266,154 @@ async fn the_sandbox_binary_serves_its_seed_and_limits() {
     child.kill().unwrap();
     let _ = child.wait();
 }
+
+#[test]
+fn as_a_kubectl_plugin_it_offers_only_the_plugins_commands() {
+    // kubectl finds plugins by name on PATH: the same binary, called kubectl-ghl.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let plugin = dir.join("kubectl-ghl");
+    let _ = std::fs::remove_file(&plugin);
+    std::fs::copy(env!("CARGO_BIN_EXE_ghl-operator"), &plugin).unwrap();
+    let help = Command::new(&plugin).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let help = text(&help);
+    assert!(help.contains("Usage: kubectl ghl"), "{help}");
+    for command in ["plan", "apply", "import", "status", "approve", "connect"] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(command)),
+            "{command} offered: {help}"
+        );
+    }
+    for command in ["run", "sandbox", "demo", "crds"] {
+        assert!(
+            !help.lines().any(|l| l.trim_start().starts_with(command)),
+            "{command} is not a plugin command: {help}"
+        );
+        let refused = Command::new(&plugin).arg(command).output().unwrap();
+        assert!(
+            !refused.status.success(),
+            "kubectl ghl {command} is refused"
+        );
+    }
+    // Every cluster command takes kubectl's flags.
+    for command in ["status", "approve", "connect", "plan"] {
+        let help = text(
+            &Command::new(&plugin)
+                .args([command, "--help"])
+                .output()
+                .unwrap(),
+        );
+        for flag in ["--kubeconfig", "--context", "--output", "--namespace"] {
+            assert!(help.contains(flag), "kubectl ghl {command} {flag}: {help}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn plan_takes_its_namespace_from_the_kubeconfig_context() {
+    // No -n: objects that name no namespace go to the context's namespace, as with kubectl.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plan-context-ns");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: other\n\
+         clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n\
+         users: [{name: u, user: {token: t}}]\n\
+         contexts: [{name: other, context: {cluster: c, user: u, namespace: elsewhere}},\n\
+                    {name: team, context: {cluster: c, user: u, namespace: crm}}]\n",
+    )
+    .unwrap();
+    let manifests = dir.join("policy.yaml");
+    std::fs::write(
+        &manifests,
+        "apiVersion: ghl.servis.ai/v1alpha1\nkind: ContactSyncPolicy\nmetadata: {name: p}\n\
+         spec: {connectionRef: {name: acme}, contacts: [{email: a@example.com}]}\n",
+    )
+    .unwrap();
+    for (extra, namespace) in [(vec![], "elsewhere"), (vec!["-n", "sales"], "sales")] {
+        let output = tokio::task::spawn_blocking({
+            let (kubeconfig, manifests) = (kubeconfig.clone(), manifests.clone());
+            move || {
+                bin()
+                    .env("KUBECONFIG", &kubeconfig)
+                    .args(["plan", "--sandbox", "-o", "json", "-f"])
+                    .arg(&manifests)
+                    .args(extra)
+                    .output()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        let all = text(&output);
+        assert!(
+            all.contains(&format!("ContactSyncPolicy {namespace}/p")),
+            "the policy is planned in {namespace}: {all}"
+        );
+    }
+}
+
+#[test]
+fn the_krew_manifest_installs_the_plugin_on_each_platform() {
+    // Rendered as krew-release-bot renders it at a tag (URL and sha256 per archive).
+    let template =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/ghl.yaml"))
+            .unwrap();
+    let tag = format!("v{}", env!("CARGO_PKG_VERSION"));
+    let mut rendered = String::new();
+    for line in template.lines() {
+        let line = line.replace("{{ .TagName }}", &tag);
+        match line.trim_start().strip_prefix("{{addURIAndSha \"") {
+            Some(rest) => {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                let uri = rest.split('"').next().unwrap();
+                rendered.push_str(&format!(
+                    "{indent}uri: {uri}\n{indent}sha256: \"{}\"\n",
+                    "ab".repeat(32)
+                ));
+            }
+            None => {
+                rendered.push_str(&line);
+                rendered.push('\n');
+            }
+        }
+    }
+    let manifest: Value = serde_saphyr::from_str(&rendered).unwrap();
+    assert_eq!(
+        manifest["apiVersion"],
+        "krew.googlecontainertools.github.com/v1alpha2"
+    );
+    assert_eq!(manifest["kind"], "Plugin");
+    assert_eq!(manifest["metadata"]["name"], "ghl", "kubectl ghl");
+    assert_eq!(manifest["spec"]["version"], tag.as_str());
+    let platforms = manifest["spec"]["platforms"].as_array().unwrap();
+    let mut seen = Vec::new();
+    for platform in platforms {
+        let labels = &platform["selector"]["matchLabels"];
+        let (os, arch) = (
+            labels["os"].as_str().unwrap(),
+            labels["arch"].as_str().unwrap(),
+        );
+        seen.push(format!("{os}/{arch}"));
+        assert_eq!(platform["bin"], "kubectl-ghl");
+        let uri = platform["uri"].as_str().unwrap();
+        assert!(
+            uri.ends_with(&format!("/{tag}/kubectl-ghl_{os}_{arch}.tar.gz")),
+            "{uri}"
+        );
+        assert_eq!(platform["sha256"].as_str().unwrap().len(), 64);
+        let files: Vec<&str> = platform["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["from"].as_str().unwrap())
+            .collect();
+        assert_eq!(files, ["kubectl-ghl", "LICENSE"]);
+    }
+    assert_eq!(
+        seen,
+        ["linux/amd64", "linux/arm64", "darwin/amd64", "darwin/arm64"]
+    );
+}

@@ -38,15 +38,11 @@ pub struct CommonArgs {
     /// Manifest files or folders (GhlConnection, Secret, ConfigMap, ContactSyncPolicy, TagRule).
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
     pub paths: Vec<PathBuf>,
-    /// Namespace for objects that name none (the first given). Against a cluster, also the
-    /// only namespaces planned: repeat it for each (`-n crm -n sales`); objects in others are
-    /// refused without reading anything of theirs.
-    #[arg(
-        short = 'n',
-        long = "namespace",
-        value_name = "NAMESPACE",
-        default_value = "default"
-    )]
+    /// Namespace for objects that name none (the first given; default: the kubeconfig
+    /// context's, as kubectl, else `default`). Against a cluster, also the only namespaces
+    /// planned: repeat it for each (`-n crm -n sales`); objects in others are refused without
+    /// reading anything of theirs.
+    #[arg(short = 'n', long = "namespace", value_name = "NAMESPACE")]
     pub namespaces: Vec<String>,
     /// State file (the ledger of what each policy owns). Default: `.ghl-state/state.json`, or
     /// nothing kept with `--sandbox`.
@@ -82,9 +78,25 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
-    /// The namespace of objects that name none.
-    pub fn default_namespace(&self) -> &str {
-        self.namespaces.first().map_or("default", String::as_str)
+    /// The namespace of objects that name none: the first `-n`, else the kubeconfig
+    /// context's (`--kubeconfig`/`--context`, or `KUBECONFIG`), else `default`.
+    pub fn default_namespace(&self) -> String {
+        self.namespaces.first().cloned().unwrap_or_else(|| {
+            crate::cli::cluster::kubeconfig_namespace(
+                self.cluster.kubeconfig.as_deref(),
+                self.cluster.context.as_deref(),
+            )
+            .unwrap_or_else(|| "default".to_owned())
+        })
+    }
+
+    /// The namespaces planned against a cluster: those given, else the default one.
+    pub fn planned_namespaces(&self) -> Vec<String> {
+        if self.namespaces.is_empty() {
+            vec![self.default_namespace()]
+        } else {
+            self.namespaces.clone()
+        }
     }
 
     /// Whether the plan shows what GHL holds (ids, current values): always locally, against a
@@ -103,7 +115,10 @@ pub enum Refresh {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
     Text,
+    /// As `text` (kubectl's `-o wide`; the plan's text already shows every field).
+    Wide,
     Json,
+    Yaml,
 }
 
 /// A loaded workspace.
@@ -125,7 +140,7 @@ pub struct Workspace {
 
 impl Workspace {
     pub async fn open(args: &CommonArgs) -> anyhow::Result<Self> {
-        let manifests = Manifests::load(&args.paths, args.default_namespace())?;
+        let manifests = Manifests::load(&args.paths, &args.default_namespace())?;
         Self::from_manifests(manifests, args, SandboxConfig::default()).await
     }
 
@@ -141,7 +156,7 @@ impl Workspace {
                 bail!("--sandbox plans against the sandbox; a cluster's ledgers belong to its GHL");
             }
             let client = args.cluster.client().await?;
-            outside = manifests.retain_namespaces(&args.namespaces);
+            outside = manifests.retain_namespaces(&args.planned_namespaces());
             cluster::load(&client, &mut manifests).await?
         } else {
             ClusterState::default()
