@@ -45,6 +45,7 @@ use crate::crd::kind::Object;
 use crate::crd::owner::Owner;
 use crate::crd::vocabulary::{action, reason};
 use crate::crd::{GhlConnection, Kind};
+use crate::engine::state::StateError;
 use crate::engine::state::secret::{LedgerOwner, SecretLedgerStore};
 use crate::engine::targeted::Scope;
 use crate::engine::{SyncError, SyncOutcome};
@@ -125,11 +126,18 @@ pub trait Synced: Owner + Object + Send + Sync {
 }
 
 /// The ledger of `obj` in the Secrets it owns, its writes fenced by the object's shard.
+/// It takes over an earlier owner's ledger when annotated `ghl.servis.ai/adopt-ledger`.
 pub fn ledger_of<K: Synced>(ctx: &Context, obj: &K) -> SecretLedgerStore {
     SecretLedgerStore::new(
         ctx.client.clone(),
         LedgerOwner::of(K::KIND, obj),
         ctx.registry.fence_for(&ObjectKey::of(K::KIND, obj)),
+    )
+    .adopting(
+        obj.meta()
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::crd::vocabulary::ADOPT_LEDGER).cloned()),
     )
 }
 
@@ -421,6 +429,13 @@ fn scopes_needed(mode: Mode) -> &'static [&'static str] {
 
 /// Sorts what stopped a sync into the outcomes both kinds share.
 pub fn classify(error: &SyncError, connection: &str) -> Outcome {
+    if let SyncError::State(found @ StateError::FromPreviousOwner { .. }) = error {
+        return Outcome::ConnectionUnusable {
+            phase: Phase::Stalled,
+            reason: reason::LEDGER_FROM_PREVIOUS_OWNER,
+            message: found.to_string(),
+        };
+    }
     match error.ghl() {
         Some(e) if e.class() == ErrorClass::Auth => Outcome::CredentialsRefused {
             connection: connection.to_owned(),

@@ -34,6 +34,16 @@ pub enum StateError {
     /// An object at a ledger's name is not that ledger's.
     #[error("{name} is not this ledger's (wrong type, labels or owner); delete or rename it")]
     Foreign { name: String },
+    /// This object has no ledger, and an earlier object of the same kind, namespace and name
+    /// (uid `uid`) has one: it is taken over only when asked to (`ghl.servis.ai/adopt-ledger`).
+    #[error(
+        "{head} belongs to the ledger of an earlier {kind} of this name (uid {uid}), restored or left by a delete-and-recreate: annotate this object with ghl.servis.ai/adopt-ledger={uid} to take it over, or delete that ledger's Secrets to start afresh"
+    )]
+    FromPreviousOwner {
+        kind: &'static str,
+        uid: String,
+        head: String,
+    },
     /// A stored object is there but says something unusable.
     #[error("{name} {problem}")]
     Corrupt { name: String, problem: String },

@@ -29,12 +29,23 @@
 //! is deleted by name alone: a delete follows a GET that verified the object as the ledger's,
 //! with that object's uid as a precondition.
 //! Keys in a ledger are digests, never emails.
+//!
+//! - **Restores.** An object that has no ledger of its own looks once (a label-selected list
+//!   served from the API server's cache) for the ledger of an earlier object of its kind,
+//!   namespace and name — a Velero restore, or a delete-and-recreate, gives the object a new
+//!   uid — and stops with [`StateError::FromPreviousOwner`] if there is one, rather than plan
+//!   as if it owned nothing. With `ghl.servis.ai/adopt-ledger=<old uid>` it takes that ledger
+//!   over: reads it (its objects may have lost their ownerReferences on the way), writes it
+//!   as its own generation, then deletes the old objects.
 
 mod objects;
 
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, ListParams, PostParams, Preconditions, VersionMatch};
 use kube::{Api, Client};
 use tokio::sync::Mutex;
 
@@ -64,12 +75,23 @@ struct Cursor {
     page_version: Option<String>,
 }
 
+/// Owners (by uid) found to have no earlier owner's ledger: not looked for again.
+static NO_PREDECESSOR: LazyLock<std::sync::Mutex<HashSet<String>>> =
+    LazyLock::new(Default::default);
+/// Entries kept at most (uids of objects without a ledger of their own yet).
+const NO_PREDECESSOR_MAX: usize = 100_000;
+
 /// A ledger in Secrets.
 pub struct SecretLedgerStore {
     api: Api<Secret>,
     owner: LedgerOwner,
     fence: Fence,
     cursor: Mutex<Cursor>,
+    /// The earlier owner (uid) whose ledger to take over when this one has none.
+    adopt: Option<String>,
+    /// Objects without an ownerReference count as the owner's (an earlier owner's ledger
+    /// being adopted: a restore or the garbage collector may have dropped them).
+    unowned_ok: bool,
 }
 
 impl SecretLedgerStore {
@@ -79,7 +101,140 @@ impl SecretLedgerStore {
             owner,
             fence,
             cursor: Mutex::new(Cursor::default()),
+            adopt: None,
+            unowned_ok: false,
         }
+    }
+
+    /// Takes over the ledger of the earlier owner `uid` (same kind, namespace and name) if this
+    /// one has none (`ghl.servis.ai/adopt-ledger`).
+    pub fn adopting(mut self, uid: Option<String>) -> Self {
+        self.adopt = uid.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty());
+        self
+    }
+
+    /// The earlier owner's ledger, as found under its names.
+    fn predecessor(&self, uid: &str) -> Self {
+        Self {
+            api: self.api.clone(),
+            owner: LedgerOwner {
+                uid: uid.to_owned(),
+                ..self.owner.clone()
+            },
+            fence: self.fence.clone(),
+            cursor: Mutex::new(Cursor::default()),
+            adopt: None,
+            unowned_ok: true,
+        }
+    }
+
+    /// Whether this owner has no ledger objects at all (no head, no first journal page, under
+    /// either naming).
+    pub async fn is_empty(&self) -> Result<bool, StateError> {
+        for naming in [Naming::Owned, Naming::Legacy] {
+            if self.get(naming, 0, Role::Head, 0).await?.is_some()
+                || self.get(naming, 0, Role::Journal, 0).await?.is_some()
+                || self.get(naming, 0, Role::Shard, 0).await?.is_some()
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// An earlier owner's ledger, if there is one: an object labelled with this kind and name
+    /// that is not this owner's (a head, or the journal of a ledger too small to compact),
+    /// with the uid it belonged to (from its ownerReference, or the uid annotation written
+    /// since). Listed from the API server's cache, once per owner.
+    async fn earlier_owner(&self) -> Result<Option<(String, String)>, StateError> {
+        if NO_PREDECESSOR
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&self.owner.uid)
+        {
+            return Ok(None);
+        }
+        let selector = format!(
+            "{}={},{}={}",
+            crate::crd::vocabulary::label::OWNER_KIND,
+            self.owner.kind.as_str(),
+            crate::crd::vocabulary::label::OWNER_NAME,
+            label_value(&self.owner.name),
+        );
+        let params = ListParams {
+            label_selector: Some(selector),
+            resource_version: Some("0".into()),
+            version_match: Some(VersionMatch::NotOlderThan),
+            ..ListParams::default()
+        };
+        let heads = self
+            .api
+            .list(&params)
+            .await
+            .map_err(|e| StateError::api("listing", "ledger objects", e))?;
+        let found = heads.items.iter().find_map(|object| {
+            let uid = earlier_uid(object, &self.owner)?;
+            // Only an object at that uid's names (one elsewhere is no ledger of it).
+            let base = LedgerOwner {
+                uid: uid.clone(),
+                ..self.owner.clone()
+            }
+            .base_name(Naming::Owned);
+            let name = object.metadata.name.clone()?;
+            name.starts_with(&format!("{base}-")).then_some((uid, name))
+        });
+        if found.is_none() {
+            let mut clean = NO_PREDECESSOR.lock().unwrap_or_else(|p| p.into_inner());
+            if clean.len() >= NO_PREDECESSOR_MAX {
+                clean.clear();
+            }
+            clean.insert(self.owner.uid.clone());
+        }
+        Ok(found)
+    }
+
+    /// Takes over the ledger of the earlier owner `uid`: reads it whole, writes it as this
+    /// owner's next generation, then deletes the earlier objects. `None`: it has none.
+    async fn adopt_from(&self, uid: &str) -> Result<Option<Ledger>, StateError> {
+        if uid == self.owner.uid {
+            return Ok(None);
+        }
+        let earlier = self.predecessor(uid);
+        if earlier.is_empty().await? {
+            return Ok(None);
+        }
+        let ledger = earlier.load().await?;
+        // Written under this owner first; the earlier objects go only once it is live.
+        self.compact_whole(&ledger).await?;
+        let old = {
+            let cursor = earlier.cursor.lock().await;
+            Generation {
+                naming: cursor.naming,
+                generation: cursor.generation,
+                shards: cursor.shards,
+                pages: if cursor.page_version.is_some() {
+                    cursor.page + 1
+                } else {
+                    0
+                },
+            }
+        };
+        earlier.retire(old).await;
+        for naming in [Naming::Owned, Naming::Legacy] {
+            if let Ok(Some(head)) = earlier.get(naming, 0, Role::Head, 0).await
+                && let Err(error) = earlier.delete(&head).await
+            {
+                tracing::warn!(%error, "could not delete an adopted ledger's head");
+            }
+        }
+        tracing::info!(
+            kind = self.owner.kind.as_str(),
+            namespace = %self.owner.namespace,
+            name = %self.owner.name,
+            contacts = ledger.contacts.len(),
+            "took over the ledger of an earlier object of this name (ghl.servis.ai/adopt-ledger)"
+        );
+        Ok(Some(ledger))
     }
 
     fn check_fence(&self) -> Result<(), StateError> {
@@ -109,7 +264,12 @@ impl SecretLedgerStore {
             return Ok(None);
         };
         let expected = (role, if role == Role::Head { 0 } else { generation }, index);
-        match verify(&secret, &self.owner) {
+        let part = if self.unowned_ok {
+            verify_adoptable(&secret, &self.owner)
+        } else {
+            verify(&secret, &self.owner)
+        };
+        match part {
             Some(part) if (part.role, part.generation, part.index) == expected => Ok(Some(secret)),
             _ => Err(StateError::Foreign { name }),
         }
@@ -279,6 +439,29 @@ impl StateStore for SecretLedgerStore {
     async fn load(&self) -> Result<Ledger, StateError> {
         let head = self.head().await?;
         let shards = self.shards(&head).await?;
+        // Nothing of its own (no head, no shard, no page; no extra reads otherwise): an earlier
+        // owner's ledger is adopted when asked, and stops the load when not.
+        let nothing = head.version.is_none() && head.naming == Naming::Owned && shards.is_empty();
+        if nothing
+            && !self.unowned_ok
+            && self
+                .get(Naming::Owned, 0, Role::Journal, 0)
+                .await?
+                .is_none()
+        {
+            if let Some(uid) = &self.adopt
+                && let Some(ledger) = self.adopt_from(uid).await?
+            {
+                return Ok(ledger);
+            }
+            if let Some((uid, head)) = self.earlier_owner().await? {
+                return Err(StateError::FromPreviousOwner {
+                    kind: self.owner.kind.as_str(),
+                    uid,
+                    head,
+                });
+            }
+        }
         let mut ledger = Ledger::default();
         for secret in &shards {
             let shard: Ledger = serde_json::from_str(&text_of(secret, DATA_KEY)).map_err(|e| {
@@ -361,10 +544,21 @@ impl StateStore for SecretLedgerStore {
     }
 
     async fn compact(&self, ledger: &Ledger) -> Result<(), StateError> {
-        let mut cursor = self.cursor.lock().await;
-        if cursor.loaded && cursor.page == 0 && cursor.text.len() <= PAGE_BYTES / 2 {
-            return Ok(()); // a short journal loads as fast as shards
+        {
+            let cursor = self.cursor.lock().await;
+            if cursor.loaded && cursor.page == 0 && cursor.text.len() <= PAGE_BYTES / 2 {
+                return Ok(()); // a short journal loads as fast as shards
+            }
         }
+        self.compact_whole(ledger).await
+    }
+}
+
+impl SecretLedgerStore {
+    /// Writes `ledger` as the next generation's shards, switches the head to it, and retires
+    /// the live generation (whatever its size). Also `ledger import`.
+    pub async fn compact_whole(&self, ledger: &Ledger) -> Result<(), StateError> {
+        let mut cursor = self.cursor.lock().await;
         let live = if cursor.loaded {
             Generation {
                 naming: cursor.naming,

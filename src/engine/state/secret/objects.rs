@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 
 use crate::crd::Kind;
-use crate::crd::vocabulary::{LEDGER_SECRET_TYPE, label};
+use crate::crd::vocabulary::{LEDGER_SECRET_TYPE, annotation, label};
 use crate::engine::ledger::Ledger;
 use crate::engine::state::StateError;
 
@@ -197,6 +197,51 @@ pub(super) fn verify(secret: &Secret, owner: &LedgerOwner) -> Option<Part> {
     })
 }
 
+/// The object as a part of the earlier owner `owner`'s ledger being adopted: as [`verify`],
+/// except that an object without any ownerReference is accepted (a restore, or the garbage
+/// collector's orphaning, may have dropped it); one owned by anything else is not. Pure.
+pub(super) fn verify_adoptable(secret: &Secret, owner: &LedgerOwner) -> Option<Part> {
+    let unowned = secret
+        .metadata
+        .owner_references
+        .as_ref()
+        .is_none_or(|refs| refs.is_empty());
+    if !unowned {
+        return verify(secret, owner);
+    }
+    let mut owned = secret.clone();
+    owned.metadata.owner_references = Some(vec![OwnerReference {
+        uid: owner.uid.clone(),
+        kind: owner.kind.as_str().to_owned(),
+        ..OwnerReference::default()
+    }]);
+    verify(&owned, owner)
+}
+
+/// The uid of the earlier owner a ledger head belonged to, when it is not `owner`'s: from its
+/// ownerReference of `owner`'s kind, else its uid annotation. `None` for `owner`'s own head,
+/// a head of another kind, or one that says no uid. Pure.
+pub(super) fn earlier_uid(head: &Secret, owner: &LedgerOwner) -> Option<String> {
+    if head.type_.as_deref() != Some(LEDGER_SECRET_TYPE) {
+        return None;
+    }
+    let referenced = head
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.kind == owner.kind.as_str())
+        .map(|r| r.uid.clone());
+    let annotated = head
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(annotation::LEDGER_OWNER_UID).cloned());
+    referenced
+        .or(annotated)
+        .filter(|uid| !uid.is_empty() && *uid != owner.uid)
+}
+
 /// A generation's extent: which objects it has.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Generation {
@@ -313,6 +358,11 @@ pub(super) fn secret(
             name: Some(owner.object_name(naming, generation, role, index)),
             namespace: Some(owner.namespace.clone()),
             labels: Some(labels),
+            // The owner's uid also outside the ownerReference, which a restore may drop.
+            annotations: Some(BTreeMap::from([(
+                annotation::LEDGER_OWNER_UID.to_owned(),
+                owner.uid.clone(),
+            )])),
             owner_references: Some(vec![OwnerReference {
                 api_version: owner.api_version.clone(),
                 kind: owner.kind.as_str().to_owned(),
