@@ -2,9 +2,13 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY build.rs ./
 COPY src ./src
 COPY benches ./benches
 COPY examples ./examples
+# The commit for ghl_operator_build_info (no .git in the build context).
+ARG GHL_OPERATOR_COMMIT=unknown
+ENV GHL_OPERATOR_COMMIT=$GHL_OPERATOR_COMMIT
 RUN cargo build --release --locked --bin ghl-operator
 
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -3,6 +3,10 @@
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
 
+/// The commit the binary was built from (`build.rs`: `GHL_OPERATOR_COMMIT`, else `git`),
+/// or `unknown`.
+pub const COMMIT: &str = env!("GHL_OPERATOR_COMMIT");
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {

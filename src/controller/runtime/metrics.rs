@@ -82,6 +82,13 @@ struct CredentialMetrics {
     restarts: Counter,
 }
 
+/// `ghl_operator_build_info`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildInfo {
+    version: &'static str,
+    commit: &'static str,
+}
+
 fn reconcile_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.01, 2.0, 16))
 }
@@ -174,6 +181,18 @@ impl Metrics {
             "rollout_restarts",
             "Dependent workloads restarted for a new access token",
             metrics.credentials.restarts.clone(),
+        );
+        let build_info: Family<BuildInfo, Gauge> = Family::default();
+        build_info
+            .get_or_create(&BuildInfo {
+                version: env!("CARGO_PKG_VERSION"),
+                commit: crate::telemetry::COMMIT,
+            })
+            .set(1);
+        sub.register(
+            "build_info",
+            "1, labelled with the running binary's version and the commit it was built from",
+            build_info,
         );
         // Closed label sets start at 0, so `rate()` and `increase()` see their first event.
         for kind in [Kind::GhlConnection, Kind::ContactSyncPolicy, Kind::TagRule] {
