@@ -16,13 +16,11 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource};
 use serde_json::json;
 
-use crate::controller::context::Context;
-use crate::controller::reconcile::verdict::Notice;
 use crate::controller::registry::clients::ConnectionKey;
 use crate::crd::GhlConnection;
 use crate::crd::conditions;
 use crate::crd::export::WebhookStatus;
-use crate::crd::vocabulary::{FIELD_MANAGER_INTAKE, action, reason};
+use crate::crd::vocabulary::{FIELD_MANAGER_INTAKE, reason};
 use crate::engine::fence::Fence;
 use crate::feed::health::{self, Transition};
 use crate::feed::outbox::{Limits, Outbox, OutboxOwner};
@@ -55,8 +53,21 @@ pub struct StatusUpdate {
     pub key: ConnectionKey,
     pub uid: String,
     pub status: serde_json::Value,
-    pub events: Vec<Notice>,
+    pub events: Vec<FeedEvent>,
 }
+
+/// An Event the change feed tells about its connection (its action is `Export`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedEvent {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// Publishes a feed Event about the connection `reference` names.
+pub type Publish<'a> = &'a (
+        dyn Fn(ObjectReference, FeedEvent) -> futures::future::BoxFuture<'static, ()> + Send + Sync
+    );
 
 /// The feeds and webhook counts of every connection.
 pub struct Feeds {
@@ -312,20 +323,18 @@ impl Feeds {
 }
 
 /// The Event for a sink that started failing or recovered.
-fn notice(transition: Transition) -> Notice {
+fn notice(transition: Transition) -> FeedEvent {
     match transition {
-        Transition::Failing { sink, error } => Notice {
+        Transition::Failing { sink, error } => FeedEvent {
             warning: true,
             reason: reason::SINK_FAILING,
-            action: action::EXPORT,
             note: format!(
                 "change feed sink {sink} fails: {error}; its changes wait and are retried"
             ),
         },
-        Transition::Recovered { sink } => Notice {
+        Transition::Recovered { sink } => FeedEvent {
             warning: false,
             reason: reason::SINK_RECOVERED,
-            action: action::EXPORT,
             note: format!("change feed sink {sink} accepts deliveries again"),
         },
     }
@@ -333,9 +342,12 @@ fn notice(transition: Transition) -> Notice {
 
 /// Writes changed `status.webhooks` / `status.export` / the `Exporting` condition (and
 /// publishes the Events they tell), until `stop`.
-pub async fn write_statuses(ctx: &Context, stop: impl Future<Output = ()>) {
-    let client = &ctx.client;
-    let feeds = &ctx.intake.feeds;
+pub async fn write_statuses(
+    client: &Client,
+    feeds: &Feeds,
+    publish: Publish<'_>,
+    stop: impl Future<Output = ()>,
+) {
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -373,8 +385,8 @@ pub async fn write_statuses(ctx: &Context, stop: impl Future<Output = ()>) {
                 uid: Some(uid).filter(|u| !u.is_empty()),
                 ..ObjectReference::default()
             };
-            for event in &events {
-                ctx.publish(&reference, event).await;
+            for event in events {
+                publish(reference.clone(), event).await;
             }
         }
     }

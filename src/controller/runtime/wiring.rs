@@ -89,6 +89,31 @@ fn owner_span<K: Owner + crate::controller::reconcile::pipeline::Synced>(
     )
 }
 
+/// Publishes the change feed's Events as the operator's.
+fn feed_events(
+    ctx: &Arc<Context>,
+) -> impl Fn(
+    k8s_openapi::api::core::v1::ObjectReference,
+    feeds::FeedEvent,
+) -> futures::future::BoxFuture<'static, ()>
++ Send
++ Sync
++ 'static {
+    let ctx = Arc::clone(ctx);
+    move |reference, event| {
+        let ctx = Arc::clone(&ctx);
+        Box::pin(async move {
+            let notice = crate::controller::reconcile::verdict::Notice {
+                warning: event.warning,
+                reason: event.reason,
+                action: crate::crd::vocabulary::action::EXPORT,
+                note: event.note,
+            };
+            ctx.publish(&reference, &notice).await;
+        })
+    }
+}
+
 /// A stop signal every task can wait on.
 #[derive(Clone)]
 pub struct Stop(watch::Receiver<bool>);
@@ -219,12 +244,18 @@ pub async fn run_controllers(
         stop,
     };
     tracing::info!(namespace = %scope.describe(), "controllers started");
+    let publish_feed_events = feed_events(ctx);
     futures::join!(
         run_connections(&shared, caches.connections),
         run_policies(&shared, caches.policies, &stores),
         run_rules(&shared, caches.rules, &stores),
         targeted::run(Arc::clone(ctx), stop.stopped()),
-        feeds::write_statuses(ctx, stop.stopped()),
+        feeds::write_statuses(
+            &ctx.client,
+            &ctx.intake.feeds,
+            &publish_feed_events,
+            stop.stopped()
+        ),
         // Raced with the stop: a stop before the caches fill ends the streams that fill them.
         async {
             tokio::select! {
