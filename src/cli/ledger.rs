@@ -110,6 +110,32 @@ async fn owner(
     }
 }
 
+/// The object's `spec.mode`.
+async fn mode(
+    client: &Client,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<crate::crd::common::Mode> {
+    Ok(match kind {
+        Kind::ContactSyncPolicy => {
+            Api::<ContactSyncPolicy>::namespaced(client.clone(), namespace)
+                .get(name)
+                .await?
+                .spec
+                .mode
+        }
+        Kind::TagRule => {
+            Api::<TagRule>::namespaced(client.clone(), namespace)
+                .get(name)
+                .await?
+                .spec
+                .mode
+        }
+        Kind::GhlConnection => bail!("a GhlConnection has no ledger"),
+    })
+}
+
 pub async fn run(args: LedgerArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         LedgerCommand::Export {
@@ -165,6 +191,12 @@ pub async fn run(args: LedgerArgs) -> anyhow::Result<ExitCode> {
             let kind = parse_kind(&exported.owner.kind)?;
             let name = name.unwrap_or(exported.owner.name.clone());
             let owner = owner(&client, kind, &namespace, &name).await?;
+            if mode(&client, kind, &namespace, &name).await? != crate::crd::common::Mode::Plan {
+                bail!(
+                    "{} {namespace}/{name} is not in mode: Plan: the operator may write its ledger while this import does; set mode: Plan, import, then Apply",
+                    kind.as_str()
+                );
+            }
             let store = SecretLedgerStore::new(client, owner, Fence::open());
             if !store.is_empty().await? {
                 bail!(

@@ -241,9 +241,15 @@ impl Queue {
     }
 
     /// Notes how the sink itself answered (not what a delivery made of a failed GHL read, nor a
-    /// skip of content the sink has): whether it is failing.
+    /// skip of content the sink has): whether it is failing. A refusal (4xx) leaves that as it
+    /// was: the sink is up and said no to one change, which `rejected` counts (a single 4xx on a
+    /// quiet location would otherwise show the sink failing until its next delivery).
     pub fn answered(&mut self, attempt: &Attempt) {
-        self.counts.failing = !matches!(attempt, Attempt::Delivered { .. });
+        match attempt {
+            Attempt::Delivered { .. } => self.counts.failing = false,
+            Attempt::Retry { .. } => self.counts.failing = true,
+            Attempt::Refused { .. } => {}
+        }
     }
 
     /// Whether a change to `contact` waits (or is in flight).
@@ -395,9 +401,10 @@ mod tests {
         let cases = [
             (vec![], false),
             (vec![&retry], true),
-            (vec![&refused], true),
+            (vec![&refused], false),
             (vec![&retry, &ok], false),
-            (vec![&ok, &refused], true),
+            (vec![&ok, &refused], false),
+            (vec![&retry, &refused], true),
         ];
         for (answers, failing) in cases {
             q.counts.failing = false;

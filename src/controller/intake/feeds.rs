@@ -195,6 +195,13 @@ impl Feeds {
         }
     }
 
+    /// Writes the connection's status again at the next tick.
+    pub fn mark_dirty(&self, key: &ConnectionKey) {
+        if let Some(entry) = self.entries().get_mut(key) {
+            entry.dirty = true;
+        }
+    }
+
     /// Forgets a deleted connection (its feed stops, its series go).
     pub fn remove(&self, key: &ConnectionKey) {
         if let Some(entry) = self.entries().remove(key) {
@@ -328,9 +335,7 @@ fn notice(transition: Transition) -> FeedEvent {
         Transition::Failing { sink, error } => FeedEvent {
             warning: true,
             reason: reason::SINK_FAILING,
-            note: format!(
-                "change feed sink {sink} fails: {error}; its changes wait and are retried"
-            ),
+            note: format!("change feed sink {sink} fails: {error}"),
         },
         Transition::Recovered { sink } => FeedEvent {
             warning: false,
@@ -376,6 +381,8 @@ pub async fn write_statuses(
                 .await
             {
                 tracing::debug!(%error, connection = %name, "could not write the webhook and feed status");
+                // Written again at the next tick, not only at the next change.
+                feeds.mark_dirty(&(namespace.clone(), name.clone()));
             }
             let reference = ObjectReference {
                 api_version: Some(GhlConnection::api_version(&()).into_owned()),

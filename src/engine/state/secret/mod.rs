@@ -40,7 +40,7 @@
 
 mod objects;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
@@ -75,9 +75,11 @@ struct Cursor {
     page_version: Option<String>,
 }
 
-/// Owners (by uid) found to have no earlier owner's ledger: not looked for again.
-static NO_PREDECESSOR: LazyLock<std::sync::Mutex<HashSet<String>>> =
+/// Owners (by uid) found to have no earlier owner's ledger, and when: not looked for again
+/// for [`NO_PREDECESSOR_FOR`] (Secrets restored after their object are found then).
+static NO_PREDECESSOR: LazyLock<std::sync::Mutex<HashMap<String, std::time::Instant>>> =
     LazyLock::new(Default::default);
+const NO_PREDECESSOR_FOR: std::time::Duration = std::time::Duration::from_secs(300);
 /// Entries kept at most (uids of objects without a ledger of their own yet).
 const NO_PREDECESSOR_MAX: usize = 100_000;
 
@@ -147,19 +149,22 @@ impl SecretLedgerStore {
     /// with the uid it belonged to (from its ownerReference, or the uid annotation written
     /// since). Listed from the API server's cache, once per owner.
     async fn earlier_owner(&self) -> Result<Option<(String, String)>, StateError> {
-        if NO_PREDECESSOR
+        let checked = NO_PREDECESSOR
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(&self.owner.uid)
-        {
+            .get(&self.owner.uid)
+            .copied();
+        if checked.is_some_and(|at| at.elapsed() < NO_PREDECESSOR_FOR) {
             return Ok(None);
         }
+        // Heads and journal pages only: a ledger's shards (up to 700 KB each) stay unread.
         let selector = format!(
-            "{}={},{}={}",
+            "{}={},{}={},{} in (head,journal)",
             crate::crd::vocabulary::label::OWNER_KIND,
             self.owner.kind.as_str(),
             crate::crd::vocabulary::label::OWNER_NAME,
             label_value(&self.owner.name),
+            crate::crd::vocabulary::label::LEDGER_ROLE,
         );
         let params = ListParams {
             label_selector: Some(selector),
@@ -188,7 +193,7 @@ impl SecretLedgerStore {
             if clean.len() >= NO_PREDECESSOR_MAX {
                 clean.clear();
             }
-            clean.insert(self.owner.uid.clone());
+            clean.insert(self.owner.uid.clone(), std::time::Instant::now());
         }
         Ok(found)
     }

@@ -201,6 +201,14 @@ pub(super) fn verify(secret: &Secret, owner: &LedgerOwner) -> Option<Part> {
 /// except that an object without any ownerReference is accepted (a restore, or the garbage
 /// collector's orphaning, may have dropped it); one owned by anything else is not. Pure.
 pub(super) fn verify_adoptable(secret: &Secret, owner: &LedgerOwner) -> Option<Part> {
+    // Labelled as a ledger of exactly this kind and name (names cut at 150 bytes could
+    // otherwise meet another object's).
+    let labels = secret.metadata.labels.as_ref()?;
+    if labels.get(label::OWNER_KIND).map(String::as_str) != Some(owner.kind.as_str())
+        || labels.get(label::OWNER_NAME) != Some(&label_value(&owner.name))
+    {
+        return None;
+    }
     let unowned = secret
         .metadata
         .owner_references
