@@ -29,6 +29,13 @@ if ! command -v lua5.1 >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends lua5.1 >/dev/null
 fi
 
+# Debian's Chromium and its WebDriver: the console's tests drive the pages a person sees in a
+# real browser (tests/console/).
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+fi
+
 # Prometheus' promtool checks and unit-tests the chart's alert rules. Only the binary is taken
 # from Debian's package (installing the package would start a Prometheus server).
 if ! command -v promtool >/dev/null 2>&1; then

@@ -10,11 +10,13 @@
 //! - [`controller`]: the in-cluster operator (kube-runtime controllers, leader election);
 //! - [`admission`]: the admission webhook that turns approvals into authorizations;
 //! - [`cli`]: one module per subcommand;
+//! - [`console`]: the web console, acting with each person's own Kubernetes identity;
 //! - [`feed`], [`webhook`]: the change feed's deliveries, and GHL's webhooks received;
 //! - [`egress`], [`refs`], [`telemetry`], [`privacy`], [`tls`]: cross-cutting plumbing.
 
 pub mod admission;
 pub mod cli;
+pub mod console;
 pub mod controller;
 pub mod crd;
 pub mod credentials;

@@ -135,7 +135,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Opens `url` in the desktop's browser; a failure only means the person copies the link.
-fn open(url: &str) {
+pub(super) fn open(url: &str) {
     let opener = if cfg!(target_os = "macos") {
         "open"
     } else {

@@ -4,6 +4,7 @@
 mod apply;
 pub mod cluster;
 mod connect;
+mod console;
 mod crds;
 mod demo;
 mod import;
@@ -57,6 +58,8 @@ pub enum Command {
     Connect(connect::ConnectArgs),
     /// Export a policy's or rule's ledger to a file, or import one (another cluster, a restore).
     Ledger(ledger::LedgerArgs),
+    /// The web console on loopback, as your kubeconfig's identity (a one-time login URL).
+    Console(console::ConsoleArgs),
 }
 
 /// `kubectl ghl`: the commands a person runs against a cluster (plan, apply and import of
@@ -88,6 +91,8 @@ pub enum PluginCommand {
     /// Connect a GhlConnection to GHL: print (or --open) its consent link and wait until it is
     /// Authenticated.
     Connect(connect::ConnectArgs),
+    /// The web console on loopback, as your kubeconfig's identity (a one-time login URL).
+    Console(console::ConsoleArgs),
 }
 
 impl From<PluginCli> for Cli {
@@ -99,6 +104,7 @@ impl From<PluginCli> for Cli {
             PluginCommand::Status(args) => Command::Status(args),
             PluginCommand::Approve(args) => Command::Approve(args),
             PluginCommand::Connect(args) => Command::Connect(args),
+            PluginCommand::Console(args) => Command::Console(args),
         };
         Self {
             log_format: plugin.log_format,
@@ -121,6 +127,7 @@ impl Command {
             Command::Approve(args) => cluster::approve(args).await,
             Command::Connect(args) => connect::run(args).await,
             Command::Ledger(args) => ledger::run(args).await,
+            Command::Console(args) => console::run(args).await,
         }
     }
 }

@@ -135,6 +135,11 @@ pub struct RunArgs {
         value_name = "URL"
     )]
     pub allowed_sink_urls: Vec<String>,
+    /// Serve the web console on this address. Every request must carry the person's own
+    /// Kubernetes token (an auth proxy's `Authorization: Bearer`, or the login page's
+    /// session): the console reads and writes only as that person.
+    #[arg(long, env = "GHL_CONSOLE_ADDR")]
+    pub console_addr: Option<SocketAddr>,
 }
 
 /// The pod's namespace, from the service account mount or the downward API.
@@ -272,10 +277,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         leader,
         shards: args.shards,
         namespace,
+        console: None,
     };
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
         .context("no Kubernetes configuration (in-cluster service account or KUBECONFIG)")?;
+    let options = RunOptions {
+        console: args.console_addr.map(|addr| (addr, config.clone())),
+        ..options
+    };
+    let client = kube::Client::try_from(config).context("a Kubernetes client")?;
     controller::run(client, options).await?;
     Ok(ExitCode::SUCCESS)
 }

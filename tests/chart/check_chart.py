@@ -85,6 +85,19 @@ VALUE_SETS = {
         "tolerations": [{"key": "dedicated", "operator": "Exists"}],
         "priorityClassName": "high",
         "sandbox": {"enabled": True, "extraArgs": ["--location-id=ve9EPM428h8vShlRW1KT,L2"]},
+        "console": {
+            "enabled": True,
+            "port": 8091,
+            "service": {"annotations": {"example.com/console": "yes"}},
+            "ingress": {
+                "enabled": True,
+                "className": "nginx",
+                "host": "console.example.com",
+                "annotations": {"nginx.ingress.kubernetes.io/affinity": "cookie"},
+                "tls": [{"secretName": "console-tls", "hosts": ["console.example.com"]}],
+            },
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+        },
     },
     "no-leader-election": {"leaderElection": {"enabled": False}},
     "no-webhooks": {"webhooks": {"enabled": False}, "networkPolicy": {"enabled": True}},
@@ -96,6 +109,9 @@ VALUE_SETS = {
     # OpenShift: a UID from the namespace's range, or none so the SCC assigns it (null removes a
     # default key; Helm merges maps, so `{}` would keep them).
     "openshift-uid": {"podSecurityContext": {"runAsUser": 1000680000, "runAsGroup": 1000680000}},
+    # The web console with its defaults (one replica, no Ingress), the NetworkPolicy opened to
+    # anyone.
+    "console": {"console": {"enabled": True}, "networkPolicy": {"enabled": True}},
     "openshift-scc": {"podSecurityContext": {"runAsUser": None, "runAsGroup": None}, "sandbox": {"enabled": True}},
 }
 
@@ -380,6 +396,84 @@ def check_admission(name, values, objects):
             fail(f"{name}: the NetworkPolicy lets the API server reach the admission port exactly when enabled")
 
 
+CONSOLE_PORT = 8090
+CONSOLE_SERVICE_PORT = 80
+
+
+def check_console(name, values, objects):
+    """console.enabled: the operator serves the web console (exactly one
+    --console-addr=0.0.0.0:<port>, a containerPort named console) behind a Service
+    <fullname>-console whose targetPort is that port, sticky to a replica when there are several
+    (login sessions live in one replica's memory); the Ingress when console.ingress.enabled; the
+    NetworkPolicy opens the port (to console.from, or anyone). It needs no RBAC: nothing of the
+    chart names it. Disabled: none of these."""
+    console = values.get("console", {})
+    enabled = console.get("enabled", False)
+    port = console.get("port", CONSOLE_PORT)
+    operator = operator_deployment(objects)
+    fullname = operator["metadata"]["name"]
+    args = [a for a in operator_args(objects) if a.startswith("--console-addr=")]
+    container_ports = [p for p in operator["spec"]["template"]["spec"]["containers"][0].get("ports", []) if p["name"] == "console"]
+    services = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == f"{fullname}-console"]
+    ingresses = [o for o in objects if o["kind"] == "Ingress" and o["metadata"]["name"] == f"{fullname}-console"]
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    opened = [
+        rule for policy in policies for rule in policy["spec"]["ingress"] if any(p.get("port") == "console" for p in rule.get("ports", []))
+    ]
+    named = [o["metadata"]["name"] for o in objects if o["kind"] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding") and "console" in o["metadata"]["name"]]
+    if named:
+        fail(f"{name}: the console needs no RBAC of its own: {named}")
+    if not enabled:
+        if args or container_ports or services or ingresses or opened:
+            fail(f"{name}: no console (arg, port, Service, Ingress, NetworkPolicy rule) unless console.enabled")
+        return
+    if args != [f"--console-addr=0.0.0.0:{port}"]:
+        fail(f"{name}: the operator serves the console with exactly --console-addr=0.0.0.0:{port}: {args}")
+    if [(p["containerPort"], p.get("protocol", "TCP")) for p in container_ports] != [(port, "TCP")]:
+        fail(f"{name}: the operator's container has one port `console` on {port}: {container_ports}")
+    if len(services) != 1:
+        fail(f"{name}: console.enabled renders one Service {fullname}-console")
+    service = services[0]["spec"]
+    service_values = console.get("service", {})
+    wanted_ports = [(service_values.get("port", CONSOLE_SERVICE_PORT), "console")]
+    if [(p["port"], p["targetPort"]) for p in service["ports"]] != wanted_ports:
+        fail(f"{name}: the console Service serves {wanted_ports} (port, targetPort): {service['ports']}")
+    if service["type"] != service_values.get("type", "ClusterIP"):
+        fail(f"{name}: the console Service is of console.service.type: {service['type']}")
+    if (services[0]["metadata"].get("annotations") or {}) != service_values.get("annotations", {}):
+        fail(f"{name}: the console Service carries console.service.annotations")
+    pods = operator["spec"]["template"]["metadata"]["labels"]
+    if not all(pods.get(k) == v for k, v in service["selector"].items()):
+        fail(f"{name}: the console Service selects the operator's pods")
+    sticky = values.get("replicaCount", 1) > 1
+    if (service.get("sessionAffinity") == "ClientIP") != sticky:
+        fail(f"{name}: the console Service has sessionAffinity: ClientIP exactly when replicaCount > 1: {service.get('sessionAffinity')}")
+    ingress = console.get("ingress", {})
+    if len(ingresses) != (1 if ingress.get("enabled", False) else 0):
+        fail(f"{name}: the console Ingress is rendered exactly when console.ingress.enabled")
+    for o in ingresses:
+        spec = o["spec"]
+        backends = [
+            (p["path"], p["backend"]["service"]["name"], p["backend"]["service"]["port"].get("name"))
+            for rule in spec["rules"]
+            for p in rule["http"]["paths"]
+        ]
+        if backends != [("/", f"{fullname}-console", "console")]:
+            fail(f"{name}: the console Ingress sends / to the console Service: {backends}")
+        hosts = [rule.get("host", "") for rule in spec["rules"]]
+        if hosts != [ingress.get("host", "")]:
+            fail(f"{name}: the console Ingress serves console.ingress.host: {hosts}")
+        if spec.get("ingressClassName", "") != ingress.get("className", ""):
+            fail(f"{name}: the console Ingress has console.ingress.className")
+        if spec.get("tls", []) != ingress.get("tls", []):
+            fail(f"{name}: the console Ingress has console.ingress.tls")
+        if (o["metadata"].get("annotations") or {}) != ingress.get("annotations", {}):
+            fail(f"{name}: the console Ingress carries console.ingress.annotations")
+    if policies:
+        if len(opened) != 1 or opened[0].get("from", []) != console.get("from", []):
+            fail(f"{name}: the NetworkPolicy opens the console port to console.from (empty: anyone): {opened}")
+
+
 def main():
     chart_dir, out_dir = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     value_sets = dict(VALUE_SETS)
@@ -416,6 +510,10 @@ def main():
         {"sandbox": {"enable": True}},
         {"podSecurityContext": "restricted"},
         {"securityContext": ["ALL"]},
+        {"console": {"port": 0}},
+        {"console": {"enable": True}},
+        {"console": {"service": {"type": "ExternalName"}}},
+        {"console": {"ingress": {"host": 1}}},
     ):
         try:
             chart.render(values=bad, name="ghl-operator", namespace=NAMESPACE)
@@ -455,6 +553,7 @@ def main():
         check_sandbox(name, values, objects)
         check_forwarding(name, values, objects)
         check_admission(name, values, objects)
+        check_console(name, values, objects)
         (out_dir / f"{name}.json").write_text(json.dumps(objects, indent=1))
         kinds = sorted({o["kind"] for o in objects})
         print(f"{name}: lint clean, {len(objects)} valid objects: {', '.join(kinds)}")

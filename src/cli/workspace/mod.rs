@@ -78,10 +78,15 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
-    /// The namespace of objects that name none: the first `-n`, else the kubeconfig
-    /// context's (`--kubeconfig`/`--context`, or `KUBECONFIG`), else `default`.
+    /// The namespace of objects that name none: the first `-n`, else — against a cluster or
+    /// the sandbox — the kubeconfig context's (`--kubeconfig`/`--context`, or `KUBECONFIG`),
+    /// else `default` (a local state file's keys never follow the kubectl context).
     pub fn default_namespace(&self) -> String {
+        let from_kubeconfig = self.cluster.wanted() || self.sandbox;
         self.namespaces.first().cloned().unwrap_or_else(|| {
+            if !from_kubeconfig {
+                return "default".to_owned();
+            }
             crate::cli::cluster::kubeconfig_namespace(
                 self.cluster.kubeconfig.as_deref(),
                 self.cluster.context.as_deref(),
@@ -146,16 +151,39 @@ impl Workspace {
 
     /// Builds a workspace; with `--sandbox`, one sandbox per location is started from `base`.
     pub async fn from_manifests(
-        mut manifests: Manifests,
+        manifests: Manifests,
         args: &CommonArgs,
         base: SandboxConfig,
     ) -> anyhow::Result<Self> {
+        Self::against(manifests, args, base, None).await
+    }
+
+    /// A workspace against the cluster `client` reaches, as its identity (the console plans
+    /// with the person's own client): its ledgers and its connections' tokens, read-only.
+    pub async fn with_client(
+        manifests: Manifests,
+        args: &CommonArgs,
+        client: kube::Client,
+    ) -> anyhow::Result<Self> {
+        Self::against(manifests, args, SandboxConfig::default(), Some(client)).await
+    }
+
+    async fn against(
+        mut manifests: Manifests,
+        args: &CommonArgs,
+        base: SandboxConfig,
+        client: Option<kube::Client>,
+    ) -> anyhow::Result<Self> {
         let mut outside = Vec::new();
-        let cluster = if args.cluster.wanted() {
+        let with_cluster = args.cluster.wanted() || client.is_some();
+        let cluster = if with_cluster {
             if args.sandbox {
                 bail!("--sandbox plans against the sandbox; a cluster's ledgers belong to its GHL");
             }
-            let client = args.cluster.client().await?;
+            let client = match client {
+                Some(client) => client,
+                None => args.cluster.client().await?,
+            };
             outside = manifests.retain_namespaces(&args.planned_namespaces());
             cluster::load(&client, &mut manifests).await?
         } else {
@@ -209,8 +237,8 @@ impl Workspace {
                 .with_context(|| format!("connection {}/{}", key.0, key.1))?;
             clients.insert(key.clone(), client);
         }
-        let state = match (&args.state, args.sandbox || args.cluster.wanted()) {
-            (Some(_), _) if args.cluster.wanted() => {
+        let state = match (&args.state, args.sandbox || with_cluster) {
+            (Some(_), _) if with_cluster => {
                 bail!("--state and a cluster do not mix: the cluster's ledgers are the state")
             }
             (Some(path), _) => Some(StateFile::open(path)?),

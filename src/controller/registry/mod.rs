@@ -56,6 +56,32 @@ fn at<K: kube::Resource<DynamicType = ()>>(namespace: &str, name: &str) -> Objec
 }
 
 impl Stores {
+    /// The namespaces holding cached objects (where the console looks for a person who may
+    /// not list cluster-wide).
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .connections
+            .state()
+            .iter()
+            .filter_map(|o| o.metadata.namespace.clone())
+            .chain(
+                self.policies
+                    .state()
+                    .iter()
+                    .filter_map(|o| o.metadata.namespace.clone()),
+            )
+            .chain(
+                self.rules
+                    .state()
+                    .iter()
+                    .filter_map(|o| o.metadata.namespace.clone()),
+            )
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
     /// Whether the object is in the cache (and so still exists, as far as we know).
     pub fn contains(&self, key: &ObjectKey) -> bool {
         let (namespace, name) = (key.namespace.as_str(), key.name.as_str());

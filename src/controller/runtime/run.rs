@@ -59,6 +59,9 @@ pub struct RunOptions {
     pub webhook: Option<WebhookOptions>,
     /// Serve the admission webhook that stamps approvals (and honour only stamped ones).
     pub admission: Option<crate::admission::AdmissionOptions>,
+    /// Serve the web console here, for people's own tokens; the configuration says where the
+    /// API server is (its credentials are dropped).
+    pub console: Option<(SocketAddr, kube::Config)>,
 }
 
 /// How long in-flight reconciles may run on after a stop (the chart gives the pod 30 s).
@@ -216,6 +219,29 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
         Some(webhook) => Some(serve_webhooks(webhook, &ctx, &metrics, &stop).await?),
         None => None,
     };
+    // Every replica serves the console: it acts as each person, never as the operator.
+    if let Some((addr, config)) = &options.console {
+        let stores = caches.stores();
+        let watched = options.scope.clone();
+        let hint: crate::console::access::Hint = Arc::new(move || {
+            let mut namespaces = watched.namespaces();
+            namespaces.extend(stores.namespaces());
+            namespaces.sort();
+            namespaces.dedup();
+            namespaces
+        });
+        let console = Arc::new(crate::console::Console::for_people(config.clone(), hint));
+        let (listener, local) = crate::console::bind(*addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (--console-addr)"))?;
+        tracing::info!(addr = %local, "serving the console (each request as its person)");
+        let stop = stop.stopped();
+        tokio::spawn(async move {
+            if let Err(error) = crate::console::serve(listener, console, stop).await {
+                tracing::warn!(%error, "the console stopped");
+            }
+        });
+    }
     health.set_ready(true);
 
     if let Some(elector) = elector.as_mut() {

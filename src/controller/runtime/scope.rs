@@ -63,6 +63,14 @@ impl Scope {
         }
     }
 
+    /// The namespaces named (none for `All`).
+    pub fn namespaces(&self) -> Vec<String> {
+        match self {
+            Scope::All => Vec::new(),
+            Scope::Namespaces(list) => list.clone(),
+        }
+    }
+
     /// One API per watched namespace (one cluster-wide API for `All`).
     pub fn apis<K>(&self, client: &Client) -> Vec<Api<K>>
     where
