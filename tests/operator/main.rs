@@ -22,6 +22,7 @@ mod ledger;
 mod lifecycle;
 mod monitoring;
 mod ownership;
+mod plugin;
 mod pr_plan;
 mod restore;
 mod shards;
