@@ -79,23 +79,33 @@ pub struct ApproveArgs {
 }
 
 /// The client `target` names, and its namespace: `-n`, else the context's (as kubectl).
+/// The configuration of a kubeconfig (`--kubeconfig`, else `KUBECONFIG` or
+/// `~/.kube/config`) at a context (`--context`, else its current one).
+pub async fn from_kubeconfig(
+    file: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> anyhow::Result<Config> {
+    let kubeconfig = match file {
+        Some(path) => {
+            Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => Kubeconfig::read().context("reading the kubeconfig (KUBECONFIG)")?,
+    };
+    let options = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..KubeConfigOptions::default()
+    };
+    Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .with_context(|| match context {
+            Some(context) => format!("the kubeconfig's context {context}"),
+            None => "the kubeconfig's current context".to_owned(),
+        })
+}
+
 pub(super) async fn client_and_namespace(target: &Target) -> anyhow::Result<(Client, String)> {
     let config = if target.kubeconfig.is_some() || target.context.is_some() {
-        let kubeconfig = match &target.kubeconfig {
-            Some(path) => Kubeconfig::read_from(path)
-                .with_context(|| format!("reading {}", path.display()))?,
-            None => Kubeconfig::read().context("reading the kubeconfig (KUBECONFIG)")?,
-        };
-        let options = KubeConfigOptions {
-            context: target.context.clone(),
-            ..KubeConfigOptions::default()
-        };
-        Config::from_custom_kubeconfig(kubeconfig, &options)
-            .await
-            .with_context(|| match &target.context {
-                Some(context) => format!("the kubeconfig's context {context}"),
-                None => "the kubeconfig's current context".to_owned(),
-            })?
+        from_kubeconfig(target.kubeconfig.as_deref(), target.context.as_deref()).await?
     } else {
         Config::infer()
             .await

@@ -7,6 +7,7 @@
 //! - [`view`]: what the pages show of each object (pure);
 //! - [`forms`]: the New forms to manifests (pure);
 //! - [`diff`]: a plan, field by field, with the person's credentials;
+//! - `new`: the New forms' two routes each (show; preview, apply or download);
 //! - [`pages`]: the HTML;
 //! - this module: the routes, the security headers, serving.
 //!
@@ -16,6 +17,7 @@
 pub mod access;
 pub mod diff;
 pub mod forms;
+mod new;
 pub mod pages;
 pub mod session;
 pub mod view;
@@ -36,6 +38,7 @@ use kube::{Api, Client};
 use serde::Deserialize;
 
 use self::access::{AccessError, Backend, Hint, Seen};
+use self::new::NewForm;
 use self::session::{Identity, LOGIN_COOKIE, SESSION_COOKIE, Sessions};
 use crate::crd::{ContactSyncPolicy, GhlConnection, TagRule};
 
@@ -96,9 +99,18 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/logout", post(logout))
         .route("/o/{namespace}/{kind}/{name}", get(object))
         .route("/o/{namespace}/{kind}/{name}/approve", post(approve))
-        .route("/new/tagrule", get(new_tagrule).post(post_tagrule))
-        .route("/new/policy", get(new_policy).post(post_policy))
-        .route("/new/sink", get(new_sink).post(post_sink))
+        .route(
+            forms::TagRuleForm::PATH,
+            get(new::show::<forms::TagRuleForm>).post(new::submit::<forms::TagRuleForm>),
+        )
+        .route(
+            forms::CsvPolicyForm::PATH,
+            get(new::show::<forms::CsvPolicyForm>).post(new::submit::<forms::CsvPolicyForm>),
+        )
+        .route(
+            forms::SinkForm::PATH,
+            get(new::show::<forms::SinkForm>).post(new::submit::<forms::SinkForm>),
+        )
         .route("/assets/console.css", get(stylesheet))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(security_headers))
@@ -554,308 +566,6 @@ async fn approve(
         Ok(()) => Redirect::to(&format!("/o/{namespace}/{kind}/{name}")).into_response(),
         Err(e) => failure(&e, Some(&csrf)),
     }
-}
-
-/// A form's action: preview (YAML and a dry run), apply, or download.
-#[derive(Deserialize, Default)]
-struct Action {
-    #[serde(default)]
-    action: String,
-    #[serde(default)]
-    csrf: String,
-}
-
-async fn new_tagrule(
-    State(console): State<Arc<Console>>,
-    headers: HeaderMap,
-    jar: CookieJar,
-) -> Response {
-    let Some(person) = console.person(&headers, &jar) else {
-        return console.unauthenticated();
-    };
-    let csrf = console.csrf(&person);
-    let form = forms::TagRuleForm {
-        mode: "Plan".into(),
-        op1: "eq".into(),
-        ..forms::TagRuleForm::default()
-    };
-    page(pages::tagrule_form(&(console.hint)(), &form, None, &csrf))
-}
-
-/// The result of a form: its YAML with the API server's dry run, the applied objects, or the
-/// download.
-async fn finish(
-    client: &Client,
-    action: &str,
-    objects: &[serde_json::Value],
-    title: &str,
-    target: &str,
-    fields: &[(&str, &str)],
-    csrf: &str,
-) -> Response {
-    let yaml = forms::yaml(objects);
-    if action == "download" {
-        return (
-            [
-                (header::CONTENT_TYPE, "application/yaml"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"ghl-objects.yaml\"",
-                ),
-            ],
-            yaml,
-        )
-            .into_response();
-    }
-    let dry_run = action != "apply";
-    let mut outcome = Ok(());
-    for object in objects {
-        let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
-        let applied = match object["kind"].as_str() {
-            Some("TagRule") => access::apply::<TagRule>(client, namespace, object, dry_run)
-                .await
-                .map(drop),
-            Some("ContactSyncPolicy") => {
-                access::apply::<ContactSyncPolicy>(client, namespace, object, dry_run)
-                    .await
-                    .map(drop)
-            }
-            Some("GhlConnection") => {
-                access::apply::<GhlConnection>(client, namespace, object, dry_run)
-                    .await
-                    .map(drop)
-            }
-            Some("ConfigMap") => access::apply::<k8s_openapi::api::core::v1::ConfigMap>(
-                client, namespace, object, dry_run,
-            )
-            .await
-            .map(drop),
-            _ => Ok(()),
-        };
-        if let Err(e) = applied {
-            outcome = Err(e);
-            break;
-        }
-    }
-    match (dry_run, outcome) {
-        (false, Ok(())) => {
-            let first = &objects[objects.len() - 1];
-            let kind = first["kind"].as_str().unwrap_or_default().to_lowercase();
-            let namespace = first["metadata"]["namespace"].as_str().unwrap_or_default();
-            let name = first["metadata"]["name"].as_str().unwrap_or_default();
-            Redirect::to(&format!("/o/{namespace}/{kind}/{name}")).into_response()
-        }
-        (false, Err(e)) => failure(&e, Some(csrf)),
-        (true, result) => {
-            let said = match &result {
-                Ok(()) => Ok("The API server accepts it (schema, admission and your RBAC); nothing was stored. The operator plans it once applied.".to_owned()),
-                Err(AccessError::Api(kube::Error::Api(e))) => Err(e.message.clone()),
-                Err(e) => Err(e.to_string()),
-            };
-            page(pages::preview(
-                title,
-                target,
-                &yaml,
-                said.as_deref().map_err(String::as_str),
-                fields,
-                csrf,
-            ))
-        }
-    }
-}
-
-async fn post_tagrule(
-    State(console): State<Arc<Console>>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    axum::Form(pairs): axum::Form<Vec<(String, String)>>,
-) -> Response {
-    let action: Action = serde_json::from_value(pairs_to_json(&pairs)).unwrap_or_default();
-    let person = match checked(&console, &headers, &jar, &action.csrf) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let csrf = console.csrf(&person);
-    let form: forms::TagRuleForm =
-        serde_json::from_value(pairs_to_json(&pairs)).unwrap_or_default();
-    let manifest = match form.manifest() {
-        Ok(m) => m,
-        Err(e) => {
-            return (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                page(pages::tagrule_form(
-                    &(console.hint)(),
-                    &form,
-                    Some(&e.to_string()),
-                    &csrf,
-                )),
-            )
-                .into_response();
-        }
-    };
-    let client = match console.client(&person) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let fields = keep_fields(&pairs);
-    let fields: Vec<(&str, &str)> = fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    finish(
-        &client,
-        &action.action,
-        &[manifest],
-        "New TagRule",
-        "/new/tagrule",
-        &fields,
-        &csrf,
-    )
-    .await
-}
-
-async fn new_policy(
-    State(console): State<Arc<Console>>,
-    headers: HeaderMap,
-    jar: CookieJar,
-) -> Response {
-    let Some(person) = console.person(&headers, &jar) else {
-        return console.unauthenticated();
-    };
-    let csrf = console.csrf(&person);
-    page(pages::policy_form(
-        &forms::CsvPolicyForm::default(),
-        None,
-        &csrf,
-    ))
-}
-
-async fn post_policy(
-    State(console): State<Arc<Console>>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    axum::Form(pairs): axum::Form<Vec<(String, String)>>,
-) -> Response {
-    let action: Action = serde_json::from_value(pairs_to_json(&pairs)).unwrap_or_default();
-    let person = match checked(&console, &headers, &jar, &action.csrf) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let csrf = console.csrf(&person);
-    let form: forms::CsvPolicyForm =
-        serde_json::from_value(pairs_to_json(&pairs)).unwrap_or_default();
-    let objects = match form.manifests() {
-        Ok(o) => o,
-        Err(e) => {
-            return (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                page(pages::policy_form(&form, Some(&e.to_string()), &csrf)),
-            )
-                .into_response();
-        }
-    };
-    let client = match console.client(&person) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let fields = keep_fields(&pairs);
-    let fields: Vec<(&str, &str)> = fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    finish(
-        &client,
-        &action.action,
-        &objects,
-        "New ContactSyncPolicy from a CSV",
-        "/new/policy",
-        &fields,
-        &csrf,
-    )
-    .await
-}
-
-async fn new_sink(
-    State(console): State<Arc<Console>>,
-    headers: HeaderMap,
-    jar: CookieJar,
-) -> Response {
-    let Some(person) = console.person(&headers, &jar) else {
-        return console.unauthenticated();
-    };
-    let csrf = console.csrf(&person);
-    page(pages::sink_form(&forms::SinkForm::default(), None, &csrf))
-}
-
-async fn post_sink(
-    State(console): State<Arc<Console>>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    axum::Form(pairs): axum::Form<Vec<(String, String)>>,
-) -> Response {
-    let action: Action = serde_json::from_value(pairs_to_json(&pairs)).unwrap_or_default();
-    let person = match checked(&console, &headers, &jar, &action.csrf) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let csrf = console.csrf(&person);
-    let mut json = pairs_to_json(&pairs);
-    // `include` repeats.
-    json["include"] = serde_json::Value::Array(
-        pairs
-            .iter()
-            .filter(|(k, _)| k == "include")
-            .map(|(_, v)| serde_json::Value::String(v.clone()))
-            .collect(),
-    );
-    let form: forms::SinkForm = serde_json::from_value(json).unwrap_or_default();
-    let manifest = match form.manifest() {
-        Ok(m) => m,
-        Err(e) => {
-            return (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                page(pages::sink_form(&form, Some(&e.to_string()), &csrf)),
-            )
-                .into_response();
-        }
-    };
-    let client = match console.client(&person) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let fields = keep_fields(&pairs);
-    let fields: Vec<(&str, &str)> = fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    finish(
-        &client,
-        &action.action,
-        &[manifest],
-        "New change feed sink",
-        "/new/sink",
-        &fields,
-        &csrf,
-    )
-    .await
-}
-
-/// Form pairs as a JSON object (the last value of a repeated name wins; see `include`).
-fn pairs_to_json(pairs: &[(String, String)]) -> serde_json::Value {
-    let mut map = serde_json::Map::new();
-    for (k, v) in pairs {
-        map.insert(k.clone(), serde_json::Value::String(v.clone()));
-    }
-    serde_json::Value::Object(map)
-}
-
-/// The form's fields to carry to Apply / Download (not the CSRF token or the action).
-fn keep_fields(pairs: &[(String, String)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .filter(|(k, _)| k != "csrf" && k != "action")
-        .cloned()
-        .collect()
 }
 
 /// Binds `addr` and returns the listener and the address it got.

@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Secret;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, Resource};
 
 use super::super::manifests::{Manifests, ObjectKey};
@@ -57,18 +56,11 @@ impl ClusterArgs {
         let config = if self.in_cluster {
             Config::incluster().context("not running in a cluster (--in-cluster)")?
         } else {
-            let kubeconfig = match &self.kubeconfig {
-                Some(path) => Kubeconfig::read_from(path)
-                    .with_context(|| format!("reading {}", path.display()))?,
-                None => Kubeconfig::read().context("reading the kubeconfig (KUBECONFIG)")?,
-            };
-            let options = KubeConfigOptions {
-                context: self.context.clone(),
-                ..KubeConfigOptions::default()
-            };
-            Config::from_custom_kubeconfig(kubeconfig, &options)
-                .await
-                .context("the kubeconfig's context")?
+            crate::cli::cluster::from_kubeconfig(
+                self.kubeconfig.as_deref(),
+                self.context.as_deref(),
+            )
+            .await?
         };
         Client::try_from(config).context("a Kubernetes client")
     }

@@ -83,6 +83,22 @@ const NO_PREDECESSOR_FOR: std::time::Duration = std::time::Duration::from_secs(3
 /// Entries kept at most (uids of objects without a ledger of their own yet).
 const NO_PREDECESSOR_MAX: usize = 100_000;
 
+impl Cursor {
+    /// The live generation's extent, as loaded (a page not written yet is no object).
+    fn live(&self) -> Generation {
+        Generation {
+            naming: self.naming,
+            generation: self.generation,
+            shards: self.shards,
+            pages: if self.page_version.is_some() {
+                self.page + 1
+            } else {
+                0
+            },
+        }
+    }
+}
+
 /// A ledger in Secrets.
 pub struct SecretLedgerStore {
     api: Api<Secret>,
@@ -211,19 +227,7 @@ impl SecretLedgerStore {
         let ledger = earlier.load().await?;
         // Written under this owner first; the earlier objects go only once it is live.
         self.compact_whole(&ledger).await?;
-        let old = {
-            let cursor = earlier.cursor.lock().await;
-            Generation {
-                naming: cursor.naming,
-                generation: cursor.generation,
-                shards: cursor.shards,
-                pages: if cursor.page_version.is_some() {
-                    cursor.page + 1
-                } else {
-                    0
-                },
-            }
-        };
+        let old = earlier.cursor.lock().await.live();
         earlier.retire(old).await;
         for naming in [Naming::Owned, Naming::Legacy] {
             if let Ok(Some(head)) = earlier.get(naming, 0, Role::Head, 0).await
@@ -565,16 +569,7 @@ impl SecretLedgerStore {
     pub async fn compact_whole(&self, ledger: &Ledger) -> Result<(), StateError> {
         let mut cursor = self.cursor.lock().await;
         let live = if cursor.loaded {
-            Generation {
-                naming: cursor.naming,
-                generation: cursor.generation,
-                shards: cursor.shards,
-                pages: if cursor.page_version.is_some() {
-                    cursor.page + 1
-                } else {
-                    0
-                },
-            }
+            cursor.live()
         } else {
             let head = self.head().await?;
             let shards = self.shards(&head).await?.len();
