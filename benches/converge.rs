@@ -6,8 +6,6 @@
 //! `cargo bench --bench converge`; `BENCH_CONTACTS=100000` for a larger run (with
 //! `BENCH_COLD_ONLY=1`, only the cold converge: the deep resync reads every note).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,58 +20,16 @@ use ghl_operator::ghl::budget::BudgetConfig;
 use ghl_operator::ghl::{ConnectionSettings, GhlMetrics, StaticToken};
 use serde_json::{Value, json};
 
+#[path = "support/sandbox.rs"]
+mod sandbox;
+use sandbox::peak_memory_mib;
+
 const LOCATION: &str = "ve9EPM428h8vShlRW1KT";
 /// GHL's window of 10 s with 100 times its 100 requests: the throughput of a 100x faster
 /// limit, with timing margins (jitter, clock skew between client and server) as small
 /// against the window as they are against GHL's. (A 100 ms window made the budget's 50 ms
 /// jitter margin half a window: two 429s in 300,000 calls.)
 const RATE: (u32, Duration) = (10_000, Duration::from_secs(10));
-
-struct Sandbox {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_sandbox() -> Sandbox {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ghl-operator"))
-        .args([
-            "sandbox",
-            "--listen",
-            "127.0.0.1:0",
-            "--rate-limit",
-            &format!("{}/{}s", RATE.0, RATE.1.as_secs()),
-            "--daily-limit",
-            "100000000",
-            "--search-lag",
-            "1s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the sandbox starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    std::thread::spawn(move || for _ in lines {});
-    let url = first.trim().rsplit(' ').next().unwrap().to_owned();
-    Sandbox { child, url }
-}
-
-fn peak_memory_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 /// The declared state of `spec` (inline records only).
 fn desired(spec: &ContactSyncPolicySpec) -> Desired {
@@ -151,7 +107,7 @@ fn main() {
 }
 
 async fn bench(n: usize) {
-    let sandbox = start_sandbox();
+    let sandbox = sandbox::start(RATE.0, RATE.1);
     let http = reqwest::Client::new();
     let mut settings = ConnectionSettings::new(&sandbox.url, LOCATION);
     settings.budget = BudgetConfig {

@@ -30,7 +30,7 @@ pub(super) async fn apply_contact(
                     .await?;
             }
             wrote = true;
-            create_contact(run, plan, body, *resolve).await?
+            create_contact(run, plan, &body.request(), *resolve).await?
         }
         Target::Existing { id, adopt } => {
             if *adopt {

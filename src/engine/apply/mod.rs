@@ -319,7 +319,7 @@ pub async fn apply(
     let run_ref = &run;
     // Indices, not references, into the plan: a closure over `&ContactPlan` arguments is not
     // general enough for the future to be `Send` (rust-lang/rust#64552) when run by a controller.
-    let outcomes: Vec<Step<()>> = stream::iter(0..plan.contacts.len())
+    let mut outcomes = stream::iter(0..plan.contacts.len())
         .map(|i| {
             let progress = progress.clone();
             async move {
@@ -327,21 +327,26 @@ pub async fn apply(
                 if let Some(report) = &progress {
                     report(run_ref.writes.load(Ordering::SeqCst) as u64);
                 }
-                result
+                (i, result)
             }
         })
-        .buffer_unordered(options.concurrency.max(1))
-        .collect()
-        .await;
-    let mut failures = Vec::new();
+        .buffer_unordered(options.concurrency.max(1));
+    // Outcomes are taken as they come (a first converge has 100,000; only failures are
+    // kept), and failures reported in plan order.
+    let mut failed = Vec::new();
     let mut fatal = None;
-    for (outcome, contact) in outcomes.into_iter().zip(&plan.contacts) {
+    while let Some((i, outcome)) = outcomes.next().await {
         match outcome {
             Ok(()) => {}
-            Err(StepError::Record(e)) => failures.push(record_failure(&contact.source, &e)),
+            Err(StepError::Record(e)) => {
+                failed.push((i, record_failure(&plan.contacts[i].source, &e)))
+            }
             Err(StepError::Fatal(e)) => fatal = fatal.or(Some(e)),
         }
     }
+    drop(outcomes);
+    failed.sort_by_key(|(i, _)| *i);
+    let mut failures: Vec<RecordFailure> = failed.into_iter().map(|(_, f)| f).collect();
     if let Some(e) = fatal {
         return Err(stopped(&run, e).await);
     }

@@ -4,14 +4,14 @@
 use std::collections::BTreeSet;
 
 use crate::crd::contact_sync_policy::FieldPolicy;
+use crate::engine::collections::TagSet;
 use crate::engine::desired::{Desired, DesiredContact};
 use crate::engine::fields::normalize_custom_value;
 use crate::engine::ledger::{KeyDigest, Ledger, OwnedContact, key_digest};
 use crate::engine::observed::{ContactView, Observed};
-use crate::ghl::models::{CreateContact, CustomFieldInput};
 
 use super::items::plan_items;
-use super::{Attribute, ContactPlan, FieldChange, Target};
+use super::{Attribute, ContactPlan, CreateBody, FieldChange, Target};
 
 /// Plans `contact`. `claimed` holds ids already matched to earlier records (a GHL contact
 /// serves one record).
@@ -82,27 +82,27 @@ pub fn plan_contact(
 }
 
 /// The create body: every declared value except `Observe`d ones.
-fn create_body(contact: &DesiredContact, desired: &Desired) -> CreateContact {
+fn create_body(contact: &DesiredContact, desired: &Desired) -> CreateBody {
     let policies = &desired.field_policy;
-    let mut body = CreateContact::default();
-    for (field, value) in &contact.fields {
-        if policies.field(*field) != FieldPolicy::Observe {
-            field.write_create(&mut body, value);
-        }
+    CreateBody {
+        fields: contact
+            .fields
+            .iter()
+            .filter(|(field, _)| policies.field(**field) != FieldPolicy::Observe)
+            .map(|(field, value)| (*field, value.clone()))
+            .collect(),
+        custom_fields: contact
+            .custom_fields
+            .iter()
+            .filter(|(id, _)| policies.custom(id) != FieldPolicy::Observe)
+            .map(|(id, value)| (id.clone(), value.clone()))
+            .collect(),
+        tags: if policies.tags() != FieldPolicy::Observe {
+            contact.tags.clone()
+        } else {
+            TagSet::new()
+        },
     }
-    body.fields.custom_fields = contact
-        .custom_fields
-        .iter()
-        .filter(|(id, _)| policies.custom(id) != FieldPolicy::Observe)
-        .map(|(id, value)| CustomFieldInput {
-            id: id.clone(),
-            field_value: value.clone(),
-        })
-        .collect();
-    if policies.tags() != FieldPolicy::Observe {
-        body.tags = contact.tags.iter().map(str::to_owned).collect();
-    }
-    body
 }
 
 fn diff_fields(

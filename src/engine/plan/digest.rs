@@ -59,8 +59,8 @@ mod tests {
 
     fn tagging(id: &str, tag: &str) -> ContactPlan {
         ContactPlan {
-            source: format!("contact/{id}"),
-            key: String::new(),
+            source: format!("contact/{id}").into(),
+            key: Default::default(),
             ledger_key: KeyDigest::of(id),
             target: Target::Existing {
                 id: id.to_owned(),

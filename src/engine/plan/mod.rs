@@ -24,7 +24,8 @@ use crate::engine::observed::Observed;
 
 pub use contact::plan_contact;
 pub use model::{
-    Attribute, ContactPlan, FieldChange, ItemBody, ItemOp, ItemUpdate, Plan, Release, Target,
+    Attribute, ContactPlan, CreateBody, FieldChange, ItemBody, ItemOp, ItemUpdate, Plan, Release,
+    Target,
 };
 
 /// Default `safety.maxDeletes`.
@@ -70,9 +71,14 @@ impl Default for PlanOptions {
 /// Plans one ContactSyncPolicy.
 pub fn plan(desired: &Desired, observed: &Observed, ledger: &Ledger, options: PlanOptions) -> Plan {
     let mut plan = Plan {
-        // Room for every contact only when every contact is listed.
+        // Room for every contact that can be listed (contacts settled in sync during
+        // observation are not, when omitted): a first plan lists every record, and growing
+        // by doubling would hold two copies of the list for a moment.
         contacts: Vec::with_capacity(if options.omit_in_sync {
-            0
+            desired
+                .contacts
+                .len()
+                .saturating_sub(observed.settled.len())
         } else {
             desired.contacts.len()
         }),

@@ -9,10 +9,13 @@ use serde::Serialize;
 
 use crate::crd::common::PlanSummary;
 use crate::crd::contact_sync_policy::{RecordFailure, SyncCounts};
+use crate::engine::collections::{SmallMap, TagSet, Text};
 use crate::engine::desired::DesiredContact;
 use crate::engine::fields::Field;
 use crate::engine::ledger::{ItemKind, KeyDigest};
-use crate::ghl::models::{CreateContact, CreateNote, CreateTask, UpdateNote, UpdateTask};
+use crate::ghl::models::{
+    CreateContact, CreateNote, CreateTask, CustomFieldInput, UpdateNote, UpdateTask,
+};
 
 /// A managed attribute: a standard field or a custom field.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -56,11 +59,48 @@ pub enum Target {
     /// Nothing matches: create it. `resolve` when an earlier create may have happened
     /// (crash or lost answer): look it up with an upsert first.
     Create {
-        body: Box<CreateContact>,
+        body: Box<CreateBody>,
         resolve: bool,
     },
     /// It exists: `adopt` when it is not yet in the ledger.
     Existing { id: String, adopt: bool },
+}
+
+/// A contact's create body, kept as compactly as the declared record (a new policy's first
+/// plan holds one per record: 100,000 of GHL's request structs would cost ~70 MB). It is
+/// written out in GHL's shape — [`CreateBody::request`] — when sent, shown or hashed, so it
+/// serializes exactly as the request it stands for.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CreateBody {
+    pub fields: SmallMap<Field, Text>,
+    pub custom_fields: SmallMap<String, serde_json::Value>,
+    pub tags: TagSet,
+}
+
+impl CreateBody {
+    /// The `POST /contacts/` body.
+    pub fn request(&self) -> CreateContact {
+        let mut body = CreateContact::default();
+        for (field, value) in self.fields.iter() {
+            field.write_create(&mut body, value);
+        }
+        body.fields.custom_fields = self
+            .custom_fields
+            .iter()
+            .map(|(id, value)| CustomFieldInput {
+                id: id.clone(),
+                field_value: value.clone(),
+            })
+            .collect();
+        body.tags = self.tags.iter().map(str::to_owned).collect();
+        body
+    }
+}
+
+impl Serialize for CreateBody {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.request().serialize(s)
+    }
 }
 
 /// A task or note operation.
@@ -160,10 +200,10 @@ impl ItemOp {
 #[serde(rename_all = "camelCase")]
 pub struct ContactPlan {
     /// Where the record was declared.
-    pub source: String,
+    pub source: Text,
     /// The match key (personal data: never shown unless asked).
     #[serde(skip)]
-    pub key: String,
+    pub key: Text,
     /// The key as the ledger knows it.
     #[serde(skip)]
     pub ledger_key: KeyDigest,
@@ -202,8 +242,8 @@ impl ContactPlan {
     /// A plan for `contact` at `target` that changes nothing yet.
     pub(crate) fn empty(contact: &DesiredContact, target: Target) -> Self {
         ContactPlan {
-            source: contact.source.to_string(),
-            key: contact.key.to_string(),
+            source: contact.source.clone(),
+            key: contact.key.clone(),
             ledger_key: contact.ledger_key,
             target,
             replaces: None,
@@ -388,7 +428,7 @@ impl Plan {
             if touched && samples.len() < 10 {
                 samples.push(match c.id() {
                     Some(id) => format!("contact/{id}"),
-                    None => c.source.clone(),
+                    None => c.source.to_string(),
                 });
             }
         }

@@ -15,12 +15,14 @@ use serde::{Deserialize, Serialize};
 use super::{StateError, StateStore};
 use crate::engine::ledger::{Change, Ledger};
 
-/// The snapshot file's content.
-#[derive(Debug, Default, Deserialize)]
+/// The snapshot file's content, each owner's ledger left unparsed until it is wanted (a
+/// 100,000-contact ledger is tens of megabytes parsed; a compaction wants every ledger but
+/// its own, a load only its own).
+#[derive(Debug, Deserialize)]
 struct Snapshot {
     #[allow(dead_code)]
     version: u32,
-    owners: BTreeMap<String, Ledger>,
+    owners: BTreeMap<String, Box<serde_json::value::RawValue>>,
 }
 
 /// The snapshot as written, borrowing the ledgers (no copy of a large state).
@@ -71,24 +73,36 @@ impl StateFile {
             journal: Mutex::new(journal),
         };
         // Refuse a foreign or corrupt file now rather than mid-run.
-        file.read_all()?;
+        file.read_owners(|_| true)?;
         Ok(Arc::new(file))
     }
 
-    /// Every owner's ledger: the snapshot with the journal replayed over it.
-    fn read_all(&self) -> Result<BTreeMap<String, Ledger>, StateError> {
-        let mut owners = match File::open(&self.path) {
-            Ok(file) => {
-                serde_json::from_reader::<_, Snapshot>(BufReader::new(file))
-                    .map_err(|source| StateError::NotAStateFile {
-                        path: self.path.clone(),
-                        source,
-                    })?
-                    .owners
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(err(&self.path, e)),
+    /// The ledgers of the owners `wanted` picks: the snapshot with the journal replayed over
+    /// it. Other owners' ledgers and journal lines are skipped, never parsed into a ledger.
+    fn read_owners(
+        &self,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<BTreeMap<String, Ledger>, StateError> {
+        let not_a_state_file = |source| StateError::NotAStateFile {
+            path: self.path.clone(),
+            source,
         };
+        let mut owners = BTreeMap::new();
+        match File::open(&self.path) {
+            Ok(file) => {
+                let snapshot: Snapshot =
+                    serde_json::from_reader(BufReader::new(file)).map_err(not_a_state_file)?;
+                for (owner, raw) in snapshot.owners {
+                    if wanted(&owner) {
+                        let ledger: Ledger =
+                            serde_json::from_str(raw.get()).map_err(not_a_state_file)?;
+                        owners.insert(owner, ledger);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(&self.path, e)),
+        }
         if let Ok(file) = File::open(&self.journal_path) {
             for (n, line) in BufReader::new(file).lines().enumerate() {
                 let line = line.map_err(|e| err(&self.journal_path, e))?;
@@ -96,7 +110,10 @@ impl StateFile {
                     continue;
                 }
                 match serde_json::from_str::<JournalLine>(&line) {
-                    Ok(entry) => owners.entry(entry.owner).or_default().apply(&entry.change),
+                    Ok(entry) if wanted(&entry.owner) => {
+                        owners.entry(entry.owner).or_default().apply(&entry.change);
+                    }
+                    Ok(_) => {}
                     // A torn last line (killed mid-write) carries nothing committed.
                     Err(_) => tracing::warn!(line = n + 1, "ignoring an incomplete journal line"),
                 }
@@ -116,7 +133,8 @@ impl StateFile {
     /// Writes a snapshot with `owner`'s ledger replaced, then empties the journal.
     fn compact_with(&self, owner: &str, ledger: &Ledger) -> Result<(), StateError> {
         let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-        let others = self.read_all()?;
+        // The owner's own ledger is the one being written: neither parsed nor replayed.
+        let others = self.read_owners(|name| name != owner)?;
         let mut owners: BTreeMap<&str, &Ledger> = others
             .iter()
             .filter(|(name, _)| name.as_str() != owner)
@@ -151,7 +169,7 @@ impl StateStore for FileStore {
         let _guard = self.file.journal.lock().unwrap_or_else(|p| p.into_inner());
         Ok(self
             .file
-            .read_all()?
+            .read_owners(|name| name == self.owner)?
             .remove(&self.owner)
             .unwrap_or_default())
     }

@@ -16,6 +16,7 @@ fn nothing_in_ghl_creates_contact_task_and_note() {
         panic!("expected a create")
     };
     assert!(!resolve);
+    let body = body.request();
     assert_eq!(body.fields.email.as_deref(), Some("ada@example.com"));
     assert_eq!(
         body.company_name.as_deref(),
@@ -305,3 +306,26 @@ fn in_sync_contacts_are_counted_not_listed_when_asked() {
     let counts = plan.counts();
     assert_eq!((counts.desired, counts.in_sync), (2, 1));
 }
+
+/// The create body is held compactly and written out in GHL's shape: the plan's JSON and hash
+/// are what they were when the plan held GHL's request struct (an approval names the hash, so
+/// it must not move between releases).
+#[test]
+fn a_create_plans_json_and_hash_are_pinned() {
+    let plan = Case::declaring(json!([{
+        "email": "ada@example.com", "firstName": "Ada", "lastName": "Lovelace",
+        "companyName": "AE", "phone": "+1 202 555 0100", "tags": ["VIP", "cohort-1"],
+        "customFields": {"f1": "gold", "f2": 3},
+        "tasks": [{"key": "k", "title": "Call", "dueDate": "2030-01-10T15:00:00Z"}],
+        "notes": [{"key": "n", "body": "Hello"}]
+    }]))
+    .plan();
+    assert_eq!(
+        serde_json::to_string(&plan.contacts[0].target).unwrap(),
+        PINNED_TARGET
+    );
+    assert_eq!(plan.hash(), PINNED_HASH);
+}
+
+const PINNED_TARGET: &str = r#"{"action":"create","body":{"firstName":"Ada","lastName":"Lovelace","email":"ada@example.com","phone":"+1 202 555 0100","customFields":[{"id":"f1","field_value":"gold"},{"id":"f2","field_value":3}],"tags":["cohort-1","vip"],"companyName":"AE"},"resolve":false}"#;
+const PINNED_HASH: &str = "17341206f2f53583";
