@@ -89,7 +89,8 @@ fn spec(n: usize) -> ContactSyncPolicySpec {
             }],
             ..ContactRecord::default()
         })
-        .collect();
+        .collect::<Vec<_>>()
+        .into();
     spec
 }
 

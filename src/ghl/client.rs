@@ -37,6 +37,10 @@ pub struct ConnectionSettings {
     pub budget: BudgetConfig,
     pub retry: RetryPolicy,
     pub timeouts: HttpTimeouts,
+    /// An HTTP client shared with other connections (built by
+    /// [`http_client`](super::transport::http_client), and then `timeouts` are its own); one
+    /// of this connection's own when `None`.
+    pub http: Option<reqwest::Client>,
 }
 
 impl ConnectionSettings {
@@ -48,6 +52,7 @@ impl ConnectionSettings {
             budget: BudgetConfig::default(),
             retry: RetryPolicy::default(),
             timeouts: HttpTimeouts::default(),
+            http: None,
         }
     }
 
@@ -58,13 +63,22 @@ impl ConnectionSettings {
         token: Arc<dyn TokenSource>,
         metrics: Arc<GhlMetrics>,
     ) -> std::result::Result<(GhlClient, Arc<RequestBudget>), BuildError> {
-        let http = HttpTransport::new(
-            &self.base_url,
-            self.api_version.clone(),
-            Some(token),
-            self.timeouts,
-            Arc::clone(&metrics),
-        )?;
+        let http = match &self.http {
+            Some(shared) => HttpTransport::over(
+                shared.clone(),
+                &self.base_url,
+                self.api_version.clone(),
+                Some(token),
+                Arc::clone(&metrics),
+            )?,
+            None => HttpTransport::new(
+                &self.base_url,
+                self.api_version.clone(),
+                Some(token),
+                self.timeouts,
+                Arc::clone(&metrics),
+            )?,
+        };
         let budget = Arc::new(RequestBudget::new(
             self.location_id.clone(),
             self.budget,

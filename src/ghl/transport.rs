@@ -67,7 +67,25 @@ impl HttpTransport {
         timeouts: HttpTimeouts,
         metrics: Arc<GhlMetrics>,
     ) -> std::result::Result<Self, BuildError> {
-        crate::tls::install_default_provider();
+        Self::over(
+            http_client(timeouts)?,
+            base_url,
+            api_version,
+            token,
+            metrics,
+        )
+    }
+
+    /// [`HttpTransport::new`] over an HTTP client built by [`http_client`], which many
+    /// transports may share: one TLS configuration and one connection pool for every location
+    /// an operator serves, instead of one each.
+    pub fn over(
+        http: reqwest::Client,
+        base_url: &str,
+        api_version: impl Into<String>,
+        token: Option<Arc<dyn TokenSource>>,
+        metrics: Arc<GhlMetrics>,
+    ) -> std::result::Result<Self, BuildError> {
         let mut base_url = Url::parse(base_url).map_err(|e| BuildError::BaseUrl {
             url: base_url.to_owned(),
             reason: e.to_string(),
@@ -81,14 +99,6 @@ impl HttpTransport {
         // Paths are joined below the base URL's path.
         let base_path = base_url.path().trim_end_matches('/').to_owned();
         base_url.set_query(None);
-        let http = reqwest::Client::builder()
-            // A redirect would carry the bearer token or the token form elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeouts.request)
-            .connect_timeout(timeouts.connect)
-            .user_agent(concat!("ghl-operator/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| BuildError::Http(e.to_string()))?;
         Ok(Self {
             http,
             base_url,
@@ -104,6 +114,19 @@ impl HttpTransport {
         url.set_path(&format!("{}{}", self.base_path, path));
         url
     }
+}
+
+/// The HTTP client GHL is called through: no redirects, `timeouts`, our user agent.
+pub fn http_client(timeouts: HttpTimeouts) -> std::result::Result<reqwest::Client, BuildError> {
+    crate::tls::install_default_provider();
+    reqwest::Client::builder()
+        // A redirect would carry the bearer token or the token form elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeouts.request)
+        .connect_timeout(timeouts.connect)
+        .user_agent(concat!("ghl-operator/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| BuildError::Http(e.to_string()))
 }
 
 /// The transport could not be built.

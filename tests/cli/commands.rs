@@ -155,8 +155,8 @@ async fn import_writes_a_policy_that_plans_clean() {
     assert_eq!(policy.metadata.namespace.as_deref(), Some("crm"));
     let spec = &policy.spec;
     assert_eq!(spec.contacts.len(), 2, "the phone-only contact is left out");
-    let grace = spec
-        .contacts
+    let records = spec.contacts.records();
+    let grace = records
         .iter()
         .find(|c| c.email.as_deref() == Some("grace@example.com"))
         .unwrap();
@@ -165,8 +165,7 @@ async fn import_writes_a_policy_that_plans_clean() {
     assert_eq!(grace.notes[0].body, "Prefers email");
     // Custom fields by key where the location has one, by id where it does not.
     assert_eq!(grace.custom_fields["ZtPpXCQ5SVSmrSrpGOq6"], "silver");
-    let alan = spec
-        .contacts
+    let alan = records
         .iter()
         .find(|c| c.email.as_deref() == Some("alan@example.com"))
         .unwrap();

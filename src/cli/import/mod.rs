@@ -167,9 +167,10 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     .await?;
     let mut config_maps = Vec::new();
     if policy.spec.contacts.len() > args.inline_max {
-        let groups = split::groups(&policy.spec.contacts, split::CHUNK_BYTES)?;
+        let records = policy.spec.contacts.records();
+        let groups = split::groups(&records, split::CHUNK_BYTES)?;
         let (maps, sources) = split::config_maps(&args.name, &args.namespace, &groups)?;
-        policy.spec.contacts.clear();
+        policy.spec.contacts = Default::default();
         policy.spec.contacts_from = sources;
         config_maps = maps;
     }
@@ -335,7 +336,7 @@ pub async fn import(
         resync_interval: None,
         safety: None,
         field_policy: BTreeMap::new(),
-        contacts: records,
+        contacts: records.into(),
         contacts_from: Vec::new(),
     };
     let mut policy = ContactSyncPolicy::new(name, spec);

@@ -177,8 +177,8 @@ pub fn build(spec: &ContactSyncPolicySpec, sources: &[SourceText]) -> Result<Des
                 }),
             }
         };
-    for (i, record) in spec.contacts.iter().enumerate() {
-        accept(format!("contacts[{i}]"), Ok(record.clone()), &mut desired);
+    for (i, record) in spec.contacts.records().into_iter().enumerate() {
+        accept(format!("contacts[{i}]"), Ok(record), &mut desired);
     }
     for (i, source) in spec.contacts_from.iter().enumerate() {
         let label = format!("contactsFrom[{i}]");
