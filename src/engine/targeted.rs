@@ -10,18 +10,23 @@ use crate::engine::apply::apply;
 use crate::engine::desired::Desired;
 use crate::engine::ledger::{KeyDigest, Ledger};
 use crate::engine::observe::{get_contacts, read_notes, read_tasks};
-use crate::engine::observed::{ContactView, Observed};
+use crate::engine::observed::{ContactView, HIDDEN_FROM_SEARCH, Observed};
 use crate::engine::ownership::OwnedIds;
 use crate::engine::plan::{Plan, PlanOptions, plan};
 use crate::engine::settle::{Terms, settle};
 use crate::engine::state::StateStore;
 use crate::engine::sync::{SyncError, SyncOptions, SyncOutcome};
+use crate::ghl::models::Contact;
 use crate::ghl::{GhlApi, GhlError};
 
 /// Which contacts changed, and which of their parts are worth reading.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Scope {
     pub ids: BTreeSet<String>,
+    /// The contacts as their latest webhooks carried them (`ContactCreate`/`ContactUpdate`):
+    /// planned from without a GET. An event about a contact that carried none (a tag or DND
+    /// event) takes its entry out: that contact is read.
+    pub snapshots: std::collections::BTreeMap<String, Contact>,
     /// A task of theirs changed: read their tasks.
     pub tasks: bool,
     /// A note of theirs changed: read their notes.
@@ -67,7 +72,25 @@ pub async fn sync_contacts(
     let concurrency = options.observe.concurrency;
     let ledger = store.load().await?;
     let mut observed = Observed::default();
-    get_views(api, &scope.ids, &mut observed, &desired, concurrency).await?;
+    // The contacts their webhooks carried need no GET — unless a record manages a field
+    // webhooks, like search, may not carry (`timezone`): then the contact is read whole.
+    let snapshots_serve = !desired.contacts.iter().any(|c| {
+        c.fields
+            .iter()
+            .any(|(field, _)| HIDDEN_FROM_SEARCH.contains(field))
+    });
+    let mut to_read = BTreeSet::new();
+    for id in &scope.ids {
+        match scope.snapshots.get(id).filter(|_| snapshots_serve) {
+            Some(contact) => {
+                observed.insert(ContactView::from_contact(contact, false), desired.match_by)
+            }
+            None => {
+                to_read.insert(id.clone());
+            }
+        }
+    }
+    get_views(api, &to_read, &mut observed, &desired, concurrency).await?;
 
     // A record can be bound to another contact than the one that changed (a duplicate made
     // in GHL): read the contacts our ledger binds to the same keys too.

@@ -94,6 +94,9 @@ pub struct Counts {
     pub failing: bool,
 }
 
+/// How long a change waits for others to the same contact before it is delivered.
+pub const COALESCE: Duration = Duration::from_millis(250);
+
 /// One sink's queue.
 #[derive(Debug, Default)]
 pub struct Queue {
@@ -113,16 +116,20 @@ pub fn backoff(attempts: u32, jitter: f64) -> Duration {
 }
 
 impl Queue {
-    /// Notes a change to `contact`; true when the contact was not pending yet.
+    /// Notes a change to `contact`; true when the contact was not pending yet. It is due
+    /// [`COALESCE`] after the first change not yet delivered, so that changes in quick
+    /// succession (a person's edit and the operator's repair of it, a workflow's several
+    /// writes) make one delivery, read once.
     pub fn change(&mut self, contact: &str, trigger: &str, deleted: bool, now: Instant) -> bool {
+        let within = now + COALESCE;
         match self.pending.get_mut(contact) {
             Some(entry) => {
                 entry.triggers.insert(trigger.to_owned());
                 entry.deleted = deleted;
                 entry.generation += 1;
                 if !entry.in_flight {
-                    // Newer news: try now, whatever the backoff said.
-                    entry.next_at = now;
+                    // Newer news: try within the window, whatever the backoff said.
+                    entry.next_at = entry.next_at.min(within);
                 }
                 false
             }
@@ -135,7 +142,7 @@ impl Queue {
                         since: now,
                         generation: 0,
                         attempts: 0,
-                        next_at: now,
+                        next_at: within,
                         failing_since: None,
                         in_flight: false,
                     },
@@ -294,6 +301,8 @@ mod tests {
         let mut q = Queue::default();
         assert!(q.change("c1", "ContactUpdate", false, t0));
         assert!(!q.change("c1", "NoteCreate", false, t0), "merged");
+        assert!(q.due(t0, 10).is_empty(), "waiting for more changes");
+        let t0 = t0 + COALESCE;
         let due = q.due(t0, 10);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].triggers.len(), 2);
@@ -333,6 +342,7 @@ mod tests {
         let t0 = Instant::now();
         let mut q = Queue::default();
         q.change("c1", "ContactUpdate", false, t0);
+        let t0 = t0 + COALESCE;
         let due = q.due(t0, 1);
         let retry = |after| Attempt::Retry {
             after,
@@ -357,9 +367,9 @@ mod tests {
             Some(t0 + RETRY_BASE + Duration::from_secs(42))
         );
         assert_eq!(q.counts.last_error.as_deref(), Some("503"));
-        // A new change does not wait for the backoff.
+        // A new change does not wait for the backoff, only for the window.
         q.change("c1", "ContactUpdate", false, t0 + Duration::from_secs(2));
-        assert_eq!(q.next_due(), Some(t0 + Duration::from_secs(2)));
+        assert_eq!(q.next_due(), Some(t0 + Duration::from_secs(2) + COALESCE));
         let later = t0 + GIVE_UP_AFTER + Duration::from_secs(1);
         let due = q.due(later, 1);
         assert_eq!(
@@ -375,6 +385,7 @@ mod tests {
         let t0 = Instant::now();
         let mut q = Queue::default();
         q.change("c1", "ContactDelete", true, t0);
+        let t0 = t0 + COALESCE;
         let due = q.due(t0, 1);
         assert!(due[0].deleted);
         let refused = Attempt::Refused {
@@ -430,7 +441,7 @@ mod tests {
         let mut q = Queue::default();
         q.change("c1", "CatchUp", false, t0);
         assert!(q.waits_since(t0));
-        let due = q.due(t0, 1);
+        let due = q.due(t0 + COALESCE, 1);
         q.finish(&due[0], delivered("e"), t0, wall(), 1.0);
         assert!(!q.waits_since(t0));
     }

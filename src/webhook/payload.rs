@@ -5,6 +5,8 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
+use crate::ghl::models::Contact;
+
 /// What part of a contact an event is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Part {
@@ -16,7 +18,7 @@ pub enum Part {
 }
 
 /// What changed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Change {
     /// A contact or one of its parts changed (created, updated, completed, deleted).
     Contact {
@@ -25,6 +27,9 @@ pub enum Change {
         /// The contact's email and phone, when the event carries them (contact events).
         email: Option<String>,
         phone: Option<String>,
+        /// The contact as the event carries it (`ContactCreate`, `ContactUpdate`: every field
+        /// search returns), so a targeted sync can plan without reading it again.
+        snapshot: Option<Box<Contact>>,
     },
     /// The contact itself was deleted.
     ContactDeleted { id: String },
@@ -40,7 +45,7 @@ pub enum Change {
 }
 
 /// One verified webhook.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Webhook {
     /// GHL's event type (`ContactUpdate`, `NoteCreate`, …).
     pub kind: String,
@@ -125,6 +130,7 @@ fn change_of(kind: &str, value: &Value) -> Change {
             } else {
                 None
             },
+            snapshot: None,
         },
         None => Change::Unattributed,
     };
@@ -133,9 +139,26 @@ fn change_of(kind: &str, value: &Value) -> Change {
             Some(id) => Change::ContactDeleted { id },
             None => Change::Unattributed,
         },
-        "ContactCreate" | "ContactUpdate" | "ContactTagUpdate" | "ContactDndUpdate" => {
-            contact(Part::Contact, owned(value, "id"), true)
+        "ContactCreate" | "ContactUpdate" => {
+            let mut change = contact(Part::Contact, owned(value, "id"), true);
+            // Only a whole contact record (GHL's carry `dateAdded`, as every record does) is
+            // taken for the contact; anything less leaves it to be read.
+            let whole = value.get("dateAdded").is_some_and(Value::is_string);
+            if let Change::Contact { id, snapshot, .. } = &mut change
+                && whole
+            {
+                *snapshot = serde_json::from_value::<Contact>(value.clone())
+                    .ok()
+                    .filter(|c| c.id == *id)
+                    .map(|mut c| {
+                        // `type` is the event's, not the contact's.
+                        c.contact_type = None;
+                        Box::new(c)
+                    });
+            }
+            change
         }
+        "ContactTagUpdate" | "ContactDndUpdate" => contact(Part::Contact, owned(value, "id"), true),
         "NoteCreate" | "NoteUpdate" | "NoteDelete" => {
             contact(Part::Notes, owned(value, "contactId"), false)
         }
@@ -177,16 +200,70 @@ mod tests {
         body(value)
     }
 
+    /// GHL's own ContactUpdate example (vendored): the contact it carries is read with every
+    /// field search returns, custom fields and tags included.
+    #[test]
+    fn a_contact_update_carries_the_contact() {
+        let mut example: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/ghl/webhooks/events/ContactUpdate.example.json"
+        ))
+        .unwrap();
+        example["webhookId"] = json!("w1");
+        example["timestamp"] = json!("2030-01-01T00:00:00Z");
+        let event = Webhook::parse(&serde_json::to_vec(&example).unwrap()).unwrap();
+        let Change::Contact {
+            snapshot: Some(contact),
+            ..
+        } = event.change
+        else {
+            panic!(
+                "expected a contact change with its snapshot: {:?}",
+                event.change
+            )
+        };
+        assert_eq!(contact.id, "nmFmQEsNgz6AVpgLVUJ0");
+        assert_eq!(contact.first_name.as_deref(), Some("John"));
+        assert_eq!(contact.tags.len(), 2);
+        assert_eq!(contact.custom_fields[0].value, json!("XYZ Corp"));
+        // A tag or DND event carries less: no snapshot, the contact is read.
+        let tags = Webhook::parse(&envelope("ContactTagUpdate", json!({"id": "c1"}))).unwrap();
+        assert!(matches!(
+            tags.change,
+            Change::Contact { snapshot: None, .. }
+        ));
+    }
+
     #[test]
     fn events_name_the_contact_and_the_part() {
         let cases = [
             (
+                envelope(
+                    "ContactUpdate",
+                    json!({"id": "c1", "email": "a@b.co", "dateAdded": "2030-01-01T00:00:00Z"}),
+                ),
+                Change::Contact {
+                    id: "c1".into(),
+                    part: Part::Contact,
+                    email: Some("a@b.co".into()),
+                    phone: None,
+                    snapshot: Some(Box::new(Contact {
+                        id: "c1".into(),
+                        location_id: Some("loc".into()),
+                        email: Some("a@b.co".into()),
+                        date_added: Some("2030-01-01T00:00:00Z".into()),
+                        ..Contact::default()
+                    })),
+                },
+            ),
+            (
+                // Not a whole record: the contact is read.
                 envelope("ContactUpdate", json!({"id": "c1", "email": "a@b.co"})),
                 Change::Contact {
                     id: "c1".into(),
                     part: Part::Contact,
                     email: Some("a@b.co".into()),
                     phone: None,
+                    snapshot: None,
                 },
             ),
             (
@@ -199,6 +276,7 @@ mod tests {
                     part: Part::Notes,
                     email: None,
                     phone: None,
+                    snapshot: None,
                 },
             ),
             (
@@ -208,6 +286,7 @@ mod tests {
                     part: Part::Tasks,
                     email: None,
                     phone: None,
+                    snapshot: None,
                 },
             ),
             (
@@ -220,6 +299,7 @@ mod tests {
                     part: Part::Appointments,
                     email: None,
                     phone: None,
+                    snapshot: None,
                 },
             ),
             (

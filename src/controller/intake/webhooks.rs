@@ -59,14 +59,22 @@ impl crate::webhook::Intake for Handler {
             return Admission::Refused;
         }
         ctx.intake.feeds.webhook(location, Timestamp::now());
-        let (contact, part, email, phone, deleted) = match &webhook.change {
+        let (contact, part, email, phone, snapshot, deleted) = match &webhook.change {
             Change::Contact {
                 id,
                 part,
                 email,
                 phone,
-            } => (id, *part, email.as_deref(), phone.as_deref(), false),
-            Change::ContactDeleted { id } => (id, Part::Contact, None, None, true),
+                snapshot,
+            } => (
+                id,
+                *part,
+                email.as_deref(),
+                phone.as_deref(),
+                snapshot.as_deref(),
+                false,
+            ),
+            Change::ContactDeleted { id } => (id, Part::Contact, None, None, None, true),
             Change::Unattributed | Change::Other | Change::Installation { .. } => {
                 return Admission::Accepted;
             }
@@ -83,7 +91,11 @@ impl crate::webhook::Intake for Handler {
             .declarations
             .concerned(location, contact, part, email, phone);
         for policy in concerned {
-            if ctx.intake.batches.add(policy, contact, part, received) {
+            if ctx
+                .intake
+                .batches
+                .add(policy, contact, part, snapshot, received)
+            {
                 queued += 1;
             }
         }
