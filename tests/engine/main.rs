@@ -10,3 +10,4 @@ mod custom_fields;
 mod drift;
 mod faults;
 mod prune;
+mod targeted;
