@@ -68,14 +68,14 @@ def main():
     ax.plot(xs, [p[2] for p in points], "o-", label="first converge of a new policy (plan, apply, journal)")
     ax.plot(xs, [p[1] for p in points], "s-", label="at rest: a resync of the converged policy")
     ax.axhline(args.limit_mib, color="grey", linestyle="--", linewidth=1)
-    ax.text(xs[0], args.limit_mib * 1.02, f"chart's default limit ({args.limit_mib:.0f} Mi)",
+    ax.text(xs[0], args.limit_mib * 1.025, f"chart's default limit ({args.limit_mib:.0f} Mi)",
             color="grey", fontsize=8)
     ax.set_xlabel("managed contacts in one policy (thousands)")
     ax.set_ylabel("peak resident memory, MiB (VmHWM)")
     ax.set_title("ghl-operator engine memory (cargo bench --bench memory)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)
