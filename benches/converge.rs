@@ -6,7 +6,6 @@
 //! `cargo bench --bench converge`; `BENCH_CONTACTS=100000` for a larger run (with
 //! `BENCH_COLD_ONLY=1`, only the cold converge: the deep resync reads every note).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ghl_operator::crd::contact_sync_policy::{
@@ -16,8 +15,6 @@ use ghl_operator::engine::desired::{Desired, build};
 use ghl_operator::engine::plan::PlanOptions;
 use ghl_operator::engine::state::file::StateFile;
 use ghl_operator::engine::{Mode, SyncOptions, sync_policy};
-use ghl_operator::ghl::budget::BudgetConfig;
-use ghl_operator::ghl::{ConnectionSettings, GhlMetrics, StaticToken};
 use serde_json::{Value, json};
 
 #[path = "support/sandbox.rs"]
@@ -110,18 +107,7 @@ fn main() {
 async fn bench(n: usize) {
     let sandbox = sandbox::start(RATE.0, RATE.1);
     let http = reqwest::Client::new();
-    let mut settings = ConnectionSettings::new(&sandbox.url, LOCATION);
-    settings.budget = BudgetConfig {
-        requests_per_window: RATE.0,
-        window: RATE.1,
-        ..BudgetConfig::default()
-    };
-    let (client, _) = settings
-        .connect(
-            Arc::new(StaticToken::new("pit-sandbox-token")),
-            Arc::new(GhlMetrics::default()),
-        )
-        .unwrap();
+    let client = sandbox.client(LOCATION);
     let dir = tempfile::tempdir().unwrap();
     let state = StateFile::open(dir.path().join("state.json")).unwrap();
     let store = state.owner("bench/ContactSyncPolicy/bench");

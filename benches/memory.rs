@@ -15,7 +15,6 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ghl_operator::crd::contact_sync_policy::ContactSyncPolicySpec;
@@ -26,9 +25,7 @@ use ghl_operator::engine::observed::{ContactView, Observed};
 use ghl_operator::engine::plan::{PlanOptions, plan};
 use ghl_operator::engine::state::file::StateFile;
 use ghl_operator::engine::{Mode, SyncOptions, sync_policy};
-use ghl_operator::ghl::budget::BudgetConfig;
 use ghl_operator::ghl::models::Contact;
-use ghl_operator::ghl::{ConnectionSettings, GhlMetrics, StaticToken};
 use serde_json::{Value, json};
 
 #[path = "support/sandbox.rs"]
@@ -221,18 +218,7 @@ fn cold_converge(n: usize) {
         .unwrap();
     runtime.block_on(async {
         let sandbox = sandbox::start(RATE.0, RATE.1);
-        let mut settings = ConnectionSettings::new(&sandbox.url, LOCATION);
-        settings.budget = BudgetConfig {
-            requests_per_window: RATE.0,
-            window: RATE.1,
-            ..BudgetConfig::default()
-        };
-        let (client, _) = settings
-            .connect(
-                Arc::new(StaticToken::new("pit-sandbox-token")),
-                Arc::new(GhlMetrics::default()),
-            )
-            .unwrap();
+        let client = sandbox.client(LOCATION);
         let dir = tempfile::tempdir().unwrap();
         let state = StateFile::open(dir.path().join("state.json")).unwrap();
         let store = state.owner("bench/ContactSyncPolicy/bench");

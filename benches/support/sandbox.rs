@@ -3,12 +3,36 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
+
+use ghl_operator::ghl::budget::BudgetConfig;
+use ghl_operator::ghl::{ConnectionSettings, GhlClient, GhlMetrics, StaticToken};
 
 /// A running `ghl-operator sandbox`; killed when dropped.
 pub struct Sandbox {
     child: Child,
     pub url: String,
+    rate: (u32, Duration),
+}
+
+impl Sandbox {
+    /// A client of the sandbox's `location`, its budget the sandbox's own rate limit.
+    pub fn client(&self, location: &str) -> GhlClient {
+        let mut settings = ConnectionSettings::new(&self.url, location);
+        settings.budget = BudgetConfig {
+            requests_per_window: self.rate.0,
+            window: self.rate.1,
+            ..BudgetConfig::default()
+        };
+        settings
+            .connect(
+                Arc::new(StaticToken::new("pit-sandbox-token")),
+                Arc::new(GhlMetrics::default()),
+            )
+            .unwrap()
+            .0
+    }
 }
 
 impl Drop for Sandbox {
@@ -41,7 +65,11 @@ pub fn start(rate: u32, window: Duration) -> Sandbox {
     let first = lines.next().unwrap().unwrap();
     std::thread::spawn(move || for _ in lines {});
     let url = first.trim().rsplit(' ').next().unwrap().to_owned();
-    Sandbox { child, url }
+    Sandbox {
+        child,
+        url,
+        rate: (rate, window),
+    }
 }
 
 /// This process's peak resident memory (VmHWM), in MiB.
