@@ -9,6 +9,7 @@
 //! - [`outbox`]: what the receiver accepted, stored before GHL gets its 2xx, until every sink
 //!   has it;
 //! - [`health`]: the `Exporting` condition and the sinks' failures and recoveries (pure);
+//! - `deliver`: due changes read and sent to each sink, their outcome recorded;
 //! - `catch_up`: what webhooks missed, found by search; the cursor it moves;
 //! - `metrics`: `ghl_operator_feed_*`, overall and by connection and sink;
 //! - this module: one connection's [`Feed`] — webhooks and the periodic catch-up feed its
@@ -18,6 +19,7 @@
 
 mod catch_up;
 pub mod cloudevent;
+mod deliver;
 pub mod health;
 mod metrics;
 pub mod outbox;
@@ -33,14 +35,12 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use rand::RngExt;
 use tokio::sync::{Notify, Semaphore};
 
 pub use self::metrics::{FeedMetrics, SinkLabels};
 use self::outbox::{Change, Loaded, Outbox};
-use self::queue::{Attempt, Due, Finished, Queue};
+use self::queue::Queue;
 pub use self::read::ReadError;
-use self::read::fetch;
 use self::signature::{InvalidSigningKey, SigningKey};
 use crate::crd::export::{ExportPart, ExportStatus, OutboxStatus, SinkStatus};
 use crate::egress::UrlRefused;
@@ -414,176 +414,6 @@ impl Shared {
             .last_catch_up
             .map_or_else(Instant::now, |at| at + config.catch_up);
         due.map_or(catch_up, |d| d.min(catch_up))
-    }
-
-    /// Starts every due delivery there is a permit for, each contact fetched once for all
-    /// its due sinks; a finished delivery wakes the feed for the next.
-    fn dispatch(self: &Arc<Self>) {
-        let available = self.permits.available_permits();
-        if available == 0 {
-            return;
-        }
-        let now = Instant::now();
-        let mut by_contact: BTreeMap<String, Vec<(String, Due)>> = BTreeMap::new();
-        {
-            let mut state = self.lock_state();
-            for (sink, queue) in state.queues.iter_mut() {
-                for due in queue.due(now, available) {
-                    by_contact
-                        .entry(due.contact.clone())
-                        .or_default()
-                        .push((sink.clone(), due));
-                }
-            }
-        }
-        for (contact, dues) in by_contact {
-            let shared = Arc::clone(self);
-            let permits = Arc::clone(&self.permits);
-            tokio::spawn(async move {
-                // Entries taken above are in flight: a permit frees up for each in turn.
-                let Ok(_permit) = permits.acquire_owned().await else {
-                    return;
-                };
-                shared.deliver(&contact, dues).await;
-                shared.wake.notify_one();
-            });
-        }
-    }
-
-    /// Fetches `contact` with the parts its due sinks include, and delivers to each.
-    async fn deliver(&self, contact: &str, dues: Vec<(String, Due)>) {
-        let config = self.config();
-        let sinks: BTreeMap<&str, &SinkConfig> =
-            config.sinks.iter().map(|s| (s.name.as_str(), s)).collect();
-        let parts: BTreeSet<ExportPart> = dues
-            .iter()
-            .filter_map(|(sink, _)| sinks.get(sink.as_str()))
-            .flat_map(|s| s.include.iter().copied())
-            .collect();
-        let fetched = match (self.client)() {
-            Some(api) => fetch(api.as_ref(), contact, &parts).await,
-            None => Err(ReadError::NotReady),
-        };
-        for (sink_name, due) in dues {
-            // Whether the sink itself answered (its health follows only its own answers).
-            let mut answered = false;
-            let attempt = match (&fetched, sinks.get(sink_name.as_str())) {
-                (Err(error), _) => Attempt::Retry {
-                    after: None,
-                    error: error.to_string(),
-                },
-                (Ok(_), None) => continue,
-                (Ok(found), Some(sink)) => {
-                    let snapshot = found.for_sink(&config.location_id, contact, sink, &due);
-                    let envelope = snapshot.envelope();
-                    let unchanged = self
-                        .lock_state()
-                        .queues
-                        .get(&sink_name)
-                        .is_some_and(|q| q.has(contact, &envelope.id));
-                    // A snapshot re-sends what the sink has; anything else skips it.
-                    let resend = due.triggers.contains("Snapshot");
-                    match &sink.ready {
-                        Ok(_) if unchanged && !resend => {
-                            self.metrics.count("unchanged");
-                            let config = &config;
-                            self.metrics.count_sink(
-                                &SinkLabels::new(&config.namespace, &config.connection, &sink_name),
-                                "unchanged",
-                            );
-                            Attempt::Delivered {
-                                content: envelope.id,
-                            }
-                        }
-                        Ok(key) => {
-                            answered = true;
-                            sink::send(&self.http, &sink.url, key, &envelope).await
-                        }
-                        Err(why) => Attempt::Retry {
-                            after: None,
-                            error: why.to_string(),
-                        },
-                    }
-                }
-            };
-            // Ids only: the contact's data never reaches the log.
-            if let Attempt::Refused { error } = &attempt {
-                // A 4xx answer is final for this change: said, not dropped silently.
-                tracing::warn!(sink = %sink_name, contact, %error, "change feed: the sink refused a change; it is not retried");
-            } else {
-                tracing::debug!(sink = %sink_name, contact, attempt = attempt.label(), "change feed delivery");
-            }
-            self.finish(&sink_name, &due, attempt, answered);
-        }
-    }
-
-    fn finish(&self, sink: &str, due: &Due, attempt: Attempt, answered: bool) {
-        let jitter = rand::rng().random_range(0.5..=1.0);
-        let refused = matches!(attempt, Attempt::Refused { .. });
-        let (finished, done) = {
-            let mut state = self.lock_state();
-            state.dirty = true;
-            let finished = match state.queues.get_mut(sink) {
-                Some(queue) => {
-                    if answered {
-                        queue.answered(&attempt);
-                    }
-                    queue.finish(due, attempt, Instant::now(), Timestamp::now(), jitter)
-                }
-                None => return,
-            };
-            let left = state.queues.values().any(|q| q.contains(&due.contact));
-            let done = if left {
-                None
-            } else {
-                state.draining.remove(&due.contact);
-                state
-                    .outboxed
-                    .remove(&due.contact)
-                    .map(|seq| (due.contact.clone(), seq))
-            };
-            (finished, done)
-        };
-        self.ack(done);
-        let labels = {
-            let config = self.config.lock().unwrap_or_else(|p| p.into_inner());
-            SinkLabels::new(&config.namespace, &config.connection, sink)
-        };
-        let result = match finished {
-            Finished::Delivered { .. } | Finished::Superseded { .. } => "delivered",
-            Finished::Retrying => "retried",
-            Finished::Dropped if refused => "rejected",
-            Finished::Dropped => "failed",
-        };
-        self.metrics.count_sink(&labels, result);
-        match finished {
-            Finished::Delivered { latency } => {
-                self.metrics.count("delivered");
-                self.metrics.latency.observe(latency.as_secs_f64());
-                self.backlog.fetch_sub(1, Ordering::SeqCst);
-                self.metrics.pending.dec();
-            }
-            Finished::Superseded { latency } => {
-                self.metrics.count("delivered");
-                self.metrics.latency.observe(latency.as_secs_f64());
-            }
-            Finished::Retrying => self.metrics.count("retried"),
-            Finished::Dropped => {
-                self.metrics
-                    .count(if refused { "rejected" } else { "failed" });
-                self.backlog.fetch_sub(1, Ordering::SeqCst);
-                self.metrics.pending.dec();
-            }
-        }
-    }
-
-    /// Acknowledges outbox entries of contacts no sink waits for any more.
-    fn ack(&self, done: impl IntoIterator<Item = (String, u64)>) {
-        if let Some(outbox) = &self.outbox {
-            for (contact, seq) in done {
-                outbox.ack(&contact, seq);
-            }
-        }
     }
 
     /// Queues what the outbox held at the start, before anything else.
