@@ -1,15 +1,16 @@
 //! Catch-ups: every `catchUpInterval` (or for a snapshot request) a search by `dateUpdated`
 //! from the cursor turns what webhooks missed into changes; the cursor moves past a catch-up
-//! only once every queue has delivered what it found.
+//! only once every queue has delivered what it found. Sinks that want the contact alone get
+//! it as the search found it (no second read; the search reads on as they are delivered).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use jiff::Timestamp;
 use serde_json::json;
 
-use super::{DRAIN_FIRST, Mark, ReadError, SEARCH_LAG_MARGIN, Shared};
+use super::{DRAIN_FIRST, FOUND_AT_MOST, Mark, ReadError, SEARCH_LAG_MARGIN, SEARCH_PAGE, Shared};
 use crate::ghl::models::{ContactSearch, FilterOperator, SearchFilter, SearchSort, SortDirection};
 use crate::ghl::paginate::search_all;
 
@@ -103,7 +104,7 @@ impl Shared {
             })
             .unwrap_or_default();
         let search = ContactSearch {
-            page_limit: 500,
+            page_limit: SEARCH_PAGE,
             filters,
             sort: vec![SearchSort {
                 field: "dateUpdated".into(),
@@ -112,9 +113,23 @@ impl Shared {
             ..ContactSearch::default()
         };
         let trigger = if snapshot { "Snapshot" } else { "CatchUp" };
+        let contact_only = self.config().sinks.iter().all(|s| s.include.is_empty());
         let mut pages = search_all(api.as_ref(), search);
         while let Some(contact) = pages.try_next().await? {
-            self.change(&contact.id, trigger, false, None);
+            if !contact_only {
+                self.change(&contact.id, trigger, false, None);
+                continue;
+            }
+            // Delivered as found (no second read), a bounded number at a time.
+            while self.lock_state().found.len() >= FOUND_AT_MOST {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let id = contact.id.clone();
+            self.change(&id, trigger, false, None);
+            let mut state = self.lock_state();
+            if state.queues.values().any(|q| q.contains(&id)) {
+                state.found.insert(id, contact);
+            }
         }
         Ok(())
     }

@@ -28,6 +28,9 @@ pub struct Snapshot {
     pub triggers: BTreeSet<String>,
     /// When the change happened, as far as known.
     pub time: Timestamp,
+    /// The contact was read by search (a burst's window, a catch-up), not by GET: GHL's
+    /// search results may lack some of a GET's fields. Said as `data.readBy: "search"`.
+    pub read_by_search: bool,
 }
 
 /// A delivery ready to send.
@@ -64,6 +67,9 @@ impl Snapshot {
             if let Some(value) = part {
                 data.insert(name.into(), value.clone());
             }
+        }
+        if self.read_by_search && self.contact.is_some() {
+            data.insert("readBy".into(), json!("search"));
         }
         data
     }
@@ -114,6 +120,7 @@ mod tests {
             appointments: Some(json!([])),
             triggers: ["ContactUpdate".to_owned()].into(),
             time: "2030-01-01T00:00:00Z".parse().unwrap(),
+            read_by_search: false,
         }
     }
 
@@ -132,6 +139,13 @@ mod tests {
         assert_eq!(event["data"]["tasks"][0]["title"], "Call");
         assert!(event["data"].get("notes").is_none(), "not included");
         assert_eq!(event["data"]["triggers"], json!(["ContactUpdate"]));
+        assert!(event["data"].get("readBy").is_none(), "read by GET");
+        let searched = Snapshot {
+            read_by_search: true,
+            ..snapshot()
+        };
+        let event: Value = serde_json::from_slice(&searched.envelope().body).unwrap();
+        assert_eq!(event["data"]["readBy"], "search");
     }
 
     #[test]

@@ -10,9 +10,9 @@ use std::time::Instant;
 use jiff::Timestamp;
 use rand::RngExt;
 
-use super::queue::{Attempt, Due, Finished};
-use super::read::fetch;
-use super::{ReadError, Shared, SinkConfig, SinkLabels, sink};
+use super::queue::{Attempt, Due, Finished, Queue};
+use super::read::{Found, fetch};
+use super::{ReadError, Shared, SinkConfig, SinkLabels, State, sink};
 use crate::crd::export::ExportPart;
 
 impl Shared {
@@ -24,17 +24,33 @@ impl Shared {
             return;
         }
         let now = Instant::now();
+        let contact_only = self
+            .config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sinks
+            .iter()
+            .all(|s| s.include.is_empty());
         let mut by_contact: BTreeMap<String, Vec<(String, Due)>> = BTreeMap::new();
-        {
+        let sweep = {
             let mut state = self.lock_state();
-            for (sink, queue) in state.queues.iter_mut() {
-                for due in queue.due(now, available) {
+            let waiting = state.queues.values().map(Queue::len).max().unwrap_or(0);
+            // In a burst, updates wait for a window's read, but those a catch-up found.
+            let bursting = state.burst.update(waiting, contact_only);
+            let State { queues, found, .. } = &mut *state;
+            let held = |c: &str| bursting && !found.contains_key(c);
+            for (sink, queue) in queues.iter_mut() {
+                for due in queue.due(now, available, held) {
                     by_contact
                         .entry(due.contact.clone())
                         .or_default()
                         .push((sink.clone(), due));
                 }
             }
+            Self::take_sweep(&mut state, now, Timestamp::now())
+        };
+        if let Some(sweep) = sweep {
+            tokio::spawn(Arc::clone(self).sweep(sweep));
         }
         for (contact, dues) in by_contact {
             let shared = Arc::clone(self);
@@ -52,18 +68,38 @@ impl Shared {
 
     /// Fetches `contact` with the parts its due sinks include, and delivers to each.
     async fn deliver(&self, contact: &str, dues: Vec<(String, Due)>) {
+        let parts: BTreeSet<ExportPart> = {
+            let config = self.config.lock().unwrap_or_else(|p| p.into_inner());
+            let sinks: BTreeMap<&str, &SinkConfig> =
+                config.sinks.iter().map(|s| (s.name.as_str(), s)).collect();
+            dues.iter()
+                .filter_map(|(sink, _)| sinks.get(sink.as_str()))
+                .flat_map(|s| s.include.iter().copied())
+                .collect()
+        };
+        // What a catch-up found needs no second read, for sinks that want the contact alone.
+        let found = parts
+            .is_empty()
+            .then(|| self.lock_state().found.get(contact).map(Found::searched))
+            .flatten();
+        let fetched = match (found, (self.client)()) {
+            (Some(found), _) => Ok(found),
+            (None, Some(api)) => fetch(api.as_ref(), contact, &parts).await,
+            (None, None) => Err(ReadError::NotReady),
+        };
+        self.deliver_found(contact, dues, fetched).await;
+    }
+
+    /// Delivers `contact`, as `fetched` found it, to each of its due sinks.
+    pub(super) async fn deliver_found(
+        &self,
+        contact: &str,
+        dues: Vec<(String, Due)>,
+        fetched: Result<Found, ReadError>,
+    ) {
         let config = self.config();
         let sinks: BTreeMap<&str, &SinkConfig> =
             config.sinks.iter().map(|s| (s.name.as_str(), s)).collect();
-        let parts: BTreeSet<ExportPart> = dues
-            .iter()
-            .filter_map(|(sink, _)| sinks.get(sink.as_str()))
-            .flat_map(|s| s.include.iter().copied())
-            .collect();
-        let fetched = match (self.client)() {
-            Some(api) => fetch(api.as_ref(), contact, &parts).await,
-            None => Err(ReadError::NotReady),
-        };
         for (sink_name, due) in dues {
             // Whether the sink itself answered (its health follows only its own answers).
             let mut answered = false;
@@ -76,11 +112,13 @@ impl Shared {
                 (Ok(found), Some(sink)) => {
                     let snapshot = found.for_sink(&config.location_id, contact, sink, &due);
                     let envelope = snapshot.envelope();
-                    let unchanged = self
-                        .lock_state()
-                        .queues
-                        .get(&sink_name)
-                        .is_some_and(|q| q.has(contact, &envelope.id));
+                    // What the sink has: this very event, or (read by search, which may
+                    // lack fields) the contact as of the same `dateUpdated` or later.
+                    let unchanged = self.lock_state().queues.get(&sink_name).is_some_and(|q| {
+                        q.has(contact, &envelope.id)
+                            || (found.by_search
+                                && found.updated.is_some_and(|at| q.has_as_of(contact, at)))
+                    });
                     // A snapshot re-sends what the sink has; anything else skips it.
                     let resend = due.triggers.contains("Snapshot");
                     match &sink.ready {
@@ -113,11 +151,20 @@ impl Shared {
             } else {
                 tracing::debug!(sink = %sink_name, contact, attempt = attempt.label(), "change feed delivery");
             }
-            self.finish(&sink_name, &due, attempt, answered);
+            let updated = fetched.as_ref().ok().and_then(|f| f.updated);
+            self.finish(&sink_name, &due, attempt, answered, updated);
         }
     }
 
-    fn finish(&self, sink: &str, due: &Due, attempt: Attempt, answered: bool) {
+    /// Records how delivering `due` went; `updated`: the delivered contact's `dateUpdated`.
+    fn finish(
+        &self,
+        sink: &str,
+        due: &Due,
+        attempt: Attempt,
+        answered: bool,
+        updated: Option<Timestamp>,
+    ) {
         let jitter = rand::rng().random_range(0.5..=1.0);
         let refused = matches!(attempt, Attempt::Refused { .. });
         let (finished, done) = {
@@ -128,7 +175,15 @@ impl Shared {
                     if answered {
                         queue.answered(&attempt);
                     }
-                    queue.finish(due, attempt, Instant::now(), Timestamp::now(), jitter)
+                    let finished =
+                        queue.finish(due, attempt, Instant::now(), Timestamp::now(), jitter);
+                    if matches!(
+                        finished,
+                        Finished::Delivered { .. } | Finished::Superseded { .. }
+                    ) {
+                        queue.delivered_as_of(&due.contact, updated);
+                    }
+                    finished
                 }
                 None => return,
             };
@@ -137,6 +192,7 @@ impl Shared {
                 None
             } else {
                 state.draining.remove(&due.contact);
+                state.found.remove(&due.contact);
                 state
                     .outboxed
                     .remove(&due.contact)

@@ -8,6 +8,7 @@
 //! - `read`: a changed contact read from GHL with the parts the sinks include;
 //! - [`outbox`]: what the receiver accepted, stored before GHL gets its 2xx, until every sink
 //!   has it;
+//! - `burst`: many updates at once (a bulk import) read by search pages, not one GET each;
 //! - [`health`]: the `Exporting` condition and the sinks' failures and recoveries (pure);
 //! - `deliver`: due changes read and sent to each sink, their outcome recorded;
 //! - `catch_up`: what webhooks missed, found by search; the cursor it moves;
@@ -17,6 +18,7 @@
 //!   so the newest state always wins; the cursor (kept in the connection's status) moves only
 //!   past changes every sink has, so a restart or a dropped webhook loses nothing.
 
+mod burst;
 mod catch_up;
 pub mod cloudevent;
 mod deliver;
@@ -45,7 +47,12 @@ use self::signature::{InvalidSigningKey, SigningKey};
 use crate::crd::export::{ExportPart, ExportStatus, OutboxStatus, SinkStatus};
 use crate::egress::UrlRefused;
 use crate::ghl::GhlApi;
+use crate::ghl::models::Contact;
 use crate::refs::RefError;
+
+/// Contacts per search page (catch-ups and bursts): GHL's largest, so that a page read costs
+/// one call for up to this many changed contacts.
+pub const SEARCH_PAGE: u32 = 500;
 
 /// How far behind its start a catch-up moves the cursor: GHL's search lags writes by seconds.
 pub const SEARCH_LAG_MARGIN: Duration = Duration::from_secs(30);
@@ -63,6 +70,10 @@ const DRAIN_FIRST: Duration = Duration::from_secs(60);
 
 /// Contacts delivered at once per feed.
 const CONCURRENCY: usize = 32;
+
+/// Contacts a catch-up's search found that wait for delivery at most: past it, the catch-up
+/// reads on only as they are delivered.
+const FOUND_AT_MOST: usize = 2_000;
 
 /// Why a sink cannot send.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -133,6 +144,11 @@ struct State {
     drain_started: Option<Instant>,
     /// The outbox is being read: no catch-up yet.
     replaying: bool,
+    /// Many updates at once: held to be read by search pages.
+    burst: burst::Burst,
+    /// Contacts as a catch-up's search found them, not changed since: delivered to sinks that
+    /// want the contact alone without another read (at most [`FOUND_AT_MOST`]).
+    found: HashMap<String, Contact>,
     /// Something in the status changed since it was last taken.
     dirty: bool,
 }
@@ -228,7 +244,20 @@ impl Feed {
     /// A change GHL announced: queued at once, and kept in the outbox until every sink has
     /// it. The answer says when it is stored (false: not stored, GHL should retry); `None`
     /// when nothing needs storing (no outbox, or no sink that can send).
+    /// `announced`: when GHL says the change happened (the webhook's `timestamp`).
     pub fn accept(
+        &self,
+        contact: &str,
+        trigger: &str,
+        deleted: bool,
+        announced: Timestamp,
+    ) -> Option<tokio::sync::oneshot::Receiver<bool>> {
+        let stored = self.accept_stored(contact, trigger, deleted);
+        self.shared.announced(contact, announced);
+        stored
+    }
+
+    fn accept_stored(
         &self,
         contact: &str,
         trigger: &str,
@@ -313,7 +342,8 @@ impl Feed {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             self.shared.dispatch();
-            let in_flight = self.shared.permits.available_permits() < CONCURRENCY;
+            let in_flight = self.shared.permits.available_permits() < CONCURRENCY
+                || self.shared.lock_state().burst.on;
             if !in_flight && !self.shared.has_due() {
                 break;
             }
@@ -390,11 +420,20 @@ impl Shared {
                     added += 1;
                 }
             }
+            // Newer news than what a catch-up found: read it.
+            state.found.remove(contact);
             state.dirty = true;
         }
         self.backlog.fetch_add(added, Ordering::SeqCst);
         self.metrics.pending.inc_by(added);
         self.wake.notify_one();
+    }
+
+    /// Notes when GHL says a change to `contact` happened, on every queue holding it.
+    fn announced(&self, contact: &str, at: Timestamp) {
+        for queue in self.lock_state().queues.values_mut() {
+            queue.announced(contact, at);
+        }
     }
 
     fn has_due(&self) -> bool {
@@ -409,7 +448,12 @@ impl Shared {
     fn next_wake(&self) -> Instant {
         let config = self.config();
         let state = self.lock_state();
-        let due = state.queues.values().filter_map(Queue::next_due).min();
+        let mut due = state.queues.values().filter_map(Queue::next_due).min();
+        if state.burst.on {
+            // Updates held for search are not due: look again soon.
+            let soon = Instant::now() + Duration::from_millis(250);
+            due = Some(due.map_or(soon, |d| d.min(soon)));
+        }
         let catch_up = state
             .last_catch_up
             .map_or_else(Instant::now, |at| at + config.catch_up);
@@ -458,6 +502,7 @@ fn settle_outboxed(state: &mut State) -> Vec<(String, u64)> {
     done.into_iter()
         .filter_map(|contact| {
             state.draining.remove(&contact);
+            state.found.remove(&contact);
             state.outboxed.remove(&contact).map(|seq| (contact, seq))
         })
         .collect()

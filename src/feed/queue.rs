@@ -22,6 +22,10 @@ struct Pending {
     deleted: bool,
     /// When the oldest undelivered change arrived.
     since: Instant,
+    /// When the newest one arrived.
+    latest: Instant,
+    /// When GHL says the newest change it announced happened (its webhook's `timestamp`).
+    announced: Option<jiff::Timestamp>,
     /// Bumped by every change; a delivery covers the generation it started with.
     generation: u64,
     attempts: u32,
@@ -101,8 +105,9 @@ pub const COALESCE: Duration = Duration::from_millis(250);
 #[derive(Debug, Default)]
 pub struct Queue {
     pending: BTreeMap<String, Pending>,
-    /// Contact → the id of the event the sink last accepted for it.
-    delivered: HashMap<String, String>,
+    /// Contact → the id of the event the sink last accepted for it, and the contact's
+    /// `dateUpdated` in it (when known).
+    delivered: HashMap<String, (String, Option<jiff::Timestamp>)>,
     pub counts: Counts,
 }
 
@@ -127,6 +132,7 @@ impl Queue {
                 entry.triggers.insert(trigger.to_owned());
                 entry.deleted = deleted;
                 entry.generation += 1;
+                entry.latest = now;
                 if !entry.in_flight {
                     // Newer news: try within the window, whatever the backoff said.
                     entry.next_at = entry.next_at.min(within);
@@ -140,6 +146,8 @@ impl Queue {
                         triggers: [trigger.to_owned()].into(),
                         deleted,
                         since: now,
+                        latest: now,
+                        announced: None,
                         generation: 0,
                         attempts: 0,
                         next_at: within,
@@ -152,14 +160,16 @@ impl Queue {
         }
     }
 
-    /// The deliveries due at `now` (at most `max`), marked in flight.
-    pub fn due(&mut self, now: Instant, max: usize) -> Vec<Due> {
+    /// The deliveries due at `now` (at most `max`), marked in flight; updates of contacts
+    /// `held` says are held (a burst's, read by search pages instead: see
+    /// [`Queue::settled`]) wait. Deletions are never held.
+    pub fn due(&mut self, now: Instant, max: usize, held: impl Fn(&str) -> bool) -> Vec<Due> {
         let mut out = Vec::new();
         for (contact, entry) in self.pending.iter_mut() {
             if out.len() >= max {
                 break;
             }
-            if entry.in_flight || entry.next_at > now {
+            if entry.in_flight || entry.next_at > now || (!entry.deleted && held(contact)) {
                 continue;
             }
             entry.in_flight = true;
@@ -173,6 +183,67 @@ impl Queue {
         out
     }
 
+    /// Held updates due at `now` whose newest change arrived by `settled_by`, marked in
+    /// flight: what a search by `dateUpdated` can read in pages once GHL's search shows them.
+    /// With each, when its oldest change arrived and when GHL said its newest happened.
+    pub fn settled(
+        &mut self,
+        now: Instant,
+        settled_by: Instant,
+        held: impl Fn(&str) -> bool,
+    ) -> Vec<(Due, Instant, Option<jiff::Timestamp>)> {
+        let mut out = Vec::new();
+        for (contact, entry) in self.pending.iter_mut() {
+            if entry.in_flight
+                || entry.deleted
+                || entry.next_at > now
+                || entry.latest > settled_by
+                || !held(contact)
+            {
+                continue;
+            }
+            entry.in_flight = true;
+            out.push((
+                Due {
+                    contact: contact.clone(),
+                    generation: entry.generation,
+                    triggers: entry.triggers.clone(),
+                    deleted: false,
+                },
+                entry.since,
+                entry.announced,
+            ));
+        }
+        out
+    }
+
+    /// Held updates waiting, not in flight: how many arrived by `settled_by`, and how many
+    /// after.
+    pub fn updates_waiting(
+        &self,
+        settled_by: Instant,
+        held: impl Fn(&str) -> bool,
+    ) -> (usize, usize) {
+        self.pending
+            .iter()
+            .filter(|(c, e)| !e.in_flight && !e.deleted && held(c))
+            .fold((0, 0), |(settled, later), (_, e)| {
+                if e.latest <= settled_by {
+                    (settled + 1, later)
+                } else {
+                    (settled, later + 1)
+                }
+            })
+    }
+
+    /// Notes when GHL says a change to a pending `contact` happened (a webhook's
+    /// `timestamp`); the newest stays.
+    pub fn announced(&mut self, contact: &str, at: jiff::Timestamp) {
+        if let Some(entry) = self.pending.get_mut(contact) {
+            entry.announced = entry.announced.max(Some(at));
+        }
+    }
+
     /// When the next delivery is due, if any is waiting.
     pub fn next_due(&self) -> Option<Instant> {
         self.pending
@@ -184,7 +255,25 @@ impl Queue {
 
     /// Whether the sink already has exactly this content for `contact`.
     pub fn has(&self, contact: &str, content: &str) -> bool {
-        self.delivered.get(contact).is_some_and(|c| c == content)
+        self.delivered
+            .get(contact)
+            .is_some_and(|(c, _)| c == content)
+    }
+
+    /// Whether the sink already has `contact` as of `updated` (its `dateUpdated`) or later.
+    pub fn has_as_of(&self, contact: &str, updated: jiff::Timestamp) -> bool {
+        self.delivered
+            .get(contact)
+            .and_then(|(_, at)| *at)
+            .is_some_and(|at| at >= updated)
+    }
+
+    /// Notes the `dateUpdated` of what the sink last accepted for `contact` (the newest
+    /// stays).
+    pub fn delivered_as_of(&mut self, contact: &str, updated: Option<jiff::Timestamp>) {
+        if let Some(entry) = self.delivered.get_mut(contact) {
+            entry.1 = entry.1.max(updated);
+        }
     }
 
     /// Records how the delivery of `due` went.
@@ -209,7 +298,8 @@ impl Queue {
                 if self.delivered.len() >= REMEMBERED {
                     self.delivered.clear();
                 }
-                self.delivered.insert(due.contact.clone(), content);
+                let as_of = self.delivered.get(&due.contact).and_then(|(_, at)| *at);
+                self.delivered.insert(due.contact.clone(), (content, as_of));
                 if entry.generation > due.generation {
                     entry.triggers.retain(|t| !due.triggers.contains(t));
                     entry.since = now;
@@ -291,6 +381,11 @@ mod tests {
         "2030-01-01T00:00:00Z".parse().unwrap()
     }
 
+    /// Nothing held (no burst).
+    fn none(_: &str) -> bool {
+        false
+    }
+
     fn delivered(id: &str) -> Attempt {
         Attempt::Delivered { content: id.into() }
     }
@@ -301,12 +396,12 @@ mod tests {
         let mut q = Queue::default();
         assert!(q.change("c1", "ContactUpdate", false, t0));
         assert!(!q.change("c1", "NoteCreate", false, t0), "merged");
-        assert!(q.due(t0, 10).is_empty(), "waiting for more changes");
+        assert!(q.due(t0, 10, none).is_empty(), "waiting for more changes");
         let t0 = t0 + COALESCE;
-        let due = q.due(t0, 10);
+        let due = q.due(t0, 10, none);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].triggers.len(), 2);
-        assert!(q.due(t0, 10).is_empty(), "in flight");
+        assert!(q.due(t0, 10, none).is_empty(), "in flight");
         // A newer change while the delivery is in flight: it goes out once more.
         q.change("c1", "TaskCreate", false, t0 + Duration::from_millis(5));
         let finished = q.finish(
@@ -317,7 +412,7 @@ mod tests {
             1.0,
         );
         assert!(matches!(finished, Finished::Superseded { .. }));
-        let again = q.due(t0 + Duration::from_millis(10), 10);
+        let again = q.due(t0 + Duration::from_millis(10), 10, none);
         assert_eq!(again[0].triggers, ["TaskCreate".to_owned()].into());
         let finished = q.finish(
             &again[0],
@@ -343,7 +438,7 @@ mod tests {
         let mut q = Queue::default();
         q.change("c1", "ContactUpdate", false, t0);
         let t0 = t0 + COALESCE;
-        let due = q.due(t0, 1);
+        let due = q.due(t0, 1, none);
         let retry = |after| Attempt::Retry {
             after,
             error: "503".into(),
@@ -353,8 +448,8 @@ mod tests {
             Finished::Retrying
         );
         assert_eq!(q.next_due(), Some(t0 + RETRY_BASE));
-        assert!(q.due(t0, 1).is_empty(), "not before the backoff");
-        let due = q.due(t0 + RETRY_BASE, 1);
+        assert!(q.due(t0, 1, none).is_empty(), "not before the backoff");
+        let due = q.due(t0 + RETRY_BASE, 1, none);
         q.finish(
             &due[0],
             retry(Some(Duration::from_secs(42))),
@@ -371,7 +466,7 @@ mod tests {
         q.change("c1", "ContactUpdate", false, t0 + Duration::from_secs(2));
         assert_eq!(q.next_due(), Some(t0 + Duration::from_secs(2) + COALESCE));
         let later = t0 + GIVE_UP_AFTER + Duration::from_secs(1);
-        let due = q.due(later, 1);
+        let due = q.due(later, 1, none);
         assert_eq!(
             q.finish(&due[0], retry(None), later, wall(), 1.0),
             Finished::Dropped
@@ -386,7 +481,7 @@ mod tests {
         let mut q = Queue::default();
         q.change("c1", "ContactDelete", true, t0);
         let t0 = t0 + COALESCE;
-        let due = q.due(t0, 1);
+        let due = q.due(t0, 1, none);
         assert!(due[0].deleted);
         let refused = Attempt::Refused {
             error: "400".into(),
@@ -441,8 +536,71 @@ mod tests {
         let mut q = Queue::default();
         q.change("c1", "CatchUp", false, t0);
         assert!(q.waits_since(t0));
-        let due = q.due(t0 + COALESCE, 1);
+        let due = q.due(t0 + COALESCE, 1, none);
         q.finish(&due[0], delivered("e"), t0, wall(), 1.0);
         assert!(!q.waits_since(t0));
+    }
+
+    #[test]
+    fn the_sink_has_a_contact_as_of_the_newest_date_updated_it_accepted() {
+        let t0 = Instant::now();
+        let at = |s: i64| jiff::Timestamp::from_second(1_800_000_000 + s).unwrap();
+        let mut q = Queue::default();
+        assert!(!q.has_as_of("c1", at(0)), "nothing delivered");
+        for (content, updated) in [("e1", Some(at(10))), ("e2", Some(at(5))), ("e3", None)] {
+            q.change("c1", "ContactUpdate", false, t0);
+            let due = q.due(t0 + COALESCE, 1, none);
+            q.finish(&due[0], delivered(content), t0, wall(), 1.0);
+            q.delivered_as_of("c1", updated);
+        }
+        assert!(q.has("c1", "e3"), "the last event");
+        assert!(q.has_as_of("c1", at(10)), "the newest version stays");
+        assert!(!q.has_as_of("c1", at(11)));
+        assert!(!q.has_as_of("c2", at(0)));
+    }
+
+    #[test]
+    fn a_burst_is_held_for_search_and_deletions_still_go_one_by_one() {
+        let t0 = Instant::now();
+        let mut q = Queue::default();
+        q.change("c1", "ContactUpdate", false, t0);
+        q.change("c2", "ContactUpdate", false, t0 + Duration::from_secs(1));
+        q.change("c3", "ContactDelete", true, t0);
+        q.change("c1", "NoteCreate", false, t0 + Duration::from_secs(3));
+        let now = t0 + Duration::from_secs(4);
+        q.change("c4", "CatchUp", false, t0);
+        // Held for the search, but c4 (found by a catch-up, read already): only the deletion
+        // and c4 go out one by one.
+        let held = |c: &str| c != "c4";
+        let one_by_one = q.due(now, 10, held);
+        assert_eq!(
+            one_by_one
+                .iter()
+                .map(|d| (d.contact.as_str(), d.deleted))
+                .collect::<Vec<_>>(),
+            [("c3", true), ("c4", false)]
+        );
+        assert_eq!(q.updates_waiting(now, held), (2, 0));
+        // Settled by t0+2s: c2 (its only change at t0+1s), not c1 (changed again at t0+3s).
+        let settled = q.settled(now, t0 + Duration::from_secs(2), held);
+        assert_eq!(settled.len(), 1);
+        assert_eq!(settled[0].0.contact, "c2");
+        assert_eq!(settled[0].1, t0 + Duration::from_secs(1));
+        assert_eq!(settled[0].2, None, "no webhook timestamp");
+        assert_eq!(q.updates_waiting(now, held), (1, 0), "c1 waits");
+        assert_eq!(
+            q.updates_waiting(t0 + Duration::from_secs(2), held),
+            (0, 1),
+            "c1 changed later"
+        );
+        let at = |s: i64| jiff::Timestamp::from_second(1_800_000_000 + s).unwrap();
+        q.announced("c1", at(3));
+        q.announced("c1", at(1));
+        let settled = q.settled(now, now, held);
+        assert_eq!(settled.len(), 1);
+        assert_eq!(
+            (settled[0].0.contact.as_str(), settled[0].2),
+            ("c1", Some(at(3)))
+        );
     }
 }

@@ -1,15 +1,20 @@
 //! Reading a changed contact from GHL as a delivery needs it: the contact and the parts the
 //! due sinks include (tasks, notes, appointments); a contact GHL no longer has is a deletion.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
+use futures::TryStreamExt;
 use jiff::Timestamp;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::SinkConfig;
 use super::cloudevent::Snapshot;
 use super::queue::Due;
+use super::{SEARCH_PAGE, SinkConfig};
 use crate::crd::export::ExportPart;
+use crate::ghl::models::{
+    Contact, ContactSearch, FilterOperator, SearchFilter, SearchSort, SortDirection,
+};
+use crate::ghl::paginate::search_all;
 use crate::ghl::{ErrorClass, GhlApi, GhlError};
 
 /// Why a change could not be read from GHL (the delivery is retried).
@@ -35,6 +40,10 @@ pub(super) struct Found {
     notes: Option<Value>,
     appointments: Option<Value>,
     time: Timestamp,
+    /// The contact's `dateUpdated`, when GHL gave it.
+    pub(super) updated: Option<Timestamp>,
+    /// Read by search (GHL's search results may lack fields a GET has).
+    pub(super) by_search: bool,
 }
 
 impl Found {
@@ -61,8 +70,61 @@ impl Found {
             appointments: part(ExportPart::Appointments, &self.appointments),
             triggers: due.triggers.clone(),
             time: self.time,
+            read_by_search: self.by_search,
         }
     }
+
+    /// A contact as a search page returned it (no parts: for sinks that include none).
+    pub(super) fn searched(contact: &Contact) -> Self {
+        let updated = updated(contact);
+        Found {
+            contact: Some(serde_json::to_value(contact).unwrap_or(Value::Null)),
+            tasks: None,
+            notes: None,
+            appointments: None,
+            time: updated.unwrap_or_else(Timestamp::now),
+            updated,
+            by_search: true,
+        }
+    }
+}
+
+fn updated(contact: &Contact) -> Option<Timestamp> {
+    contact.date_updated.as_deref().and_then(|t| t.parse().ok())
+}
+
+/// The contacts among `wanted` that a search by `dateUpdated` within `[from, to]` finds, in
+/// pages of [`SEARCH_PAGE`] (one call a page, however many changed); it stops once every
+/// wanted contact is found.
+pub(super) async fn search_changed(
+    api: &dyn GhlApi,
+    from: Timestamp,
+    to: Timestamp,
+    wanted: &BTreeSet<String>,
+) -> Result<HashMap<String, Contact>, ReadError> {
+    let search = ContactSearch {
+        page_limit: SEARCH_PAGE,
+        filters: vec![SearchFilter::condition(
+            "dateUpdated",
+            FilterOperator::Range,
+            Some(json!({"gte": from.to_string(), "lte": to.to_string()})),
+        )],
+        sort: vec![SearchSort {
+            field: "dateUpdated".into(),
+            direction: SortDirection::Asc,
+        }],
+        ..ContactSearch::default()
+    };
+    let mut found = HashMap::new();
+    let mut pages = search_all(api, search);
+    while found.len() < wanted.len()
+        && let Some(contact) = pages.try_next().await?
+    {
+        if wanted.contains(&contact.id) {
+            found.insert(contact.id.clone(), contact);
+        }
+    }
+    Ok(found)
 }
 
 /// Reads the contact and `parts` (GHL trouble is an error: the delivery retries).
@@ -80,15 +142,13 @@ pub(super) async fn fetch(
                 notes: None,
                 appointments: None,
                 time: Timestamp::now(),
+                updated: None,
+                by_search: false,
             });
         }
         Err(e) => return Err(e.into()),
     };
-    let time = contact
-        .date_updated
-        .as_deref()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(Timestamp::now);
+    let updated = updated(&contact);
     let value = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
     let tasks = if parts.contains(&ExportPart::Tasks) {
         Some(value(serde_json::to_value(api.list_tasks(id).await?)))
@@ -112,6 +172,8 @@ pub(super) async fn fetch(
         tasks,
         notes,
         appointments,
-        time,
+        time: updated.unwrap_or_else(Timestamp::now),
+        updated,
+        by_search: false,
     })
 }

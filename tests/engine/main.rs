@@ -9,5 +9,6 @@ mod crash;
 mod custom_fields;
 mod drift;
 mod faults;
+mod feed;
 mod prune;
 mod targeted;

@@ -231,12 +231,13 @@ impl Feeds {
         contact: &str,
         trigger: &str,
         deleted: bool,
+        announced: Timestamp,
     ) -> Vec<tokio::sync::oneshot::Receiver<bool>> {
         self.entries()
             .values()
             .filter(|entry| entry.location == location)
             .filter_map(|entry| entry.feed.as_ref())
-            .filter_map(|feed| feed.accept(contact, trigger, deleted))
+            .filter_map(|feed| feed.accept(contact, trigger, deleted, announced))
             .collect()
     }
 

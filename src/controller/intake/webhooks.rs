@@ -81,10 +81,10 @@ impl crate::webhook::Intake for Handler {
         };
         // Stored in each feed's outbox before GHL gets its 2xx; the repairs below need no
         // storage (a missed one is found by the next resync).
-        let stored = ctx
-            .intake
-            .feeds
-            .feed(location, contact, &webhook.kind, deleted);
+        let stored =
+            ctx.intake
+                .feeds
+                .feed(location, contact, &webhook.kind, deleted, webhook.timestamp);
         let mut queued = 0;
         let concerned = ctx
             .registry
