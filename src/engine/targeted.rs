@@ -23,7 +23,7 @@ use crate::ghl::{GhlApi, GhlError};
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Scope {
     pub ids: BTreeSet<String>,
-    /// The contacts as their latest webhooks carried them (`ContactCreate`/`ContactUpdate`):
+    /// The contacts as their latest webhooks carried them (`ContactCreate`, `ContactUpdate`, `ContactTagUpdate`, `ContactDndUpdate`):
     /// planned from without a GET. An event about a contact that carried none (a tag or DND
     /// event) takes its entry out: that contact is read.
     pub snapshots: std::collections::BTreeMap<String, Contact>,

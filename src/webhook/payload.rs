@@ -139,7 +139,9 @@ fn change_of(kind: &str, value: &Value) -> Change {
             Some(id) => Change::ContactDeleted { id },
             None => Change::Unattributed,
         },
-        "ContactCreate" | "ContactUpdate" => {
+        // GHL's contact events all carry the whole record (its examples for tag and DND
+        // updates have every field a ContactUpdate has): a bulk tag change needs no reads.
+        "ContactCreate" | "ContactUpdate" | "ContactTagUpdate" | "ContactDndUpdate" => {
             let mut change = contact(Part::Contact, owned(value, "id"), true);
             // Only a whole contact record (GHL's carry `dateAdded`, as every record does) is
             // taken for the contact; anything less leaves it to be read.
@@ -158,7 +160,6 @@ fn change_of(kind: &str, value: &Value) -> Change {
             }
             change
         }
-        "ContactTagUpdate" | "ContactDndUpdate" => contact(Part::Contact, owned(value, "id"), true),
         "NoteCreate" | "NoteUpdate" | "NoteDelete" => {
             contact(Part::Notes, owned(value, "contactId"), false)
         }
@@ -200,32 +201,46 @@ mod tests {
         body(value)
     }
 
-    /// GHL's own ContactUpdate example (vendored): the contact it carries is read with every
-    /// field search returns, custom fields and tags included.
+    /// GHL's own contact event examples (vendored): the contact each carries is read with
+    /// every field search returns, custom fields and tags included.
     #[test]
-    fn a_contact_update_carries_the_contact() {
-        let mut example: Value = serde_json::from_str(include_str!(
-            "../../tests/fixtures/ghl/webhooks/events/ContactUpdate.example.json"
-        ))
-        .unwrap();
-        example["webhookId"] = json!("w1");
-        example["timestamp"] = json!("2030-01-01T00:00:00Z");
-        let event = Webhook::parse(&serde_json::to_vec(&example).unwrap()).unwrap();
-        let Change::Contact {
-            snapshot: Some(contact),
-            ..
-        } = event.change
-        else {
-            panic!(
-                "expected a contact change with its snapshot: {:?}",
-                event.change
-            )
-        };
-        assert_eq!(contact.id, "nmFmQEsNgz6AVpgLVUJ0");
-        assert_eq!(contact.first_name.as_deref(), Some("John"));
-        assert_eq!(contact.tags.len(), 2);
-        assert_eq!(contact.custom_fields[0].value, json!("XYZ Corp"));
-        // A tag or DND event carries less: no snapshot, the contact is read.
+    fn contact_events_carry_the_contact() {
+        for example in [
+            include_str!("../../tests/fixtures/ghl/webhooks/events/ContactUpdate.example.json"),
+            include_str!("../../tests/fixtures/ghl/webhooks/events/ContactCreate.example.json"),
+            include_str!("../../tests/fixtures/ghl/webhooks/events/ContactTagUpdate.example.json"),
+            include_str!("../../tests/fixtures/ghl/webhooks/events/ContactDndUpdate.example.json"),
+        ] {
+            let mut example: Value = serde_json::from_str(example).unwrap();
+            example["webhookId"] = json!("w1");
+            example["timestamp"] = json!("2030-01-01T00:00:00Z");
+            let event = Webhook::parse(&serde_json::to_vec(&example).unwrap()).unwrap();
+            let Change::Contact {
+                snapshot: Some(contact),
+                ..
+            } = event.change
+            else {
+                panic!(
+                    "expected a contact change with its snapshot: {:?}",
+                    event.change
+                )
+            };
+            assert_eq!(contact.id, example["id"].as_str().unwrap());
+            assert!(contact.first_name.is_some());
+            assert!(
+                contact.contact_type.is_none(),
+                "the event's type is not the contact's"
+            );
+            assert_eq!(
+                contact.tags.len(),
+                example["tags"].as_array().unwrap().len()
+            );
+            assert_eq!(
+                contact.custom_fields.len(),
+                example["customFields"].as_array().unwrap().len()
+            );
+        }
+        // An event that carries less (no `dateAdded`): no snapshot, the contact is read.
         let tags = Webhook::parse(&envelope("ContactTagUpdate", json!({"id": "c1"}))).unwrap();
         assert!(matches!(
             tags.change,
