@@ -28,11 +28,13 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use futures::StreamExt;
 use ghl_operator::sandbox::seed::{Seed, SeedContact};
-use ghl_operator::sandbox::webhooks::Keys;
 use ghl_operator::sandbox::{RateLimit, SandboxConfig};
 use serde_json::{Value, json};
 
-use cluster::{Operator, apply, create_namespace, free_port, test_cluster};
+use cluster::{
+    Operator, apply, create_namespace, free_port, peak_mib, sandbox_stats, serve, test_cluster,
+    webhook_keys_dir,
+};
 
 const LOCATION: &str = "ve9EPM428h8vShlRW1KT";
 
@@ -52,17 +54,6 @@ async fn sink_receive(State(arrivals): State<Arrivals>, body: Bytes) -> StatusCo
     StatusCode::NO_CONTENT
 }
 
-fn peak_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
 #[tokio::main]
 async fn main() {
     ghl_operator::tls::install_default_provider();
@@ -77,14 +68,12 @@ async fn main() {
     create_namespace(&client, &namespace).await;
 
     let arrivals: Arrivals = Arc::default();
-    let sink_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sink_addr = sink_listener.local_addr().unwrap();
-    let app = Router::new()
-        .route("/hooks/ghl", post(sink_receive))
-        .with_state(Arc::clone(&arrivals));
-    tokio::spawn(async move {
-        let _ = axum::serve(sink_listener, app).await;
-    });
+    let sink_addr = serve(
+        Router::new()
+            .route("/hooks/ghl", post(sink_receive))
+            .with_state(Arc::clone(&arrivals)),
+    )
+    .await;
 
     // The location holds the contacts already; its webhooks go to the operator.
     let webhook_port = free_port();
@@ -121,11 +110,7 @@ async fn main() {
     )
     .await
     .unwrap();
-    let keys = Keys::get();
-    let dir = std::env::temp_dir().join(format!("{namespace}-keys"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("ed25519.pem"), &keys.ed25519_public_pem).unwrap();
-    std::fs::write(dir.join("rsa.pem"), &keys.rsa_public_pem).unwrap();
+    let dir = webhook_keys_dir(&namespace);
     let log = std::fs::File::create(std::env::temp_dir().join(format!("{namespace}.log"))).unwrap();
     let operator = Operator(
         Command::new(env!("CARGO_BIN_EXE_ghl-operator"))
@@ -190,15 +175,7 @@ async fn main() {
     }
     // A fresh window for the burst.
     tokio::time::sleep(Duration::from_secs(11)).await;
-    let stats = || async {
-        http.get(format!("{}/__sandbox/stats", sandbox.url))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
+    let stats = || sandbox_stats(&http, &sandbox.url);
     let before = stats().await;
 
     println!(

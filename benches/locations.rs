@@ -22,7 +22,9 @@ use kube::Client;
 use kube::api::{Api, DynamicObject, GroupVersionKind, ListParams};
 use serde_json::{Value, json};
 
-use cluster::{Operator, apply, create_namespace, free_port, test_cluster};
+use cluster::{
+    Operator, apply, create_namespace, free_port, peak_mib, sandbox_stats, test_cluster,
+};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -112,17 +114,6 @@ fn counted(stats: &Value, locations: &[String]) -> (u64, u64) {
     })
 }
 
-fn peak_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
 #[tokio::main]
 async fn main() {
     ghl_operator::tls::install_default_provider();
@@ -170,15 +161,7 @@ async fn main() {
             .expect("the operator starts"),
     );
     let http = reqwest::Client::new();
-    let stats = || async {
-        http.get(format!("{}/__sandbox/stats", sandbox.url))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
+    let stats = || sandbox_stats(&http, &sandbox.url);
     println!(
         "benchmark: {locations} locations x {contacts} contacts (2 tags each) on one operator; \
          GHL's rate limit (100 / 10 s per location)"

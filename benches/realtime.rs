@@ -24,13 +24,14 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use ghl_operator::sandbox::webhooks::Keys;
 use ghl_operator::sandbox::{RateLimit, SandboxConfig};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
 
-use cluster::{Operator, apply, create_namespace, free_port, test_cluster};
+use cluster::{
+    Operator, apply, create_namespace, free_port, serve, test_cluster, webhook_keys_dir,
+};
 
 const CONTACTS: usize = 100;
 const CHANGES: usize = 1000;
@@ -128,14 +129,12 @@ async fn main() {
 
     // The sink.
     let arrivals: Arrivals = Arc::default();
-    let sink_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sink_addr = sink_listener.local_addr().unwrap();
-    let app = Router::new()
-        .route("/hooks/ghl", post(sink_receive))
-        .with_state(Arc::clone(&arrivals));
-    tokio::spawn(async move {
-        let _ = axum::serve(sink_listener, app).await;
-    });
+    let sink_addr = serve(
+        Router::new()
+            .route("/hooks/ghl", post(sink_receive))
+            .with_state(Arc::clone(&arrivals)),
+    )
+    .await;
 
     // The sandbox, posting its webhooks to the operator.
     let webhook_port = free_port();
@@ -154,11 +153,7 @@ async fn main() {
     )
     .await
     .unwrap();
-    let keys = Keys::get();
-    let dir = std::env::temp_dir().join(format!("{namespace}-keys"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("ed25519.pem"), &keys.ed25519_public_pem).unwrap();
-    std::fs::write(dir.join("rsa.pem"), &keys.rsa_public_pem).unwrap();
+    let dir = webhook_keys_dir(&namespace);
 
     let log = std::fs::File::create(std::env::temp_dir().join(format!("{namespace}.log"))).unwrap();
     let metrics_port = free_port();

@@ -99,3 +99,56 @@ impl Drop for Operator {
         let _ = self.0.wait();
     }
 }
+
+/// A process's peak resident memory (`VmHWM`), in MiB.
+#[allow(
+    dead_code,
+    reason = "only the benches that measure the operator use it"
+)]
+pub fn peak_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// A directory holding the sandbox's webhook public keys, for `--webhook-public-key`.
+#[allow(
+    dead_code,
+    reason = "only the benches the sandbox posts webhooks in use it"
+)]
+pub fn webhook_keys_dir(name: &str) -> PathBuf {
+    let keys = ghl_operator::sandbox::webhooks::Keys::get();
+    let dir = std::env::temp_dir().join(format!("{name}-keys"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ed25519.pem"), &keys.ed25519_public_pem).unwrap();
+    std::fs::write(dir.join("rsa.pem"), &keys.rsa_public_pem).unwrap();
+    dir
+}
+
+/// Serves `app` on a free local port (a sink); its address.
+#[allow(dead_code, reason = "only the benches with a sink use it")]
+pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// The sandbox's counters (`GET /__sandbox/stats`).
+#[allow(dead_code, reason = "only the benches that count calls use it")]
+pub async fn sandbox_stats(http: &reqwest::Client, sandbox_url: &str) -> serde_json::Value {
+    http.get(format!("{sandbox_url}/__sandbox/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
