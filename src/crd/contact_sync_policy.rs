@@ -312,6 +312,13 @@ pub struct ContactSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "record_format_schema")]
     pub format: Option<RecordFormat>,
+    /// Renames the source's keys (JSON/YAML keys, CSV columns) to contact fields:
+    /// `{<contact field, tags or customFields.<key>>: <source key>}`, so records shaped by
+    /// another system (`{"mail": …, "given": …}`) need no transform step. With a map, keys
+    /// that are neither mapped nor contact fields are ignored.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(length(max = 64))]
+    pub field_map: BTreeMap<String, String>,
 }
 
 /// Encodings for `contactsFrom`.

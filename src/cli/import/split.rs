@@ -151,6 +151,7 @@ pub fn config_maps(
                 }),
                 secret_ref: None,
                 format: Some(format),
+                field_map: Default::default(),
             };
             (map, source)
         })

@@ -187,7 +187,7 @@ pub fn build(spec: &ContactSyncPolicySpec, sources: &[SourceText]) -> Result<Des
         };
         let failures_before = desired.failures.len();
         let mut n = 0;
-        let read = records_of(source.format, loaded, &mut |record| {
+        let read = records_of(source, loaded, &mut |record| {
             accept(format!("{label}[{n}]"), record, &mut desired);
             n += 1;
         });
@@ -213,10 +213,12 @@ pub fn build(spec: &ContactSyncPolicySpec, sources: &[SourceText]) -> Result<Des
 /// Hands each record a loaded source holds to `each`; how many there were, or why the source
 /// cannot be read as records.
 fn records_of(
-    declared: Option<crate::crd::contact_sync_policy::RecordFormat>,
+    source: &crate::crd::contact_sync_policy::ContactSource,
     loaded: &SourceText,
     each: &mut dyn FnMut(records::ParsedRecord),
 ) -> Result<usize, RecordError> {
+    let declared = source.format;
+    let map = records::FieldMap::new(&source.field_map)?;
     let text = loaded.text.as_ref().map_err(|why| {
         let reason = match why {
             RefError::NotUsable { .. } => "SecretNotUsable",
@@ -234,7 +236,7 @@ fn records_of(
             ),
         )
     })?;
-    records::for_each(format, text, each)
+    records::for_each(format, text, &map, each)
 }
 
 fn match_field(match_by: MatchBy) -> &'static str {

@@ -1,6 +1,8 @@
 //! Reading contact records from `contactsFrom` sources: CSV, JSON or YAML text. Every record
 //! is parsed on its own, so one bad record is reported and the others still load.
 
+use std::collections::{BTreeMap, HashMap};
+
 use serde_json::{Map, Value};
 
 use crate::crd::contact_sync_policy::{ContactRecord, RecordFormat};
@@ -44,10 +46,90 @@ pub fn format_for(declared: Option<RecordFormat>, key: &str) -> Option<RecordFor
     })
 }
 
+/// A source's `fieldMap`, checked: which contact field each mapped source key becomes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldMap {
+    by_source: HashMap<String, String>,
+}
+
+/// Whether `name` is a contact field a record may carry (`customFields.<key>` included).
+fn is_contact_field(name: &str) -> bool {
+    name == "tags"
+        || name
+            .strip_prefix("customFields.")
+            .is_some_and(|key| !key.is_empty())
+        || Field::from_name(name).is_some()
+}
+
+impl FieldMap {
+    /// From the spec's `{<contact field>: <source key>}`: every target a contact field, every
+    /// source key named once.
+    pub fn new(map: &BTreeMap<String, String>) -> Result<Self, RecordError> {
+        let invalid = |message: String| Err(RecordError::new(None, "InvalidFieldMap", message));
+        let mut by_source = HashMap::new();
+        for (target, source) in map {
+            if !is_contact_field(target) {
+                return invalid(format!(
+                    "fieldMap: {target:?} is not a contact field (use GHL field names, tags, or customFields.<key>)"
+                ));
+            }
+            if source.is_empty() {
+                return invalid(format!("fieldMap: {target:?} maps from an empty key"));
+            }
+            if let Some(other) = by_source.insert(source.clone(), target.clone()) {
+                return invalid(format!(
+                    "fieldMap: source key {source:?} is mapped to both {other:?} and {target:?}"
+                ));
+            }
+        }
+        Ok(Self { by_source })
+    }
+
+    fn is_set(&self) -> bool {
+        !self.by_source.is_empty()
+    }
+
+    /// The contact field a source key stands for: its mapping, or itself.
+    fn target<'a>(&'a self, key: &'a str) -> &'a str {
+        self.by_source.get(key).map_or(key, String::as_str)
+    }
+
+    /// A record's object with its keys renamed; with a map, keys that are neither mapped nor
+    /// contact fields are dropped.
+    fn rename(&self, object: Map<String, Value>) -> Map<String, Value> {
+        if !self.is_set() {
+            return object;
+        }
+        let mut out = Map::new();
+        let mut custom = Map::new();
+        for (key, value) in object {
+            let target = self.target(&key);
+            if let Some(id) = target.strip_prefix("customFields.") {
+                custom.insert(id.to_owned(), value);
+            } else if matches!(target, "customFields" | "tasks" | "notes")
+                || is_contact_field(target)
+            {
+                out.insert(target.to_owned(), value);
+            }
+        }
+        if !custom.is_empty() {
+            let fields = out
+                .entry("customFields")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(fields) = fields {
+                fields.extend(custom);
+            }
+        }
+        out
+    }
+}
+
 /// Parses a source's text into records. `Err` when the source as a whole is unreadable.
 pub fn parse(format: RecordFormat, text: &str) -> Result<Vec<ParsedRecord>, RecordError> {
     let mut out = Vec::new();
-    for_each(format, text, &mut |record| out.push(record))?;
+    for_each(format, text, &FieldMap::default(), &mut |record| {
+        out.push(record)
+    })?;
     Ok(out)
 }
 
@@ -57,6 +139,7 @@ pub fn parse(format: RecordFormat, text: &str) -> Result<Vec<ParsedRecord>, Reco
 pub fn for_each(
     format: RecordFormat,
     text: &str,
+    map: &FieldMap,
     each: &mut dyn FnMut(ParsedRecord),
 ) -> Result<usize, RecordError> {
     let unreadable = |what: &str, e: &dyn std::fmt::Display| {
@@ -70,7 +153,7 @@ pub fn for_each(
         RecordFormat::Json => {
             use serde::de::DeserializeSeed;
             let mut deserializer = serde_json::Deserializer::from_str(text);
-            let count = Records(each)
+            let count = Records(each, map)
                 .deserialize(&mut deserializer)
                 .and_then(|count| deserializer.end().map(|()| count))
                 .map_err(|e| unreadable("JSON array", &e))?;
@@ -80,15 +163,17 @@ pub fn for_each(
             let values: Vec<Value> =
                 serde_saphyr::from_str(text).map_err(|e| unreadable("YAML list", &e))?;
             let count = values.len();
-            values.into_iter().for_each(|v| each(record_from_value(v)));
+            values
+                .into_iter()
+                .for_each(|v| each(record_from_value(v, map)));
             Ok(count)
         }
-        RecordFormat::Csv => csv_records(text, each),
+        RecordFormat::Csv => csv_records(text, map, each),
     }
 }
 
 /// A JSON array read element by element, each handed out as a record.
-struct Records<'a>(&'a mut dyn FnMut(ParsedRecord));
+struct Records<'a>(&'a mut dyn FnMut(ParsedRecord), &'a FieldMap);
 
 impl<'de> serde::de::DeserializeSeed<'de> for Records<'_> {
     type Value = usize;
@@ -108,14 +193,18 @@ impl<'de> serde::de::Visitor<'de> for Records<'_> {
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
         let mut count = 0;
         while let Some(value) = seq.next_element::<Value>()? {
-            (self.0)(record_from_value(value));
+            (self.0)(record_from_value(value, self.1));
             count += 1;
         }
         Ok(count)
     }
 }
 
-fn record_from_value(value: Value) -> ParsedRecord {
+fn record_from_value(value: Value, map: &FieldMap) -> ParsedRecord {
+    let value = match value {
+        Value::Object(object) => Value::Object(map.rename(object)),
+        other => other,
+    };
     if let Some(object) = value.as_object() {
         for key in object.keys() {
             let known = matches!(key.as_str(), "tags" | "customFields" | "tasks" | "notes")
@@ -140,7 +229,11 @@ fn record_from_value(value: Value) -> ParsedRecord {
 
 /// CSV: a header row of field names (`email`, `firstName`, ..., `tags` with `;` between tags,
 /// `customFields.<id>`, `dnd` as true/false); tasks and notes need JSON or YAML.
-fn csv_records(text: &str, out: &mut dyn FnMut(ParsedRecord)) -> Result<usize, RecordError> {
+fn csv_records(
+    text: &str,
+    map: &FieldMap,
+    out: &mut dyn FnMut(ParsedRecord),
+) -> Result<usize, RecordError> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(false)
@@ -149,13 +242,14 @@ fn csv_records(text: &str, out: &mut dyn FnMut(ParsedRecord)) -> Result<usize, R
         .headers()
         .map_err(|_| RecordError::new(None, "InvalidSource", "the CSV has no readable header row"))?
         .clone();
-    for column in headers.iter() {
-        let known = column == "tags"
-            || column
-                .strip_prefix("customFields.")
-                .is_some_and(|id| !id.is_empty())
-            || Field::from_name(column).is_some();
-        if !known {
+    // Columns as contact fields (renamed by the map); with a map, others are skipped (None).
+    let headers: Vec<Option<&str>> = headers
+        .iter()
+        .map(|column| map.target(column))
+        .map(|column| (!map.is_set() || is_contact_field(column)).then_some(column))
+        .collect();
+    for &column in headers.iter().flatten() {
+        if !is_contact_field(column) {
             return Err(RecordError::new(
                 Some(column),
                 "UnknownColumn",
@@ -182,6 +276,7 @@ fn csv_records(text: &str, out: &mut dyn FnMut(ParsedRecord)) -> Result<usize, R
         let mut object = Map::new();
         let mut custom = Map::new();
         for (column, cell) in headers.iter().zip(row.iter()) {
+            let Some(column) = *column else { continue };
             if cell.is_empty() {
                 continue;
             }
@@ -215,7 +310,11 @@ fn csv_records(text: &str, out: &mut dyn FnMut(ParsedRecord)) -> Result<usize, R
         if !custom.is_empty() {
             object.insert("customFields".into(), Value::Object(custom));
         }
-        out(record_from_value(Value::Object(object)));
+        // Columns are renamed already.
+        out(record_from_value(
+            Value::Object(object),
+            &FieldMap::default(),
+        ));
     }
     Ok(count)
 }
@@ -263,6 +362,79 @@ mod tests {
         let yaml = "- email: a@b.co\n  tags: [x]\n- phone: '+14155550100'\n";
         assert_eq!(parse(RecordFormat::Yaml, yaml).unwrap().len(), 2);
         assert!(parse(RecordFormat::Json, "{\"not\": \"a list\"}").is_err());
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> Result<FieldMap, RecordError> {
+        FieldMap::new(
+            &pairs
+                .iter()
+                .map(|(t, s)| (t.to_string(), s.to_string()))
+                .collect(),
+        )
+    }
+
+    fn mapped(format: RecordFormat, text: &str, pairs: &[(&str, &str)]) -> Vec<ParsedRecord> {
+        let mut out = Vec::new();
+        for_each(format, text, &map(pairs).unwrap(), &mut |r| out.push(r)).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_field_map_renames_a_sources_keys_to_contact_fields() {
+        let pairs = [
+            ("email", "mail"),
+            ("firstName", "given"),
+            ("customFields.tier", "tier"),
+            ("tags", "labels"),
+        ];
+        // A record shaped by another system, in each format; unmapped keys are ignored.
+        let json = r#"[{"mail": "ada@example.com", "given": "Ada", "tier": "gold", "labels": ["vip"], "internalId": 7}]"#;
+        let yaml = "- mail: ada@example.com\n  given: Ada\n  tier: gold\n  labels: [vip]\n  internalId: 7\n";
+        let csv = "mail,given,tier,labels,internalId\nada@example.com,Ada,gold,vip,7\n";
+        for (format, text) in [
+            (RecordFormat::Json, json),
+            (RecordFormat::Yaml, yaml),
+            (RecordFormat::Csv, csv),
+        ] {
+            let records = mapped(format, text, &pairs);
+            let ada = records[0].as_ref().unwrap();
+            assert_eq!(ada.email.as_deref(), Some("ada@example.com"), "{format:?}");
+            assert_eq!(ada.first_name.as_deref(), Some("Ada"), "{format:?}");
+            assert_eq!(ada.custom_fields["tier"], "gold", "{format:?}");
+            assert_eq!(ada.tags, ["vip"], "{format:?}");
+        }
+        // A record missing the mapped key of its match field has no email: the record fails
+        // later, as any record without one does; a contact field a source already names
+        // stays readable beside the map.
+        let records = mapped(
+            RecordFormat::Json,
+            r#"[{"given": "Ada", "phone": "+14155550100"}]"#,
+            &pairs,
+        );
+        let record = records[0].as_ref().unwrap();
+        assert_eq!(record.email, None);
+        assert_eq!(record.phone.as_deref(), Some("+14155550100"));
+    }
+
+    #[test]
+    fn a_field_map_is_checked() {
+        for (pairs, says) in [
+            (&[("shoeSize", "shoe")][..], "not a contact field"),
+            (&[("customFields.", "x")][..], "not a contact field"),
+            (&[("email", "")][..], "empty key"),
+            (
+                &[("email", "mail"), ("firstName", "mail")][..],
+                "mapped to both",
+            ),
+        ] {
+            let err = map(pairs).unwrap_err();
+            assert_eq!(err.reason, "InvalidFieldMap");
+            assert!(err.message.contains(says), "{}", err.message);
+        }
+        assert!(map(&[]).is_ok());
+        // Without a map an unknown key is still an error.
+        let err = parse(RecordFormat::Csv, "email,given\na@b.co,A\n").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("given"));
     }
 
     #[test]

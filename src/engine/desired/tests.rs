@@ -200,3 +200,38 @@ fn phone_matching_and_field_policy_keys() {
     assert_eq!(d.field_policy.field(Field::City), FieldPolicy::Enforce);
     assert_eq!(d.field_policy.custom("x"), FieldPolicy::Observe);
 }
+
+#[test]
+fn a_sources_field_map_renames_its_keys_and_a_bad_map_fails_the_source() {
+    let s = spec(json!({"contactsFrom": [
+        {"configMapRef": {"name": "a", "key": "people.json"},
+         "fieldMap": {"email": "mail", "firstName": "given", "customFields.tier": "tier"}},
+        {"configMapRef": {"name": "b", "key": "more.json"},
+         "fieldMap": {"shoeSize": "shoe"}}]}));
+    let text = r#"[{"mail": "Ada@Example.com", "given": "Ada", "tier": "gold", "crmId": 7},
+                   {"given": "No Mail"}]"#;
+    let sources = [
+        SourceText {
+            key: "people.json".into(),
+            text: Ok(text.into()),
+            sensitive: false,
+        },
+        SourceText {
+            key: "more.json".into(),
+            text: Ok(text.into()),
+            sensitive: false,
+        },
+    ];
+    let d = build(&s, &sources).unwrap();
+    assert_eq!(d.contacts.len(), 1);
+    assert_eq!(d.contacts[0].key.as_str(), "ada@example.com");
+    let reasons: Vec<(&str, &str)> = d
+        .failures
+        .iter()
+        .map(|f| (f.record.as_str(), f.reason.as_str()))
+        .collect();
+    // The record without the mapped email fails alone; the bad map fails its whole source.
+    assert_eq!(reasons[0].0, "contactsFrom[0][1]");
+    assert_eq!(reasons[1], ("contactsFrom[1]", "InvalidFieldMap"));
+    assert_eq!(reasons.len(), 2);
+}
