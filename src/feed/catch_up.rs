@@ -121,7 +121,17 @@ impl Shared {
                 continue;
             }
             // Delivered as found (no second read), a bounded number at a time.
-            while self.lock_state().found.len() >= FOUND_AT_MOST {
+            loop {
+                let (stopped, full) = {
+                    let state = self.lock_state();
+                    (state.stopped, state.found.len() >= FOUND_AT_MOST)
+                };
+                if stopped {
+                    return Err(ReadError::NotReady);
+                }
+                if !full {
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let id = contact.id.clone();

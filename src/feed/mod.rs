@@ -151,6 +151,8 @@ struct State {
     found: HashMap<String, Contact>,
     /// Something in the status changed since it was last taken.
     dirty: bool,
+    /// The feed was dropped: tasks it started end.
+    stopped: bool,
 }
 
 struct Shared {
@@ -177,12 +179,11 @@ pub struct Feed {
 impl Drop for Feed {
     fn drop(&mut self) {
         self.task.abort();
-        let pending: usize = self
-            .shared
-            .state
-            .lock()
-            .map(|s| s.queues.values().map(Queue::len).sum())
-            .unwrap_or(0);
+        let pending: usize = {
+            let mut state = self.shared.lock_state();
+            state.stopped = true;
+            state.queues.values().map(Queue::len).sum()
+        };
         self.shared
             .backlog
             .fetch_sub(pending as i64, Ordering::SeqCst);
