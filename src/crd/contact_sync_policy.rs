@@ -317,7 +317,6 @@ pub struct ContactSource {
     /// another system (`{"mail": …, "given": …}`) need no transform step. With a map, keys
     /// that are neither mapped nor contact fields are ignored.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(length(max = 64))]
     pub field_map: BTreeMap<String, String>,
 }
 

@@ -113,7 +113,7 @@ impl Shared {
             ..ContactSearch::default()
         };
         let trigger = if snapshot { "Snapshot" } else { "CatchUp" };
-        let contact_only = self.config().sinks.iter().all(|s| s.include.is_empty());
+        let contact_only = self.config().contact_only();
         let mut pages = search_all(api.as_ref(), search);
         while let Some(contact) = pages.try_next().await? {
             if !contact_only {

@@ -28,9 +28,7 @@ impl Shared {
             .config
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .sinks
-            .iter()
-            .all(|s| s.include.is_empty());
+            .contact_only();
         let mut by_contact: BTreeMap<String, Vec<(String, Due)>> = BTreeMap::new();
         let sweep = {
             let mut state = self.lock_state();

@@ -113,6 +113,14 @@ pub struct FeedConfig {
     pub snapshot: Option<String>,
 }
 
+impl FeedConfig {
+    /// Whether every sink wants the contact alone (no tasks, notes or appointments): then a
+    /// contact read by search serves them, and bursts are read by the page.
+    fn contact_only(&self) -> bool {
+        self.sinks.iter().all(|s| s.include.is_empty())
+    }
+}
+
 /// How the feed reaches GHL: the connection's current client, when it has a usable one.
 pub type Client = Arc<dyn Fn() -> Option<Arc<dyn GhlApi>> + Send + Sync>;
 
