@@ -36,7 +36,7 @@ use super::common::{
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("(has(self.addTags) ? size(self.addTags) : 0) + (has(self.removeTags) ? size(self.removeTags) : 0) > 0").message("set at least one of addTags or removeTags"),
+    validation = Rule::new("(has(self.addTags) ? size(self.addTags) : 0) + (has(self.removeTags) ? size(self.removeTags) : 0) + (has(self.tasks) ? size(self.tasks) : 0) + (has(self.notes) ? size(self.notes) : 0) > 0").message("set at least one of addTags, removeTags, tasks or notes"),
     validation = Rule::new("!has(self.addTags) || !has(self.removeTags) || self.addTags.all(t, !(t in self.removeTags))").message("a tag cannot be in both addTags and removeTags")
 )]
 pub struct TagRuleSpec {
@@ -55,6 +55,25 @@ pub struct TagRuleSpec {
     #[serde(default)]
     pub remove_tags: Vec<String>,
 
+    /// Tasks every matching contact gets once, when it enters the rule (identified by `key`).
+    /// The rule owns what it creates: a task a person completes or deletes in GHL stays so, and
+    /// edits to it are left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
+    pub tasks: Vec<RuleTask>,
+
+    /// Notes every matching contact gets once, when it enters the rule (identified by `key`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
+    pub notes: Vec<RuleNote>,
+
+    /// What a contact that leaves the rule keeps: `Keep` (default) leaves its tasks and notes
+    /// as they are; `CompleteTasks` marks the open tasks the rule created completed.
+    #[serde(default)]
+    pub on_leave: OnLeave,
+
     /// `Apply` (default) writes tag changes; `Plan` only reports them.
     #[serde(default)]
     pub mode: Mode,
@@ -71,13 +90,58 @@ pub struct TagRuleSpec {
     pub safety: Option<RuleSafety>,
 }
 
+/// A task the rule gives each matching contact once.
+#[skip_serializing_none]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleTask {
+    /// Stable identity of the task within the rule: a contact gets one task per key, ever.
+    #[schemars(length(min = 1, max = 128))]
+    pub key: String,
+    /// Task title.
+    #[schemars(length(min = 1, max = 512))]
+    pub title: String,
+    /// Task description.
+    #[schemars(length(max = 10000))]
+    pub body: Option<String>,
+    /// When the task is due, from the moment the contact entered the rule (`24h`, `2d`).
+    /// If omitted, `24h`. At most a year.
+    pub due_in: Option<DurationString>,
+    /// GHL user id the task is assigned to.
+    #[schemars(length(max = 128))]
+    pub assigned_to: Option<String>,
+}
+
+/// A note the rule gives each matching contact once.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleNote {
+    /// Stable identity of the note within the rule: a contact gets one note per key, ever.
+    #[schemars(length(min = 1, max = 128))]
+    pub key: String,
+    /// Note text.
+    #[schemars(length(min = 1, max = 10000))]
+    pub body: String,
+}
+
+/// What happens to the tasks of a contact that leaves the rule.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnLeave {
+    /// Its tasks and notes stay as they are.
+    #[default]
+    Keep,
+    /// The open tasks the rule created are marked completed (notes stay).
+    CompleteTasks,
+}
+
 /// Per-run limits on what a TagRule may change.
 #[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RuleSafety {
     /// Most changes one run may make: tag writes (one per contact for additions, one for
-    /// removals) plus contacts the rule stops tracking. If omitted, 1000.
+    /// removals), tasks and notes created, completed or deleted, plus contacts the rule stops
+    /// tracking. If omitted, 1000.
     pub max_changes: Option<u32>,
 }
 

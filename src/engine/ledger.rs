@@ -154,6 +154,10 @@ pub struct OwnedItem {
     pub id: Option<String>,
     /// Fingerprint of the declared content last written or confirmed.
     pub fingerprint: Option<u64>,
+    /// Closed by its owner for good (a TagRule completed the task as the contact left): never
+    /// written again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closed: bool,
 }
 
 /// Tasks or notes.
@@ -213,6 +217,14 @@ pub enum Change {
         key: String,
         item_id: String,
         fingerprint: u64,
+    },
+    /// The task was completed for good (or found gone) as its contact left a TagRule: it stays
+    /// owned, so it is never created again, and is never written again.
+    #[serde(rename_all = "camelCase")]
+    ItemClosed {
+        id: String,
+        kind: ItemKind,
+        key: String,
     },
     /// The task or note is no longer owned (deleted, released or gone).
     #[serde(rename_all = "camelCase")]
@@ -302,8 +314,18 @@ impl Ledger {
                         OwnedItem {
                             id: Some(item_id.clone()),
                             fingerprint: Some(*fingerprint),
+                            closed: false,
                         },
                     );
+                }
+            }
+            Change::ItemClosed { id, kind, key } => {
+                if let Some(item) = self
+                    .contacts
+                    .get_mut(id.as_str())
+                    .and_then(|c| c.items_mut(*kind).get_mut(key))
+                {
+                    item.closed = true;
                 }
             }
             Change::ItemForgotten { id, kind, key } => {

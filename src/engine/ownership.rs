@@ -20,7 +20,7 @@ use crate::crd::contact_sync_policy::MatchBy;
 use crate::engine::collections::TagSet;
 use crate::engine::desired::Desired;
 use crate::engine::fields::{Field, normalize_phone, normalize_tag};
-use crate::engine::ledger::KeyDigest;
+use crate::engine::ledger::{ItemKind, KeyDigest};
 use crate::engine::plan::Plan;
 use crate::ghl::models::Contact;
 
@@ -80,6 +80,10 @@ pub struct PolicyDeclaration {
     records: HashMap<KeyDigest, u32>,
     tag_sets: Vec<TagSet>,
     removing: HashMap<String, BTreeSet<String>>,
+    /// Match key → index into `item_sets`, for the records that declare tasks or notes.
+    items: HashMap<KeyDigest, u32>,
+    /// `task/<key>` and `note/<key>` of a record's tasks and notes.
+    item_sets: Vec<BTreeSet<String>>,
     /// Whether any record declares tasks / notes (a webhook about a contact's tasks or notes
     /// concerns the policy only then, or when it owns some).
     pub declares_tasks: bool,
@@ -95,7 +99,26 @@ impl PolicyDeclaration {
         let mut tag_sets: Vec<TagSet> = Vec::new();
         let mut records = HashMap::with_capacity(desired.contacts.len() + desired.held.len());
         let mut digest = 0u64;
+        let mut items = HashMap::new();
+        let mut item_sets: Vec<BTreeSet<String>> = Vec::new();
+        let mut interned_items: HashMap<BTreeSet<String>, u32> = HashMap::new();
         for contact in &desired.contacts {
+            if !contact.tasks.is_empty() || !contact.notes.is_empty() {
+                let keys: BTreeSet<String> = (contact.tasks.iter())
+                    .map(|t| item_key(ItemKind::Task, &t.key))
+                    .chain(
+                        contact
+                            .notes
+                            .iter()
+                            .map(|n| item_key(ItemKind::Note, &n.key)),
+                    )
+                    .collect();
+                let index = *interned_items.entry(keys).or_insert_with_key(|keys| {
+                    item_sets.push(keys.clone());
+                    (item_sets.len() - 1) as u32
+                });
+                items.insert(contact.ledger_key, index);
+            }
             let key = contact.ledger_key;
             let index = *interned.entry(&contact.tags).or_insert_with(|| {
                 tag_sets.push(contact.tags.clone());
@@ -113,6 +136,8 @@ impl PolicyDeclaration {
             records,
             tag_sets,
             removing: HashMap::new(),
+            items,
+            item_sets,
             declares_tasks: desired.contacts.iter().any(|c| !c.tasks.is_empty()),
             declares_notes: desired.contacts.iter().any(|c| !c.notes.is_empty()),
             digest,
@@ -165,6 +190,20 @@ impl PolicyDeclaration {
         self.records.contains_key(&key)
     }
 
+    /// Whether the policy declares a task or note with this key on `contact`.
+    fn declares_item(&self, contact: &SeenContact, kind: ItemKind, key: &str) -> bool {
+        let Some(record) = (match self.match_by {
+            MatchBy::Email => contact.email,
+            MatchBy::Phone => contact.phone,
+        }) else {
+            return false;
+        };
+        self.items
+            .get(&record)
+            .and_then(|i| self.item_sets.get(*i as usize))
+            .is_some_and(|keys| keys.contains(&item_key(kind, key)))
+    }
+
     /// The tags this policy declares on `contact`, when it declares the contact.
     fn tags_for(&self, contact: &SeenContact) -> Option<&TagSet> {
         let key = match self.match_by {
@@ -174,6 +213,13 @@ impl PolicyDeclaration {
         self.records
             .get(&key)
             .and_then(|i| self.tag_sets.get(*i as usize))
+    }
+}
+
+fn item_key(kind: ItemKind, key: &str) -> String {
+    match kind {
+        ItemKind::Task => format!("task/{key}"),
+        ItemKind::Note => format!("note/{key}"),
     }
 }
 
@@ -367,6 +413,15 @@ impl TagDeclarations {
                     .find(|r| r.add.contains(tag) && r.contacts.contains(id))
                     .map(|r| r.owner.as_str())
             })
+    }
+
+    /// The policy that declares a task or note with this key on the contact: a rule leaves
+    /// that key to it.
+    pub fn item_owner(&self, contact: &SeenContact, kind: ItemKind, key: &str) -> Option<&str> {
+        self.policies
+            .iter()
+            .find(|p| p.declares_item(contact, kind, key))
+            .map(|p| p.owner.as_str())
     }
 
     /// The first owner that wants `tag` off the contact: a policy removing it, or a rule

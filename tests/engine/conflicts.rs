@@ -13,7 +13,7 @@ use ghl_operator::engine::ownership::{
 };
 use ghl_operator::engine::plan::PlanOptions;
 use ghl_operator::engine::state::{MemoryStore, StateStore};
-use ghl_operator::engine::tag_rule::{observe_rule, settle_rule};
+use ghl_operator::engine::tag_rule::{RuleItems, observe_rule, settle_rule};
 use ghl_operator::engine::{Mode, SyncOptions, SyncOutcome, sync_policy};
 use ghl_operator::sandbox::SandboxConfig;
 use serde_json::{Value, json};
@@ -106,6 +106,7 @@ async fn a_rule_leaves_a_tag_a_policy_declares_and_reports_the_conflict() {
             &rule_store,
             ledger,
             &rule,
+            &RuleItems::default(),
             &seen,
             &declared,
             &SyncOptions::new(Mode::Apply, now()),

@@ -11,4 +11,5 @@ mod drift;
 mod faults;
 mod feed;
 mod prune;
+mod rule_items;
 mod targeted;

@@ -25,6 +25,7 @@ mod ownership;
 mod plugin;
 mod pr_plan;
 mod restore;
+mod rules_act;
 mod shards;
 mod trust;
 mod waiting;

@@ -17,7 +17,7 @@ use ghl_operator::engine::desired::build;
 use ghl_operator::engine::ownership::TagDeclarations;
 use ghl_operator::engine::plan::PlanOptions;
 use ghl_operator::engine::state::{MemoryStore, StateStore};
-use ghl_operator::engine::tag_rule::{observe_rule, settle_rule};
+use ghl_operator::engine::tag_rule::{RuleItems, observe_rule, settle_rule};
 use ghl_operator::engine::{Mode, SyncOptions, sync_policy};
 use ghl_operator::ghl::headers::RateLimitSnapshot;
 use ghl_operator::ghl::models::{ContactSearch, TaskSearch};
@@ -196,7 +196,10 @@ fn rule() -> TagRuleSpec {
     serde_json::from_value(json!({
         "connectionRef": {"name": "acme"},
         "selector": {"filters": [{"field": "tags", "operator": "eq", "value": "vip"}], "noteContains": "hello"},
-        "addTags": ["x"], "removeTags": ["y"]
+        "addTags": ["x"], "removeTags": ["y"],
+        "tasks": [{"key": "call", "title": "Call", "dueIn": "1d"}],
+        "notes": [{"key": "intro", "body": "Hot lead"}],
+        "onLeave": "CompleteTasks"
     }))
     .unwrap()
 }
@@ -227,6 +230,7 @@ async fn drive(answers: Vec<Answer>) {
             &rule_store,
             ledger,
             &rule,
+            &RuleItems::of(&rule).unwrap(),
             &seen,
             &TagDeclarations::default(),
             &SyncOptions::new(Mode::Apply, jiff::Timestamp::now()),

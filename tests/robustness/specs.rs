@@ -17,7 +17,9 @@ use ghl_operator::engine::ledger::{Change, ItemKind, KeyDigest, Ledger};
 use ghl_operator::engine::observed::{ContactView, Observed};
 use ghl_operator::engine::ownership::{SeenContact, TagDeclarations};
 use ghl_operator::engine::plan::{PlanOptions, plan};
-use ghl_operator::engine::tag_rule::{RuleObservation, plan_rule, rule_block, search_filters};
+use ghl_operator::engine::tag_rule::{
+    RuleItems, RuleObservation, plan_rule, rule_block, search_filters,
+};
 use ghl_operator::ghl::BudgetConfig;
 use ghl_operator::ghl::models::Contact;
 use jiff::Timestamp;
@@ -225,7 +227,8 @@ proptest! {
 
     #[test]
     fn any_tag_rule_plans_without_panic(
-        spec in object_over(json!({"connectionRef": {"name": "acme"}, "selector": {}, "addTags": ["x"]})),
+        spec in object_over(json!({"connectionRef": {"name": "acme"}, "selector": {}, "addTags": ["x"],
+            "tasks": [{"key": "call", "title": "Call", "dueIn": "1d"}], "notes": [{"key": "n", "body": "b"}], "onLeave": "CompleteTasks"})),
         matched in prop::collection::btree_map(prop::sample::select(IDS), prop::collection::btree_set("[a-zA-Z ]{0,4}", 0..4), 0..4),
         ledger in ledger(),
     ) {
@@ -237,8 +240,12 @@ proptest! {
         let observation = RuleObservation {
             matched: matched.into_iter().map(|(id, tags)| (id.to_owned(), seen(tags))).collect(),
             others: BTreeMap::new(),
+            deleting: false,
         };
-        let plan = plan_rule(&spec, &observation, &ledger, &TagDeclarations::default());
+        let Ok(items) = RuleItems::of(&spec) else {
+            return Ok(());
+        };
+        let plan = plan_rule(&spec, &items, &observation, &ledger, &TagDeclarations::default(), jiff::Timestamp::now());
         let _ = (rule_block(&spec, &plan), plan.summary(), plan.changes());
     }
 

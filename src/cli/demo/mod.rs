@@ -20,7 +20,7 @@ use crate::crd::common::Mode;
 use crate::sandbox::{SandboxConfig, Seed};
 
 /// The examples, built in so the demo runs from anywhere.
-const EXAMPLES: [(&str, &str); 5] = [
+const EXAMPLES: [(&str, &str); 6] = [
     (
         "examples/00-namespace.yaml",
         include_str!("../../../examples/00-namespace.yaml"),
@@ -40,6 +40,10 @@ const EXAMPLES: [(&str, &str); 5] = [
     (
         "examples/30-tag-rule.yaml",
         include_str!("../../../examples/30-tag-rule.yaml"),
+    ),
+    (
+        "examples/31-hot-leads.yaml",
+        include_str!("../../../examples/31-hot-leads.yaml"),
     ),
 ];
 
@@ -158,7 +162,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         state["notes"].as_array().map_or(0, Vec::len),
     );
 
-    step("3. someone edits Ada in GHL: a new last name, and the vip tag removed");
+    step(
+        "3. someone edits Ada in GHL: a new last name, and the vip tag removed; and tags Sam lead-hot",
+    );
     let ada = state["contacts"]
         .as_array()
         .into_iter()
@@ -175,6 +181,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "(PATCH {} — a UI edit: no API call counted)",
         admin(&format!("contacts/{id}"))
     );
+    // Sam becomes a hot lead: the hot-leads rule gives him a call task and a note, once.
+    if let Some(sam) = state["contacts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["email"] == "someone@elsewhere.org")
+        .and_then(|c| c["id"].as_str())
+    {
+        http.patch(admin(&format!("contacts/{sam}")))
+            .json(&json!({"tags": ["lead-hot"]}))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
 
     step("4. plan: the drift");

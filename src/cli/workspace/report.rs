@@ -62,11 +62,37 @@ pub(super) fn render_rule(heading: &str, plan: &RulePlan) -> String {
                 change.id, change.remove
             ));
         }
+        for op in &change.items {
+            out.push_str(&format!("  ~ contact {}  {}\n", change.id, item_line(op)));
+        }
+    }
+    for (item, contacts) in &plan.kept {
+        out.push_str(&format!(
+            "  = {item} kept as created on {contacts} contact(s): the rule's text for it changed, and reaches contacts entering from now on\n"
+        ));
     }
     for conflict in &plan.conflicts {
         out.push_str(&format!("  ! conflict: {conflict}\n"));
     }
     out
+}
+
+/// `+ task <key> "<title>" due <time>`, `+ note <key>`, `~ task <key> completed (left the
+/// rule)`, `- task <key>`.
+fn item_line(op: &ItemOp) -> String {
+    use crate::engine::plan::ItemBody;
+    let kind = crate::engine::tag_rule::items::kind_name(op.kind());
+    match op {
+        ItemOp::Create {
+            body: ItemBody::Task(task),
+            key,
+            ..
+        } => format!("+ task {key} {:?} due {}", task.title, task.due_date),
+        ItemOp::Create { key, .. } => format!("+ {kind} {key}"),
+        ItemOp::Complete { key, .. } => format!("~ task {key} completed (left the rule)"),
+        ItemOp::Delete { key, .. } => format!("- {kind} {key}"),
+        other => format!("~ {kind} {}", other.key()),
+    }
 }
 
 /// The JSON form of a policy plan, with personal values masked unless asked for.

@@ -23,7 +23,9 @@ use crate::engine::plan::PlanOptions;
 use crate::engine::plan::render::{RenderOptions, render};
 use crate::engine::settle::Settle;
 use crate::engine::state::StateStore;
-use crate::engine::tag_rule::{RuleObservation, observe_rule, rule_declaration, settle_rule};
+use crate::engine::tag_rule::{
+    RuleItems, RuleObservation, observe_rule, rule_declaration, settle_rule,
+};
 use crate::engine::{SyncOptions, SyncOutcome, sync_policy};
 use crate::ghl::{GhlApi, GhlClient};
 
@@ -271,11 +273,16 @@ impl Workspace {
 
     async fn settle(&self, rule: &Observed<'_>, declared: &TagDeclarations, mode: Mode) -> Report {
         let mut report = Report::new(rule.heading.clone());
+        let items = match RuleItems::of(&rule.rule.spec) {
+            Ok(items) => items,
+            Err(e) => return report.failed(e),
+        };
         let outcome = settle_rule(
             rule.client as &dyn GhlApi,
             rule.store.as_ref(),
             rule.ledger.clone(),
             &rule.rule.spec,
+            &items,
             &rule.seen,
             declared,
             &SyncOptions::new(effective(mode, rule.rule.spec.mode), jiff::Timestamp::now()),
@@ -295,7 +302,7 @@ impl Workspace {
         report.text = render_rule(&rule.heading, plan);
         report.json = json!({"name": rule.heading, "matched": plan.matched, "compliant": plan.compliant,
                              "pending": plan.pending, "conflicted": plan.conflicted,
-                             "conflicts": plan.conflicts, "changes": plan.changes});
+                             "conflicts": plan.conflicts, "keptAsCreated": plan.kept, "changes": plan.changes});
         report.changes = !Settle::is_empty(plan);
         if let Some(applied) = outcome.report() {
             report.writes = applied.writes;

@@ -279,6 +279,49 @@ async fn stopped(run: &Run<'_>, e: ApplyError) -> ApplyError {
     e
 }
 
+/// Applies the task and note operations of one contact in order, outside a policy's plan (a
+/// TagRule's items), with the same crash-safe creates as a policy's: an intent before each
+/// create, a lost answer resolved by looking for the item. Returns the GHL writes made and the
+/// error that stopped the contact, if one did; only a refused credential, a broken state
+/// store or a closed fence is an `Err`.
+pub async fn apply_items(
+    api: &dyn GhlApi,
+    store: &dyn StateStore,
+    ledger: &mut Ledger,
+    fence: &Fence,
+    contact: &str,
+    ops: &[super::plan::ItemOp],
+) -> Result<(u64, Option<GhlError>), ApplyError> {
+    let run = Run {
+        api,
+        store,
+        ledger: Mutex::new(ledger),
+        results: std::sync::Mutex::new(Vec::new()),
+        intents: Mutex::new(Intents::default()),
+        match_by: MatchBy::Email,
+        now: Timestamp::now(),
+        writes: AtomicUsize::new(0),
+        crash_after: None,
+        stopped: AtomicBool::new(false),
+        fence: fence.clone(),
+    };
+    let mut failed = None;
+    for op in ops {
+        match items::apply_item(&run, contact, op).await {
+            Ok(()) => {}
+            Err(StepError::Record(e)) => {
+                failed = Some(e);
+                break;
+            }
+            Err(StepError::Fatal(e)) => return Err(stopped(&run, e).await),
+        }
+    }
+    if let Err(StepError::Fatal(e)) = run.commit(Vec::new()).await {
+        return Err(e);
+    }
+    Ok((run.writes.load(Ordering::SeqCst) as u64, failed))
+}
+
 /// Applies `plan`, committing ledger changes to `store` as it goes. `ledger` is updated in
 /// place.
 ///

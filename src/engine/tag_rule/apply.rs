@@ -1,11 +1,16 @@
 //! Applying a rule plan: tag writes bracketed by ledger commits, like the contact applier. A
 //! tag is recorded as ours before it is added (so a crash never loses ownership of a tag we
-//! added), and released only after its removal succeeded.
+//! added), and released only after its removal succeeded. Tasks and notes go through the
+//! policy applier's item steps (an intent before each create, a lost answer resolved by
+//! looking), so a crash never creates one twice; a task completed as its contact leaves is
+//! closed in the ledger, never to be written again.
 
 use super::RulePlan;
-use crate::engine::apply::{ApplyError, ApplyReport, record_failure};
+use crate::engine::apply::{ApplyError, ApplyReport, apply_items, record_failure};
 use crate::engine::fence::Fence;
+use crate::engine::ledger::ItemKind;
 use crate::engine::ledger::{Change, KeyDigest, Ledger};
+use crate::engine::plan::ItemOp;
 use crate::engine::state::StateStore;
 use crate::ghl::{ErrorClass, GhlApi, GhlError};
 
@@ -33,7 +38,12 @@ pub async fn apply_rule(
             return Err(ApplyError::Fenced);
         }
         let mut intents = Vec::new();
-        if !ledger.contacts.contains_key(change.id.as_str()) && !change.add.is_empty() {
+        let creates = change
+            .items
+            .iter()
+            .any(|op| matches!(op, ItemOp::Create { .. }));
+        if !ledger.contacts.contains_key(change.id.as_str()) && (!change.add.is_empty() || creates)
+        {
             intents.push(Change::ContactBound {
                 // A rule's contacts are its by id: the key is the id's digest.
                 key: KeyDigest::of(&change.id),
@@ -68,6 +78,10 @@ pub async fn apply_rule(
                 continue;
             }
         }
+        if let Some(e) = apply_rule_items(api, store, ledger, fence, change, &mut report).await? {
+            fail(&mut report, &change.id, e)?;
+            continue;
+        }
         let mut results = Vec::new();
         if !change.release.is_empty() {
             results.push(Change::TagsReleased {
@@ -83,6 +97,50 @@ pub async fn apply_rule(
         commit(store, ledger, results).await?;
     }
     Ok(report)
+}
+
+/// The items of one contact: creates and deletes through the shared item steps, completions
+/// on leaving here. Returns the error that stopped the contact, if any.
+async fn apply_rule_items(
+    api: &dyn GhlApi,
+    store: &dyn StateStore,
+    ledger: &mut Ledger,
+    fence: &Fence,
+    change: &super::TagChange,
+    report: &mut ApplyReport,
+) -> Result<Option<GhlError>, ApplyError> {
+    let (completions, others): (Vec<&ItemOp>, Vec<&ItemOp>) = change
+        .items
+        .iter()
+        .partition(|op| matches!(op, ItemOp::Complete { .. }));
+    let others: Vec<ItemOp> = others.into_iter().cloned().collect();
+    let (writes, failed) = apply_items(api, store, ledger, fence, &change.id, &others).await?;
+    report.writes += writes;
+    if failed.is_some() {
+        return Ok(failed);
+    }
+    for op in completions {
+        let ItemOp::Complete { key, id, .. } = op else {
+            continue;
+        };
+        if !fence.is_open() {
+            return Err(ApplyError::Fenced);
+        }
+        report.writes += 1;
+        match api.complete_task(&change.id, id, true).await {
+            // Completed, or deleted by a person: either way the rule is done with it.
+            Ok(_) => {}
+            Err(e) if e.class() == ErrorClass::NotFound => {}
+            Err(e) => return Ok(Some(e)),
+        }
+        let closed = Change::ItemClosed {
+            id: change.id.clone(),
+            kind: ItemKind::Task,
+            key: key.clone(),
+        };
+        commit(store, ledger, vec![closed]).await?;
+    }
+    Ok(None)
 }
 
 /// Persists `changes`, then applies them to the ledger in memory.

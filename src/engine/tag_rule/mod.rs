@@ -15,6 +15,7 @@
 //! removes what the rule owns when it is deleted.
 
 mod apply;
+pub mod items;
 mod observe;
 mod plan;
 
@@ -23,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 pub use apply::apply_rule;
+pub use items::RuleItems;
 
 pub use observe::{observe_release, observe_rule};
 pub use plan::{plan_rule, rule_declaration, search_filters};
@@ -31,7 +33,7 @@ use crate::crd::common::PlanSummary;
 use crate::crd::tag_rule::TagRuleSpec;
 use crate::engine::ledger::Ledger;
 use crate::engine::ownership::{SeenContact, TagDeclarations};
-use crate::engine::plan::DEFAULT_MAX_CHANGES;
+use crate::engine::plan::{DEFAULT_MAX_CHANGES, ItemOp};
 use crate::engine::settle::{Settle, Terms, settle};
 use crate::engine::state::StateStore;
 use crate::engine::sync::{Mode, SyncError, SyncOptions, SyncOutcome};
@@ -42,8 +44,11 @@ use crate::ghl::GhlApi;
 pub struct RuleObservation {
     /// Matched contacts by id.
     pub matched: BTreeMap<String, SeenContact>,
-    /// Ledger contacts outside the selection (absent when GHL no longer has them).
+    /// Ledger contacts outside the selection that need anything done as they leave (absent
+    /// when GHL no longer has them).
     pub others: BTreeMap<String, Option<SeenContact>>,
+    /// The rule is being deleted with `deletionPolicy: Delete`: what it created goes too.
+    pub deleting: bool,
 }
 
 /// Tag changes for one contact.
@@ -53,6 +58,10 @@ pub struct TagChange {
     pub id: String,
     pub add: BTreeSet<String>,
     pub remove: BTreeSet<String>,
+    /// Tasks and notes created for the contact entering the rule, tasks completed as it
+    /// leaves (`onLeave: CompleteTasks`), or deleted with the rule.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<ItemOp>,
     /// Tags of ours to drop from the ledger (already absent, or kept for another owner).
     #[serde(skip)]
     pub release: BTreeSet<String>,
@@ -63,7 +72,7 @@ pub struct TagChange {
 
 impl TagChange {
     fn writes(&self) -> usize {
-        usize::from(!self.add.is_empty()) + usize::from(!self.remove.is_empty())
+        usize::from(!self.add.is_empty()) + usize::from(!self.remove.is_empty()) + self.items.len()
     }
 }
 
@@ -92,8 +101,13 @@ pub struct RulePlan {
     pub pending: u32,
     /// Matched contacts with a tag left alone because another owner wants it the other way.
     pub conflicted: u32,
-    /// `<owner> wants the opposite for tag "x" on N contact(s)`, one per owner and tag.
+    /// `<owner> wants the opposite for tag "x" on N contact(s)`, one per owner and tag (or
+    /// `<owner> declares task "call" on N contact(s)`, one per owner and item).
     pub conflicts: Vec<String>,
+    /// Items already created whose text in the rule changed since, by `task <key>` / `note
+    /// <key>`, with the number of contacts: kept as created (the new text reaches contacts
+    /// entering from now on).
+    pub kept: BTreeMap<String, u32>,
 }
 
 impl RulePlan {
@@ -101,7 +115,8 @@ impl RulePlan {
         self.changes.iter().map(TagChange::writes).sum()
     }
 
-    /// What `safety.maxChanges` counts: tag writes, plus contacts forgotten without a write.
+    /// What `safety.maxChanges` counts: tag writes and item writes (created, completed or
+    /// deleted), plus contacts forgotten without a write.
     pub fn changes(&self) -> usize {
         self.changes
             .iter()
@@ -111,15 +126,11 @@ impl RulePlan {
 
     pub fn summary(&self) -> PlanSummary {
         PlanSummary {
-            update: self
-                .changes
-                .iter()
-                .filter(|c| !c.add.is_empty() || !c.remove.is_empty())
-                .count() as u32,
+            update: self.changes.iter().filter(|c| c.writes() > 0).count() as u32,
             samples: self
                 .changes
                 .iter()
-                .filter(|c| !c.add.is_empty() || !c.remove.is_empty())
+                .filter(|c| c.writes() > 0)
                 .take(10)
                 .map(|c| format!("contact/{}", c.id))
                 .collect(),
@@ -135,15 +146,27 @@ impl Settle for RulePlan {
         self.changes.is_empty()
     }
 
-    /// A digest of what applying would do — each contact's tags added and removed, and the
-    /// contacts forgotten — and nothing else: what an approval names.
+    /// A digest of what applying would do — each contact's tags added and removed, its items
+    /// created (by key and text: not by due time, which moves with the clock), completed or
+    /// deleted, and the contacts forgotten — and nothing else: what an approval names.
     fn hash(&self) -> String {
         #[derive(Serialize)]
         struct Change<'a> {
             id: &'a str,
             add: &'a BTreeSet<String>,
             remove: &'a BTreeSet<String>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            items: Vec<(&'static str, &'static str, &'a str, u64)>,
             forget: bool,
+        }
+        fn item(op: &ItemOp) -> (&'static str, &'static str, &str, u64) {
+            let kind = items::kind_name(op.kind());
+            match op {
+                ItemOp::Create { fingerprint, .. } => ("create", kind, op.key(), *fingerprint),
+                ItemOp::Complete { .. } => ("complete", kind, op.key(), 0),
+                ItemOp::Delete { .. } => ("delete", kind, op.key(), 0),
+                _ => ("other", kind, op.key(), 0),
+            }
         }
         let changes: Vec<Change<'_>> = self
             .changes
@@ -152,6 +175,7 @@ impl Settle for RulePlan {
                 id: &c.id,
                 add: &c.add,
                 remove: &c.remove,
+                items: c.items.iter().map(item).collect(),
                 forget: c.forget,
             })
             .collect();
@@ -161,16 +185,18 @@ impl Settle for RulePlan {
 
 /// Plans the rule against what it saw, its ledger and the other owners' declarations, then
 /// settles the plan (applying it when `mode` allows, and compacting the ledger after).
+#[allow(clippy::too_many_arguments)]
 pub async fn settle_rule(
     api: &dyn GhlApi,
     store: &dyn StateStore,
     mut ledger: Ledger,
     spec: &TagRuleSpec,
+    items: &RuleItems,
     seen: &RuleObservation,
     declared: &TagDeclarations,
     options: &SyncOptions,
 ) -> Result<SyncOutcome<RulePlan>, SyncError> {
-    let plan = plan_rule(spec, seen, &ledger, declared);
+    let plan = plan_rule(spec, items, seen, &ledger, declared, options.apply.now);
     let blocked = rule_block(spec, &plan);
     let terms = Terms {
         mode: options.mode,
@@ -186,7 +212,8 @@ pub async fn settle_rule(
 }
 
 /// Removes what the rule owns (its deletion with `deletionPolicy: Delete`): the tags it added
-/// that no other owner declares, within its `safety` limits (a larger plan is `Blocked`).
+/// that no other owner declares, and the tasks and notes it created, within its `safety`
+/// limits (a larger plan is `Blocked`).
 pub async fn release_rule(
     api: &dyn GhlApi,
     store: &dyn StateStore,
@@ -196,7 +223,12 @@ pub async fn release_rule(
 ) -> Result<SyncOutcome<RulePlan>, SyncError> {
     let mut ledger = store.load().await?;
     let seen = observe_release(api, &ledger, options.apply.concurrency).await?;
-    let plan = plan_rule(spec, &seen, &ledger, declared);
+    // Nothing is created on the way out: the rule's items matter only as the ledger has them.
+    let items = RuleItems {
+        on_leave: spec.on_leave,
+        ..RuleItems::default()
+    };
+    let plan = plan_rule(spec, &items, &seen, &ledger, declared, options.apply.now);
     let blocked = rule_block(spec, &plan);
     let terms = Terms {
         mode: Mode::Apply,
@@ -221,6 +253,7 @@ mod tests {
                     id: (*id).into(),
                     add: add.iter().map(|t| (*t).to_owned()).collect(),
                     remove: remove.iter().map(|t| (*t).to_owned()).collect(),
+                    items: Vec::new(),
                     release: BTreeSet::new(),
                     forget: *forget,
                 })

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::{StreamExt, TryStreamExt, stream};
 
 use super::RuleObservation;
+use super::items::needs_leaving;
 use super::plan::search_filters;
 use crate::crd::tag_rule::TagRuleSpec;
 use crate::engine::ledger::Ledger;
@@ -74,19 +75,25 @@ pub async fn observe_rule(
             }
         }
     }
+    // Contacts that left: read only those with something to do as they leave (a contact
+    // whose tasks the rule is done with is remembered unread).
     let outside: Vec<String> = ledger
         .contacts
-        .keys()
-        .filter(|id| !candidates.contains_key(id.as_str()))
-        .map(|id| id.to_string())
+        .iter()
+        .filter(|(id, owned)| {
+            !candidates.contains_key(id.as_str()) && needs_leaving(spec.on_leave, owned)
+        })
+        .map(|(id, _)| id.to_string())
         .collect();
     Ok(RuleObservation {
         matched: candidates,
         others: get_all(api, outside, concurrency).await?,
+        deleting: false,
     })
 }
 
-/// What a rule being deleted sees: only its own contacts (no search).
+/// What a rule being deleted with `deletionPolicy: Delete` sees: only its own contacts (no
+/// search).
 pub async fn observe_release(
     api: &dyn GhlApi,
     ledger: &Ledger,
@@ -96,6 +103,7 @@ pub async fn observe_release(
     Ok(RuleObservation {
         matched: BTreeMap::new(),
         others: get_all(api, ids, concurrency).await?,
+        deleting: true,
     })
 }
 

@@ -3,6 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use jiff::Timestamp;
+
+use super::items::{self, ItemFindings, RuleItems};
 use super::{RuleObservation, RulePlan, TagChange};
 use crate::crd::tag_rule::{FilterOperator as RuleOperator, TagRuleSpec};
 use crate::engine::fields::normalize_tag;
@@ -51,34 +54,39 @@ pub fn rule_declaration(
     }
 }
 
-/// Counts conflicts per owner and tag.
+/// Counts conflicts per owner and what they are about (`wants the opposite for tag "x"`).
 #[derive(Default)]
 struct Conflicts(BTreeMap<(String, String), u32>);
 
 impl Conflicts {
-    fn note(&mut self, owner: &str, tag: &str) {
-        *self
-            .0
-            .entry((owner.to_owned(), tag.to_owned()))
-            .or_default() += 1;
+    fn note_tag(&mut self, owner: &str, tag: &str) {
+        self.note(
+            owner.to_owned(),
+            format!("wants the opposite for tag {tag:?}"),
+        );
+    }
+
+    fn note(&mut self, owner: String, about: String) {
+        *self.0.entry((owner, about)).or_default() += 1;
     }
 
     fn messages(self) -> Vec<String> {
         self.0
             .into_iter()
-            .map(|((owner, tag), n)| {
-                format!("{owner} wants the opposite for tag {tag:?} on {n} contact(s)")
-            })
+            .map(|((owner, about), n)| format!("{owner} {about} on {n} contact(s)"))
             .collect()
     }
 }
 
-/// Plans a rule against what it sees, its ledger, and the other owners' declared.
+/// Plans a rule against what it sees, its ledger, and the other owners' declared; `items`
+/// are the rule's tasks and notes ([`RuleItems::of`]), due from `now` for contacts entering.
 pub fn plan_rule(
     spec: &TagRuleSpec,
+    items: &RuleItems,
     observed: &RuleObservation,
     ledger: &Ledger,
     declared: &TagDeclarations,
+    now: Timestamp,
 ) -> RulePlan {
     let add = normalized(&spec.add_tags);
     let remove = normalized(&spec.remove_tags);
@@ -96,7 +104,7 @@ pub fn plan_rule(
         for tag in add.difference(&contact.tags) {
             match declared.refusing(id, tag) {
                 Some(owner) => {
-                    conflicts.note(owner, tag);
+                    conflicts.note_tag(owner, tag);
                     left_alone = true;
                 }
                 None => {
@@ -107,7 +115,7 @@ pub fn plan_rule(
         for tag in remove.intersection(&contact.tags) {
             match declared.wanting(id, contact, tag) {
                 Some(owner) => {
-                    conflicts.note(owner, tag);
+                    conflicts.note_tag(owner, tag);
                     left_alone = true;
                 }
                 None => {
@@ -115,10 +123,17 @@ pub fn plan_rule(
                 }
             }
         }
+        let owned = ledger.contacts.get(id.as_str());
+        let mut found = ItemFindings::default();
+        change.items = items::entering(items, contact, owned, declared, now, &mut found);
+        left_alone |= !found.conflicts.is_empty();
+        for (owner, about) in found.conflicts {
+            conflicts.note(owner, about);
+        }
+        items::count_kept(found.kept, &mut plan.kept);
         // Tags we added earlier that the rule no longer adds: removed, unless another owner
         // wants them (then they stay, no longer ours).
-        let owned = ledger.contacts.get(id.as_str()).map(|c| &c.tags);
-        for tag in owned.into_iter().flat_map(|t| t.iter()) {
+        for tag in owned.into_iter().flat_map(|c| c.tags.iter()) {
             if add.contains(tag) {
                 continue;
             }
@@ -127,7 +142,7 @@ pub fn plan_rule(
             }
             change.release.insert(tag.to_owned());
         }
-        let writes = !change.add.is_empty() || !change.remove.is_empty();
+        let writes = change.writes() > 0;
         if writes {
             plan.pending += 1;
         }
@@ -140,14 +155,17 @@ pub fn plan_rule(
             plan.changes.push(change);
         }
     }
-    release_departed(observed, ledger, declared, &mut plan);
+    release_departed(items, observed, ledger, declared, &mut plan);
     plan.conflicts = conflicts.messages();
     plan
 }
 
-/// Contacts that left the selection: our tags go (unless another owner wants them), and the
-/// contacts are forgotten.
+/// Contacts that left the selection: our tags go (unless another owner wants them); their
+/// tasks and notes stay, remembered so they are never created twice — completed first with
+/// `onLeave: CompleteTasks`, deleted when the rule goes with `deletionPolicy: Delete`. A
+/// contact that owns nothing left to remember, or that GHL no longer has, is forgotten.
 fn release_departed(
+    items: &RuleItems,
     observed: &RuleObservation,
     ledger: &Ledger,
     declared: &TagDeclarations,
@@ -157,9 +175,10 @@ fn release_departed(
         let Some(owned) = ledger.contacts.get(id.as_str()) else {
             continue;
         };
+        let remember = contact.is_some() && !observed.deleting && items::owns_items(owned);
         let mut change = TagChange {
             id: id.clone(),
-            forget: true,
+            forget: !remember,
             release: owned.tags.iter().map(str::to_owned).collect(),
             ..TagChange::default()
         };
@@ -169,8 +188,11 @@ fn release_departed(
                     change.remove.insert(tag.to_owned());
                 }
             }
+            change.items = items::leaving(items.on_leave, owned, observed.deleting);
         }
-        plan.changes.push(change);
+        if change.forget || change.writes() > 0 || !change.release.is_empty() {
+            plan.changes.push(change);
+        }
     }
 }
 
@@ -182,9 +204,12 @@ mod tests {
 
     use super::*;
     use crate::crd::contact_sync_policy::ContactSyncPolicySpec;
+    use crate::crd::tag_rule::OnLeave;
     use crate::engine::desired::build;
-    use crate::engine::ledger::{Change, KeyDigest};
+    use crate::engine::ledger::{Change, ItemKind, KeyDigest};
     use crate::engine::ownership::{PolicyDeclaration, SeenContact, Seniority};
+    use crate::engine::plan::ItemOp;
+    use crate::engine::settle::Settle;
 
     fn rule(add: &[&str], remove: &[&str]) -> TagRuleSpec {
         serde_json::from_value(json!({"connectionRef": {"name": "acme"}, "selector": {}, "addTags": add, "removeTags": remove})).unwrap()
@@ -209,7 +234,23 @@ mod tests {
                 .map(|(id, t)| ((*id).to_owned(), contact(&format!("{id}@example.com"), t)))
                 .collect(),
             others: BTreeMap::new(),
+            deleting: false,
         }
+    }
+
+    fn now() -> Timestamp {
+        "2030-01-01T09:00:00Z".parse().unwrap()
+    }
+
+    /// Plans `spec` with its own tasks and notes, at [`now`].
+    fn planned(
+        spec: &TagRuleSpec,
+        seen: &RuleObservation,
+        ledger: &Ledger,
+        declared: &TagDeclarations,
+    ) -> RulePlan {
+        let items = RuleItems::of(spec).unwrap();
+        plan_rule(spec, &items, seen, ledger, declared, now())
     }
 
     fn owning(entries: &[(&str, &[&str])]) -> Ledger {
@@ -261,7 +302,7 @@ mod tests {
 
     #[test]
     fn adds_removes_and_counts() {
-        let plan = plan_rule(
+        let plan = planned(
             &rule(&["enterprise"], &["smb"]),
             &seen(&[("c1", &["smb"]), ("c2", &["enterprise"]), ("c3", &[])]),
             &Ledger::default(),
@@ -290,7 +331,7 @@ mod tests {
             "c2".into(),
             Some(contact("c2@example.com", &["enterprise", "theirs"])),
         );
-        let plan = plan_rule(
+        let plan = planned(
             &rule(&["enterprise"], &[]),
             &observed,
             &ledger,
@@ -408,7 +449,7 @@ mod tests {
             },
         ];
         for row in rows {
-            let plan = plan_rule(
+            let plan = planned(
                 &rule(row.add, row.remove),
                 &seen(&[("c1", row.carries)]),
                 &Ledger::default(),
@@ -438,7 +479,7 @@ mod tests {
     #[test]
     fn a_tag_we_no_longer_add_stays_when_a_policy_declares_it() {
         let ledger = owning(&[("c1", &["vip"])]);
-        let plan = plan_rule(
+        let plan = planned(
             &rule(&["enterprise"], &[]),
             &seen(&[("c1", &["vip", "enterprise"])]),
             &ledger,
@@ -478,6 +519,304 @@ mod tests {
             filters,
             json!([{"field": "email", "operator": "contains", "value": "@bigcorp.com"},
                                    {"field": "phone", "operator": "exists"}])
+        );
+    }
+
+    // Tasks and notes.
+
+    fn acting(on_leave: &str) -> TagRuleSpec {
+        serde_json::from_value(json!({"connectionRef": {"name": "acme"}, "selector": {},
+            "tasks": [{"key": "call", "title": "Call the lead", "dueIn": "1d"}],
+            "notes": [{"key": "intro", "body": "Became a hot lead"}],
+            "onLeave": on_leave}))
+        .unwrap()
+    }
+
+    /// A ledger where `c1` holds the task `call` in `state` (and the note `intro`, created).
+    fn holding(state: &str, spec: &TagRuleSpec, tags_owned: &[&str]) -> Ledger {
+        let mut ledger = owning(&[("c1", tags_owned)]);
+        let items = RuleItems::of(spec).unwrap();
+        let task_fp = items.tasks[0].fingerprint();
+        let note_fp = items.notes[0].fingerprint();
+        let bound = |kind, key: &str, item_id: &str, fingerprint| Change::ItemBound {
+            id: "c1".into(),
+            kind,
+            key: key.into(),
+            item_id: item_id.into(),
+            fingerprint,
+        };
+        ledger.apply(&bound(ItemKind::Note, "intro", "n1", note_fp));
+        match state {
+            "started" => ledger.apply(&Change::ItemStarted {
+                id: "c1".into(),
+                kind: ItemKind::Task,
+                key: "call".into(),
+            }),
+            "created" => ledger.apply(&bound(ItemKind::Task, "call", "t1", task_fp)),
+            "created from older text" => {
+                ledger.apply(&bound(ItemKind::Task, "call", "t1", task_fp ^ 1))
+            }
+            "closed" => {
+                ledger.apply(&bound(ItemKind::Task, "call", "t1", task_fp));
+                ledger.apply(&Change::ItemClosed {
+                    id: "c1".into(),
+                    kind: ItemKind::Task,
+                    key: "call".into(),
+                });
+            }
+            other => panic!("{other}"),
+        }
+        ledger
+    }
+
+    /// `create task call (resolve)`, `complete task call`, ... for the plan's ops on `id`.
+    fn ops(plan: &RulePlan, id: &str) -> Vec<String> {
+        change(plan, id)
+            .map(|c| {
+                c.items
+                    .iter()
+                    .map(|op| {
+                        let kind = items::kind_name(op.kind());
+                        match op {
+                            ItemOp::Create { resolve: true, .. } => {
+                                format!("create {kind} {} (resolve)", op.key())
+                            }
+                            ItemOp::Create { .. } => format!("create {kind} {}", op.key()),
+                            ItemOp::Complete { .. } => format!("complete {kind} {}", op.key()),
+                            ItemOp::Delete { .. } => format!("delete {kind} {}", op.key()),
+                            _ => format!("other {kind} {}", op.key()),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_matched_contact_gets_each_task_and_note_once_and_nothing_created_is_rewritten() {
+        let spec = acting("Keep");
+        /// Name, the ledger's state of the task, the ops planned, the items kept as created.
+        type Row<'a> = (
+            &'a str,
+            Option<&'a str>,
+            &'a [&'a str],
+            &'a [(&'a str, u32)],
+        );
+        let rows: [Row; 5] = [
+            (
+                "entering",
+                None,
+                &["create task call", "create note intro"],
+                &[],
+            ),
+            (
+                "created before a crash lost the answer",
+                Some("started"),
+                &["create task call (resolve)"],
+                &[],
+            ),
+            (
+                "created (completed or deleted in GHL since: never read)",
+                Some("created"),
+                &[],
+                &[],
+            ),
+            (
+                "created from the rule's older text",
+                Some("created from older text"),
+                &[],
+                &[("task call", 1)],
+            ),
+            (
+                "completed as it left before, back now",
+                Some("closed"),
+                &[],
+                &[],
+            ),
+        ];
+        for (name, state, expected, kept) in rows {
+            let ledger = state.map_or_else(Ledger::default, |s| holding(s, &spec, &[]));
+            let plan = planned(
+                &spec,
+                &seen(&[("c1", &[])]),
+                &ledger,
+                &TagDeclarations::default(),
+            );
+            assert_eq!(ops(&plan, "c1"), expected, "{name}");
+            let kept: BTreeMap<String, u32> =
+                kept.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect();
+            assert_eq!(plan.kept, kept, "{name}");
+            assert_eq!(
+                plan.changes(),
+                expected.len(),
+                "{name}: maxChanges counts items"
+            );
+            assert_eq!(
+                (plan.pending, plan.compliant),
+                if expected.is_empty() { (0, 1) } else { (1, 0) },
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_task_is_due_from_the_moment_the_contact_entered() {
+        let plan = planned(
+            &acting("Keep"),
+            &seen(&[("c1", &[])]),
+            &Ledger::default(),
+            &TagDeclarations::default(),
+        );
+        let Some(ItemOp::Create {
+            body: crate::engine::plan::ItemBody::Task(task),
+            ..
+        }) = change(&plan, "c1").and_then(|c| c.items.first())
+        else {
+            panic!("no task: {:?}", plan.changes);
+        };
+        assert_eq!(task.due_date, "2030-01-02T09:00:00Z");
+        assert_eq!(task.title, "Call the lead");
+        assert!(!task.completed);
+    }
+
+    #[test]
+    fn the_approved_hash_names_the_items_not_the_clock() {
+        let spec = acting("Keep");
+        let items = RuleItems::of(&spec).unwrap();
+        let at = |now: &str| {
+            plan_rule(
+                &spec,
+                &items,
+                &seen(&[("c1", &[])]),
+                &Ledger::default(),
+                &TagDeclarations::default(),
+                now.parse().unwrap(),
+            )
+        };
+        let earlier = at("2030-01-01T09:00:00Z");
+        assert_eq!(earlier.hash(), at("2030-01-01T09:05:00Z").hash());
+        let mut retitled = spec.clone();
+        retitled.tasks[0].title = "Call the lead today".into();
+        assert_ne!(
+            earlier.hash(),
+            planned(
+                &retitled,
+                &seen(&[("c1", &[])]),
+                &Ledger::default(),
+                &TagDeclarations::default()
+            )
+            .hash()
+        );
+    }
+
+    #[test]
+    fn a_task_key_a_policy_declares_on_the_contact_is_left_to_it() {
+        let spec: ContactSyncPolicySpec = serde_json::from_value(json!({
+            "connectionRef": {"name": "acme"},
+            "contacts": [{"email": "c1@example.com",
+                          "tasks": [{"key": "call", "title": "Policy call", "dueDate": "2030-02-01T00:00:00Z"}]}]
+        }))
+        .unwrap();
+        let policy = Arc::new(PolicyDeclaration::new(
+            "ContactSyncPolicy crm/vip",
+            Seniority {
+                created: None,
+                namespace: "crm".into(),
+                name: "vip".into(),
+            },
+            &build(&spec, &[]).unwrap(),
+        ));
+        let declared = TagDeclarations {
+            policies: vec![policy],
+            rules: vec![],
+        };
+        let plan = planned(
+            &acting("Keep"),
+            &seen(&[("c1", &[]), ("c2", &[])]),
+            &Ledger::default(),
+            &declared,
+        );
+        assert_eq!(ops(&plan, "c1"), ["create note intro"]);
+        assert_eq!(ops(&plan, "c2"), ["create task call", "create note intro"]);
+        assert_eq!(
+            plan.conflicts,
+            [r#"ContactSyncPolicy crm/vip declares task "call" on 1 contact(s)"#]
+        );
+        assert_eq!(plan.conflicted, 1);
+    }
+
+    /// Each row: `onLeave`, whether the rule is being deleted, the task's state, whether GHL
+    /// still has the contact; then the item writes and whether the contact is forgotten.
+    #[test]
+    fn a_contact_that_leaves_keeps_its_items_unless_told_otherwise() {
+        type Row<'a> = (&'a str, bool, &'a str, bool, &'a [&'a str], bool);
+        let rows: [Row; 6] = [
+            ("Keep", false, "created", true, &[], false),
+            (
+                "CompleteTasks",
+                false,
+                "created",
+                true,
+                &["complete task call"],
+                false,
+            ),
+            ("CompleteTasks", false, "closed", true, &[], false),
+            (
+                "Keep",
+                true,
+                "created",
+                true,
+                &["delete task call", "delete note intro"],
+                true,
+            ),
+            ("CompleteTasks", false, "created", false, &[], true),
+            ("CompleteTasks", false, "started", true, &[], false),
+        ];
+        for (on_leave, deleting, state, present, expected, forget) in rows {
+            let name = format!("{on_leave}, deleting {deleting}, {state}, present {present}");
+            let spec = acting(on_leave);
+            let ledger = holding(state, &spec, &["hot"]);
+            let mut observed = seen(&[]);
+            observed.deleting = deleting;
+            observed.others.insert(
+                "c1".into(),
+                present.then(|| contact("c1@example.com", &["hot"])),
+            );
+            let plan = planned(&spec, &observed, &ledger, &TagDeclarations::default());
+            let c1 = change(&plan, "c1").expect(&name);
+            assert_eq!(ops(&plan, "c1"), expected, "{name}");
+            assert_eq!(c1.forget, forget, "{name}");
+            assert_eq!(
+                c1.release,
+                tags(&["hot"]),
+                "{name}: the rule's tags are released"
+            );
+            assert_eq!(c1.remove.is_empty(), !present, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_contact_that_left_is_read_again_only_when_something_is_left_to_do() {
+        let spec = acting("Keep");
+        let rows = [
+            ("Keep", "created", &[][..], false),
+            ("Keep", "created", &["hot"][..], true),
+            ("CompleteTasks", "created", &[][..], true),
+            ("CompleteTasks", "closed", &[][..], false),
+        ];
+        for (on_leave, state, owned_tags, expected) in rows {
+            let ledger = holding(state, &spec, owned_tags);
+            let on_leave: OnLeave = serde_json::from_value(json!(on_leave)).unwrap();
+            assert_eq!(
+                items::needs_leaving(on_leave, &ledger.contacts["c1"]),
+                expected,
+                "{on_leave:?} {state} {owned_tags:?}"
+            );
+        }
+        let bare = owning(&[("c1", &[])]);
+        assert!(
+            items::needs_leaving(OnLeave::Keep, &bare.contacts["c1"]),
+            "owning nothing: read, to be forgotten"
         );
     }
 }

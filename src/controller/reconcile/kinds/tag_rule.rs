@@ -23,7 +23,7 @@ use crate::engine::fence::Fence;
 use crate::engine::state::secret::{LedgerOwner, SecretLedgerStore};
 use crate::engine::state::{StateError, StateStore};
 use crate::engine::tag_rule::{
-    RulePlan, observe_rule, release_rule, rule_declaration, settle_rule,
+    RuleItems, RulePlan, observe_rule, release_rule, rule_declaration, settle_rule,
 };
 use crate::engine::{SyncError, SyncOutcome};
 
@@ -108,7 +108,8 @@ fn facts(plan: &RulePlan, detail: &Detail) -> Facts {
 #[async_trait]
 impl Synced for TagRule {
     const KIND: Kind = Kind::TagRule;
-    type Prepared = ();
+    /// The rule's tasks and notes, checked.
+    type Prepared = RuleItems;
     type Detail = Detail;
 
     fn cache(stores: &Stores) -> &Store<Self> {
@@ -120,13 +121,14 @@ impl Synced for TagRule {
         ctx: &Context,
         key: &ObjectKey,
         location: Option<&str>,
-    ) -> Result<(), Outcome> {
+    ) -> Result<RuleItems, Outcome> {
+        let items = RuleItems::of(&self.spec).map_err(Outcome::InvalidSpec)?;
         let Some(location) = location else {
-            return Ok(());
+            return Ok(items);
         };
         let waiting = ctx.registry.undeclared_policies(location, key, |_| true);
         if waiting.is_empty() {
-            return Ok(());
+            return Ok(items);
         }
         let names: Vec<String> = waiting.iter().map(ObjectKey::owner).collect();
         Err(Outcome::WaitingForOwners(format!(
@@ -141,7 +143,7 @@ impl Synced for TagRule {
         &self,
         ctx: &Context,
         key: &ObjectKey,
-        _: (),
+        items: RuleItems,
         connection: &Usable,
         _: &Reach,
         approved: Option<&str>,
@@ -168,7 +170,7 @@ impl Synced for TagRule {
         let mut options = ctx.sync_options(self.spec.mode, key);
         options.approved = approved.map(str::to_owned);
         let outcome = settle_rule(
-            client, &store, ledger, &self.spec, &seen, &declared, &options,
+            client, &store, ledger, &self.spec, &items, &seen, &declared, &options,
         )
         .await?;
         let detail = detail(&outcome);
