@@ -12,6 +12,7 @@
 //! - [`cli`]: one module per subcommand;
 //! - [`console`]: the web console, acting with each person's own Kubernetes identity;
 //! - [`feed`], [`webhook`]: the change feed's deliveries, and GHL's webhooks received;
+//! - [`sources`]: `contactsFrom[].http` documents, fetched conditionally and kept;
 //! - [`egress`], [`refs`], [`telemetry`], [`privacy`], [`tls`]: cross-cutting plumbing.
 
 pub mod admission;
@@ -27,6 +28,7 @@ pub mod ghl;
 pub mod privacy;
 pub mod refs;
 pub mod sandbox;
+pub mod sources;
 pub mod telemetry;
 pub mod tls;
 pub mod webhook;

@@ -26,6 +26,8 @@ pub enum SecretRole {
     FeedSigning,
     /// Contact records (`contactsFrom[].secretRef`).
     Contacts,
+    /// Request headers for an HTTP source (`contactsFrom[].http.headersSecretRef`).
+    Source,
 }
 
 impl SecretRole {
@@ -37,6 +39,7 @@ impl SecretRole {
             SecretRole::OAuthCode => "oauth-code",
             SecretRole::FeedSigning => "feed-signing",
             SecretRole::Contacts => "contacts",
+            SecretRole::Source => "source",
         }
     }
 
@@ -82,8 +85,11 @@ pub enum RefError {
     )]
     NotUsable { name: String, role: SecretRole },
     /// A source that names neither a ConfigMap nor a Secret.
-    #[error("set configMapRef or secretRef")]
+    #[error("set configMapRef, secretRef or http")]
     NoRef,
+    /// An HTTP source that could not be read.
+    #[error(transparent)]
+    Http(#[from] crate::sources::fetch::SourceError),
 }
 
 impl RefError {
@@ -91,6 +97,7 @@ impl RefError {
     pub fn reason(&self) -> &'static str {
         match self {
             RefError::NotUsable { .. } => crate::crd::vocabulary::reason::SECRET_NOT_USABLE,
+            RefError::Http(e) => e.reason(),
             _ => crate::crd::vocabulary::reason::SECRET_NOT_FOUND,
         }
     }

@@ -36,6 +36,7 @@ use crate::credentials::keys::OperatorKeys;
 use crate::credentials::oauth::OAuthManager;
 use crate::egress::AllowList;
 use crate::engine::SyncOptions;
+use crate::sources::HttpSources;
 
 /// The operator's settings, as reconciles read them.
 #[derive(Clone, Debug)]
@@ -52,6 +53,8 @@ pub struct OperatorConfig {
     pub allowed_base_urls: AllowList,
     /// Where the change feed may send contact data.
     pub allowed_sinks: AllowList,
+    /// Where policies may read contact records from (`contactsFrom[].http`).
+    pub allowed_sources: AllowList,
     /// Which approvals are honoured.
     pub approvals: Approvals,
     /// How the parts are made (read once, when they are).
@@ -91,6 +94,7 @@ impl Default for OperatorConfig {
             default_resync: Duration::from_secs(600),
             allowed_base_urls: AllowList::ghl(),
             allowed_sinks: AllowList::default(),
+            allowed_sources: AllowList::default(),
             approvals: Approvals::default(),
             sizing: Sizing {
                 allow_cross_namespace_refs: false,
@@ -113,6 +117,8 @@ pub struct Context {
     pub intake: Intake,
     pub runtime: Runtime,
     pub credentials: Credentials,
+    /// The `contactsFrom[].http` documents of the policies, by policy and index.
+    pub sources: HttpSources<ObjectKey>,
 }
 
 /// What the operator keeps about credentials: the OAuth refresh state (single flight per
@@ -149,6 +155,7 @@ impl Context {
                 callback_served: std::sync::atomic::AtomicBool::new(false),
             },
             runtime: Runtime::new(sizing.deep_resync_every),
+            sources: HttpSources::new(config.allowed_sources.clone()),
             client,
             config,
             recorder,
@@ -202,7 +209,11 @@ impl Context {
                 self.credentials.oauth.forget(&connection.0, &connection.1);
                 self.metrics.forget_connection(&connection);
             }
-            Kind::ContactSyncPolicy | Kind::TagRule => self.registry.declarations.forget(key),
+            Kind::ContactSyncPolicy => {
+                self.registry.declarations.forget(key);
+                self.sources.forget(key, 0);
+            }
+            Kind::TagRule => self.registry.declarations.forget(key),
         }
     }
 

@@ -297,16 +297,26 @@ pub struct NoteRecord {
     pub body: String,
 }
 
-/// A ConfigMap or Secret key holding contact records.
+/// A ConfigMap key, a Secret key or an HTTP URL holding contact records.
 #[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.configMapRef) != has(self.secretRef)").message("set exactly one of configMapRef or secretRef"))]
+#[x_kube(
+    validation = Rule::new("(has(self.configMapRef) ? 1 : 0) + (has(self.secretRef) ? 1 : 0) + (has(self.http) ? 1 : 0) == 1").message("set exactly one of configMapRef, secretRef or http"),
+    validation = Rule::new("!has(self.refreshInterval) || has(self.http)").message("refreshInterval applies to http sources only")
+)]
 pub struct ContactSource {
     /// A ConfigMap key with the records.
     pub config_map_ref: Option<ConfigMapKeyRef>,
     /// A Secret key with the records (for lists that must not be readable by everyone).
     pub secret_ref: Option<SecretKeyRef>,
+    /// A document the operator fetches over HTTP(S), from a URL its installer allows
+    /// (`--allowed-source-url`), with conditional requests: an unchanged document costs one
+    /// `304` per `refreshInterval`, a changed one triggers a reconcile.
+    pub http: Option<HttpSource>,
+    /// How often an `http` source is asked whether it changed. If omitted, `5m`. From `10s`
+    /// to `30d`.
+    pub refresh_interval: Option<DurationString>,
     /// `csv` (header row of field names; `tags` separated by `;`), `json` (an array of
     /// records) or `yaml` (a list of records). If omitted, guessed from the key's extension.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -318,6 +328,28 @@ pub struct ContactSource {
     /// that are neither mapped nor contact fields are ignored.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub field_map: BTreeMap<String, String>,
+}
+
+/// An HTTP(S) document with contact records.
+#[skip_serializing_none]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpSource {
+    /// The document's URL. Redirects are not followed; the answer is capped in size and time.
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// A Secret (labelled `ghl.servis.ai/secret-type: source`) whose keys are request header
+    /// names and whose values are their values (`Authorization: Bearer …`).
+    pub headers_secret_ref: Option<SecretNameRef>,
+}
+
+/// A Secret in the object's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretNameRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 /// Encodings for `contactsFrom`.

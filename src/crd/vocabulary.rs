@@ -63,6 +63,8 @@ pub mod reason {
     /// A Secret the object names does not carry the `ghl.servis.ai/secret-type` label of the
     /// role it would play: nothing is read from it or sent with it.
     pub const SECRET_NOT_USABLE: &str = "SecretNotUsable";
+    /// A `contactsFrom[].http` URL outside `--allowed-source-url`: never fetched.
+    pub const SOURCE_NOT_ALLOWED: &str = "SourceNotAllowed";
     pub const CREDENTIALS_ACCEPTED: &str = "CredentialsAccepted";
     pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
     pub const REAUTHORIZATION_REQUIRED: &str = "ReauthorizationRequired";

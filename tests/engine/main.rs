@@ -12,4 +12,5 @@ mod faults;
 mod feed;
 mod prune;
 mod rule_items;
+mod sources;
 mod targeted;

@@ -27,6 +27,7 @@ mod pr_plan;
 mod restore;
 mod rules_act;
 mod shards;
+mod sources;
 mod trust;
 mod waiting;
 mod webhooks;

@@ -6,4 +6,5 @@ pub mod limited_server;
 pub mod mock_ghl;
 pub mod sandbox;
 pub mod sink;
+pub mod source;
 pub mod spec;

@@ -150,6 +150,8 @@ pub fn config_maps(
                     key: key.to_owned(),
                 }),
                 secret_ref: None,
+                http: None,
+                refresh_interval: None,
                 format: Some(format),
                 field_map: Default::default(),
             };

@@ -7,13 +7,16 @@
 //! - [`feeds`]: the connections' change feeds and webhook counts, the backlog the receiver's
 //!   429 is measured against, and the task that writes `status.webhooks` / `status.export`;
 //! - [`batches`]: contacts waiting for a targeted reconcile, batched by policy;
-//! - [`consent`]: `GET /oauth/callback`, where GHL sends a person back after consenting.
+//! - [`consent`]: `GET /oauth/callback`, where GHL sends a person back after consenting;
+//! - [`sources`]: the refresher of the policies' HTTP sources, waking a policy whose
+//!   document changed.
 //!
 //! [`Intake`] is the part of the [`Context`](super::context::Context) they share.
 
 pub mod batches;
 pub mod consent;
 pub mod feeds;
+pub mod sources;
 pub mod webhooks;
 
 use self::batches::Batches;

@@ -305,6 +305,10 @@ pub async fn run(client: Client, options: RunOptions) -> anyhow::Result<()> {
     });
 
     ctx.intake.feeds.set_leading(true);
+    tokio::spawn(crate::controller::intake::sources::refresh(
+        Arc::clone(&ctx),
+        stop.stopped(),
+    ));
     let controllers = wiring::run_controllers(
         &client,
         &ctx,

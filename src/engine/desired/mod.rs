@@ -222,6 +222,7 @@ fn records_of(
     let text = loaded.text.as_ref().map_err(|why| {
         let reason = match why {
             RefError::NotUsable { .. } => "SecretNotUsable",
+            RefError::Http(e) => e.reason(),
             _ => "SourceUnavailable",
         };
         RecordError::new(None, reason, why.to_string())

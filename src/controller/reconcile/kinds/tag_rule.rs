@@ -99,6 +99,7 @@ fn facts(plan: &RulePlan, detail: &Detail) -> Facts {
         summary: format!("tags to change on {} contact(s)", plan.pending),
         standing,
         refused: 0,
+        sources_refused: Vec::new(),
         drifted: None,
         conflicts: plan.conflicts.clone(),
         conflict_reason: reason::TAG_CONFLICT,

@@ -29,6 +29,8 @@ pub struct Facts {
     pub standing: String,
     /// Records refused by validation (policies).
     pub refused: u32,
+    /// Sources the operator may not read, and why (`contactsFrom[0]: …`), one per source.
+    pub sources_refused: Vec<String>,
     /// Contacts changed outside the operator (policies; `None` for kinds without `Drifted`).
     pub drifted: Option<u32>,
     /// Conflicts with other owners, one message each.
@@ -265,6 +267,14 @@ fn standing(synced: &SyncOutcome<Facts>, mode: Mode) -> (Phase, &'static str, St
             Phase::Progressing,
             reason::PARTIAL_FAILURE,
             format!("{apply_failures} record(s) could not be applied; retrying"),
+        ),
+        _ if !facts.sources_refused.is_empty() => (
+            Phase::Stalled,
+            reason::SOURCE_NOT_ALLOWED,
+            format!(
+                "{}; add the URL with --allowed-source-url to read it (nothing is released meanwhile)",
+                facts.sources_refused.join("; ")
+            ),
         ),
         _ if facts.refused > 0 => (
             Phase::Stalled,

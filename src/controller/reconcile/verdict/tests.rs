@@ -11,6 +11,7 @@ fn facts() -> Facts {
         summary: "1 to create".into(),
         standing: "3 contact(s) in sync".into(),
         refused: 0,
+        sources_refused: Vec::new(),
         drifted: Some(0),
         conflicts: Vec::new(),
         conflict_reason: reason::RECORD_CONFLICT,
@@ -97,6 +98,11 @@ fn every_branch() {
     };
     let refused = Facts {
         refused: 2,
+        ..facts()
+    };
+    let source_refused = Facts {
+        refused: 1,
+        sources_refused: vec!["contactsFrom[0]: the source URL is refused: …".into()],
         ..facts()
     };
     let rows = vec![
@@ -293,6 +299,19 @@ fn every_branch() {
             synced: true,
             requeue: Requeue::Resync,
             events: vec![reason::INVALID_SPEC],
+        },
+        Row {
+            name: "a source URL outside the allowlist",
+            outcome: synced(SyncOutcome::InSync {
+                plan: source_refused,
+            }),
+            mode: Mode::Apply,
+            previous: ready_before(),
+            phase: Phase::Stalled,
+            reason: reason::SOURCE_NOT_ALLOWED,
+            synced: true,
+            requeue: Requeue::Resync,
+            events: vec![reason::SOURCE_NOT_ALLOWED],
         },
     ];
     for row in rows {

@@ -82,7 +82,7 @@ impl Synced for ContactSyncPolicy {
         key: &ObjectKey,
         location: Option<&str>,
     ) -> Result<Prepared, Outcome> {
-        let texts = sources::read(&ctx.client, &key.namespace, &self.spec).await;
+        let texts = sources::read(ctx, key, &self.spec).await;
         let mut desired = match build(&self.spec, &texts) {
             Ok(desired) => desired,
             Err(e) => {
@@ -234,6 +234,12 @@ fn findings(outcome: SyncOutcome<Plan>, yielded: &[Yielded]) -> Findings<Detail>
         summary: summary_line(plan),
         standing: format!("{} contact(s) in sync", counts.desired),
         refused: plan.failures.len() as u32,
+        sources_refused: plan
+            .failures
+            .iter()
+            .filter(|f| f.reason == reason::SOURCE_NOT_ALLOWED)
+            .map(|f| format!("{}: {}", f.record, f.message))
+            .collect(),
         drifted: Some(counts.drifted),
         conflicts: yield_messages(yielded),
         conflict_reason: reason::RECORD_CONFLICT,
