@@ -305,6 +305,6 @@ spec:
         let m = Manifests::load(&[root], "default").unwrap();
         assert_eq!(m.connections.len(), 4);
         assert_eq!(m.policies.len(), 1);
-        assert_eq!(m.rules.len(), 1);
+        assert_eq!(m.rules.len(), 2, "enterprise-domain and hot-leads");
     }
 }
