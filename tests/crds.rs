@@ -357,7 +357,7 @@ fn cel_connection_ref_is_immutable_and_sources_are_one_of() {
     }]);
     let err = cel("ContactSyncPolicy", &two_sources, None).unwrap_err();
     assert!(
-        err.contains("exactly one of configMapRef or secretRef"),
+        err.contains("exactly one of configMapRef, secretRef or http"),
         "{err}"
     );
 }
@@ -390,7 +390,7 @@ fn cel_tag_rule_rules() {
     nothing["spec"]["removeTags"] = json!([]);
     let err = cel("TagRule", &nothing, None).unwrap_err();
     assert!(
-        err.contains("at least one of addTags or removeTags"),
+        err.contains("at least one of addTags, removeTags, tasks or notes"),
         "{err}"
     );
 
