@@ -41,6 +41,20 @@ struct Entry {
 }
 
 impl Entry {
+    /// A source not asked yet (or whose URL or headers changed: nothing kept applies).
+    fn new(url: &str, headers: HeaderMap, headers_digest: u64, refresh: Duration) -> Self {
+        Self {
+            url: url.to_owned(),
+            headers,
+            headers_digest,
+            refresh,
+            validators: Validators::default(),
+            document: None,
+            failed: None,
+            asked_at: Instant::now(),
+        }
+    }
+
     fn answer(&self) -> Result<Arc<str>, SourceError> {
         match (&self.failed, &self.document) {
             (Some(e), _) => Err(e.clone()),
@@ -135,27 +149,10 @@ impl<K: Clone + Eq + Hash> HttpSources<K> {
         };
         let outcome = self.fetcher.fetch(url, &headers, &validators).await;
         let mut entries = self.entries();
-        let entry = entries.entry(key).or_insert_with(|| Entry {
-            url: url.to_owned(),
-            headers: headers.clone(),
-            headers_digest,
-            refresh,
-            validators: Validators::default(),
-            document: None,
-            failed: None,
-            asked_at: Instant::now(),
-        });
+        let fresh = || Entry::new(url, headers.clone(), headers_digest, refresh);
+        let entry = entries.entry(key).or_insert_with(fresh);
         if entry.url != url || entry.headers_digest != headers_digest {
-            *entry = Entry {
-                url: url.to_owned(),
-                headers,
-                headers_digest,
-                refresh,
-                validators: Validators::default(),
-                document: None,
-                failed: None,
-                asked_at: Instant::now(),
-            };
+            *entry = fresh();
         }
         entry.take(outcome, Instant::now());
         entry.answer()

@@ -14,7 +14,7 @@ use ghl_operator::engine::tag_rule::{
 use ghl_operator::engine::{Mode, SyncOptions, SyncOutcome};
 use ghl_operator::ghl::GhlClient;
 use ghl_operator::sandbox::SandboxConfig;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::engine::{client, now};
 use crate::support::sandbox::{Raw, start};
@@ -64,18 +64,6 @@ async fn create_contact(raw: &Raw, email: &str, tags: &[&str]) -> String {
     answer.json["contact"]["id"].as_str().unwrap().to_owned()
 }
 
-/// The contact's tasks and notes as GHL holds them.
-async fn items(raw: &Raw, id: &str) -> (Vec<Value>, Vec<Value>) {
-    let tasks = raw
-        .call("GET", &format!("/contacts/{id}/tasks"), None)
-        .await;
-    let notes = raw
-        .call("GET", &format!("/contacts/{id}/notes"), None)
-        .await;
-    let list = |v: &Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
-    (list(&tasks.json, "tasks"), list(&notes.json, "notes"))
-}
-
 async fn operations(raw: &Raw, operation: &str) -> u64 {
     let stats = raw.admin("GET", "stats", None).await;
     stats["byOperation"][operation].as_u64().unwrap_or(0)
@@ -98,13 +86,13 @@ async fn a_hot_lead_gets_its_task_and_note_once_and_a_completed_task_stays_compl
     let first = settle(&client, &store, &rule).await;
     assert!(matches!(first, SyncOutcome::Applied { .. }), "{first:?}");
     assert_eq!(first.plan().changes(), 2, "a task and a note");
-    let (tasks, notes) = items(&raw, &lead).await;
+    let (tasks, notes) = raw.items_of(&lead).await;
     assert_eq!(tasks.len(), 1, "{tasks:?}");
     assert_eq!(tasks[0]["title"], "Call the hot lead");
     assert_eq!(tasks[0]["completed"], false);
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0]["body"], "Tagged lead-hot");
-    assert_eq!(items(&raw, &cold).await, (vec![], vec![]), "not matched");
+    assert_eq!(raw.items_of(&cold).await, (vec![], vec![]), "not matched");
 
     // A person completes the task and rewords it: three resyncs leave both alone.
     let task = tasks[0]["id"].as_str().unwrap();
@@ -128,7 +116,7 @@ async fn a_hot_lead_gets_its_task_and_note_once_and_a_completed_task_stays_compl
             "round {round}: {again:?}"
         );
     }
-    let (tasks, notes) = items(&raw, &lead).await;
+    let (tasks, notes) = raw.items_of(&lead).await;
     assert_eq!(tasks.len(), 1, "exactly one such task: {tasks:?}");
     assert_eq!(tasks[0]["completed"], true, "never reopened");
     assert_eq!(tasks[0]["title"], "Called: call back Friday", "edits stay");
@@ -147,7 +135,7 @@ async fn a_hot_lead_gets_its_task_and_note_once_and_a_completed_task_stays_compl
         settle(&client, &store, &rule).await,
         SyncOutcome::InSync { .. }
     ));
-    assert!(items(&raw, &lead).await.1.is_empty());
+    assert!(raw.items_of(&lead).await.1.is_empty());
 
     // The rule's text changes: the plan says the created task is kept as it is.
     let mut reworded = rule.clone();
@@ -173,7 +161,7 @@ async fn a_create_whose_answer_is_lost_is_found_not_repeated() {
     for _ in 0..3 {
         settle(&client, &store, &rule).await;
     }
-    let (tasks, notes) = items(&raw, &lead).await;
+    let (tasks, notes) = raw.items_of(&lead).await;
     assert_eq!(tasks.len(), 1, "every create's answer was lost: {tasks:?}");
     assert_eq!(notes.len(), 1);
     let stats = raw.admin("GET", "stats", None).await;
@@ -216,7 +204,7 @@ async fn leaving_completes_the_tasks_once_and_deleting_the_rule_deletes_what_it_
     .await;
     let left = settle(&client, &store, &rule).await;
     assert_eq!(left.plan().changes(), 1, "{:?}", left.plan().changes);
-    let (tasks, notes) = items(&raw, &lead).await;
+    let (tasks, notes) = raw.items_of(&lead).await;
     assert_eq!(tasks[0]["completed"], true, "completed as it left");
     assert_eq!(notes.len(), 1, "notes stay");
     let completions = operations(&raw, "tasks.complete").await;
@@ -241,7 +229,7 @@ async fn leaving_completes_the_tasks_once_and_deleting_the_rule_deletes_what_it_
     .await;
     let back = settle(&client, &store, &rule).await;
     assert!(matches!(back, SyncOutcome::InSync { .. }), "{back:?}");
-    assert_eq!(items(&raw, &lead).await.0.len(), 1);
+    assert_eq!(raw.items_of(&lead).await.0.len(), 1);
 
     // Deleted with `deletionPolicy: Delete`: what it created goes.
     let released = release_rule(
@@ -257,5 +245,5 @@ async fn leaving_completes_the_tasks_once_and_deleting_the_rule_deletes_what_it_
         matches!(released, SyncOutcome::Applied { .. }),
         "{released:?}"
     );
-    assert_eq!(items(&raw, &lead).await, (vec![], vec![]));
+    assert_eq!(raw.items_of(&lead).await, (vec![], vec![]));
 }

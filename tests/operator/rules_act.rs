@@ -27,18 +27,6 @@ fn hot_leads(name: &str, key: &str, on_leave: &str, resync: &str) -> Value {
     })
 }
 
-/// The contact's tasks and notes as GHL holds them.
-async fn items(raw: &Raw, id: &str) -> (Vec<Value>, Vec<Value>) {
-    let tasks = raw
-        .call("GET", &format!("/contacts/{id}/tasks"), None)
-        .await;
-    let notes = raw
-        .call("GET", &format!("/contacts/{id}/notes"), None)
-        .await;
-    let list = |v: &Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
-    (list(&tasks.json, "tasks"), list(&notes.json, "notes"))
-}
-
 /// Tags the contact the way a person in GHL's UI does (the sandbox posts the webhook).
 async fn tag_in_ui(raw: &Raw, id: &str, tags: &[&str]) {
     raw.admin(
@@ -94,7 +82,7 @@ async fn a_hot_lead_tagged_in_ghl_gets_its_task_within_three_seconds_and_keeps_i
         let tagged = Instant::now();
         tag_in_ui(&raw, id, &["lead-hot"]).await;
         wait_for("the rule's task and note", TAG_TO_TASK, || async {
-            let (tasks, notes) = items(&raw, id).await;
+            let (tasks, notes) = raw.items_of(id).await;
             (tasks.len() == 1 && notes.len() == 1).then_some(())
         })
         .await;
@@ -111,7 +99,7 @@ async fn a_hot_lead_tagged_in_ghl_gets_its_task_within_three_seconds_and_keeps_i
     // A person completes the first lead's task: three resyncs later it is still completed, and
     // still the only one.
     let lead = &leads[0];
-    let (tasks, _) = items(&raw, lead).await;
+    let (tasks, _) = raw.items_of(lead).await;
     let task = tasks[0]["id"].as_str().unwrap().to_owned();
     raw.call(
         "PUT",
@@ -132,7 +120,7 @@ async fn a_hot_lead_tagged_in_ghl_gets_its_task_within_three_seconds_and_keeps_i
             syncs.push(now);
         }
     }
-    let (tasks, notes) = items(&raw, lead).await;
+    let (tasks, notes) = raw.items_of(lead).await;
     assert_eq!(tasks.len(), 1, "exactly one such task: {tasks:?}");
     assert_eq!(tasks[0]["id"], task.as_str());
     assert_eq!(tasks[0]["completed"], true, "never reopened");
@@ -172,7 +160,7 @@ async fn a_contact_that_leaves_keeps_its_task_or_has_it_completed() {
     .await;
     let title = |name: &str| format!("Call the hot lead ({name})");
     wait_for("both rules' tasks", READY, || async {
-        (items(&raw, &lead).await.0.len() == 2).then_some(())
+        (raw.items_of(&lead).await.0.len() == 2).then_some(())
     })
     .await;
 
@@ -182,7 +170,7 @@ async fn a_contact_that_leaves_keeps_its_task_or_has_it_completed() {
         "the completing rule's task completed",
         Duration::from_secs(10),
         || async {
-            let (tasks, _) = items(&raw, &lead).await;
+            let (tasks, _) = raw.items_of(&lead).await;
             tasks
                 .iter()
                 .any(|t| t["title"] == title("completes").as_str() && t["completed"] == true)
@@ -195,7 +183,7 @@ async fn a_contact_that_leaves_keeps_its_task_or_has_it_completed() {
         .find(|t| t["title"] == title("keeps").as_str())
         .expect("the keeping rule's task is still there");
     assert_eq!(kept["completed"], false, "onLeave: Keep leaves it open");
-    let (_, notes) = items(&raw, &lead).await;
+    let (_, notes) = raw.items_of(&lead).await;
     assert_eq!(notes.len(), 2, "notes stay with both");
     for name in ["keeps", "completes"] {
         wait_object(

@@ -79,6 +79,18 @@ impl Raw {
         self.send(builder).await
     }
 
+    /// The contact's tasks and notes as GHL holds them.
+    pub async fn items_of(&self, contact: &str) -> (Vec<Value>, Vec<Value>) {
+        let tasks = self
+            .call("GET", &format!("/contacts/{contact}/tasks"), None)
+            .await;
+        let notes = self
+            .call("GET", &format!("/contacts/{contact}/notes"), None)
+            .await;
+        let list = |v: &Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
+        (list(&tasks.json, "tasks"), list(&notes.json, "notes"))
+    }
+
     pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let mut builder = self.http.request(
             method.parse().unwrap(),
