@@ -23,6 +23,7 @@ mod clock;
 pub mod config;
 pub mod consent;
 mod errors;
+pub mod export;
 mod faults;
 mod gateway;
 mod ids;

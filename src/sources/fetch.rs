@@ -76,6 +76,9 @@ pub enum SourceError {
     TimedOut(String),
     #[error("{0}: {1}")]
     Transport(String, &'static str),
+    /// A plan computed for a person (the console): the operator's network is not theirs.
+    #[error("{0} is read by the operator only: a plan computed for a person does not fetch it")]
+    NotFetchedHere(String),
     #[error(
         "headers Secret {0}: key {1:?} is not a valid HTTP header name, or its value is not a valid header value"
     )]

@@ -19,11 +19,31 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
 
+use crate::crd::contact_sync_policy::ContactSource;
 use crate::egress::AllowList;
 use fetch::{Fetched, Fetcher, SourceError, Validators};
 
 /// `refreshInterval` when a source omits it.
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
+
+/// The name a source's format is guessed from: its key, or the last segment of its URL's path.
+pub fn format_key(source: &ContactSource) -> String {
+    if let Some(http) = &source.http {
+        return url::Url::parse(&http.url)
+            .ok()
+            .and_then(|u| {
+                u.path_segments()
+                    .and_then(|mut s| s.next_back().map(str::to_owned))
+            })
+            .unwrap_or_default();
+    }
+    source
+        .config_map_ref
+        .as_ref()
+        .map(|r| r.key.clone())
+        .or_else(|| source.secret_ref.as_ref().map(|r| r.key.clone()))
+        .unwrap_or_default()
+}
 
 /// What is known of one source.
 struct Entry {

@@ -79,6 +79,7 @@ VALUE_SETS = {
             "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
         },
         "export": {"allowedSinkUrls": ["https://servis.example.com/hooks/"]},
+        "sources": {"allowedSourceUrls": ["https://servis.example.com/export/", "http://enrich.crm.svc:8080/"]},
         "podAnnotations": {"example.com/a": "b"},
         "podLabels": {"team": "crm"},
         "nodeSelector": {"kubernetes.io/os": "linux"},
@@ -377,6 +378,18 @@ def check_forwarding(name, values, objects):
             fail(f"{name}: the NetworkPolicy opens the replicas' webhook port to each other exactly when sharded")
 
 
+def check_allowlists(name, values, objects):
+    """Sinks and sources: the operator is given exactly the URLs the values list, in order."""
+    args = operator_args(objects)
+    for flag, section, key in [
+        ("--allowed-sink-url=", "export", "allowedSinkUrls"),
+        ("--allowed-source-url=", "sources", "allowedSourceUrls"),
+    ]:
+        given = [a.split("=", 1)[1] for a in args if a.startswith(flag)]
+        if given != values.get(section, {}).get(key, []):
+            fail(f"{name}: {flag[:-1]} is exactly {section}.{key}: {given}")
+
+
 def check_admission(name, values, objects):
     """The approval webhook: served, reachable through its Service, let in by the
     NetworkPolicy and allowed to register itself exactly when enabled."""
@@ -497,6 +510,7 @@ def main():
         {"replicaCount": "two"},
         {"operator": {"defaultResync": "10 minutes"}},
         {"export": {"allowedSinkUrls": ["servis.example.com"]}},
+        {"sources": {"allowedSourceUrls": ["servis.example.com/export/"]}},
         {"allowedBaseUrls": ["services.leadconnectorhq.com"]},
         {"watchNamespaces": ["Not A Namespace"]},
         {"webhooks": {"port": 70000}},
@@ -552,6 +566,7 @@ def main():
         check_aggregate_roles(name, values, objects)
         check_sandbox(name, values, objects)
         check_forwarding(name, values, objects)
+        check_allowlists(name, values, objects)
         check_admission(name, values, objects)
         check_console(name, values, objects)
         (out_dir / f"{name}.json").write_text(json.dumps(objects, indent=1))

@@ -179,12 +179,129 @@ async fn import_writes_a_policy_that_plans_clean() {
     );
 }
 
+/// A policy reading servis-ai's export over HTTP, in `ns` crm with the PIT connection.
+fn http_policy(url: &str) -> String {
+    format!(
+        r#"apiVersion: ghl.servis.ai/v1alpha1
+kind: ContactSyncPolicy
+metadata: {{name: from-export, namespace: crm}}
+spec:
+  connectionRef: {{name: acme}}
+  contactsFrom:
+  - http: {{url: "{url}", headersSecretRef: {{name: export-headers}}}}
+    fieldMap: {{email: mail, firstName: given}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: export-headers, namespace: crm}}
+stringData: {{Authorization: Bearer export-token}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn plan_and_apply_read_an_http_source_only_when_allowed() {
+    let export = crate::support::source::start(
+        r#"[{"mail": "lin@servis.example", "given": "Lin"}, {"mail": "omar@servis.example", "given": "Omar"}]"#,
+    )
+    .await;
+    export.require_authorization("Bearer export-token");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        examples().join("10-connection-pit.yaml"),
+        dir.path().join("10-connection-pit.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("20-policy.yaml"),
+        http_policy(&export.url("/export/people.json?since=0")),
+    )
+    .unwrap();
+    let manifests = dir.path().display().to_string();
+    let sandbox = start(SandboxConfig::default()).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("state.json").display().to_string();
+    let with = |cmd: &str, extra: &[&str]| {
+        let mut list = args(&[
+            cmd,
+            "-f",
+            &manifests,
+            "--base-url",
+            &sandbox.url,
+            "--token",
+            &sandbox.token,
+            "--state",
+            &state,
+        ]);
+        list.extend(args(extra));
+        list
+    };
+
+    // A source that cannot be read is the plan's failure for that source: it releases
+    // nothing and creates nothing, as in the cluster.
+    let refused = run(with("plan", &[])).await;
+    let msg = text(&refused);
+    assert!(
+        msg.contains("is not among the URLs the operator's installer allows (SourceNotAllowed)"),
+        "{msg}"
+    );
+    assert!(msg.contains("Plan: 0 to create"), "{msg}");
+    assert!(!msg.contains("since=0"), "the query is never shown: {msg}");
+    assert_eq!(export.asked(), 0, "a URL not allowed is never fetched");
+
+    let allowed = format!("--allowed-source-url={}", export.url("/export/"));
+    let plan = run(with("plan", &[&allowed])).await;
+    let msg = text(&plan);
+    assert_eq!(plan.status.code(), Some(0), "{msg}");
+    assert!(msg.contains("Plan: 2 to create"), "{msg}");
+    assert!(
+        !msg.contains("lin@servis.example"),
+        "values stay masked: {msg}"
+    );
+    assert_eq!(export.asked(), 1);
+
+    let applied = run(with("apply", &[&allowed])).await;
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied));
+    let held = Raw::new(&sandbox).admin("GET", "state", None).await;
+    let emails: Vec<&str> = held["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["email"].as_str())
+        .collect();
+    assert!(emails.contains(&"lin@servis.example"), "{emails:?}");
+    assert!(emails.contains(&"omar@servis.example"), "{emails:?}");
+
+    // The headers Secret is the only way the token reaches the source.
+    std::fs::write(
+        dir.path().join("20-policy.yaml"),
+        http_policy(&export.url("/export/people.json")).replace("export-token", "wrong"),
+    )
+    .unwrap();
+    let unauthorized = run(with("plan", &[&allowed])).await;
+    let msg = text(&unauthorized);
+    assert!(
+        msg.contains("answered HTTP 401 (SourceUnavailable)"),
+        "{msg}"
+    );
+    assert!(msg.contains("Plan: 0 to create"), "{msg}");
+    assert!(!msg.contains("wrong"), "{msg}");
+}
+
 #[tokio::test]
 async fn the_demo_converges() {
     let out = run(args(&["demo"])).await;
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(0), "{msg}");
     assert!(msg.contains("adopt existing"), "{msg}");
+    assert!(
+        msg.contains("servis-ai's export was asked 5 times, 3 of them answered 304"),
+        "one request per run, conditional after the first: {msg}"
+    );
+    assert!(
+        msg.contains("ContactSyncPolicy crm/servis-ai-export"),
+        "{msg}"
+    );
     assert!(
         msg.contains("(changed in GHL)"),
         "the drift is shown: {msg}"

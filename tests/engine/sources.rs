@@ -10,7 +10,7 @@ use ghl_operator::sources::HttpSources;
 use ghl_operator::sources::fetch::SourceError;
 use reqwest::header::HeaderMap;
 
-use crate::support::source::Source;
+use crate::support::source::{self, Source};
 
 const DOC: &str = r#"[{"mail": "ada@example.com", "given": "Ada"}]"#;
 
@@ -20,7 +20,7 @@ fn sources(source: &Source) -> HttpSources<&'static str> {
 
 #[tokio::test]
 async fn an_unchanged_document_costs_one_conditional_request_per_refresh() {
-    let source = Source::start(DOC).await;
+    let source = source::start(DOC).await;
     let sources = sources(&source);
     let url = source.url("/export/leads.json");
     let refresh = Duration::from_millis(300);
@@ -63,7 +63,7 @@ async fn an_unchanged_document_costs_one_conditional_request_per_refresh() {
 
 #[tokio::test]
 async fn a_failure_is_reported_and_so_is_the_recovery() {
-    let source = Source::start(DOC).await;
+    let source = source::start(DOC).await;
     let sources = sources(&source);
     let url = source.url("/export/leads.json");
     let refresh = Duration::from_millis(200);
@@ -99,7 +99,7 @@ async fn a_failure_is_reported_and_so_is_the_recovery() {
 
 #[tokio::test]
 async fn refused_redirected_and_oversized_documents_are_errors() {
-    let source = Source::start(DOC).await;
+    let source = source::start(DOC).await;
     let sources = sources(&source);
     let refresh = Duration::from_secs(60);
     let outside = source.url("/private/private.json?token=s3cret");

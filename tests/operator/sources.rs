@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 use crate::support::sandbox::{Raw, start};
-use crate::support::source::Source;
+use crate::support::source::{self, Source};
 
 const READY: Duration = Duration::from_secs(60);
 const REFRESH: Duration = Duration::from_secs(10);
@@ -64,7 +64,7 @@ async fn setup_with(
         ..SandboxConfig::default()
     })
     .await;
-    let source = Source::start(&document(&[("ada@example.com", "Ada")])).await;
+    let source = source::start(&document(&[("ada@example.com", "Ada")])).await;
     source.require_authorization(TOKEN);
     apply_connection(&client, &ns.name, &sandbox.url).await;
     apply(&client, &ns.name, headers_secret()).await;

@@ -1,9 +1,11 @@
 //! `ghl-operator demo`: the whole product in one minute, with no cluster and no GHL account.
 //!
-//! Starts the embedded sandbox with a few contacts already in it, plans and applies the
-//! examples (adopting the existing contact instead of duplicating it), then edits a contact in
-//! the sandbox as a person in GHL's UI would, shows the drift plan, repairs it, and shows that
-//! the next plan is empty. With `--oauth` it first connects an account over OAuth the way the
+//! Starts the embedded sandbox with a few contacts already in it, and a stand-in for
+//! servis-ai's export endpoint; plans and applies the examples plus a policy that reads that
+//! export over HTTP through a `fieldMap` (adopting the existing contact instead of duplicating
+//! it), then edits a contact in the sandbox as a person in GHL's UI would, tags another a hot
+//! lead (the rule gives it a task and a note) and adds a person to the export, shows the
+//! plan, applies it, and shows that the next plan is empty. With `--oauth` it first connects an account over OAuth the way the
 //! operator does ([`oauth`]).
 
 mod oauth;
@@ -17,6 +19,7 @@ use serde_json::{Value, json};
 use super::manifests::Manifests;
 use super::workspace::{CommonArgs, Output, Refresh, Report, Workspace};
 use crate::crd::common::Mode;
+use crate::sandbox::export::ExportServer;
 use crate::sandbox::{SandboxConfig, Seed};
 
 /// The examples, built in so the demo runs from anywhere.
@@ -46,6 +49,34 @@ const EXAMPLES: [(&str, &str); 6] = [
         include_str!("../../../examples/31-hot-leads.yaml"),
     ),
 ];
+
+/// servis-ai's export, in its own key names: the `servis-ai-export` policy maps them.
+const EXPORT: &str = r#"[
+  {"mail": "lin@servis.example", "given": "Lin", "org": "Servis", "internalId": 17},
+  {"mail": "omar@servis.example", "given": "Omar", "org": "Servis", "internalId": 18}
+]"#;
+
+/// The export after servis-ai gained a customer.
+const EXPORT_GROWN: &str = r#"[
+  {"mail": "lin@servis.example", "given": "Lin", "org": "Servis", "internalId": 17},
+  {"mail": "omar@servis.example", "given": "Omar", "org": "Servis", "internalId": 18},
+  {"mail": "kim@servis.example", "given": "Kim", "org": "Servis", "internalId": 19}
+]"#;
+
+/// A policy fed from that export over HTTP (`{url}`: where the demo serves it).
+const EXPORT_POLICY: &str = r#"
+apiVersion: ghl.servis.ai/v1alpha1
+kind: ContactSyncPolicy
+metadata: {name: servis-ai-export, namespace: crm}
+spec:
+  connectionRef: {name: acme}
+  matchBy: email
+  contactsFrom:
+  - http: {url: "{url}"}
+    format: json
+    refreshInterval: 1m
+    fieldMap: {email: mail, firstName: given, companyName: org}
+"#;
 
 /// What the sandbox holds before the demo starts.
 const SEED: &str = r#"
@@ -90,6 +121,9 @@ fn print_reports(reports: &[Report]) {
 
 /// One piece: the demo is a script, read top to bottom as the user sees it.
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    // servis-ai's export endpoint, read by a policy of the built-in examples.
+    let export = ExportServer::start(EXPORT).await?;
+    let export_url = export.url("/export/people.json");
     let manifests = match &args.examples {
         Some(path) => Manifests::load(std::slice::from_ref(path), "default")?,
         None => {
@@ -97,6 +131,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             for (origin, text) in EXAMPLES {
                 m.add_text(text, origin, "default")?;
             }
+            let policy = EXPORT_POLICY.replace("{url}", &export_url);
+            m.add_text(&policy, "demo: servis-ai-export", "default")?;
             m
         }
     };
@@ -112,6 +148,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         output: Output::Text,
         allow_cross_namespace_refs: false,
         concurrency: 4,
+        allowed_source_urls: vec![export.url("/export/")],
         cluster: Default::default(),
     };
     let seed: Seed = serde_saphyr::from_str(SEED)?;
@@ -139,6 +176,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         sandbox.url, sandbox.location_id
     );
     println!("It already holds 3 contacts, among them Grace, whom the examples declare too.");
+    if args.examples.is_none() {
+        println!(
+            "servis-ai's export is served at {export_url} (2 people, in its own field names); \
+             the policy crm/servis-ai-export reads it through its fieldMap."
+        );
+    }
     if !args.show_sensitive {
         println!("Personal values show as (sensitive); add --show-sensitive to see them.");
     }
@@ -147,7 +190,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         oauth::run(sandbox).await?;
     }
 
-    step("1. plan: what applying examples/ would change");
+    step("1. plan: what applying examples/ (and the export policy) would change");
     print_reports(&workspace.run(Mode::Plan, None).await);
 
     step("2. apply");
@@ -163,8 +206,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
 
     step(
-        "3. someone edits Ada in GHL: a new last name, and the vip tag removed; and tags Sam lead-hot",
+        "3. someone edits Ada in GHL (a new last name, the vip tag removed) and tags Sam lead-hot; servis-ai's export gains Kim",
     );
+    export.set_document(EXPORT_GROWN);
     let ada = state["contacts"]
         .as_array()
         .into_iter()
@@ -197,7 +241,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
 
-    step("4. plan: the drift");
+    step("4. plan: the drift, the hot lead, the new person");
     print_reports(&workspace.run(Mode::Plan, None).await);
 
     step("5. apply: repair");
@@ -214,6 +258,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "\nGHL API calls in the whole demo: {} ({} rate-limited).",
         stats["totalRequests"], stats["rateLimited"]
     );
+    if args.examples.is_none() {
+        println!(
+            "servis-ai's export was asked {} times, {} of them answered 304 (unchanged, nothing re-read).",
+            export.asked(),
+            export.not_modified()
+        );
+    }
     let clean = last.iter().all(|r| !r.changes && r.error.is_none());
     if clean {
         println!(

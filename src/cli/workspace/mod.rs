@@ -15,6 +15,7 @@ pub use report::Report;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 
@@ -23,7 +24,8 @@ use self::cluster::{ClusterArgs, ClusterState, NoToken, token_ref};
 use super::manifests::{Manifests, ObjectKey};
 use crate::crd::common::ConnectionRef;
 use crate::crd::connection::GhlConnection;
-use crate::crd::contact_sync_policy::ContactSyncPolicy;
+use crate::crd::contact_sync_policy::{ContactSource, ContactSyncPolicy, HttpSource};
+use crate::egress::AllowList;
 use crate::engine::desired::SourceText;
 use crate::engine::state::file::StateFile;
 use crate::engine::state::{MemoryStore, StateStore};
@@ -31,6 +33,8 @@ use crate::ghl::budget::BudgetConfig;
 use crate::ghl::{ConnectionSettings, GhlClient, GhlMetrics, StaticToken};
 use crate::refs::RefError;
 use crate::sandbox::{self, RunningSandbox, SandboxConfig};
+use crate::sources::HttpSources;
+use crate::sources::fetch::{SourceError, headers_from, shown};
 
 /// Options `plan` and `apply` share.
 #[derive(Debug, Clone, clap::Args)]
@@ -73,6 +77,16 @@ pub struct CommonArgs {
     /// Contacts applied in parallel per policy (the request budget paces them).
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// A URL policies may read records from (`contactsFrom[].http.url` must have its scheme,
+    /// host and port, and start with its path), as the operator's flag; repeat for several.
+    /// Without any, no HTTP source is fetched.
+    #[arg(
+        long = "allowed-source-url",
+        env = "GHL_ALLOWED_SOURCE_URLS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub allowed_source_urls: Vec<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -137,6 +151,9 @@ pub struct Workspace {
     cluster: ClusterState,
     /// Connections given no client, and why (beyond what the manifests say).
     refused: BTreeMap<ObjectKey, NoToken>,
+    /// The HTTP sources' last answers (`None`: a person's plan in the console, which never
+    /// fetches on the operator's network behalf).
+    http_sources: Option<HttpSources<ObjectKey>>,
     pub sandboxes: Vec<RunningSandbox>,
     /// Policies and rules not planned: their namespace was not named (against a cluster).
     outside: Vec<String>,
@@ -175,7 +192,10 @@ impl Workspace {
         client: Option<kube::Client>,
     ) -> anyhow::Result<Self> {
         let mut outside = Vec::new();
-        let with_cluster = args.cluster.wanted() || client.is_some();
+        // The console passes the person's client: its plans never fetch a URL from where the
+        // operator runs.
+        let for_person = client.is_some();
+        let with_cluster = args.cluster.wanted() || for_person;
         let cluster = if with_cluster {
             if args.sandbox {
                 bail!("--sandbox plans against the sandbox; a cluster's ledgers belong to its GHL");
@@ -237,6 +257,14 @@ impl Workspace {
                 .with_context(|| format!("connection {}/{}", key.0, key.1))?;
             clients.insert(key.clone(), client);
         }
+        let http_sources = if for_person {
+            None
+        } else {
+            Some(HttpSources::new(
+                AllowList::parse(&args.allowed_source_urls)
+                    .map_err(|e| anyhow!("--allowed-source-url: {e}"))?,
+            ))
+        };
         let state = match (&args.state, args.sandbox || with_cluster) {
             (Some(_), _) if with_cluster => {
                 bail!("--state and a cluster do not mix: the cluster's ledgers are the state")
@@ -252,6 +280,7 @@ impl Workspace {
             memory: Default::default(),
             cluster,
             refused,
+            http_sources,
             sandboxes: sandboxes.into_values().collect(),
             outside,
             args: args.clone(),
@@ -313,47 +342,98 @@ impl Workspace {
         }
     }
 
-    pub(super) fn sources(&self, namespace: &str, policy: &ContactSyncPolicy) -> Vec<SourceText> {
-        policy
-            .spec
-            .contacts_from
-            .iter()
-            .map(|source| {
-                let (kind, name, key, data) = match (&source.config_map_ref, &source.secret_ref) {
-                    (Some(r), _) => (
-                        "ConfigMap",
-                        &r.name,
-                        &r.key,
-                        self.manifests
-                            .config_maps
-                            .get(&(namespace.to_owned(), r.name.clone())),
-                    ),
-                    (None, Some(r)) => (
-                        "Secret",
-                        &r.name,
-                        &r.key,
-                        self.manifests
-                            .secrets
-                            .get(&(namespace.to_owned(), r.name.clone())),
-                    ),
-                    (None, None) => ("ConfigMap", &String::new(), &String::new(), None),
-                };
-                let name = format!("{namespace}/{name}");
-                let text = match data {
-                    None => Err(RefError::NotInManifests { kind, name }),
-                    Some(data) => data.get(key).cloned().ok_or(RefError::NoKey {
-                        kind,
-                        name,
-                        key: key.clone(),
-                    }),
-                };
-                SourceText {
-                    key: key.clone(),
-                    text,
-                    sensitive: kind == "Secret",
-                }
-            })
-            .collect()
+    /// The text of every `contactsFrom` entry of `policy` (`key`), in order, or why it could
+    /// not be read: ConfigMaps and Secrets from the manifests, HTTP sources fetched (each run
+    /// asks again, conditionally: an unchanged document costs one 304).
+    pub(super) async fn sources(
+        &self,
+        key: &ObjectKey,
+        policy: &ContactSyncPolicy,
+    ) -> Vec<SourceText> {
+        let mut out = Vec::with_capacity(policy.spec.contacts_from.len());
+        for (index, source) in policy.spec.contacts_from.iter().enumerate() {
+            out.push(match &source.http {
+                Some(http) => SourceText {
+                    key: crate::sources::format_key(source),
+                    text: self.fetched(key, index, http).await,
+                    sensitive: true,
+                },
+                None => self.in_manifests(&key.0, source),
+            });
+        }
+        out
+    }
+
+    /// An HTTP source's document. Its headers Secret comes from the manifests (they are the
+    /// person's own files: no label is asked of it).
+    async fn fetched(
+        &self,
+        owner: &ObjectKey,
+        index: usize,
+        http: &HttpSource,
+    ) -> Result<String, RefError> {
+        let Some(sources) = &self.http_sources else {
+            return Err(SourceError::NotFetchedHere(shown(&http.url)).into());
+        };
+        sources.check(&http.url).map_err(SourceError::Refused)?;
+        let headers = match &http.headers_secret_ref {
+            None => Default::default(),
+            Some(r) => {
+                let name = format!("{}/{}", owner.0, r.name);
+                let data = self
+                    .manifests
+                    .secrets
+                    .get(&(owner.0.clone(), r.name.clone()))
+                    .ok_or(RefError::NotInManifests {
+                        kind: "Secret",
+                        name: name.clone(),
+                    })?;
+                let data = data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone().into_bytes()));
+                headers_from(&name, data)?
+            }
+        };
+        let document = sources
+            .read(owner, index, &http.url, headers, Duration::ZERO)
+            .await?;
+        Ok(document.to_string())
+    }
+
+    fn in_manifests(&self, namespace: &str, source: &ContactSource) -> SourceText {
+        let (kind, name, key, data) = match (&source.config_map_ref, &source.secret_ref) {
+            (Some(r), _) => (
+                "ConfigMap",
+                &r.name,
+                &r.key,
+                self.manifests
+                    .config_maps
+                    .get(&(namespace.to_owned(), r.name.clone())),
+            ),
+            (None, Some(r)) => (
+                "Secret",
+                &r.name,
+                &r.key,
+                self.manifests
+                    .secrets
+                    .get(&(namespace.to_owned(), r.name.clone())),
+            ),
+            (None, None) => ("ConfigMap", &String::new(), &String::new(), None),
+        };
+        let name = format!("{namespace}/{name}");
+        let text = match data {
+            None => Err(RefError::NotInManifests { kind, name }),
+            Some(data) => data.get(key).cloned().ok_or(RefError::NoKey {
+                kind,
+                name,
+                key: key.clone(),
+            }),
+        };
+        SourceText {
+            key: key.clone(),
+            text,
+            sensitive: kind == "Secret",
+        }
     }
 
     /// The location of the connection `reference` names from `namespace`, when declared.

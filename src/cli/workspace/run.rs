@@ -72,7 +72,7 @@ fn effective(mode: Mode, own: Mode) -> Mode {
 impl Workspace {
     /// Plans (and in `Apply` mode applies) every policy, then every rule.
     pub async fn run(&self, mode: Mode, progress: Progress) -> Vec<Report> {
-        let (mut declared, mut reports) = self.declare_all();
+        let (mut declared, mut reports) = self.declare_all().await;
         for heading in &self.outside {
             let namespace = heading
                 .split_once(' ')
@@ -100,12 +100,13 @@ impl Workspace {
     }
 
     /// Every policy's declaration (or why its spec is invalid).
-    fn declare_all(&self) -> (Vec<Declared>, Vec<Report>) {
+    async fn declare_all(&self) -> (Vec<Declared>, Vec<Report>) {
         let mut declared = Vec::new();
         let mut reports = Vec::new();
-        for ((namespace, name), policy) in &self.manifests.policies {
+        for (key, policy) in &self.manifests.policies {
+            let (namespace, name) = key;
             let heading = format!("ContactSyncPolicy {namespace}/{name}");
-            match build(&policy.spec, &self.sources(namespace, policy)) {
+            match build(&policy.spec, &self.sources(key, policy).await) {
                 Ok(desired) => {
                     let declaration =
                         PolicyDeclaration::new(heading, Seniority::of(policy), &desired);

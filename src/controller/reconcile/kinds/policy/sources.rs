@@ -32,7 +32,7 @@ pub async fn read(ctx: &Context, key: &ObjectKey, spec: &ContactSyncPolicySpec) 
             None => text_of(&ctx.client, &key.namespace, source).await,
         };
         out.push(SourceText {
-            key: key_of(source),
+            key: crate::sources::format_key(source),
             text,
             // A document's values never reach status either.
             sensitive: source.secret_ref.is_some() || source.http.is_some(),
@@ -52,25 +52,6 @@ pub fn refresh_of(source: &ContactSource) -> Duration {
         .and_then(|d| DurationString::parse(d).ok())
         .unwrap_or(DEFAULT_REFRESH)
         .clamp(REFRESH_BOUNDS.0, REFRESH_BOUNDS.1)
-}
-
-/// The name formats are guessed from: the key, or the last segment of the URL's path.
-fn key_of(source: &ContactSource) -> String {
-    if let Some(http) = &source.http {
-        return url::Url::parse(&http.url)
-            .ok()
-            .and_then(|u| {
-                u.path_segments()
-                    .and_then(|mut s| s.next_back().map(str::to_owned))
-            })
-            .unwrap_or_default();
-    }
-    source
-        .config_map_ref
-        .as_ref()
-        .map(|r| r.key.clone())
-        .or_else(|| source.secret_ref.as_ref().map(|r| r.key.clone()))
-        .unwrap_or_default()
 }
 
 async fn fetched(
