@@ -13,6 +13,7 @@ pub mod manifests;
 mod plan;
 mod run;
 mod sandbox;
+pub mod sources;
 pub mod workspace;
 
 use std::process::ExitCode;

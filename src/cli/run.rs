@@ -135,16 +135,8 @@ pub struct RunArgs {
         value_name = "URL"
     )]
     pub allowed_sink_urls: Vec<String>,
-    /// A URL policies may read contact records from (`contactsFrom[].http.url` must have its
-    /// scheme, host and port, and start with its path); repeat for several. Without any,
-    /// nothing is fetched.
-    #[arg(
-        long = "allowed-source-url",
-        env = "GHL_ALLOWED_SOURCE_URLS",
-        value_delimiter = ',',
-        value_name = "URL"
-    )]
-    pub allowed_source_urls: Vec<String>,
+    #[command(flatten)]
+    pub sources: super::sources::SourceArgs,
     /// Serve the web console on this address. Every request must carry the person's own
     /// Kubernetes token (an auth proxy's `Authorization: Bearer`, or the login page's
     /// session): the console reads and writes only as that person.
@@ -252,8 +244,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             },
             allowed_sinks: AllowList::parse(&args.allowed_sink_urls)
                 .map_err(|e| anyhow::anyhow!("--allowed-sink-url: {e}"))?,
-            allowed_sources: AllowList::parse(&args.allowed_source_urls)
-                .map_err(|e| anyhow::anyhow!("--allowed-source-url: {e}"))?,
+            allowed_sources: args.sources.allow_list()?,
             approvals: match args.admission_addr {
                 Some(_) => Approvals::Sealed,
                 None => Approvals::Unverified,

@@ -63,7 +63,7 @@ fn options(namespace: &str) -> CommonArgs {
         output: Output::Text,
         allow_cross_namespace_refs: false,
         concurrency: 4,
-        allowed_source_urls: Vec::new(),
+        sources: Default::default(),
         cluster: ClusterArgs::default(),
     }
 }

@@ -17,6 +17,7 @@ use anyhow::anyhow;
 use serde_json::{Value, json};
 
 use super::manifests::Manifests;
+use super::sources::SourceArgs;
 use super::workspace::{CommonArgs, Output, Refresh, Report, Workspace};
 use crate::crd::common::Mode;
 use crate::sandbox::export::ExportServer;
@@ -148,7 +149,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         output: Output::Text,
         allow_cross_namespace_refs: false,
         concurrency: 4,
-        allowed_source_urls: vec![export.url("/export/")],
+        sources: SourceArgs {
+            allowed_source_urls: vec![export.url("/export/")],
+        },
         cluster: Default::default(),
     };
     let seed: Seed = serde_saphyr::from_str(SEED)?;

@@ -22,10 +22,10 @@ use anyhow::{Context, anyhow, bail};
 use self::cluster::{ClusterArgs, ClusterState, NoToken, token_ref};
 
 use super::manifests::{Manifests, ObjectKey};
+use super::sources::SourceArgs;
 use crate::crd::common::ConnectionRef;
 use crate::crd::connection::GhlConnection;
 use crate::crd::contact_sync_policy::{ContactSource, ContactSyncPolicy, HttpSource};
-use crate::egress::AllowList;
 use crate::engine::desired::SourceText;
 use crate::engine::state::file::StateFile;
 use crate::engine::state::{MemoryStore, StateStore};
@@ -77,16 +77,8 @@ pub struct CommonArgs {
     /// Contacts applied in parallel per policy (the request budget paces them).
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
-    /// A URL policies may read records from (`contactsFrom[].http.url` must have its scheme,
-    /// host and port, and start with its path), as the operator's flag; repeat for several.
-    /// Without any, no HTTP source is fetched.
-    #[arg(
-        long = "allowed-source-url",
-        env = "GHL_ALLOWED_SOURCE_URLS",
-        value_delimiter = ',',
-        value_name = "URL"
-    )]
-    pub allowed_source_urls: Vec<String>,
+    #[command(flatten)]
+    pub sources: SourceArgs,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -260,10 +252,7 @@ impl Workspace {
         let http_sources = if for_person {
             None
         } else {
-            Some(HttpSources::new(
-                AllowList::parse(&args.allowed_source_urls)
-                    .map_err(|e| anyhow!("--allowed-source-url: {e}"))?,
-            ))
+            Some(HttpSources::new(args.sources.allow_list()?))
         };
         let state = match (&args.state, args.sandbox || with_cluster) {
             (Some(_), _) if with_cluster => {
