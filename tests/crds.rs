@@ -273,6 +273,21 @@ fn schema_rejects_what_the_api_server_would() {
     );
 }
 
+#[test]
+fn a_policy_reads_at_most_256_sources() {
+    let schema = schema_of(&ContactSyncPolicy::crd());
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let source = json!({"configMapRef": {"name": "batch", "key": "contacts.csv"}});
+    let mut policy = example_policy();
+    policy["spec"]["contactsFrom"] = json!(vec![source.clone(); 256]);
+    assert!(validator.is_valid(&policy), "256 sources are allowed");
+    policy["spec"]["contactsFrom"] = json!(vec![source; 257]);
+    assert!(
+        !validator.is_valid(&policy),
+        "each source is a read (or a fetch) per reconcile: their number is bounded"
+    );
+}
+
 fn example_connection() -> Value {
     json!({
         "apiVersion": "ghl.servis.ai/v1alpha1",

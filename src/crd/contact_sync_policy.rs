@@ -82,8 +82,10 @@ pub struct ContactSyncPolicySpec {
     #[serde(default, skip_serializing_if = "InlineContacts::is_empty")]
     pub contacts: InlineContacts,
 
-    /// Contacts declared in ConfigMap or Secret keys (CSV, JSON or YAML), for large lists.
+    /// Contacts declared in ConfigMap or Secret keys, or HTTP documents (CSV, JSON or YAML),
+    /// for large lists. At most 256 sources.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
     pub contacts_from: Vec<ContactSource>,
 }
 
